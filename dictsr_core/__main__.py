@@ -1,0 +1,3 @@
+from dictsr_core.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Images on disk: reading, degradations, datasets and prepared dataset folders."""

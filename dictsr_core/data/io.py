@@ -1,0 +1,99 @@
+"""Reading and writing RGB images: every PIL mode in, uint8 RGB out, and errors that name the file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+
+
+class ImageError(ValueError):
+    """An image file that cannot be used; the message names the file and the reason."""
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+def pil_to_rgb(image: Image.Image) -> np.ndarray:
+    """Any PIL mode (1, L, LA, P, RGBA, I;16, I, F, CMYK, ...) as an HxWx3 uint8 array.
+
+    Alpha is composited over white (as viewers show it); 16-bit and float images are
+    scaled from their full range rather than clipped.
+    """
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(image, dtype=np.float64)
+        scale = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(arr / scale * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if mode == "F":
+        arr = np.asarray(image, dtype=np.float64)
+        top = 1.0 if arr.max() <= 1.0 else 255.0
+        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+
+
+def read_rgb(path, min_size: int = 1) -> np.ndarray:
+    """Decode an image file fully into HxWx3 uint8; raise ImageError naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(path, "no such file")
+    if path.stat().st_size == 0:
+        raise ImageError(path, "empty file (0 bytes)")
+    try:
+        with Image.open(path) as image:
+            image.load()  # force a full decode so truncation is found here, not later
+            array = pil_to_rgb(image)
+    except UnidentifiedImageError:
+        raise ImageError(path, "not an image file (unrecognised format)") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError(path, f"cannot decode image ({error}); the file may be truncated or corrupt") from None
+    height, width = array.shape[:2]
+    if min(height, width) < min_size:
+        raise ImageError(path, f"image is {width}x{height}, smaller than the required {min_size}x{min_size}")
+    return array
+
+
+def write_rgb(path, array: np.ndarray, **save_kwargs) -> Path:
+    """Write an HxWx3 uint8 image atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    array = np.asarray(array)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"{path}: expected an HxWx3 uint8 array, got {array.dtype} {array.shape}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(array, mode="RGB")
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unknown image extension {path.suffix!r}")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            image.save(handle, format=fmt, **save_kwargs)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def list_images(folder) -> list[Path]:
+    """Image files of a folder (not recursive), sorted by name; an error if the folder is missing."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
