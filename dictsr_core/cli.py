@@ -3,50 +3,157 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 
-def _cmd_prepare(args) -> int:
+def _config_from_args(args):
+    from dictsr_core.config import get_config, parse_set_args
+
+    return get_config(args.preset, args.ablation, parse_set_args(args.set))
+
+
+def _add_config_arguments(parser) -> None:
+    parser.add_argument("--preset", default="paper", help="paper, gpu, cpu or tiny")
+    parser.add_argument("--ablation", default=None, help="A1, B1, B2, C1, C2, D1, D2, E1, F1-F4, J1")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config field (repeatable)")
+
+
+def cmd_train(args) -> int:
+    from dictsr_core.train import NonFiniteLossError, train
+
+    cfg = _config_from_args(args)
+    try:
+        summary = train(cfg, args.data, args.out, resume=args.resume, device=args.device)
+    except NonFiniteLossError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 130
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_sr(args) -> int:
+    from dictsr_core.checkpoint import load_inference_model
+    from dictsr_core.data.io import ImageError, read_rgb, write_rgb
+    from dictsr_core.infer import super_resolve
+    from dictsr_core.train import pick_device
+
+    device = pick_device(args.device)
+    model, _, step = load_inference_model(args.checkpoint, device=device)
+    out_dir = Path(args.out)
+    failed = 0
+    for name in args.inputs:
+        try:
+            image = read_rgb(name)
+            sr = super_resolve(model, image, tile=args.tile, device=device, amp=device.type == "cuda")
+        except (ImageError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            failed += 1
+            continue
+        target = write_rgb(out_dir / (Path(name).stem + ".png"), sr)
+        print(f"{name} -> {target} ({image.shape[1]}x{image.shape[0]} -> {sr.shape[1]}x{sr.shape[0]})")
+    if failed:
+        print(f"{failed} of {len(args.inputs)} input(s) failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_info(args) -> int:
+    from dictsr_core.cost import model_cost
+
+    cfg = _config_from_args(args)
+    info = model_cost(cfg)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for key, value in info.items():
+            print(f"{key:>24}: {value}")
+    return 0
+
+
+def cmd_prepare(args) -> int:
     from dictsr_core.data.prepare import prepare_from_args
 
     return prepare_from_args(args)
 
 
-def _cmd_weights(args) -> int:
+def cmd_weights(args) -> int:
     from dictsr_core.weights import fetch_weights
 
     fetch_weights(cache_dir=args.cache_dir, force=args.force)
     return 0
 
 
+def cmd_main(args) -> int:
+    from dictsr_core.demo import run_main
 
-def _add_prepare(sub):
-    from dictsr_core.data.prepare import add_prepare_arguments
-
-    parser = sub.add_parser("prepare", help="build an unpaired training set and a paired validation set")
-    add_prepare_arguments(parser)
-    parser.set_defaults(func=_cmd_prepare)
-
-
-def _add_weights(sub):
-    parser = sub.add_parser("weights", help="fetch and convert the offline VGG16/AlexNet backbones for LPIPS")
-    parser.add_argument("--cache-dir", default=None, help="default: $DICTSR_CACHE or ~/.cache/dictsr")
-    parser.add_argument("--force", action="store_true", help="fetch and convert again")
-    parser.set_defaults(func=_cmd_weights)
+    return run_main(profile=args.profile, data_root=args.data_root, runs_root=args.runs_root, force=args.force)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dictsr", description=__doc__)
+    parser = argparse.ArgumentParser(prog="dictsr", description="DictSR workbook: unpaired 4x super-resolution with coupled dictionaries.")
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_prepare(sub)
-    _add_weights(sub)
+
+    p = sub.add_parser("train", help="train a preset (plus optional ablation) on a prepared data folder")
+    _add_config_arguments(p)
+    p.add_argument("--data", required=True, help="folder with train_hr/ and train_lr/ (see `dictsr prepare`)")
+    p.add_argument("--out", required=True, help="run folder: checkpoints/last.pt, metrics.jsonl, config.yaml")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sr", help="super-resolve images with a checkpoint")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("--out", required=True, help="output folder (PNG, same stem)")
+    p.add_argument("--tile", type=int, default=256, help="LR tile side; 0 = whole image at once")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_sr)
+
+    p = sub.add_parser("info", help="parameters, inference conv layers and GMACs at 128x128 LR")
+    _add_config_arguments(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    from dictsr_core.data.prepare import add_prepare_arguments
+
+    p = sub.add_parser("prepare", help="build an unpaired training set and a paired validation set")
+    add_prepare_arguments(p)
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("weights", help="fetch and convert the offline VGG16/AlexNet backbones for LPIPS")
+    p.add_argument("--cache-dir", default=None, help="default: $DICTSR_CACHE or ~/.cache/dictsr")
+    p.add_argument("--force", action="store_true", help="fetch and convert again")
+    p.set_defaults(func=cmd_weights)
+
+    p = sub.add_parser("main", help="the README's main job: data, training, super-resolution and scores, end to end")
+    p.add_argument("--profile", default="auto", help="auto (gpu when CUDA is available, else cpu), cpu, gpu or tiny")
+    p.add_argument("--data-root", default="data")
+    p.add_argument("--runs-root", default="runs")
+    p.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
+    p.set_defaults(func=cmd_main)
     return parser
 
 
 def main(argv=None) -> int:
+    from dictsr_core.config import ConfigError
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, FileExistsError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # errors of ours carry the file or field in their message
+        from dictsr_core.checkpoint import CheckpointError
+
+        if isinstance(error, CheckpointError) or type(error).__name__ in ("MissingWeightsError", "ImageError", "DataError"):
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

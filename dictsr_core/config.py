@@ -1,0 +1,305 @@
+"""Typed configuration: model and training dataclasses, presets, the paper's ablations, `--set` overrides.
+
+Every decision the paper leaves open (DESIGN.md section 3) is a field here, so it can be ablated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Callable
+
+
+class ConfigError(ValueError):
+    """A bad preset, ablation, key or value; the message names it."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    # dictionaries (paper: N 4096, K 32, d 4)
+    entries: int = 4096  # N: content entries in D_hr and D_lr
+    offsets: int = 32  # K: degradation offsets around each D_lr entry (D_deg is N x K x d)
+    dim: int = 4  # d: lookup-space dimension
+    hierarchical: bool = True  # A1 = False: branch 3 looks up over D_lr only
+    coupled: bool = True  # E1 = False: the HR branch looks up its own index over D_hr
+    joint_lookup: bool = False  # inference: choose the nearest (j, k) pair over D_lr + D_deg, keep j
+    beta: float = 0.25  # commitment weight (on ||z - sg[q]||^2, not on the codebook term)
+    # architecture
+    code_patch: int = 2  # LR pixels per code side (HR: 4x); paper 2x2 / 8x8
+    hr_widths: tuple[int, ...] = (48, 128, 256, 512)  # E_hr stages H..H/8; D_hr mirrors them
+    lr_width: int = 128  # E_lr / D_lr width (F_lr has this many channels)
+    enc_hr_blocks: int = 1  # residual blocks per stage; F1..F4 deepen one network each
+    dec_hr_blocks: int = 1
+    enc_lr_blocks: int = 1
+    dec_lr_blocks: int = 1
+    activation: str = "leaky_relu"
+    # dictionary initialisation and health
+    init: str = "sample"  # "sample" | "kmeans": content entries from the first batch's embeddings
+    deg_init_scale: float = 0.05  # D_deg offsets start at this fraction of the embeddings' std
+    lookup_chunk: int = 1 << 24  # max elements of one distance block (bounds lookup memory)
+
+    @property
+    def hr_patch(self) -> int:
+        return 4 * self.code_patch
+
+    @property
+    def lr_stages(self) -> int:
+        return int(math.log2(self.code_patch)) + 1
+
+    @property
+    def hr_stages(self) -> int:
+        return int(math.log2(self.hr_patch)) + 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 24  # HR patches and LR patches per step (each)
+    hr_crop: int = 256
+    lr_crop: int = 64
+    lr: float = 2e-4
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    epochs: int = 100
+    steps_per_epoch: int = 1000  # an "epoch" is a fixed number of steps
+    halve_every: int = 25  # epochs between learning-rate halvings
+    dis_weight: float = 10.0  # lambda on the three discretization losses
+    perceptual_weight: float = 1.0  # LPIPS-VGG term on the HR branch; 0 disables it
+    usage_window: int = 1000  # steps: an entry is "activated" if used within this window
+    restart_every: int = 200  # steps between dead-entry restarts; 0 disables restarts
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    num_workers: int = 4
+    seed: int = 0
+    amp: str = "auto"  # "auto" (bf16 on CUDA, fp32 on CPU) | "bf16" | "off"
+    compile: bool = False
+    channels_last: bool = True  # CUDA only
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    preset: str = "paper"
+    ablation: str | None = None
+
+    # ---- (de)serialisation -------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "preset": self.preset,
+            "ablation": self.ablation,
+            "model": _plain(dataclasses.asdict(self.model)),
+            "train": _plain(dataclasses.asdict(self.train)),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Config":
+        unknown = set(data) - {"preset", "ablation", "model", "train"}
+        if unknown:
+            raise ConfigError(f"config: unknown section(s) {sorted(unknown)}")
+        cfg = cls(preset=data.get("preset", "paper"), ablation=data.get("ablation"))
+        overrides = {f"model.{k}": v for k, v in data.get("model", {}).items()}
+        overrides.update({f"train.{k}": v for k, v in data.get("train", {}).items()})
+        return apply_overrides(cfg, overrides).validated()
+
+    # ---- checks -------------------------------------------------------------------------
+    def validated(self) -> "Config":
+        m, t = self.model, self.train
+        _check(m.entries >= 2, "model.entries", m.entries, "at least 2")
+        _check(m.offsets >= 1, "model.offsets", m.offsets, "at least 1")
+        _check(m.dim >= 1, "model.dim", m.dim, "at least 1")
+        _check(m.beta >= 0, "model.beta", m.beta, "non-negative")
+        _check(m.code_patch >= 1 and (m.code_patch & (m.code_patch - 1)) == 0, "model.code_patch", m.code_patch, "a power of two")
+        _check(
+            len(m.hr_widths) == m.hr_stages,
+            "model.hr_widths",
+            m.hr_widths,
+            f"{m.hr_stages} widths (one per HR stage for {m.hr_patch}x{m.hr_patch} HR patches)",
+        )
+        _check(all(w >= 1 for w in m.hr_widths), "model.hr_widths", m.hr_widths, "positive widths")
+        _check(m.lr_width >= 1, "model.lr_width", m.lr_width, "at least 1")
+        for name in ("enc_hr_blocks", "dec_hr_blocks", "enc_lr_blocks", "dec_lr_blocks"):
+            _check(getattr(m, name) >= 1, f"model.{name}", getattr(m, name), "at least 1")
+        _check(m.activation in ("leaky_relu", "relu", "silu", "gelu"), "model.activation", m.activation, "leaky_relu, relu, silu or gelu")
+        _check(m.init in ("sample", "kmeans"), "model.init", m.init, "'sample' or 'kmeans'")
+        _check(m.deg_init_scale >= 0, "model.deg_init_scale", m.deg_init_scale, "non-negative")
+        _check(m.lookup_chunk >= 1024, "model.lookup_chunk", m.lookup_chunk, "at least 1024")
+        _check(t.batch_size >= 1, "train.batch_size", t.batch_size, "at least 1")
+        _check(t.hr_crop % m.hr_patch == 0 and t.hr_crop > 0, "train.hr_crop", t.hr_crop, f"a positive multiple of {m.hr_patch}")
+        _check(t.lr_crop % m.code_patch == 0 and t.lr_crop > 0, "train.lr_crop", t.lr_crop, f"a positive multiple of {m.code_patch}")
+        _check(t.lr > 0 and math.isfinite(t.lr), "train.lr", t.lr, "a positive finite number")
+        _check(len(t.adam_betas) == 2 and all(0 <= b < 1 for b in t.adam_betas), "train.adam_betas", t.adam_betas, "two numbers in [0, 1)")
+        _check(t.epochs >= 1, "train.epochs", t.epochs, "at least 1")
+        _check(t.steps_per_epoch >= 1, "train.steps_per_epoch", t.steps_per_epoch, "at least 1")
+        _check(t.halve_every >= 1, "train.halve_every", t.halve_every, "at least 1")
+        _check(t.dis_weight >= 0, "train.dis_weight", t.dis_weight, "non-negative")
+        _check(t.perceptual_weight >= 0, "train.perceptual_weight", t.perceptual_weight, "non-negative")
+        _check(t.usage_window >= 1, "train.usage_window", t.usage_window, "at least 1")
+        _check(t.restart_every >= 0, "train.restart_every", t.restart_every, "0 (off) or more")
+        _check(t.log_every >= 1, "train.log_every", t.log_every, "at least 1")
+        _check(t.checkpoint_every >= 1, "train.checkpoint_every", t.checkpoint_every, "at least 1")
+        _check(t.num_workers >= 0, "train.num_workers", t.num_workers, "0 or more")
+        _check(t.amp in ("auto", "bf16", "off"), "train.amp", t.amp, "'auto', 'bf16' or 'off'")
+        return self
+
+
+def _check(ok: bool, name: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name} = {value!r} is invalid: expected {expected}")
+
+
+def _plain(d: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+# ---- presets ---------------------------------------------------------------------------
+
+PRESETS: dict[str, Config] = {
+    # the paper's settings (section 4.1.2): 100 epochs of 1000 steps, lr halved every 25
+    "paper": Config(preset="paper"),
+    # paper architecture and batch, a schedule of about 6 minutes on one H100/H200
+    "gpu": Config(
+        preset="gpu",
+        train=TrainConfig(epochs=8, steps_per_epoch=1000, halve_every=4, num_workers=8, log_every=100, checkpoint_every=2000),
+    ),
+    # small enough that 2 CPU cores learn something visible in about 10 minutes
+    "cpu": Config(
+        preset="cpu",
+        model=ModelConfig(entries=1024, offsets=8, hr_widths=(16, 32, 64, 128), lr_width=32),
+        train=TrainConfig(
+            batch_size=4, hr_crop=96, lr_crop=24, lr=5e-4, epochs=4, steps_per_epoch=250, halve_every=2,
+            usage_window=200, restart_every=100, log_every=25, checkpoint_every=250, num_workers=1,
+        ),
+    ),
+    # seconds; for tests
+    "tiny": Config(
+        preset="tiny",
+        model=ModelConfig(entries=64, offsets=4, hr_widths=(8, 8, 16, 16), lr_width=16),
+        train=TrainConfig(
+            batch_size=2, hr_crop=32, lr_crop=8, lr=1e-3, epochs=1, steps_per_epoch=20, halve_every=1,
+            perceptual_weight=0.0, usage_window=10, restart_every=0, log_every=5, checkpoint_every=10, num_workers=0,
+        ),
+    ),
+}
+
+
+# ---- ablations (paper Tables 3 and 4), composable with any preset ------------------------
+
+def _shallower(m: ModelConfig) -> ModelConfig:  # D1: 1x1 LR / 4x4 HR patches
+    if m.code_patch < 2:
+        raise ConfigError("ablation D1 needs model.code_patch >= 2")
+    return replace(m, code_patch=m.code_patch // 2, hr_widths=m.hr_widths[:-1])
+
+
+def _deeper(m: ModelConfig) -> ModelConfig:  # D2: 4x4 LR / 16x16 HR patches
+    return replace(m, code_patch=m.code_patch * 2, hr_widths=m.hr_widths + m.hr_widths[-1:])
+
+
+ABLATIONS: dict[str, tuple[str, Callable[[ModelConfig], ModelConfig]]] = {
+    "A1": ("no degradation dictionary", lambda m: replace(m, hierarchical=False)),
+    "B1": ("N = N/2 (paper 2048)", lambda m: replace(m, entries=m.entries // 2)),
+    "B2": ("N = 2N (paper 8192)", lambda m: replace(m, entries=m.entries * 2)),
+    "C1": ("d = 16", lambda m: replace(m, dim=16)),
+    "C2": ("d = 64", lambda m: replace(m, dim=64)),
+    "D1": ("patches 1x1 LR / 4x4 HR (shallower encoders)", _shallower),
+    "D2": ("patches 4x4 LR / 16x16 HR (deeper encoders)", _deeper),
+    "E1": ("no coupling: HR branch looks up its own index", lambda m: replace(m, coupled=False)),
+    "F1": ("E_hr 20 layers", lambda m: replace(m, enc_hr_blocks=2)),
+    "F2": ("D_hr 20 layers", lambda m: replace(m, dec_hr_blocks=2)),
+    "F3": ("E_lr 14 layers", lambda m: replace(m, enc_lr_blocks=3)),
+    "F4": ("D_lr 14 layers", lambda m: replace(m, dec_lr_blocks=3)),
+    "J1": ("joint (j, k) lookup at inference", lambda m: replace(m, joint_lookup=True)),
+}
+
+
+def get_config(preset: str = "paper", ablation: str | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """A preset, then an ablation, then `key=value` overrides; validated."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    cfg = PRESETS[preset]
+    if ablation:
+        if ablation not in ABLATIONS:
+            raise ConfigError(f"unknown ablation {ablation!r}; choose one of {', '.join(ABLATIONS)}")
+        cfg = replace(cfg, model=ABLATIONS[ablation][1](cfg.model), ablation=ablation)
+    return apply_overrides(cfg, overrides or {}).validated()
+
+
+# ---- `--set key=value` -----------------------------------------------------------------
+
+def _field_map() -> dict[str, tuple[str, dataclasses.Field]]:
+    out = {}
+    for section, klass in (("model", ModelConfig), ("train", TrainConfig)):
+        for f in fields(klass):
+            out[f"{section}.{f.name}"] = (section, f)
+    return out
+
+
+def resolve_key(key: str) -> str:
+    """'model.entries' or a bare 'entries' (when unambiguous) -> 'model.entries'."""
+    known = _field_map()
+    if key in known:
+        return key
+    matches = [k for k in known if k.split(".", 1)[1] == key]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise ConfigError(f"config key {key!r} is ambiguous: {', '.join(matches)}")
+    hint = difflib.get_close_matches(key, list(known) + [k.split(".", 1)[1] for k in known], n=3)
+    raise ConfigError(f"unknown config key {key!r}" + (f"; did you mean {', '.join(hint)}?" if hint else ""))
+
+
+def parse_value(key: str, raw: Any, annotation: Any) -> Any:
+    """Coerce a string (from the command line) or a loaded YAML value to the field's type."""
+    ann = str(annotation)
+    try:
+        if ann.startswith("tuple"):
+            items = raw.split(",") if isinstance(raw, str) else list(raw)
+            item_type = float if "float" in ann else int
+            return tuple(item_type(str(x).strip()) for x in items if str(x).strip())
+        if ann == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("not a boolean")
+        if ann == "int":
+            if isinstance(raw, float) and raw.is_integer():
+                return int(raw)
+            if isinstance(raw, bool):
+                raise ValueError("not an integer")
+            return int(str(raw).strip())
+        if ann == "float":
+            return float(raw)
+        if ann in ("str", "str | None"):
+            return None if raw is None or str(raw).lower() == "none" else str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} = {raw!r} is invalid: expected {ann}") from None
+    raise ConfigError(f"{key}: unsupported field type {ann}")
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
+    known = _field_map()
+    sections = {"model": {}, "train": {}}
+    for key, raw in overrides.items():
+        full = resolve_key(key)
+        section, f = known[full]
+        sections[section][f.name] = parse_value(full, raw, f.type)
+    return replace(cfg, model=replace(cfg.model, **sections["model"]), train=replace(cfg.train, **sections["train"]))
+
+
+def parse_set_args(items: list[str] | None) -> dict[str, str]:
+    """['model.entries=2048', 'lr=1e-4'] -> {...}; a missing '=' is an error naming the item."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value
+    return out

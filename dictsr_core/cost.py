@@ -1,0 +1,31 @@
+"""Cost of the inference path: conv layers, MACs (torch.utils.flop_counter) and parameters."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from dictsr_core.config import Config
+from dictsr_core.model import DictSR
+
+
+def count_macs(module: torch.nn.Module, *inputs) -> int:
+    """Multiply-accumulates of one forward pass (flop_counter counts 2 FLOPs per MAC)."""
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        module(*inputs)
+    return counter.get_total_flops() // 2
+
+
+def model_cost(cfg: Config, lr_size: int = 128) -> dict:
+    with torch.device("meta"):  # shapes only: counting needs no real weights or compute
+        model = DictSR(cfg.model)
+        x = torch.empty(1, 3, lr_size, lr_size)
+    inference = model.inference().eval()
+    return {
+        "preset": cfg.preset,
+        "ablation": cfg.ablation,
+        "params": sum(p.numel() for p in model.parameters()),
+        "inference_params": sum(p.numel() for p in inference.parameters()),
+        "inference_conv_layers": inference.conv_layers(),
+        f"gmacs_{lr_size}": round(count_macs(inference, x) / 1e9, 3),
+    }

@@ -1,0 +1,112 @@
+"""super_resolve: any image, any size, tiled with overlap so that the whole image never has to fit on the device.
+
+Tiles start on the code grid (multiples of the LR code patch) and carry a margin wider than the
+network's receptive field; only each tile's core is kept, so tiled and untiled outputs agree.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from PIL import Image
+
+from dictsr_core.data.io import pil_to_rgb
+from dictsr_core.model import DictSRInference
+
+MIN_SIZE = 8  # LR pixels: smaller images carry no usable content for 2x2 codes and 3x3 convs
+
+
+def receptive_margin(model: DictSRInference) -> int:
+    """LR pixels of context each output pixel depends on (rounded up to the code grid), from the config."""
+    cfg = model.cfg
+    radius = 1.0  # E_lr conv in
+    for s in range(cfg.lr_stages):
+        scale = 2**s
+        radius += cfg.enc_lr_blocks * 2 * scale  # two 3x3 convs per residual block
+        if s + 1 < cfg.lr_stages:
+            radius += scale  # stride-2 conv
+    scale = float(cfg.code_patch)
+    for s in range(cfg.hr_stages):
+        radius += cfg.dec_hr_blocks * 2 * scale
+        if s + 1 < cfg.hr_stages:
+            scale /= 2
+            radius += 2 * scale  # nearest x2 (half a source pixel) + 3x3 conv
+    radius += scale  # tail conv
+    step = cfg.code_patch
+    return int(math.ceil((radius + step) / step) * step)
+
+
+def as_rgb_array(image) -> np.ndarray:
+    """PIL image (any mode) or array (HxW, HxWx1/3/4, uint8 or uint16) -> HxWx3 uint8."""
+    if isinstance(image, Image.Image):
+        return pil_to_rgb(image)
+    array = np.asarray(image)
+    if array.dtype == np.uint16:
+        array = (array.astype(np.float64) / 257.0 + 0.5).astype(np.uint8)
+    if array.dtype != np.uint8:
+        raise TypeError(f"expected a uint8 or uint16 image array, got {array.dtype}")
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=2)
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
+        raise ValueError(f"expected an HxW or HxWxC image array, got shape {array.shape}")
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    if array.shape[2] == 4:
+        array = pil_to_rgb(Image.fromarray(array, mode="RGBA"))
+    return np.ascontiguousarray(array)
+
+
+@torch.no_grad()
+def _run(model: DictSRInference, lr: torch.Tensor, device, amp: bool) -> torch.Tensor:
+    """SR of one [1, 3, h, w] tile (h, w padded by replication up to the code grid), returned on the CPU."""
+    h, w = lr.shape[-2:]
+    grid = model.code_patch
+    pad_h, pad_w = (-h) % grid, (-w) % grid
+    x = lr.to(device, non_blocking=True).float().div_(255)
+    if pad_h or pad_w:
+        x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+    with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
+        y = model(x)
+    y = y[..., : 4 * h, : 4 * w].float().clamp_(0, 1).mul_(255).round_()
+    return y.to("cpu", torch.uint8)
+
+
+def super_resolve(
+    model: DictSRInference,
+    image,
+    *,
+    tile: int | None = 256,
+    margin: int | None = None,
+    device=None,
+    amp: bool = False,
+) -> np.ndarray:
+    """4x super-resolution of one image -> (4H, 4W, 3) uint8.
+
+    tile: core tile side in LR pixels (None or 0: whole image at once); margin: LR context around each
+    tile (default: the receptive field). amp: bf16 autocast (CUDA).
+    """
+    array = as_rgb_array(image)
+    h, w = array.shape[:2]
+    if min(h, w) < MIN_SIZE:
+        raise ValueError(f"image is {w}x{h}; super_resolve needs at least {MIN_SIZE}x{MIN_SIZE} pixels")
+    device = device or next(model.parameters()).device
+    lr = torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)  # uint8, stays on the CPU
+    grid = model.code_patch
+    if not tile or (h <= tile and w <= tile):
+        out = _run(model, lr, device, amp)
+    else:
+        tile = max(grid, tile // grid * grid)
+        margin = receptive_margin(model) if margin is None else int(math.ceil(margin / grid) * grid)
+        out = torch.empty(1, 3, 4 * h, 4 * w, dtype=torch.uint8)
+        for top in range(0, h, tile):
+            for left in range(0, w, tile):
+                bottom, right = min(top + tile, h), min(left + tile, w)
+                t0, l0 = max(0, top - margin), max(0, left - margin)
+                t1, l1 = min(h, bottom + margin), min(w, right + margin)
+                sr = _run(model, lr[..., t0:t1, l0:l1], device, amp)
+                out[..., 4 * top : 4 * bottom, 4 * left : 4 * right] = sr[
+                    ..., 4 * (top - t0) : 4 * (bottom - t0), 4 * (left - l0) : 4 * (right - l0)
+                ]
+    return out[0].permute(1, 2, 0).numpy()

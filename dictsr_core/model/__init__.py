@@ -1,0 +1,6 @@
+"""The DictSR network: encoders, decoders, coupled dictionaries, and the three training branches."""
+
+from dictsr_core.model.dictionaries import CoupledDictionaries, LookupResult
+from dictsr_core.model.dictsr import DictSR, DictSRInference
+
+__all__ = ["CoupledDictionaries", "LookupResult", "DictSR", "DictSRInference"]

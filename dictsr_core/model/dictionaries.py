@@ -1,0 +1,274 @@
+"""Coupled dictionaries D_hr / D_lr (N x d), the hierarchical degradation dictionary D_deg (N x K x d),
+their lookups in the d-dimensional lookup space, the straight-through estimator and the VQ losses.
+
+Distances are always computed in fp32 (autocast off) and in bounded chunks: the hierarchical
+lookup gathers only the K offsets of the chosen entry, never a (queries x N x K) table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NEVER = -(1 << 62)  # `last_used` of an entry that has not been chosen since it was (re)initialised
+
+
+def _fp32(device: torch.device):
+    if device.type not in ("cpu", "cuda"):  # e.g. "meta" (cost counting): no autocast there
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
+def nearest_entry(z: torch.Tensor, codebook: torch.Tensor, chunk_elements: int = 1 << 24) -> torch.Tensor:
+    """argmin_i ||z_t - c_i||^2 for each row of z [T, d] over codebook [M, d]; at most chunk_elements distances at once."""
+    with _fp32(z.device):
+        z = z.detach().float()
+        codebook = codebook.detach().float()
+        sq_norms = codebook.pow(2).sum(1)
+        rows = max(1, chunk_elements // codebook.shape[0])
+        out = torch.empty(z.shape[0], dtype=torch.long, device=z.device)
+        for start in range(0, z.shape[0], rows):
+            block = z[start : start + rows]
+            # ||z||^2 is constant per row, so argmin over ||c||^2 - 2 z.c is the same argmin
+            distances = torch.addmm(sq_norms.unsqueeze(0), block, codebook.t(), beta=1.0, alpha=-2.0)
+            out[start : start + rows] = distances.argmin(1)
+        return out
+
+
+def nearest_offset(residual: torch.Tensor, offsets: torch.Tensor, entry: torch.Tensor, chunk_elements: int = 1 << 24) -> torch.Tensor:
+    """argmin_k ||r_t - D_deg(j_t, k)||^2 where r = z - D_lr(j): gathers only the K offsets of each chosen j."""
+    with _fp32(residual.device):
+        residual = residual.detach().float()
+        offsets = offsets.detach().float()
+        per_row = offsets.shape[1] * offsets.shape[2]
+        rows = max(1, chunk_elements // per_row)
+        out = torch.empty(residual.shape[0], dtype=torch.long, device=residual.device)
+        for start in range(0, residual.shape[0], rows):
+            gathered = offsets[entry[start : start + rows]]  # [t, K, d]
+            distances = (residual[start : start + rows].unsqueeze(1) - gathered).pow(2).sum(-1)
+            out[start : start + rows] = distances.argmin(1)
+        return out
+
+
+def nearest_pair(z: torch.Tensor, content: torch.Tensor, offsets: torch.Tensor, chunk_elements: int = 1 << 24):
+    """The (j, k) minimising ||z - (D_lr(j) + D_deg(j, k))||^2 over all N*K pairs (joint lookup)."""
+    n, k, d = offsets.shape
+    candidates = (content.detach().float().unsqueeze(1) + offsets.detach().float()).reshape(n * k, d)
+    flat = nearest_entry(z, candidates, chunk_elements)
+    return flat // k, flat % k
+
+
+def to_rows(x: torch.Tensor) -> torch.Tensor:
+    """[B, d, H, W] -> [B*H*W, d]"""
+    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def to_map(rows: torch.Tensor, like_shape) -> torch.Tensor:
+    """[B*H*W, d] -> [B, d, H, W]"""
+    b, _, h, w = like_shape
+    return rows.reshape(b, h, w, -1).permute(0, 3, 1, 2)
+
+
+def discretization_loss(z: torch.Tensor, q: torch.Tensor, beta: float) -> torch.Tensor:
+    """||sg[z] - q||^2 + beta ||z - sg[q]||^2: beta weighs the commitment term (VQ-VAE), not the codebook term."""
+    return F.mse_loss(q, z.detach()) + beta * F.mse_loss(z, q.detach())
+
+
+def straight_through(z: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    return z + (q - z).detach()
+
+
+@dataclass
+class LookupResult:
+    features: torch.Tensor  # quantised embedding projected back to the encoder's width, [B, C, h, w]
+    indices: torch.Tensor  # content index map, [B, h, w]
+    loss: torch.Tensor  # discretization loss of this branch
+    offsets: torch.Tensor | None = None  # degradation index map k (branch 3), [B, h, w]
+    z: torch.Tensor | None = None  # lookup-space embedding rows [B*h*w, d] (fp32, with grad)
+
+
+class CoupledDictionaries(nn.Module):
+    """D_hr and D_lr share their index space; D_deg holds K offsets around each D_lr entry.
+
+    One projection pair per side maps encoder features into the d-dim lookup space and back
+    (ViT-VQGAN style). Usage is tracked per training step in `last_used` so that activated
+    entries are counted over a rolling window of steps, not per batch.
+    """
+
+    def __init__(
+        self,
+        entries: int = 4096,
+        offsets: int = 32,
+        dim: int = 4,
+        hr_channels: int = 512,
+        lr_channels: int = 128,
+        beta: float = 0.25,
+        hierarchical: bool = True,
+        coupled: bool = True,
+        joint_lookup: bool = False,
+        init: str = "sample",
+        deg_init_scale: float = 0.05,
+        lookup_chunk: int = 1 << 24,
+    ):
+        super().__init__()
+        self.entries, self.num_offsets, self.dim = entries, offsets, dim
+        self.beta, self.hierarchical, self.coupled, self.joint_lookup = beta, hierarchical, coupled, joint_lookup
+        self.init, self.deg_init_scale, self.lookup_chunk = init, deg_init_scale, lookup_chunk
+        self.hr_in, self.hr_out = nn.Conv2d(hr_channels, dim, 1), nn.Conv2d(dim, hr_channels, 1)
+        self.lr_in, self.lr_out = nn.Conv2d(lr_channels, dim, 1), nn.Conv2d(dim, lr_channels, 1)
+        self.d_hr = nn.Parameter(torch.randn(entries, dim))
+        self.d_lr = nn.Parameter(torch.randn(entries, dim))
+        if hierarchical:
+            self.d_deg = nn.Parameter(torch.zeros(entries, offsets, dim))
+            self.register_buffer("last_used_deg", torch.full((entries, offsets), NEVER, dtype=torch.long))
+        else:
+            self.register_parameter("d_deg", None)
+            self.last_used_deg = None
+        self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("clock", torch.zeros((), dtype=torch.long))  # training steps seen
+        self.register_buffer("last_used", torch.full((entries,), NEVER, dtype=torch.long))
+        self.register_buffer("born", torch.zeros(entries, dtype=torch.long))  # step of last (re)initialisation
+
+    # ---- lookups --------------------------------------------------------------------------
+    def lookup_lr(self, features: torch.Tensor, degraded: bool) -> LookupResult:
+        """Branch 2 (degraded=False): j over D_lr. Branch 3: j over D_lr, then k over D_deg(j, :) (eq. 4)."""
+        z = to_rows(self.lr_in(features).float())
+        j = nearest_entry(z, self.d_lr, self.lookup_chunk)
+        q = self.d_lr[j]
+        k = None
+        if degraded and self.hierarchical:
+            k = nearest_offset(z - q.detach(), self.d_deg, j, self.lookup_chunk)
+            q = q + self.d_deg[j, k]
+        if self.training:
+            self._mark_used(j, k)
+        st = straight_through(z, q)
+        shape = features.shape
+        return LookupResult(
+            features=self.lr_out(to_map(st, shape)),
+            indices=j.view(shape[0], shape[2], shape[3]),
+            loss=discretization_loss(z, q, self.beta),
+            offsets=None if k is None else k.view(shape[0], shape[2], shape[3]),
+            z=z,
+        )
+
+    def lookup_hr(self, features: torch.Tensor, indices: torch.Tensor | None) -> LookupResult:
+        """Branch 1: coupled, q = D_hr(i) with i from the downscaled image; E1 (indices=None): own lookup."""
+        z = to_rows(self.hr_in(features).float())
+        i = nearest_entry(z, self.d_hr, self.lookup_chunk) if indices is None else indices.reshape(-1)
+        if i.shape[0] != z.shape[0]:
+            raise ValueError(f"HR embedding grid has {z.shape[0]} positions but the coupled index map has {i.shape[0]}")
+        q = self.d_hr[i]
+        st = straight_through(z, q)
+        shape = features.shape
+        return LookupResult(
+            features=self.hr_out(to_map(st, shape)),
+            indices=i.view(shape[0], shape[2], shape[3]),
+            loss=discretization_loss(z, q, self.beta),
+            z=z,
+        )
+
+    @torch.no_grad()
+    def content_indices(self, features: torch.Tensor) -> torch.Tensor:
+        """Inference: the content index map of an LR embedding (eq. 4's j, or the joint rule's j)."""
+        z = to_rows(self.lr_in(features).float())
+        if self.joint_lookup and self.hierarchical:
+            j, _ = nearest_pair(z, self.d_lr, self.d_deg, self.lookup_chunk)
+        else:
+            j = nearest_entry(z, self.d_lr, self.lookup_chunk)
+        return j.view(features.shape[0], features.shape[2], features.shape[3])
+
+    def hr_features(self, indices: torch.Tensor) -> torch.Tensor:
+        """D_hr(i) for an index map [B, h, w], projected out to the D_hr decoder's width."""
+        q = F.embedding(indices, self.d_hr).permute(0, 3, 1, 2)
+        return self.hr_out(q.to(self.hr_out.weight.dtype))
+
+    # ---- usage, initialisation, restarts ---------------------------------------------------
+    def _mark_used(self, j: torch.Tensor, k: torch.Tensor | None) -> None:
+        self.last_used.scatter_(0, j, self.clock.expand_as(j))
+        if k is not None:
+            flat = self.last_used_deg.view(-1)
+            flat.scatter_(0, j * self.num_offsets + k, self.clock.expand_as(j))
+
+    def tick(self) -> None:
+        """Advance the step clock (once per training step, on the device: no host sync)."""
+        self.clock += 1
+
+    def active_mask(self, window: int) -> torch.Tensor:
+        return (self.clock - self.last_used) < window
+
+    def activated(self, window: int) -> torch.Tensor:
+        """Number of D_lr entries chosen within the last `window` steps (a 0-dim tensor)."""
+        return self.active_mask(window).sum()
+
+    def activated_offsets(self, window: int) -> torch.Tensor:
+        if self.last_used_deg is None:
+            return torch.zeros((), dtype=torch.long, device=self.clock.device)
+        return ((self.clock - self.last_used_deg) < window).sum()
+
+    @torch.no_grad()
+    def initialize(self, z_lr: torch.Tensor, z_hr: torch.Tensor) -> None:
+        """Coupled init from one batch: D_lr / D_hr entries from HR-down / HR embeddings at the same positions."""
+        if z_lr.shape != z_hr.shape:
+            raise ValueError(f"coupled initialisation needs embeddings at the same positions: {tuple(z_lr.shape)} vs {tuple(z_hr.shape)}")
+        z_lr, z_hr = z_lr.float(), z_hr.float()
+        if self.init == "kmeans":
+            content, hr = coupled_kmeans(z_lr, z_hr, self.entries)
+        else:
+            pick = _sample_rows(z_lr.shape[0], self.entries, z_lr.device)
+            content, hr = z_lr[pick], z_hr[pick]
+        self.d_lr.copy_(content + _jitter(content))
+        self.d_hr.copy_(hr)
+        if self.d_deg is not None:
+            self.d_deg.copy_(torch.randn_like(self.d_deg) * self.deg_init_scale * z_lr.std())
+            self.last_used_deg.fill_(NEVER)
+        self.last_used.fill_(NEVER)
+        self.born.fill_(int(self.clock))
+        self.initialized.fill_(True)
+
+    @torch.no_grad()
+    def restart_dead(self, z_lr: torch.Tensor, z_hr: torch.Tensor, window: int, min_age: int) -> int:
+        """Entries unused for `window` steps (and older than `min_age`) restart from recent coupled embeddings."""
+        dead = (self.clock - self.last_used >= window) & (self.clock - self.born >= min_age)
+        index = dead.nonzero().squeeze(1)
+        count = int(index.numel())
+        if count:
+            pick = _sample_rows(z_lr.shape[0], count, z_lr.device)
+            self.d_lr[index] = z_lr[pick].float() + _jitter(z_lr[pick].float())
+            self.d_hr[index] = z_hr[pick].float()
+            if self.d_deg is not None:
+                self.d_deg[index] = torch.randn_like(self.d_deg[index]) * self.deg_init_scale * z_lr.float().std()
+                self.last_used_deg[index] = NEVER
+            self.last_used[index] = NEVER
+            self.born[index] = self.clock
+        return count
+
+
+def _sample_rows(available: int, wanted: int, device) -> torch.Tensor:
+    if available >= wanted:
+        return torch.randperm(available, device=device)[:wanted]
+    return torch.randint(available, (wanted,), device=device)
+
+
+def _jitter(x: torch.Tensor) -> torch.Tensor:
+    """Tiny noise so that entries drawn from the same embedding do not tie forever."""
+    return torch.randn_like(x) * (1e-3 * x.std().clamp_min(1e-6))
+
+
+@torch.no_grad()
+def coupled_kmeans(z_lr: torch.Tensor, z_hr: torch.Tensor, k: int, iterations: int = 10):
+    """k-means on the LR-side embeddings; each HR entry is the mean HR embedding of its LR cluster."""
+    pick = _sample_rows(z_lr.shape[0], k, z_lr.device)
+    centroids, hr = z_lr[pick].clone(), z_hr[pick].clone()
+    for _ in range(iterations):
+        assign = nearest_entry(z_lr, centroids)
+        counts = torch.bincount(assign, minlength=k).float().unsqueeze(1)
+        sums = torch.zeros_like(centroids).index_add_(0, assign, z_lr)
+        hr_sums = torch.zeros_like(hr).index_add_(0, assign, z_hr)
+        filled = counts.squeeze(1) > 0
+        centroids[filled] = sums[filled] / counts[filled]
+        hr[filled] = hr_sums[filled] / counts[filled]
+    return centroids, hr

@@ -1,0 +1,135 @@
+"""DictSR: the three training branches (HR, HR-down, real LR) and the LR -> SR inference path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from dictsr_core.config import ModelConfig
+from dictsr_core.model.blocks import count_convs
+from dictsr_core.model.decoders import Decoder
+from dictsr_core.model.dictionaries import CoupledDictionaries, LookupResult
+from dictsr_core.model.encoders import Encoder
+
+
+def to_signed(x: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] -> network input in [-1, 1]."""
+    return x * 2.0 - 1.0
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    return (x + 1.0) * 0.5
+
+
+def build_dictionaries(cfg: ModelConfig) -> CoupledDictionaries:
+    return CoupledDictionaries(
+        entries=cfg.entries,
+        offsets=cfg.offsets,
+        dim=cfg.dim,
+        hr_channels=cfg.hr_widths[-1],
+        lr_channels=cfg.lr_width,
+        beta=cfg.beta,
+        hierarchical=cfg.hierarchical,
+        coupled=cfg.coupled,
+        joint_lookup=cfg.joint_lookup,
+        init=cfg.init,
+        deg_init_scale=cfg.deg_init_scale,
+        lookup_chunk=cfg.lookup_chunk,
+    )
+
+
+def build_lr_encoder(cfg: ModelConfig) -> Encoder:
+    return Encoder((cfg.lr_width,) * cfg.lr_stages, cfg.enc_lr_blocks, act=cfg.activation)
+
+
+def build_hr_decoder(cfg: ModelConfig) -> Decoder:
+    return Decoder(tuple(reversed(cfg.hr_widths)), cfg.dec_hr_blocks, act=cfg.activation)
+
+
+@dataclass
+class BranchOutputs:
+    hr: torch.Tensor  # reconstruction of I_hr (branch 1)
+    hr_down: torch.Tensor  # reconstruction of I_hr_down (branch 2)
+    lr: torch.Tensor  # reconstruction of I_lr (branch 3)
+    lookups: tuple[LookupResult, LookupResult, LookupResult]  # branches 1, 2, 3
+
+
+class DictSR(nn.Module):
+    """The training model. Images are float tensors in [0, 1], [B, 3, H, W]."""
+
+    def __init__(self, cfg: ModelConfig | None = None):
+        super().__init__()
+        cfg = cfg or ModelConfig()
+        self.cfg = cfg
+        self.enc_hr = Encoder(cfg.hr_widths, cfg.enc_hr_blocks, act=cfg.activation)
+        self.dec_hr = build_hr_decoder(cfg)
+        self.enc_lr = build_lr_encoder(cfg)
+        self.dec_lr = Decoder((cfg.lr_width,) * cfg.lr_stages, cfg.dec_lr_blocks, act=cfg.activation)
+        self.dictionaries = build_dictionaries(cfg)
+
+    def forward(self, hr: torch.Tensor, hr_down: torch.Tensor, lr: torch.Tensor) -> BranchOutputs:
+        dicts = self.dictionaries
+        if hr_down.shape[1:] == lr.shape[1:]:  # one E_lr / D_lr pass over both LR-side batches
+            f_both = self.enc_lr(to_signed(torch.cat([hr_down, lr])))
+            f_hrd, f_lr = f_both.split([hr_down.shape[0], lr.shape[0]])
+        else:
+            f_hrd, f_lr = self.enc_lr(to_signed(hr_down)), self.enc_lr(to_signed(lr))
+        b2 = dicts.lookup_lr(f_hrd, degraded=False)
+        b3 = dicts.lookup_lr(f_lr, degraded=True)
+        b1 = dicts.lookup_hr(self.enc_hr(to_signed(hr)), b2.indices if dicts.coupled else None)
+        if hr_down.shape[1:] == lr.shape[1:]:
+            rec_hrd, rec_lr = self.dec_lr(torch.cat([b2.features, b3.features])).split([hr_down.shape[0], lr.shape[0]])
+        else:
+            rec_hrd, rec_lr = self.dec_lr(b2.features), self.dec_lr(b3.features)
+        return BranchOutputs(
+            hr=to_unit(self.dec_hr(b1.features)), hr_down=to_unit(rec_hrd), lr=to_unit(rec_lr), lookups=(b1, b2, b3)
+        )
+
+    @torch.no_grad()
+    def coupled_embeddings(self, hr: torch.Tensor, hr_down: torch.Tensor):
+        """Lookup-space embeddings of HR-down and HR at the same code positions (for init and restarts)."""
+        d = self.dictionaries
+        z_lr = d.lr_in(self.enc_lr(to_signed(hr_down))).float()
+        z_hr = d.hr_in(self.enc_hr(to_signed(hr))).float()
+        if z_lr.shape[2:] != z_hr.shape[2:]:
+            raise ValueError(f"HR-down code grid {tuple(z_lr.shape[2:])} != HR code grid {tuple(z_hr.shape[2:])}")
+        rows = lambda z: z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])  # noqa: E731
+        return rows(z_lr), rows(z_hr)
+
+    def inference(self) -> "DictSRInference":
+        """The LR -> SR path sharing this model's modules (no copy)."""
+        return DictSRInference(self.cfg, enc_lr=self.enc_lr, dec_hr=self.dec_hr, dictionaries=self.dictionaries)
+
+
+class DictSRInference(nn.Module):
+    """LR -> E_lr -> content index over D_lr -> D_hr -> D_hr decoder -> SR (4x). Only 18 conv layers run."""
+
+    def __init__(self, cfg: ModelConfig | None = None, enc_lr=None, dec_hr=None, dictionaries=None):
+        super().__init__()
+        cfg = cfg or ModelConfig()
+        self.cfg = cfg
+        self.enc_lr = enc_lr if enc_lr is not None else build_lr_encoder(cfg)
+        self.dec_hr = dec_hr if dec_hr is not None else build_hr_decoder(cfg)
+        self.dictionaries = dictionaries if dictionaries is not None else build_dictionaries(cfg)
+        self.scale = 4
+        self.code_patch = cfg.code_patch
+
+    def indices(self, lr: torch.Tensor) -> torch.Tensor:
+        return self.dictionaries.content_indices(self.enc_lr(to_signed(lr)))
+
+    def decode(self, indices: torch.Tensor) -> torch.Tensor:
+        return to_unit(self.dec_hr(self.dictionaries.hr_features(indices)))
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        """[B, 3, h, w] in [0, 1] (h, w multiples of code_patch) -> [B, 3, 4h, 4w], not clamped."""
+        return self.decode(self.indices(lr))
+
+    def conv_layers(self) -> int:
+        return count_convs(self.enc_lr) + count_convs(self.dec_hr)
+
+    def load_from_training_state(self, state_dict: dict) -> None:
+        """Load the inference modules from a full DictSR state dict (strict on the keys it needs)."""
+        keep = ("enc_lr.", "dec_hr.", "dictionaries.")
+        self.load_state_dict({k: v for k, v in state_dict.items() if k.startswith(keep)}, strict=True)

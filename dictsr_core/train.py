@@ -1,0 +1,310 @@
+"""The trainer: Adam, halving schedule, bf16 autocast on CUDA, atomic checkpoints, exact resume, DDP.
+
+Data order is a pure function of (seed, step): step s of rank r uses dataset indices
+((s * world + r) * batch + i), so a resumed run sees exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import yaml
+from torch.utils.data import DataLoader
+
+from dictsr_core.atomic import atomic_write_text
+from dictsr_core.checkpoint import load_checkpoint, save_checkpoint
+from dictsr_core.config import Config, ConfigError
+from dictsr_core.losses import TERMS as _LOG_TERMS
+from dictsr_core.losses import DictSRLoss
+from dictsr_core.model import DictSR
+
+# fields that may differ between a checkpoint's config and the one a resumed run asks for
+RESUMABLE_CHANGES = {"train.epochs", "train.log_every", "train.checkpoint_every", "train.num_workers", "train.compile"}
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """Dataset indices of each step of this rank, from start_step up to end_step."""
+
+    def __init__(self, start_step: int, end_step: int, batch_size: int, rank: int = 0, world: int = 1):
+        self.start_step, self.end_step, self.batch_size, self.rank, self.world = start_step, end_step, batch_size, rank, world
+
+    def __iter__(self):
+        for step in range(self.start_step, self.end_step):
+            first = (step * self.world + self.rank) * self.batch_size
+            yield list(range(first, first + self.batch_size))
+
+    def __len__(self):
+        return max(0, self.end_step - self.start_step)
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    if "LOCAL_RANK" in os.environ and torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _distributed(device: torch.device) -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _config_changes(old: Config, new: Config) -> list[str]:
+    a, b = old.to_dict(), new.to_dict()
+    return [f"{s}.{k}" for s in ("model", "train") for k in a[s] if a[s][k] != b[s].get(k)]
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """On resume, drop log lines written after the checkpoint being resumed from."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+def build_perceptual(cfg: Config, device: torch.device):
+    if cfg.train.perceptual_weight <= 0:
+        return None
+    from dictsr_core.lpips_models import build_lpips  # raises MissingWeightsError with the `dictsr weights` hint
+
+    return build_lpips("vgg", device=device)
+
+
+def downscale_hr(hr: torch.Tensor) -> torch.Tensor:
+    """I_hr_down: MATLAB bicubic x1/4 on the device, clamped and rounded as an 8-bit file would be."""
+    from dictsr_core.data.resize import imresize_torch
+
+    return (imresize_torch(hr, 0.25).clamp_(0, 1) * 255).round_().div_(255)
+
+
+def train(
+    cfg: Config,
+    data_dir,
+    out_dir,
+    *,
+    resume: bool = False,
+    device: str | None = None,
+    stop_after: int | None = None,
+    progress: bool = True,
+    on_log=None,
+) -> dict:
+    """Train (or resume) into out_dir; returns a summary dict. `stop_after` ends this call after that many steps."""
+    from dictsr_core.data.datasets import UnpairedPatches
+
+    cfg = cfg.validated()
+    dev = pick_device(device)
+    rank, world = _distributed(dev)
+    out_dir, data_dir = Path(out_dir), Path(data_dir)
+    ckpt_path = out_dir / "checkpoints" / "last.pt"
+    metrics_path = out_dir / "metrics.jsonl"
+    t_cfg = cfg.train
+
+    model = DictSR(cfg.model)
+    start_step = 0
+    payload = None
+    if resume and ckpt_path.exists():
+        payload = load_checkpoint(ckpt_path)
+        changed = [k for k in _config_changes(payload["config"], cfg) if k not in RESUMABLE_CHANGES]
+        if changed:
+            raise ConfigError(f"--resume: {ckpt_path} was trained with a different config ({', '.join(changed)} differ)")
+        model.load_state_dict(payload["model"])
+        start_step = int(payload["step"])
+    elif resume and rank == 0:
+        print(f"[train] --resume: no checkpoint at {ckpt_path}, starting from scratch")
+    if not resume and ckpt_path.exists():
+        raise FileExistsError(f"{ckpt_path} exists; pass --resume to continue it or choose another --out")
+
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        if payload is not None:
+            _truncate_metrics(metrics_path, start_step)
+
+    torch.manual_seed(t_cfg.seed + rank)
+    use_cuda = dev.type == "cuda"
+    amp_on = t_cfg.amp == "bf16" or (t_cfg.amp == "auto" and use_cuda)
+    memory_format = torch.channels_last if (use_cuda and t_cfg.channels_last) else torch.contiguous_format
+    model = model.to(dev, memory_format=memory_format)
+    dicts = model.dictionaries
+    perceptual = build_perceptual(cfg, dev)
+    criterion = DictSRLoss(perceptual, t_cfg.perceptual_weight, t_cfg.dis_weight)
+    optimizer = torch.optim.Adam(model.parameters(), lr=t_cfg.lr, betas=tuple(t_cfg.adam_betas))
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=t_cfg.halve_every * t_cfg.steps_per_epoch, gamma=0.5)
+    if payload is not None:
+        optimizer.load_state_dict(payload["optimizer"])
+        scheduler.load_state_dict(payload["scheduler"])
+        _set_rng_state(payload["rng"], dev)
+
+    total = t_cfg.total_steps
+    end_step = total if stop_after is None else min(total, start_step + stop_after)
+    dataset = UnpairedPatches(
+        data_dir / "train_hr", data_dir / "train_lr", hr_patch=t_cfg.hr_crop, lr_patch=t_cfg.lr_crop,
+        seed=t_cfg.seed, length=total * t_cfg.batch_size * world,
+    )
+    loader = DataLoader(
+        dataset,
+        batch_sampler=StepBatches(start_step, end_step, t_cfg.batch_size, rank, world),
+        num_workers=t_cfg.num_workers,
+        pin_memory=use_cuda,
+        persistent_workers=False,
+        prefetch_factor=4 if t_cfg.num_workers > 0 else None,
+    )
+
+    def to_device(batch):
+        hr = batch["hr"].to(dev, non_blocking=True).float().div_(255).contiguous(memory_format=memory_format)
+        lr = batch["lr"].to(dev, non_blocking=True).float().div_(255).contiguous(memory_format=memory_format)
+        return hr, downscale_hr(hr).contiguous(memory_format=memory_format), lr
+
+    forward = None
+    step = start_step
+    state = {"bad": torch.zeros((), dtype=torch.bool, device=dev), "last_good": start_step if payload else None}
+    wall0 = time.time()
+    prior_wall = float(payload.get("train_wall_s", 0.0)) if payload else 0.0
+
+    def checkpoint(at_step: int) -> None:
+        _check_finite(at_step)
+        if rank == 0:
+            save_checkpoint(
+                ckpt_path, model_state=model.state_dict(), config=cfg, step=at_step,
+                optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), rng=_rng_state(dev),
+                train_wall_s=prior_wall + time.time() - wall0, device=str(dev),
+            )
+        state["last_good"] = at_step
+
+    def _check_finite(at_step: int) -> None:
+        if bool(state["bad"]):
+            where = f"{ckpt_path} (step {state['last_good']})" if state["last_good"] is not None else "none was written"
+            raise NonFiniteLossError(
+                f"non-finite loss at or before step {at_step}: training stopped. Last good checkpoint: {where}. "
+                "Lower train.lr or check the data."
+            )
+
+    bar = None
+    if progress and rank == 0:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=start_step, desc=f"train {cfg.preset}" + (f"/{cfg.ablation}" if cfg.ablation else ""), dynamic_ncols=True)
+    log_sums = None
+    log_count = 0
+    t_log = time.time()
+    summary = {}
+    try:
+        for batch in loader:
+            hr, hr_down, lr = to_device(batch)
+            if not bool(dicts.initialized):
+                z_lr, z_hr = model.coupled_embeddings(hr, hr_down)
+                dicts.initialize(z_lr, z_hr)
+            if forward is None:  # after the dictionaries exist: DDP broadcasts rank 0's initialisation
+                wrapped = model
+                if world > 1:
+                    wrapped = torch.nn.parallel.DistributedDataParallel(
+                        model, device_ids=[dev.index] if use_cuda else None, broadcast_buffers=False
+                    )
+                forward = _compiled(wrapped) if t_cfg.compile else wrapped
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp_on):
+                out = forward(hr, hr_down, lr)
+                terms = criterion(out, hr, hr_down, lr)
+            optimizer.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            optimizer.step()
+            scheduler.step()
+            dicts.tick()
+            step += 1
+            vec = torch.stack([terms[k].detach().float() for k in _LOG_TERMS])
+            state["bad"] |= ~torch.isfinite(vec).all()
+            log_sums = vec if log_sums is None else log_sums + vec
+            log_count += 1
+            if not use_cuda:  # free on the CPU; on CUDA checked at log/checkpoint steps (no per-step sync)
+                _check_finite(step)
+            if t_cfg.restart_every and step % t_cfg.restart_every == 0:
+                _restart(model, hr, hr_down, t_cfg, world)
+            if step % t_cfg.log_every == 0 or step == end_step:
+                _check_finite(step)
+                now = time.time()
+                record = {"step": step, "lr": scheduler.get_last_lr()[0]}
+                record.update({k: float(v) for k, v in zip(_LOG_TERMS, (log_sums / log_count).tolist())})
+                record["activated"] = int(dicts.activated(t_cfg.usage_window))
+                record["activated_deg"] = int(dicts.activated_offsets(t_cfg.usage_window))
+                record["it_s"] = log_count / max(now - t_log, 1e-9)
+                record["wall_s"] = prior_wall + now - wall0
+                log_sums, log_count, t_log = None, 0, now
+                summary = record
+                if rank == 0:
+                    with open(metrics_path, "a") as handle:
+                        handle.write(json.dumps(record) + "\n")
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{record['total']:.4f}", l1=f"{record['l1_hr']:.4f}", act=record["activated"], lr=f"{record['lr']:.1e}")
+                    if on_log is not None:
+                        on_log(record)
+            if step % t_cfg.checkpoint_every == 0 or step == end_step:
+                checkpoint(step)
+            if bar is not None:
+                bar.update(1)
+    except KeyboardInterrupt:
+        if rank == 0:
+            print(f"\n[train] interrupted at step {step}; saving a checkpoint")
+        checkpoint(step)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    if dist.is_initialized():
+        dist.barrier()
+    summary.update(step=step, total_steps=total, checkpoint=str(ckpt_path), device=str(dev), world_size=world,
+                   train_wall_s=prior_wall + time.time() - wall0)
+    return summary
+
+
+def _restart(model: DictSR, hr, hr_down, t_cfg, world: int) -> int:
+    """Restart dead entries from this batch's coupled embeddings; with DDP rank 0 decides and broadcasts."""
+    dicts = model.dictionaries
+    if world > 1:
+        dist.all_reduce(dicts.last_used, op=dist.ReduceOp.MAX)
+        if dicts.last_used_deg is not None:
+            dist.all_reduce(dicts.last_used_deg, op=dist.ReduceOp.MAX)
+    count = 0
+    if world == 1 or dist.get_rank() == 0:
+        z_lr, z_hr = model.coupled_embeddings(hr, hr_down)
+        count = dicts.restart_dead(z_lr, z_hr, window=t_cfg.usage_window, min_age=t_cfg.restart_every)
+    if world > 1:
+        for tensor in (dicts.d_lr, dicts.d_hr, dicts.d_deg, dicts.last_used, dicts.last_used_deg, dicts.born):
+            if tensor is not None:
+                dist.broadcast(tensor.data, src=0)
+    return count
+
+
+def _compiled(module):
+    try:
+        return torch.compile(module)
+    except Exception as error:  # noqa: BLE001 - compile is an optimisation; eager always works
+        print(f"[train] torch.compile unavailable ({error}); running eager")
+        return module
+

@@ -1,0 +1,28 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """A tiny unpaired set: HR photos (>= 64 px) and unrelated LR images, built from scikit-image's photos."""
+    from skimage import data as skdata
+    from skimage.transform import resize
+
+    from dictsr_core.data.io import write_rgb
+
+    root = tmp_path_factory.mktemp("tiny_data")
+    hr_sources = [skdata.astronaut(), skdata.coffee()]
+    lr_sources = [skdata.chelsea(), skdata.rocket()]
+    for i, img in enumerate(hr_sources):
+        small = (resize(img, (96, 96), anti_aliasing=True) * 255).round().astype(np.uint8)
+        write_rgb(root / "train_hr" / f"hr{i}.png", small)
+    for i, img in enumerate(lr_sources):
+        small = (resize(img, (24, 24), anti_aliasing=True) * 255).round().astype(np.uint8)
+        write_rgb(root / "train_lr" / f"lr{i}.png", small)
+    return root

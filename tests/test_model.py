@@ -1,0 +1,225 @@
+import pytest
+import torch
+
+from dictsr_core.config import get_config
+from dictsr_core.cost import count_macs
+from dictsr_core.model import DictSR, DictSRInference
+from dictsr_core.model.dictionaries import (
+    CoupledDictionaries,
+    discretization_loss,
+    nearest_entry,
+    nearest_offset,
+    nearest_pair,
+)
+
+
+def tiny_model(ablation=None, **overrides):
+    torch.manual_seed(0)
+    cfg = get_config("tiny", ablation, overrides)
+    model = DictSR(cfg.model)
+    hr = torch.rand(2, 3, 32, 32)
+    hr_down = torch.nn.functional.avg_pool2d(hr, 4)
+    lr = torch.rand(2, 3, 8, 8)
+    z_lr, z_hr = model.coupled_embeddings(hr, hr_down)
+    model.dictionaries.initialize(z_lr, z_hr)
+    return model, hr, hr_down, lr
+
+
+def test_branch_shapes():
+    model, hr, hr_down, lr = tiny_model()
+    out = model(hr, hr_down, lr)
+    assert out.hr.shape == hr.shape and out.hr_down.shape == hr_down.shape and out.lr.shape == lr.shape
+    b1, b2, b3 = out.lookups
+    assert b1.indices.shape == (2, 4, 4)  # one code per 8x8 HR patch
+    assert b2.indices.shape == (2, 4, 4)  # one code per 2x2 LR patch of the HR-down image
+    assert b3.indices.shape == (2, 4, 4) and b3.offsets.shape == (2, 4, 4)
+    assert b2.offsets is None
+    sr = model.inference()(lr)
+    assert sr.shape == (2, 3, 32, 32)
+
+
+def test_lr_branches_of_different_sizes():
+    model, hr, hr_down, _ = tiny_model()
+    lr = torch.rand(3, 3, 12, 16)
+    out = model(hr, hr_down, lr)
+    assert out.lr.shape == lr.shape and out.lookups[2].indices.shape == (3, 6, 8)
+
+
+def test_coupling_reuses_the_hr_down_index_map():
+    model, hr, hr_down, lr = tiny_model()
+    b1, b2, _ = model(hr, hr_down, lr).lookups
+    assert torch.equal(b1.indices, b2.indices)
+
+
+def test_e1_breaks_coupling():
+    model, hr, hr_down, lr = tiny_model("E1")
+    b1, b2, _ = model(hr, hr_down, lr).lookups
+    own = nearest_entry(b1.z, model.dictionaries.d_hr)
+    assert torch.equal(b1.indices.reshape(-1), own)
+    assert not torch.equal(b1.indices, b2.indices)
+
+
+def test_a1_has_no_degradation_dictionary():
+    model, hr, hr_down, lr = tiny_model("A1")
+    assert model.dictionaries.d_deg is None
+    out = model(hr, hr_down, lr)
+    assert out.lookups[2].offsets is None
+
+
+def test_nearest_entry_matches_brute_force_with_small_chunks():
+    g = torch.Generator().manual_seed(1)
+    z, codebook = torch.randn(300, 4, generator=g), torch.randn(97, 4, generator=g)
+    brute = torch.cdist(z.double(), codebook.double()).argmin(1)
+    assert torch.equal(nearest_entry(z, codebook, chunk_elements=1024), brute)
+
+
+def test_hierarchical_lookup_equals_brute_force():
+    g = torch.Generator().manual_seed(2)
+    n, k, d = 50, 6, 4
+    d_lr, d_deg = torch.randn(n, d, generator=g), 0.3 * torch.randn(n, k, d, generator=g)
+    z = torch.randn(400, d, generator=g)
+    j = nearest_entry(z, d_lr, chunk_elements=2048)
+    kk = nearest_offset(z - d_lr[j], d_deg, j, chunk_elements=2048)
+    for t in range(z.shape[0]):  # eq. 4 literally: j over D_lr, then k over D_lr(j) + D_deg(j, :)
+        bj = int(((z[t] - d_lr) ** 2).sum(1).argmin())
+        bk = int(((z[t] - (d_lr[bj] + d_deg[bj])) ** 2).sum(1).argmin())
+        assert (int(j[t]), int(kk[t])) == (bj, bk)
+    jj, kj = nearest_pair(z, d_lr, d_deg, chunk_elements=2048)
+    joint = ((z[:, None, None, :] - (d_lr[:, None, :] + d_deg)[None]) ** 2).sum(-1).reshape(400, -1).argmin(1)
+    assert torch.equal(jj * k + kj, joint)
+
+
+def test_lookup_memory_is_bounded(monkeypatch):
+    """No distance block exceeds the chunk budget, for N=4096, K=32 and a large query map."""
+    budget = 1 << 16
+    largest = {"addmm": 0, "gather": 0}
+    real_addmm = torch.addmm
+
+    def spy_addmm(*args, **kwargs):
+        out = real_addmm(*args, **kwargs)
+        largest["addmm"] = max(largest["addmm"], out.numel())
+        return out
+
+    monkeypatch.setattr(torch, "addmm", spy_addmm)
+    dicts = CoupledDictionaries(entries=4096, offsets=32, dim=4, hr_channels=8, lr_channels=8, lookup_chunk=budget)
+    z = torch.randn(20000, 4)
+    j = nearest_entry(z, dicts.d_lr, budget)
+    real_index = torch.Tensor.__getitem__
+
+    def spy_getitem(self, index):
+        out = real_index(self, index)
+        if self is dicts.d_deg or (self.dim() == 3 and self.shape[1:] == (32, 4)):
+            largest["gather"] = max(largest["gather"], out.numel())
+        return out
+
+    monkeypatch.setattr(torch.Tensor, "__getitem__", spy_getitem)
+    nearest_offset(z - dicts.d_lr[j].detach(), dicts.d_deg, j, budget)
+    assert 0 < largest["addmm"] <= budget
+    assert 0 < largest["gather"] <= budget
+
+
+def test_lookup_distances_are_fp32_under_autocast():
+    dicts = CoupledDictionaries(entries=64, offsets=4, dim=4, hr_channels=8, lr_channels=8)
+    z = torch.randn(100, 4)
+    dicts.d_lr.data = z[:64].clone()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        j = nearest_entry(z[:64] + 1e-4, dicts.d_lr)  # bf16 could not separate these neighbours
+    assert torch.equal(j, torch.arange(64))
+
+
+def test_gradients_reach_both_encoders_through_the_ste():
+    model, hr, hr_down, lr = tiny_model()
+    out = model(hr, hr_down, lr)
+    loss = sum(o.float().abs().mean() for o in (out.hr, out.hr_down, out.lr))  # reconstruction only
+    loss.backward()
+    for name in ("enc_hr", "enc_lr"):
+        grads = [p.grad for p in getattr(model, name).parameters()]
+        assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0, name
+
+
+def test_beta_scales_only_the_commitment_term():
+    z = torch.randn(10, 4, requires_grad=True)
+    q = torch.randn(10, 4, requires_grad=True)
+    grads = {}
+    for beta in (0.25, 1.0):
+        z.grad = q.grad = None
+        discretization_loss(z, q, beta).backward()
+        grads[beta] = (z.grad.clone(), q.grad.clone())
+    # codebook term ||sg[z] - q||^2 moves q and does not depend on beta
+    assert torch.allclose(grads[0.25][1], grads[1.0][1])
+    # commitment term beta ||z - sg[q]||^2 moves z, in proportion to beta
+    assert torch.allclose(grads[0.25][0] * 4, grads[1.0][0])
+    assert torch.allclose(grads[1.0][1], 2 * (q - z).detach() / z.numel())
+
+
+def test_usage_window_counts_recent_steps_only():
+    model, hr, hr_down, lr = tiny_model()
+    d = model.dictionaries
+    model(hr, hr_down, lr)
+    d.tick()
+    used_first = int(d.activated(window=3))
+    assert 0 < used_first <= 2 * 16 + 2 * 16
+    for _ in range(3):
+        d.tick()
+    assert int(d.activated(window=3)) == 0  # nothing chosen in the last 3 steps
+    assert int(d.activated(window=10)) == used_first
+
+
+def test_dead_entry_restart_revives_unused_entries():
+    model, hr, hr_down, lr = tiny_model()
+    d = model.dictionaries
+    model(hr, hr_down, lr)
+    for _ in range(5):
+        d.tick()
+    dead_before = int((~d.active_mask(window=4)).sum())
+    z_lr, z_hr = model.coupled_embeddings(hr, hr_down)
+    restarted = d.restart_dead(z_lr, z_hr, window=4, min_age=1)
+    assert restarted == dead_before == d.entries
+    # restarted entries are real embeddings, and HR/LR stay coupled at the same positions
+    rows = ((d.d_lr.detach()[:, None] - z_lr[None]) ** 2).sum(-1).argmin(1)
+    assert torch.allclose(d.d_hr.detach(), z_hr[rows], atol=1e-5)
+
+
+@pytest.mark.parametrize("init", ["sample", "kmeans"])
+def test_initialisation_is_coupled(init):
+    cfg = get_config("tiny", overrides={"model.init": init})
+    model = DictSR(cfg.model)
+    hr = torch.rand(4, 3, 32, 32)
+    hr_down = torch.nn.functional.avg_pool2d(hr, 4)
+    z_lr, z_hr = model.coupled_embeddings(hr, hr_down)
+    model.dictionaries.initialize(z_lr, z_hr)
+    d = model.dictionaries
+    assert bool(d.initialized)
+    # each D_lr entry is (near) an LR embedding / cluster centre; its D_hr twin is the HR embedding(s) there
+    lr_dist = torch.cdist(d.d_lr.detach(), z_lr).min(1).values
+    spread = z_lr.std()
+    assert float(lr_dist.median()) < 0.5 * float(spread)
+
+
+def test_paper_preset_cost_matches_the_paper():
+    cfg = get_config("paper")
+    with torch.device("meta"):
+        inference = DictSRInference(cfg.model)
+        x = torch.empty(1, 3, 128, 128)
+    assert inference.conv_layers() == 18
+    gmacs = count_macs(inference, x) / 1e9
+    assert abs(gmacs - 129) / 129 <= 0.10, gmacs
+
+
+@pytest.mark.parametrize(
+    "ablation,layers", [("F1", 18), ("F2", 26), ("F3", 26), ("D1", 3 + 9), ("D2", 9 + 15)]
+)
+def test_ablation_depths(ablation, layers):
+    cfg = get_config("paper", ablation)
+    with torch.device("meta"):
+        model = DictSR(cfg.model)
+    inference = model.inference()
+    assert inference.conv_layers() == layers
+    if ablation == "F1":
+        from dictsr_core.model.blocks import count_convs
+
+        assert count_convs(model.enc_hr) == 20
+    if ablation == "F4":
+        from dictsr_core.model.blocks import count_convs
+
+        assert count_convs(model.dec_lr) == 14
