@@ -31,7 +31,8 @@ def cmd_train(args) -> int:
         return 3
     except KeyboardInterrupt:
         return 130
-    print(json.dumps(summary, indent=2))
+    if summary["rank"] == 0:
+        print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -50,7 +51,7 @@ def cmd_sr(args) -> int:
             image = read_rgb(name)
             sr = super_resolve(model, image, tile=args.tile, device=device, amp=device.type == "cuda")
         except (ImageError, ValueError) as error:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {error}" if isinstance(error, ImageError) else f"error: {name}: {error}", file=sys.stderr)
             failed += 1
             continue
         target = write_rgb(out_dir / (Path(name).stem + ".png"), sr)

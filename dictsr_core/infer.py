@@ -92,7 +92,7 @@ def super_resolve(
     if min(h, w) < MIN_SIZE:
         raise ValueError(f"image is {w}x{h}; super_resolve needs at least {MIN_SIZE}x{MIN_SIZE} pixels")
     device = device or next(model.parameters()).device
-    lr = torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)  # uint8, stays on the CPU
+    lr = torch.from_numpy(array if array.flags.writeable else array.copy()).permute(2, 0, 1).unsqueeze(0)  # CPU
     grid = model.code_patch
     if not tile or (h <= tile and w <= tile):
         out = _run(model, lr, device, amp)

@@ -127,6 +127,7 @@ def train(
     metrics_path = out_dir / "metrics.jsonl"
     t_cfg = cfg.train
 
+    torch.manual_seed(t_cfg.seed + rank)
     model = DictSR(cfg.model)
     start_step = 0
     payload = None
@@ -148,7 +149,6 @@ def train(
         if payload is not None:
             _truncate_metrics(metrics_path, start_step)
 
-    torch.manual_seed(t_cfg.seed + rank)
     use_cuda = dev.type == "cuda"
     amp_on = t_cfg.amp == "bf16" or (t_cfg.amp == "auto" and use_cuda)
     memory_format = torch.channels_last if (use_cuda and t_cfg.channels_last) else torch.contiguous_format
@@ -176,6 +176,7 @@ def train(
         pin_memory=use_cuda,
         persistent_workers=False,
         prefetch_factor=4 if t_cfg.num_workers > 0 else None,
+        generator=torch.Generator().manual_seed(t_cfg.seed),  # keeps the global RNG (restarts) resumable
     )
 
     def to_device(batch):
@@ -278,7 +279,7 @@ def train(
             bar.close()
     if dist.is_initialized():
         dist.barrier()
-    summary.update(step=step, total_steps=total, checkpoint=str(ckpt_path), device=str(dev), world_size=world,
+    summary.update(step=step, total_steps=total, checkpoint=str(ckpt_path), device=str(dev), world_size=world, rank=rank,
                    train_wall_s=prior_wall + time.time() - wall0)
     return summary
 

@@ -1,0 +1,85 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dictsr_core.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_python_m_entry_point_and_info_json():
+    result = subprocess.run(
+        [sys.executable, "-m", "dictsr_core", "info", "--preset", "paper", "--json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["inference_conv_layers"] == 18
+    assert 116 <= info["gmacs_128"] <= 142
+    assert info["params"] > info["inference_params"] > 0
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["info", "--preset", "nope"], "unknown preset"),
+        (["info", "--preset", "tiny", "--set", "model.bogus=1"], "unknown config key 'model.bogus'"),
+        (["info", "--preset", "tiny", "--ablation", "Q7"], "unknown ablation"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "--preset", "tiny", "--data", str(tiny_data), "--out", str(out), "--device", "cpu"]) == 0
+    return out
+
+
+def test_train_writes_the_run_folder(trained_run):
+    assert (trained_run / "checkpoints" / "last.pt").is_file()
+    assert (trained_run / "metrics.jsonl").read_text().count("\n") == 4
+    assert "preset: tiny" in (trained_run / "config.yaml").read_text()
+
+
+def test_sr_skips_bad_inputs_and_reports_them(trained_run, tmp_path, capsys):
+    good = tmp_path / "good.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)).save(good)
+    gray = tmp_path / "gray.png"
+    Image.fromarray(np.full((17, 19), 128, np.uint8)).save(gray)
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[:60])
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    text = tmp_path / "text.png"
+    text.write_text("this is not an image")
+    tiny = tmp_path / "tiny.png"
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(tiny)
+    out = tmp_path / "sr"
+    code = main(["sr", "--checkpoint", str(trained_run / "checkpoints" / "last.pt"), str(good), str(truncated),
+                 str(empty), str(text), str(tiny), str(gray), "--out", str(out), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 1
+    for name in ("truncated.png", "empty.png", "text.png", "tiny.png"):
+        assert name in err, err
+    assert "4 of 6 input(s) failed" in err
+    assert Image.open(out / "good.png").size == (120, 80)
+    assert Image.open(out / "gray.png").size == (76, 68)
+    assert sorted(p.name for p in out.iterdir()) == ["good.png", "gray.png"]
+
+
+def test_sr_with_a_bad_checkpoint_names_it(tmp_path, capsys):
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"\x80\x04junk")
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(image)
+    assert main(["sr", "--checkpoint", str(bad), str(image), "--out", str(tmp_path / "o")]) == 2
+    assert "model.pt" in capsys.readouterr().err

@@ -1,0 +1,61 @@
+import pytest
+
+from dictsr_core.config import ABLATIONS, PRESETS, Config, ConfigError, get_config, parse_set_args
+
+
+def test_presets_and_ablations_compose():
+    for preset in PRESETS:
+        for ablation in ABLATIONS:
+            cfg = get_config(preset, ablation)
+            assert cfg.preset == preset and cfg.ablation == ablation
+
+
+def test_paper_preset_is_the_paper():
+    cfg = get_config("paper")
+    m, t = cfg.model, cfg.train
+    assert (m.entries, m.offsets, m.dim, m.code_patch, m.beta) == (4096, 32, 4, 2, 0.25)
+    assert (t.batch_size, t.hr_crop, t.lr_crop, t.lr, t.adam_betas) == (24, 256, 64, 2e-4, (0.9, 0.999))
+    assert (t.total_steps, t.halve_every * t.steps_per_epoch, t.dis_weight) == (100_000, 25_000, 10.0)
+
+
+def test_ablation_values():
+    assert get_config("paper", "B1").model.entries == 2048
+    assert get_config("paper", "B2").model.entries == 8192
+    assert get_config("paper", "C2").model.dim == 64
+    assert get_config("paper", "D1").model.hr_patch == 4
+    assert get_config("paper", "D2").model.hr_patch == 16
+    assert get_config("paper", "A1").model.hierarchical is False
+    assert get_config("paper", "E1").model.coupled is False
+
+
+def test_set_overrides_with_types():
+    cfg = get_config("tiny", overrides=parse_set_args(["model.entries=32", "lr=3e-4", "hierarchical=false", "hr_widths=8,8,16,16"]))
+    assert cfg.model.entries == 32 and cfg.train.lr == 3e-4 and cfg.model.hierarchical is False
+    assert cfg.model.hr_widths == (8, 8, 16, 16)
+
+
+@pytest.mark.parametrize(
+    "preset,ablation,items,message",
+    [
+        ("nope", None, [], "unknown preset 'nope'"),
+        ("tiny", "Z9", [], "unknown ablation 'Z9'"),
+        ("tiny", None, ["model.entires=3"], r"unknown config key 'model.entires'.*model.entries"),
+        ("tiny", None, ["entries=abc"], r"model.entries = 'abc' is invalid"),
+        ("tiny", None, ["entries=1"], r"model.entries = 1 is invalid"),
+        ("tiny", None, ["hierarchical=maybe"], "model.hierarchical"),
+        ("tiny", None, ["train.amp=fp16"], "train.amp"),
+        ("tiny", None, ["hr_crop=30"], "train.hr_crop"),
+        ("tiny", None, ["hr_widths=8,8"], "model.hr_widths"),
+        ("tiny", None, ["lr"], "expected key=value"),
+    ],
+)
+def test_bad_config_names_the_field(preset, ablation, items, message):
+    with pytest.raises(ConfigError, match=message):
+        get_config(preset, ablation, parse_set_args(items))
+
+
+def test_dict_round_trip():
+    cfg = get_config("cpu", "F2", {"train.seed": 3})
+    assert Config.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="unknown config key"):
+        Config.from_dict({"model": {"bogus": 1}})

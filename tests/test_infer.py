@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dictsr_core.config import get_config
+from dictsr_core.infer import receptive_margin, super_resolve
+from dictsr_core.model import DictSR
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    cfg = get_config("tiny")
+    net = DictSR(cfg.model)
+    hr = torch.rand(2, 3, 64, 64)
+    net.dictionaries.initialize(*net.coupled_embeddings(hr, torch.nn.functional.avg_pool2d(hr, 4)))
+    return net.inference().eval()
+
+
+def photo(h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    base = np.linspace(0, 255, w)[None, :, None] * np.linspace(0.2, 1, h)[:, None, None]
+    return np.clip(base + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("shape", [(50, 70), (37, 41), (96, 64)])
+def test_tiled_equals_untiled(model, shape):
+    image = photo(*shape)
+    whole = super_resolve(model, image, tile=0)
+    tiled = super_resolve(model, image, tile=16)
+    assert whole.shape == (4 * shape[0], 4 * shape[1], 3)
+    assert np.abs(whole.astype(int) - tiled.astype(int)).max() <= 1
+
+
+def test_too_small_margin_breaks_agreement(model):
+    """The default margin is needed: with none, tile seams differ (so the test above can fail)."""
+    image = photo(64, 64, seed=3)
+    whole = super_resolve(model, image, tile=0)
+    seams = super_resolve(model, image, tile=16, margin=0)
+    assert np.abs(whole.astype(int) - seams.astype(int)).max() > 1
+    assert receptive_margin(model) % model.code_patch == 0
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "P", "I;16", "RGB", "CMYK"])
+def test_any_pil_mode_gives_exactly_4x_rgb(model, mode):
+    rgb = Image.fromarray(photo(21, 30))
+    if mode == "I;16":
+        image = Image.fromarray((np.asarray(rgb.convert("L")).astype(np.uint16) * 257))
+        assert image.mode.startswith("I;16")
+    else:
+        image = rgb.convert(mode)
+    out = super_resolve(model, image)
+    assert out.shape == (84, 120, 3) and out.dtype == np.uint8
+
+
+def test_sixteen_bit_scales_like_eight_bit(model):
+    gray = np.asarray(Image.fromarray(photo(24, 24)).convert("L"))
+    a = super_resolve(model, Image.fromarray(gray))
+    b = super_resolve(model, Image.fromarray(gray.astype(np.uint16) * 257))
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_tiny_image_is_a_clear_error(model):
+    with pytest.raises(ValueError, match="1x1"):
+        super_resolve(model, np.zeros((1, 1, 3), np.uint8))

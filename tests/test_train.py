@@ -1,0 +1,159 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dictsr_core.checkpoint import CheckpointError, load_checkpoint, load_inference_model
+from dictsr_core.config import ConfigError, get_config
+from dictsr_core.train import NonFiniteLossError, StepBatches, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def states_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_step_batches_are_a_function_of_step_and_rank():
+    assert list(StepBatches(0, 2, 3)) == [[0, 1, 2], [3, 4, 5]]
+    assert list(StepBatches(5, 6, 2, rank=1, world=2)) == [[22, 23]]
+
+
+def test_tiny_batch_overfits():
+    from dictsr_core.losses import DictSRLoss
+    from dictsr_core.model import DictSR
+    from dictsr_core.train import downscale_hr
+
+    torch.manual_seed(0)
+    cfg = get_config("tiny")
+    model = DictSR(cfg.model)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
+    hr = torch.stack([yy, xx, (yy + xx) / 2]).unsqueeze(0).repeat(2, 1, 1, 1)
+    hr[1] = hr[1].flip(-1)
+    hr_down = downscale_hr(hr)
+    lr = downscale_hr(hr.roll(8, dims=-1).flip(-2))  # unrelated smooth content
+    model.dictionaries.initialize(*model.coupled_embeddings(hr, hr_down))
+    criterion = DictSRLoss(None, perceptual_weight=0.0, dis_weight=10.0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(250):
+        terms = criterion(model(hr, hr_down, lr), hr, hr_down, lr)
+        optimizer.zero_grad()
+        terms["total"].backward()
+        optimizer.step()
+        losses.append(float(terms["total"].detach()))
+    assert losses[-1] < 0.5 * losses[0], (losses[0], losses[-1])
+
+
+def test_run_folder_contents(tiny_data, tmp_path):
+    cfg = get_config("tiny")
+    summary = train(cfg, tiny_data, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    assert (run / "checkpoints" / "last.pt").is_file() and (run / "config.yaml").is_file()
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [5, 10, 15, 20]
+    assert summary["step"] == 20
+    assert not list((run / "checkpoints").glob("*.tmp")), "temporary files left behind"
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(cfg, tiny_data, run, progress=False)
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(tiny_data, tmp_path):
+    from dictsr_core.model import DictSR
+
+    cfg = get_config("tiny")
+    train(cfg, tiny_data, tmp_path / "run", progress=False)
+    payload = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    model = DictSR(payload["config"].model)
+    model.load_state_dict(payload["model"])
+    inference, _, step = load_inference_model(tmp_path / "run" / "checkpoints" / "last.pt")
+    x = torch.rand(1, 3, 12, 16)
+    assert step == 20
+    assert torch.equal(model.inference().eval()(x), inference(x))
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(tiny_data, tmp_path):
+    cfg = get_config("tiny", overrides={"train.restart_every": 4, "train.checkpoint_every": 100})
+    train(cfg, tiny_data, tmp_path / "straight", progress=False)
+    train(cfg, tiny_data, tmp_path / "resumed", progress=False, stop_after=7)
+    assert load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")["step"] == 7
+    train(cfg, tiny_data, tmp_path / "resumed", progress=False, resume=True)
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
+    assert a["step"] == b["step"] == 20
+    assert states_equal(a["model"], b["model"])
+    steps = [json.loads(x)["step"] for x in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [5, 7, 10, 15, 20]
+
+
+def test_resume_refuses_a_different_model(tiny_data, tmp_path):
+    train(get_config("tiny"), tiny_data, tmp_path / "run", progress=False, stop_after=3)
+    other = get_config("tiny", overrides={"model.entries": 32})
+    with pytest.raises(ConfigError, match="model.entries"):
+        train(other, tiny_data, tmp_path / "run", progress=False, resume=True)
+
+
+def test_ctrl_c_saves_a_checkpoint(tiny_data, tmp_path):
+    def interrupt(record):
+        if record["step"] == 10:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(get_config("tiny"), tiny_data, tmp_path / "run", progress=False, on_log=interrupt)
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 10
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
+    import dictsr_core.train as train_module
+
+    real = train_module.DictSRLoss.forward
+    calls = {"n": 0}
+
+    def poisoned(self, *args):
+        terms = real(self, *args)
+        calls["n"] += 1
+        if calls["n"] == 13:
+            terms["total"] = terms["total"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(train_module.DictSRLoss, "forward", poisoned)
+    with pytest.raises(NonFiniteLossError, match=r"step 13.*last\.pt \(step 10\)"):
+        train(get_config("tiny"), tiny_data, tmp_path / "run", progress=False)
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 10
+
+
+def test_corrupt_checkpoint_is_reported_by_name(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="bad.pt"):
+        load_checkpoint(bad)
+    with pytest.raises(CheckpointError, match="no such"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_perceptual_term_refuses_missing_weights(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("DICTSR_CACHE", str(tmp_path / "empty-cache"))
+    cfg = get_config("tiny", overrides={"train.perceptual_weight": 1.0})
+    with pytest.raises(Exception, match="dictsr weights"):
+        train(cfg, tiny_data, tmp_path / "run", progress=False)
+
+
+@pytest.mark.slow
+def test_torchrun_two_gloo_processes(tiny_data, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "dictsr_core", "train", "--preset", "tiny", "--set", "train.epochs=1", "--set", "train.restart_every=5",
+        "--data", str(tiny_data), "--out", str(out), "--device", "cpu",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    payload = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert payload["step"] == 20
+    summary = json.loads(result.stdout[result.stdout.index("{"):result.stdout.rindex("}") + 1])
+    assert summary["world_size"] == 2
