@@ -84,6 +84,10 @@ def cmd_weights(args) -> int:
     from dictsr_core.weights import fetch_weights
 
     fetch_weights(cache_dir=args.cache_dir, force=args.force)
+    if args.calibration:
+        from dictsr_core.weights import fetch_calibration_images
+
+        fetch_calibration_images(cache_dir=args.cache_dir)
     return 0
 
 
@@ -127,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("weights", help="fetch and convert the offline VGG16/AlexNet backbones for LPIPS")
     p.add_argument("--cache-dir", default=None, help="default: $DICTSR_CACHE or ~/.cache/dictsr")
     p.add_argument("--force", action="store_true", help="fetch and convert again")
+    p.add_argument("--calibration", action="store_true", help="also fetch pyiqa's LPIPS calibration images (for the tests)")
     p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("main", help="the README's main job: data, training, super-resolution and scores, end to end")

@@ -22,6 +22,6 @@ pip_q() {
 pip_q torch==2.14.1 torchvision==0.29.1
 pip_q -e ".[test,workbook]"
 "$VENV/bin/python" -c "import torch, dictsr_core; print('[setup] torch', torch.__version__, 'cuda' if torch.cuda.is_available() else 'cpu')"
-"$VENV/bin/dictsr" weights
+"$VENV/bin/dictsr" weights --calibration
 rm -f "$VENV"/.dictsr-setup-*
 touch "$stamp"
