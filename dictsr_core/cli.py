@@ -94,7 +94,7 @@ def cmd_weights(args) -> int:
 def cmd_main(args) -> int:
     from dictsr_core.demo import run_main
 
-    return run_main(profile=args.profile, data_root=args.data_root, runs_root=args.runs_root, force=args.force)
+    return run_main(profile=args.profile, data_root=args.data_root, runs_root=args.runs_root, force=args.force, source=args.source)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="auto", help="auto (gpu when CUDA is available, else cpu), cpu, gpu or tiny")
     p.add_argument("--data-root", default="data")
     p.add_argument("--runs-root", default="runs")
+    p.add_argument("--source", default="sample", help="sample (skimage's photos, offline) or photos (Debian wallpapers)")
     p.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
     p.set_defaults(func=cmd_main)
     return parser

@@ -171,7 +171,7 @@ PRESETS: dict[str, Config] = {
         preset="cpu",
         model=ModelConfig(entries=1024, offsets=8, hr_widths=(16, 32, 64, 128), lr_width=32),
         train=TrainConfig(
-            batch_size=4, hr_crop=96, lr_crop=24, lr=5e-4, epochs=4, steps_per_epoch=250, halve_every=2,
+            batch_size=4, hr_crop=96, lr_crop=24, lr=5e-4, epochs=3, steps_per_epoch=250, halve_every=2,
             usage_window=200, restart_every=100, log_every=25, checkpoint_every=250, num_workers=1,
         ),
     ),
