@@ -97,6 +97,13 @@ def cmd_main(args) -> int:
     return run_main(profile=args.profile, data_root=args.data_root, runs_root=args.runs_root, force=args.force, source=args.source)
 
 
+def cmd_bench(args) -> int:
+    from dictsr_core.bench import main_bench
+
+    main_bench(args.device, args.json, args.checkpoint, compile=not args.no_compile, quick=args.quick)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dictsr", description="DictSR workbook: unpaired 4x super-resolution with coupled dictionaries.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -133,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="fetch and convert again")
     p.add_argument("--calibration", action="store_true", help="also fetch pyiqa's LPIPS calibration images (for the tests)")
     p.set_defaults(func=cmd_weights)
+
+    p = sub.add_parser("bench", help="speed of DictSR against RRDBNet x4 on the same inputs, same run")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    p.add_argument("--checkpoint", default=None, help="trained weights (default: random weights, same cost)")
+    p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    p.add_argument("--quick", action="store_true", help="skip the compiled training step")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("main", help="the README's main job: data, training, super-resolution and scores, end to end")
     p.add_argument("--profile", default="auto", help="auto (gpu when CUDA is available, else cpu), cpu, gpu or tiny")

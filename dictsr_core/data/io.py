@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dictsr_core.atomic import atomic_write_bytes
 
@@ -50,7 +50,10 @@ def pil_to_rgb(image: Image.Image) -> np.ndarray:
 
 
 def read_rgb(path, min_size: int = 1) -> np.ndarray:
-    """Decode an image file fully into HxWx3 uint8; raise ImageError naming the file otherwise."""
+    """Decode an image file fully into HxWx3 uint8; raise ImageError naming the file otherwise.
+
+    The EXIF orientation tag is applied, so a photo comes out the way viewers show it.
+    """
     path = Path(path)
     if not path.is_file():
         raise ImageError(path, "no such file")
@@ -59,7 +62,7 @@ def read_rgb(path, min_size: int = 1) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()  # force a full decode so truncation is found here, not later
-            array = pil_to_rgb(image)
+            array = pil_to_rgb(ImageOps.exif_transpose(image))
     except UnidentifiedImageError:
         raise ImageError(path, "not an image file (unrecognised format)") from None
     except (OSError, SyntaxError, ValueError) as error:

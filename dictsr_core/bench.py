@@ -1,0 +1,179 @@
+"""`dictsr bench`: DictSR against RRDBNet x4 (Real-ESRGAN's generator, built by spandrel without weights),
+in one process, on the same inputs, with the same treatment (bf16, channels_last, torch.compile).
+
+Prints and returns the numbers and the DictSR/RRDBNet ratios; nothing here is a pass/fail test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import time
+
+import torch
+
+from dictsr_core.atomic import atomic_write_json
+from dictsr_core.config import get_config
+from dictsr_core.cost import count_macs
+from dictsr_core.model import DictSR, DictSRInference
+
+
+def build_rrdbnet() -> torch.nn.Module:
+    from spandrel.architectures.ESRGAN import ESRGAN
+
+    return ESRGAN(in_nc=3, out_nc=3, num_filters=64, num_blocks=23, scale=4)
+
+
+def random_dictsr_inference(checkpoint=None) -> DictSRInference:
+    if checkpoint:
+        from dictsr_core.checkpoint import load_inference_model
+
+        return load_inference_model(checkpoint)[0]
+    model = DictSR(get_config("paper").model)
+    hr = torch.rand(2, 3, 256, 256)
+    from dictsr_core.train import downscale_hr
+
+    model.dictionaries.initialize(*model.coupled_embeddings(hr, downscale_hr(hr)))
+    return model.inference().eval()
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_ms(fn, device, warmup: int = 3, iters: int = 10, min_seconds: float = 0.5) -> float:
+    """Median wall time of fn() in ms (CUDA: synchronised)."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    start_all = time.perf_counter()
+    while len(times) < iters or (time.perf_counter() - start_all < min_seconds and len(times) < 1000):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def _prepare(module, device, channels_last: bool, compile_mode: str | None):
+    module = module.to(device).eval()
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    for p in module.parameters():
+        p.requires_grad_(False)
+    if compile_mode:
+        try:
+            return torch.compile(module, mode=compile_mode), True
+        except Exception as error:  # noqa: BLE001
+            print(f"[bench] torch.compile({compile_mode}) unavailable: {error}")
+    return module, False
+
+
+def infer_ms(module, device, batch: int, size: int, bf16: bool, channels_last: bool = False, compile_mode=None) -> float:
+    net, _ = _prepare(module, device, channels_last, compile_mode)
+    x = torch.rand(batch, 3, size, size, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+    def run():
+        with torch.no_grad(), autocast:
+            return net(x)
+
+    return time_ms(run, device, warmup=5 if compile_mode else 2)
+
+
+def train_step(device, compile_model: bool, perceptual: bool = True) -> dict:
+    """One paper-batch training step (24 x 256^2 HR + 24 x 64^2 LR), bf16 on CUDA."""
+    from dictsr_core.losses import DictSRLoss
+    from dictsr_core.train import build_perceptual, downscale_hr
+
+    cfg = get_config("paper", overrides={"train.perceptual_weight": 1.0 if perceptual else 0.0})
+    torch.manual_seed(0)
+    model = DictSR(cfg.model).to(device)
+    cl = device.type == "cuda"
+    if cl:
+        model = model.to(memory_format=torch.channels_last)
+    batch = cfg.train.batch_size
+    hr = torch.rand(batch, 3, 256, 256, device=device)
+    lr = torch.rand(batch, 3, 64, 64, device=device)
+    if cl:
+        hr, lr = hr.contiguous(memory_format=torch.channels_last), lr.contiguous(memory_format=torch.channels_last)
+    hr_down = downscale_hr(hr)
+    model.dictionaries.initialize(*model.coupled_embeddings(hr, hr_down))
+    criterion = DictSRLoss(build_perceptual(cfg, device), cfg.train.perceptual_weight, cfg.train.dis_weight)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, fused=device.type == "cuda")
+    forward = torch.compile(model) if compile_model else model
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            terms = criterion(forward(hr, downscale_hr(hr), lr), hr, hr_down, lr)
+        optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        optimizer.step()
+        model.dictionaries.tick()
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    ms = time_ms(step, device, warmup=3 if compile_model else 2, iters=10)
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    return {"ms": ms, "peak_gb": peak}
+
+
+def run_bench(device: str = "auto", checkpoint=None, compile: bool = True, quick: bool = False) -> dict:
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    dictsr = random_dictsr_inference(checkpoint)
+    rrdb = build_rrdbnet()
+    with torch.device("meta"):
+        meta_dictsr, meta_rrdb = DictSRInference(dictsr.cfg), build_rrdbnet()
+        x128 = torch.empty(1, 3, 128, 128)
+    macs = {"dictsr_gmacs_128": count_macs(meta_dictsr, x128) / 1e9, "rrdb_gmacs_128": count_macs(meta_rrdb, x128) / 1e9}
+    out = {
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "torch": torch.__version__,
+        **{k: round(v, 2) for k, v in macs.items()},
+    }
+    if dev.type == "cpu":
+        out["infer_64_ms"] = infer_ms(dictsr, dev, 1, 64, bf16=False)
+        out["rrdb_infer_64_ms"] = infer_ms(rrdb, dev, 1, 64, bf16=False)
+        out["speedup_64"] = out["rrdb_infer_64_ms"] / out["infer_64_ms"]
+        return out
+    mode_b16 = "max-autotune-no-cudagraphs" if compile else None
+    for name, net in (("", dictsr), ("rrdb_", rrdb)):
+        out[f"{name}infer_b16_fp32_ms"] = infer_ms(net, dev, 16, 128, bf16=False)
+        out[f"{name}infer_b16_bf16_eager_ms"] = infer_ms(net, dev, 16, 128, bf16=True, channels_last=True)
+        out[f"{name}infer_b16_bf16_ms"] = infer_ms(net, dev, 16, 128, bf16=True, channels_last=True, compile_mode=mode_b16)
+        out[f"{name}infer_b1_ms"] = infer_ms(net, dev, 1, 128, bf16=True, channels_last=True,
+                                             compile_mode="reduce-overhead" if compile else None)  # CUDA graphs
+    out["speedup_b16_bf16"] = out["rrdb_infer_b16_bf16_ms"] / out["infer_b16_bf16_ms"]
+    out["speedup_b16_bf16_eager"] = out["rrdb_infer_b16_bf16_eager_ms"] / out["infer_b16_bf16_eager_ms"]
+    out["speedup_b1"] = out["rrdb_infer_b1_ms"] / out["infer_b1_ms"]
+    out["throughput_b16_images_s"] = 16 / out["infer_b16_bf16_ms"] * 1e3
+    out["achieved_tflops_b16"] = 2 * macs["dictsr_gmacs_128"] * 16 / out["infer_b16_bf16_ms"] / 1e3
+    out["rrdb_achieved_tflops_b16"] = 2 * macs["rrdb_gmacs_128"] * 16 / out["rrdb_infer_b16_bf16_ms"] / 1e3
+    eager = train_step(dev, compile_model=False)
+    out["train_step_eager_ms"] = eager["ms"]
+    if not quick:
+        compiled = train_step(dev, compile_model=compile)
+        out["train_step_ms"], out["peak_train_mem_gb"] = compiled["ms"], compiled["peak_gb"]
+    else:
+        out["train_step_ms"], out["peak_train_mem_gb"] = eager["ms"], eager["peak_gb"]
+    return out
+
+
+def main_bench(device="auto", json_path=None, checkpoint=None, compile=True, quick=False) -> dict:
+    result = run_bench(device, checkpoint, compile, quick)
+    width = max(len(k) for k in result)
+    for key, value in result.items():
+        print(f"{key:>{width}}: {value:.3f}" if isinstance(value, float) else f"{key:>{width}}: {value}")
+    if json_path:
+        atomic_write_json(json_path, result)
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(run_bench(), indent=2))

@@ -1,0 +1,123 @@
+"""Torch datasets over prepared folders: unpaired HR/LR training patches and paired validation images."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from dictsr_core.data.io import ImageError, list_images, read_rgb
+
+
+def load_folder(folder, min_size: int = 1, skip_small: bool = False) -> tuple[list[Path], list[np.ndarray]]:
+    """Decode every image of a folder into memory as HxWx3 uint8.
+
+    An empty folder is an error naming it; an image smaller than ``min_size`` on its short
+    side is an ImageError naming the file, or is skipped with a warning when ``skip_small``.
+    """
+    paths = list_images(folder)
+    if not paths:
+        raise FileNotFoundError(f"{folder}: no images found (expected .png/.jpg/... files)")
+    kept_paths, images = [], []
+    for path in paths:
+        image = read_rgb(path)
+        if min(image.shape[:2]) < min_size:
+            error = ImageError(path, f"image is {image.shape[1]}x{image.shape[0]}, smaller than the {min_size}x{min_size} patch")
+            if not skip_small:
+                raise error
+            warnings.warn(f"skipping {error}", stacklevel=2)
+            continue
+        kept_paths.append(path)
+        images.append(image)
+    if not images:
+        raise FileNotFoundError(f"{folder}: no image is at least {min_size}x{min_size} pixels")
+    return kept_paths, images
+
+
+def _random_crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    height, width = image.shape[:2]
+    top = int(rng.integers(0, height - size + 1))
+    left = int(rng.integers(0, width - size + 1))
+    return image[top : top + size, left : left + size]
+
+
+def _random_dihedral(patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One of the 8 rotations/flips of a square patch, uniformly."""
+    patch = np.rot90(patch, k=int(rng.integers(0, 4)))
+    if rng.integers(0, 2):
+        patch = patch[:, ::-1]
+    return patch
+
+
+def _to_chw_tensor(patch: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(patch.transpose(2, 0, 1)))
+
+
+class UnpairedPatches(Dataset):
+    """Random HR crops and independent random LR crops from unrelated images (paper 4.1.2).
+
+    Item ``i`` is a pure function of (seed, i): a trainer that resumes at step s with the
+    same seed sees the same patches, whatever the number or order of DataLoader workers.
+    All images are decoded once here and kept as uint8 arrays, which forked workers share.
+    Images smaller than a patch are an error naming the file, unless ``skip_small`` is
+    set (then they are left out with a warning).
+    """
+
+    def __init__(self, hr_dir, lr_dir, hr_patch: int = 256, lr_patch: int = 64, seed: int = 0,
+                 augment: bool = True, length: int = 10**9, skip_small: bool = False):
+        if hr_patch < 1 or lr_patch < 1:
+            raise ValueError(f"patch sizes must be positive, got hr_patch={hr_patch}, lr_patch={lr_patch}")
+        self.hr_patch, self.lr_patch = int(hr_patch), int(lr_patch)
+        self.seed, self.augment, self.length = int(seed), bool(augment), int(length)
+        self.hr_paths, self.hr_images = load_folder(hr_dir, self.hr_patch, skip_small)
+        self.lr_paths, self.lr_images = load_folder(lr_dir, self.lr_patch, skip_small)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _patch(self, images: list[np.ndarray], size: int, rng: np.random.Generator) -> torch.Tensor:
+        patch = _random_crop(images[int(rng.integers(0, len(images)))], size, rng)
+        if self.augment:
+            patch = _random_dihedral(patch, rng)
+        return _to_chw_tensor(patch)
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} items")
+        rng = np.random.default_rng([self.seed, int(index)])
+        return {"hr": self._patch(self.hr_images, self.hr_patch, rng),
+                "lr": self._patch(self.lr_images, self.lr_patch, rng)}
+
+
+class PairedImages(Dataset):
+    """Whole validation images, LR and HR matched by file stem, sized exactly 1 : scale."""
+
+    def __init__(self, lr_dir, hr_dir, scale: int = 4):
+        self.scale = int(scale)
+        lr_paths = {p.stem: p for p in list_images(lr_dir)}
+        hr_paths = {p.stem: p for p in list_images(hr_dir)}
+        if not lr_paths and not hr_paths:
+            raise FileNotFoundError(f"{lr_dir} and {hr_dir}: no images found")
+        unmatched = [str(lr_paths[s]) for s in sorted(lr_paths.keys() - hr_paths.keys())]
+        unmatched += [str(hr_paths[s]) for s in sorted(hr_paths.keys() - lr_paths.keys())]
+        if unmatched:
+            raise ValueError("images without a partner of the same name in the other folder: " + ", ".join(unmatched))
+        self.names = sorted(lr_paths)
+        self.pairs = []
+        for name in self.names:
+            lr, hr = read_rgb(lr_paths[name]), read_rgb(hr_paths[name])
+            if (hr.shape[0], hr.shape[1]) != (lr.shape[0] * self.scale, lr.shape[1] * self.scale):
+                raise ValueError(
+                    f"{lr_paths[name]} ({lr.shape[1]}x{lr.shape[0]}) and {hr_paths[name]} ({hr.shape[1]}x{hr.shape[0]}) "
+                    f"are not exactly 1:{self.scale}")
+            self.pairs.append((lr, hr))
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict:
+        lr, hr = self.pairs[index]
+        return {"name": self.names[index], "lr": lr, "hr": hr}

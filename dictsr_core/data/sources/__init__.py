@@ -1,0 +1,1 @@
+"""Where prepared datasets come from: bundled samples, Debian wallpaper photos, folders on disk, downloads."""

@@ -1,0 +1,89 @@
+"""What a source hands to `prepare`: images with provenance, already assigned to splits."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+
+import numpy as np
+
+from dictsr_core.data.io import read_rgb
+
+SPLITS = ("train_hr", "train_lr", "val")
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceImage:
+    """One input image: how to load it and what the manifest says about it.
+
+    ``loader`` is "file" (``ref`` is a path) or "skimage" (``ref`` is a skimage.data
+    function name, ``name:index`` for functions returning several images). ``group`` keeps
+    related images (a stereo pair) in one split. ``pre_scale`` is a MATLAB-bicubic factor
+    applied before anything else (0.5 for JPEG wallpapers, to hide compression).
+    """
+
+    name: str
+    loader: str
+    ref: str
+    origin: dict
+    author: str | None = None
+    license: str | None = None
+    group: str | None = None
+    pre_scale: float = 1.0
+
+    def load(self) -> np.ndarray:
+        """The image as HxWx3 uint8 (ImageError naming the file if it cannot be used)."""
+        if self.loader == "file":
+            return read_rgb(self.ref)
+        if self.loader == "skimage":
+            function, _, index = self.ref.partition(":")
+            image = getattr(importlib.import_module("skimage.data"), function)()
+            if index:
+                image = image[int(index)]
+            return np.ascontiguousarray(image[..., :3].astype(np.uint8))
+        raise ValueError(f"unknown loader {self.loader!r} for {self.name}")
+
+
+@dataclasses.dataclass
+class SourcePlan:
+    """A source's images by split.
+
+    Clean sources (``real_lr`` False) give clean photos for "train_hr", "train_lr" and "val"
+    that `prepare` degrades; real sources give degraded LR images in "train_lr" and
+    (lr, hr) pairs in "val", used as they are.
+    """
+
+    source: str
+    splits: dict
+    real_lr: bool
+    notes: dict = dataclasses.field(default_factory=dict)
+
+
+def _stable_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def assign_splits(images: list[SourceImage], val_fraction: float = 0.2) -> dict[str, list[SourceImage]]:
+    """Split clean photos three ways, disjoint by group, independent of any seed.
+
+    Groups are ordered by a hash of their name (stable when photos are added or removed
+    elsewhere); the first ``val_fraction`` (at least one, none if 0) go to validation and the rest
+    alternate between the HR and LR domains.
+    """
+    groups: dict[str, list[SourceImage]] = {}
+    for image in images:
+        groups.setdefault(image.group or image.name, []).append(image)
+    needed = 3 if val_fraction > 0 else 2
+    if len(groups) < needed:
+        raise ValueError(f"need at least {needed} distinct photos to make disjoint sets, got {len(groups)}")
+    order = sorted(groups, key=_stable_key)
+    n_val = max(1, round(len(order) * val_fraction)) if val_fraction > 0 else 0
+    splits = {"train_hr": [], "train_lr": [], "val": []}
+    for position, group in enumerate(order):
+        if position < n_val:
+            split = "val"
+        else:
+            split = "train_hr" if (position - n_val) % 2 == 0 else "train_lr"
+        splits[split].extend(groups[group])
+    return splits

@@ -1,0 +1,57 @@
+"""`--source photos`: real photographs from Debian packages via apt-get download + dpkg -x (no install)."""
+
+import shutil
+
+import pytest
+
+from dictsr_core.data.datasets import PairedImages, UnpairedPatches
+from dictsr_core.data.prepare import prepare_dataset
+from dictsr_core.data.sources import photos as photos_module
+from dictsr_core.data.sources.photos import PHOTO_PACKAGES, PHOTOS, PhotosUnavailable, fetch_photo_packages
+
+needs_apt = pytest.mark.skipif(shutil.which("apt-get") is None or shutil.which("dpkg") is None,
+                               reason="apt-get/dpkg not available: the photos source needs a Debian-like system")
+QUIET = {"log": lambda *_: None}
+
+
+def test_catalogue_is_unique_and_from_the_listed_packages():
+    keys = [(package, path) for package, path, _, _ in PHOTOS]
+    assert len(keys) == len(set(keys)) == 50
+    assert {package for package, _ in keys} == set(PHOTO_PACKAGES)
+
+
+def test_without_apt_the_message_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setattr(photos_module.shutil, "which", lambda tool: None)
+    with pytest.raises(PhotosUnavailable, match="--source sample.*--source folder"):
+        fetch_photo_packages(tmp_path, **QUIET)
+
+
+@needs_apt
+def test_a_subset_of_photos_is_fetched_credited_and_split(tmp_path, monkeypatch):
+    # Six photos from four packages (one plasma wallpaper, whose credits come from metadata.json).
+    subset = [row for row in PHOTOS if row[1].endswith(("/flower.png", "Storm.jpg", "fog.jpg", "Wine_by_Jakkub_Mede.jpg",
+                                                         "Dune.jpg"))] + [row for row in PHOTOS if "/Path/" in row[1]]
+    assert len(subset) == 6
+    monkeypatch.setattr(photos_module, "PHOTOS", tuple(subset))
+    manifest = prepare_dataset(tmp_path / "out", "photos", "aim", workers=2, **QUIET)
+    assert manifest["counts"] == {"train_hr": 3, "train_lr": 2, "val_lr": 1, "val_hr": 1}
+    for record in manifest["images"]:
+        assert record["source"]["debian_package"] in PHOTO_PACKAGES and record["source"]["version"]
+        assert record["author"] and record["license"]
+        assert record["steps"][0] == "MATLAB bicubic x0.5"
+    plasma = [r for r in manifest["images"] if r["source"]["debian_package"] == "plasma-workspace-wallpapers"]
+    assert plasma[0]["author"] == "Risto Saukonpää" and plasma[0]["source"]["path"].endswith("2560x1600.jpg")
+    UnpairedPatches(tmp_path / "out" / "train_hr", tmp_path / "out" / "train_lr")
+    assert len(PairedImages(tmp_path / "out" / "val_lr", tmp_path / "out" / "val_hr")) == 1
+
+
+@needs_apt
+@pytest.mark.slow
+def test_all_fifty_photos(tmp_path):
+    manifest = prepare_dataset(tmp_path / "out", "photos", "aim", **QUIET)
+    assert manifest["counts"] == {"train_hr": 20, "train_lr": 20, "val_lr": 10, "val_hr": 10}
+    by_split = {}
+    for record in manifest["images"]:
+        by_split.setdefault(record["split"].replace("val_lr", "val_hr"), set()).add(record["source"]["path"])
+    assert not (by_split["train_hr"] & by_split["train_lr"]) and not (by_split["val_hr"] & by_split["train_hr"])
+    assert not (by_split["val_hr"] & by_split["train_lr"])
