@@ -71,6 +71,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     num_workers: int = 4
     seed: int = 0
+    grad_clip: float = 0.0  # max global gradient norm; 0 disables clipping
     amp: str = "auto"  # "auto" (bf16 on CUDA, fp32 on CPU) | "bf16" | "off"
     compile: bool = False
     channels_last: bool = True  # CUDA only
@@ -143,6 +144,7 @@ class Config:
         _check(t.log_every >= 1, "train.log_every", t.log_every, "at least 1")
         _check(t.checkpoint_every >= 1, "train.checkpoint_every", t.checkpoint_every, "at least 1")
         _check(t.num_workers >= 0, "train.num_workers", t.num_workers, "0 or more")
+        _check(t.grad_clip >= 0 and math.isfinite(t.grad_clip), "train.grad_clip", t.grad_clip, "0 (off) or a positive number")
         _check(t.amp in ("auto", "bf16", "off"), "train.amp", t.amp, "'auto', 'bf16' or 'off'")
         return self
 
@@ -164,7 +166,7 @@ PRESETS: dict[str, Config] = {
     # paper architecture and batch, a schedule of about 6 minutes on one H100/H200
     "gpu": Config(
         preset="gpu",
-        train=TrainConfig(lr=4e-4, epochs=8, steps_per_epoch=600, halve_every=2, num_workers=8, log_every=100, checkpoint_every=1200),
+        train=TrainConfig(epochs=8, steps_per_epoch=600, halve_every=2, num_workers=8, log_every=100, checkpoint_every=1200),
     ),
     # small enough that 2 CPU cores learn something visible in about 10 minutes
     "cpu": Config(

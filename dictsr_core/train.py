@@ -237,6 +237,8 @@ def train(
                 terms = criterion(out, hr, hr_down, lr)
             optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()
+            if t_cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), t_cfg.grad_clip, foreach=True)
             optimizer.step()
             scheduler.step()
             dicts.tick()

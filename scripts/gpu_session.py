@@ -36,17 +36,20 @@ def main() -> None:
     parser.add_argument("--preset", default="gpu")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--skip-bench", action="store_true", help="train only, assuming --step-ms per step")
+    parser.add_argument("--step-ms", type=float, default=70.0)
     args = parser.parse_args()
     started = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    try:
-        bench = main_bench(args.device, out / "bench.json", compile=not args.no_compile, quick=True)
-    except Exception as error:  # noqa: BLE001 - the recorded training run still matters
-        print(f"[gpu] bench failed: {type(error).__name__}: {error}")
-        bench = {}
-    step_ms = bench.get("train_step_eager_ms") or bench.get("train_step_ms") or 100.0
+    bench = {}
+    if not args.skip_bench:
+        try:
+            bench = main_bench(args.device, out / "bench.json", compile=not args.no_compile, quick=True)
+        except Exception as error:  # noqa: BLE001 - the recorded training run still matters
+            print(f"[gpu] bench failed: {type(error).__name__}: {error}")
+    step_ms = bench.get("train_step_eager_ms") or args.step_ms
     left = args.budget_s - (time.time() - started) - 60  # SR + writing + margin
     train_s = max(30.0, min(args.train_s, left))
     cfg = get_config(args.preset)

@@ -1,0 +1,77 @@
+"""Turn one `gpu_session.py` output folder into the recorded results (run here, with exact LPIPS weights):
+
+    results/bench/<card>.json            the bench numbers (card = H100 / H200 / ...)
+    results/photos-aim/<name>.json + .md  the training run, scored on its validation pairs against bicubic
+
+    python scripts/gpu_results.py --session /work/.device/N --data data/photos-aim [--name gpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tarfile
+import tempfile
+from pathlib import Path
+
+from dictsr_core.atomic import atomic_write_json, atomic_write_text
+from dictsr_core.data.datasets import PairedImages
+from dictsr_core.data.io import read_rgb
+from dictsr_core.demo import results_table
+from dictsr_core.evaluate import bicubic_upscale, evaluate_pairs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--session", required=True, help="folder with bench.json, train.json, metrics.jsonl, sr.tar")
+    parser.add_argument("--data", required=True, help="the prepared dataset the run used (val_lr/, val_hr/)")
+    parser.add_argument("--name", default="gpu")
+    parser.add_argument("--results", default=str(ROOT / "results"))
+    args = parser.parse_args()
+    session, results = Path(args.session), Path(args.results)
+
+    bench = json.loads((session / "bench.json").read_text())
+    card = bench["device"].replace("NVIDIA", "").split()[0]
+    atomic_write_json(results / "bench" / f"{card}.json", bench)
+
+    train = json.loads((session / "train.json").read_text())
+    pairs = PairedImages(Path(args.data) / "val_lr", Path(args.data) / "val_hr")
+    with tempfile.TemporaryDirectory() as tmp:
+        with tarfile.open(session / "sr.tar") as archive:
+            archive.extractall(tmp, filter="data")
+        sr_dir = Path(tmp) / "sr"
+        names = iter(pairs.names)
+        dictsr = evaluate_pairs(pairs, lambda lr: read_rgb(sr_dir / f"{next(names)}.png"), desc="dictsr")
+    bicubic = evaluate_pairs(pairs, bicubic_upscale, desc="bicubic")
+    record = {
+        "device": bench["device"],
+        "torch": bench.get("torch"),
+        "preset": train["config"]["preset"],
+        "steps": train["step"],
+        "train_wall_s": train["train_wall_s"],
+        "activated_entries": train["activated"],
+        "activated_offsets": train.get("activated_deg"),
+        "entries": train["config"]["model"]["entries"],
+        "config": train["config"],
+        "dictsr": dictsr,
+        "bicubic": bicubic,
+        "ratios": {
+            "lpips_alex_vs_bicubic": dictsr["summary"]["lpips_alex"] / bicubic["summary"]["lpips_alex"],
+            "psnr_rgb_minus_bicubic": dictsr["summary"]["psnr_rgb"] - bicubic["summary"]["psnr_rgb"],
+            "activated_fraction": train["activated"] / train["config"]["model"]["entries"],
+        },
+    }
+    dataset = Path(args.data).name
+    atomic_write_json(results / dataset / f"{args.name}.json", record)
+    table = results_table(record)
+    atomic_write_text(results / dataset / f"{args.name}.md",
+                      f"`{args.name}` run on {bench['device']}: {train['step']} steps in {train['train_wall_s']:.0f} s, "
+                      f"{len(pairs)} validation pairs of `{dataset}`.\n\n" + table)
+    print(table)
+    print(json.dumps(record["ratios"], indent=2))
+
+
+if __name__ == "__main__":
+    main()
