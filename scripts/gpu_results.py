@@ -28,13 +28,16 @@ def main() -> None:
     parser.add_argument("--session", required=True, help="folder with bench.json, train.json, metrics.jsonl, sr.tar")
     parser.add_argument("--data", required=True, help="the prepared dataset the run used (val_lr/, val_hr/)")
     parser.add_argument("--name", default="gpu")
+    parser.add_argument("--bench", default=None, help="bench.json of another session on the same card (when this one skipped it)")
     parser.add_argument("--results", default=str(ROOT / "results"))
     args = parser.parse_args()
     session, results = Path(args.session), Path(args.results)
 
-    bench = json.loads((session / "bench.json").read_text())
+    bench_path = Path(args.bench) if args.bench else session / "bench.json"
+    bench = json.loads(bench_path.read_text())
     card = bench["device"].replace("NVIDIA", "").split()[0]
-    atomic_write_json(results / "bench" / f"{card}.json", bench)
+    if not args.bench:
+        atomic_write_json(results / "bench" / f"{card}.json", bench)
 
     train = json.loads((session / "train.json").read_text())
     pairs = PairedImages(Path(args.data) / "val_lr", Path(args.data) / "val_hr")
