@@ -99,22 +99,18 @@ def jpeg_roundtrip(img: np.ndarray, quality: int, subsampling: str = "4:2:0") ->
         return np.asarray(decoded.convert("RGB"), dtype=np.uint8).copy()
 
 
-@dataclasses.dataclass(frozen=True)
-class AimDegradation:
-    """AIM-RWSR-like: bicubic x1/scale, i.i.d. Gaussian noise, JPEG (see module doc)."""
+class _DownscaleNoiseJpeg:
+    """The shared pipeline: bicubic x1/scale, additive noise (`noise`), 8-bit quantisation, optional JPEG."""
 
-    name: ClassVar[str] = "aim"
-    scale: int = 4
-    noise_sigma: float = 8.0
-    jpeg_quality: int | None = 30
-    jpeg_subsampling: str = "4:2:0"
+    def noise(self, shape, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
 
     def __call__(self, hr: np.ndarray, rng=0) -> np.ndarray:
         hr = _check_hr(hr, self.scale)
         rng = np.random.default_rng(rng)
         lr = bicubic_downscale(hr, self.scale)
         if self.noise_sigma > 0:
-            lr = lr + gaussian_noise(lr.shape, self.noise_sigma, rng)
+            lr = lr + self.noise(lr.shape, rng)
         lr = quantize(lr)
         if self.jpeg_quality is not None:
             lr = jpeg_roundtrip(lr, self.jpeg_quality, self.jpeg_subsampling)
@@ -125,7 +121,21 @@ class AimDegradation:
 
 
 @dataclasses.dataclass(frozen=True)
-class NtireDegradation:
+class AimDegradation(_DownscaleNoiseJpeg):
+    """AIM-RWSR-like: bicubic x1/scale, i.i.d. Gaussian noise, JPEG (see module doc)."""
+
+    name: ClassVar[str] = "aim"
+    scale: int = 4
+    noise_sigma: float = 8.0
+    jpeg_quality: int | None = 30
+    jpeg_subsampling: str = "4:2:0"
+
+    def noise(self, shape, rng: np.random.Generator) -> np.ndarray:
+        return gaussian_noise(shape, self.noise_sigma, rng)
+
+
+@dataclasses.dataclass(frozen=True)
+class NtireDegradation(_DownscaleNoiseJpeg):
     """NTIRE-RWSR-like: bicubic x1/scale plus correlated sensor-like noise (see module doc)."""
 
     name: ClassVar[str] = "ntire"
@@ -136,19 +146,8 @@ class NtireDegradation:
     jpeg_quality: int | None = None
     jpeg_subsampling: str = "4:2:0"
 
-    def __call__(self, hr: np.ndarray, rng=0) -> np.ndarray:
-        hr = _check_hr(hr, self.scale)
-        rng = np.random.default_rng(rng)
-        lr = bicubic_downscale(hr, self.scale)
-        if self.noise_sigma > 0:
-            lr = lr + correlated_noise(lr.shape, self.noise_sigma, self.grain_px, self.chroma_fraction, rng)
-        lr = quantize(lr)
-        if self.jpeg_quality is not None:
-            lr = jpeg_roundtrip(lr, self.jpeg_quality, self.jpeg_subsampling)
-        return lr
-
-    def recipe(self) -> dict:
-        return {"name": self.name, **dataclasses.asdict(self)}
+    def noise(self, shape, rng: np.random.Generator) -> np.ndarray:
+        return correlated_noise(shape, self.noise_sigma, self.grain_px, self.chroma_fraction, rng)
 
 
 DEGRADATIONS = {cls.name: cls for cls in (AimDegradation, NtireDegradation)}
