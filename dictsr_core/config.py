@@ -60,6 +60,7 @@ class TrainConfig:
     lr_crop: int = 64
     lr: float = 2e-4
     adam_betas: tuple[float, float] = (0.9, 0.999)
+    dictionary_lr_scale: float = 1.0  # lr multiplier of the dictionary entries (D_hr, D_lr, D_deg)
     epochs: int = 100
     steps_per_epoch: int = 1000  # an "epoch" is a fixed number of steps
     halve_every: int = 25  # epochs between learning-rate halvings
@@ -133,6 +134,7 @@ class Config:
         _check(t.hr_crop % m.hr_patch == 0 and t.hr_crop > 0, "train.hr_crop", t.hr_crop, f"a positive multiple of {m.hr_patch}")
         _check(t.lr_crop % m.code_patch == 0 and t.lr_crop > 0, "train.lr_crop", t.lr_crop, f"a positive multiple of {m.code_patch}")
         _check(t.lr > 0 and math.isfinite(t.lr), "train.lr", t.lr, "a positive finite number")
+        _check(t.dictionary_lr_scale > 0, "train.dictionary_lr_scale", t.dictionary_lr_scale, "a positive number")
         _check(len(t.adam_betas) == 2 and all(0 <= b < 1 for b in t.adam_betas), "train.adam_betas", t.adam_betas, "two numbers in [0, 1)")
         _check(t.epochs >= 1, "train.epochs", t.epochs, "at least 1")
         _check(t.steps_per_epoch >= 1, "train.steps_per_epoch", t.steps_per_epoch, "at least 1")

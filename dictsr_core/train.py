@@ -90,6 +90,15 @@ def _truncate_metrics(path: Path, step: int) -> None:
     atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
+def param_groups(model: DictSR, t_cfg) -> list[dict]:
+    """Dictionary entries in their own group: with Adam an entry moves at most ~lr per step, so the
+    coupled D_hr can lag behind the HR embeddings it follows; `dictionary_lr_scale` speeds it up."""
+    entries = [p for name, p in model.dictionaries.named_parameters() if name in ("d_hr", "d_lr", "d_deg")]
+    ids = {id(p) for p in entries}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    return [{"params": rest}, {"params": entries, "lr": t_cfg.lr * t_cfg.dictionary_lr_scale}]
+
+
 def build_perceptual(cfg: Config, device: torch.device):
     if cfg.train.perceptual_weight <= 0:
         return None
@@ -156,7 +165,7 @@ def train(
     dicts = model.dictionaries
     perceptual = build_perceptual(cfg, dev)
     criterion = DictSRLoss(perceptual, t_cfg.perceptual_weight, t_cfg.dis_weight)
-    optimizer = torch.optim.Adam(model.parameters(), lr=t_cfg.lr, betas=tuple(t_cfg.adam_betas), fused=use_cuda)
+    optimizer = torch.optim.Adam(param_groups(model, t_cfg), lr=t_cfg.lr, betas=tuple(t_cfg.adam_betas), fused=use_cuda)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=t_cfg.halve_every * t_cfg.steps_per_epoch, gamma=0.5)
     if payload is not None:
         optimizer.load_state_dict(payload["optimizer"])
