@@ -39,15 +39,19 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     return payload
 
 
-def load_inference_model(path, device="cpu"):
-    """A DictSRInference (only the LR -> SR modules) from a training checkpoint, in eval mode."""
+def inference_model(payload: dict, device="cpu", source="checkpoint"):
+    """A DictSRInference (only the LR -> SR modules) from a loaded checkpoint, in eval mode."""
     from dictsr_core.model import DictSRInference
 
-    payload = load_checkpoint(path)
-    cfg = payload["config"]
-    model = DictSRInference(cfg.model)
+    model = DictSRInference(payload["config"].model)
     try:
         model.load_from_training_state(payload["model"])
     except RuntimeError as error:
-        raise CheckpointError(f"{path}: weights do not match its config: {error}") from None
-    return model.to(device).eval(), cfg, payload["step"]
+        raise CheckpointError(f"{source}: weights do not match its config: {error}") from None
+    return model.to(device).eval()
+
+
+def load_inference_model(path, device="cpu"):
+    """(DictSRInference, Config, step) from a training checkpoint file."""
+    payload = load_checkpoint(path)
+    return inference_model(payload, device, source=str(path)), payload["config"], payload["step"]

@@ -7,6 +7,7 @@ prepare (skimage's photos, `aim` degradation) -> train (cpu preset, or gpu prese
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -40,7 +41,7 @@ def results_table(results: dict) -> str:
 
 def run_main(profile: str = "auto", data_root="data", runs_root="runs", force: bool = False, source: str = "sample",
              figures_root="figures") -> int:
-    from dictsr_core.checkpoint import load_checkpoint, load_inference_model
+    from dictsr_core.checkpoint import inference_model, load_checkpoint
     from dictsr_core.config import get_config
     from dictsr_core.data.datasets import PairedImages
     from dictsr_core.data.prepare import prepare_dataset
@@ -62,19 +63,17 @@ def run_main(profile: str = "auto", data_root="data", runs_root="runs", force: b
 
     cfg = get_config(profile)
     ckpt = run_dir / "checkpoints" / "last.pt"
-    done = ckpt.exists() and load_checkpoint(ckpt)["step"] >= cfg.train.total_steps
     if force and run_dir.exists():
-        import shutil
-
         shutil.rmtree(run_dir)
-        done = False
-    summary = {}
+    done = ckpt.exists() and load_checkpoint(ckpt)["step"] >= cfg.train.total_steps
     if not done:
-        summary = train(cfg, data_dir, run_dir, resume=ckpt.exists(), device=str(device))
+        train(cfg, data_dir, run_dir, resume=ckpt.exists(), device=str(device))
     else:
         print(f"[main] {ckpt} is finished; reusing it (--force retrains)")
 
-    model, cfg, step = load_inference_model(ckpt, device=device)
+    payload = load_checkpoint(ckpt)
+    model, cfg, step = inference_model(payload, device, source=str(ckpt)), payload["config"], payload["step"]
+    last_log = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     pairs = PairedImages(data_dir / "val_lr", data_dir / "val_hr")
     amp = device.type == "cuda"
     results = {
@@ -82,11 +81,11 @@ def run_main(profile: str = "auto", data_root="data", runs_root="runs", force: b
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "data": str(data_dir),
         "steps": step,
-        "train_wall_s": load_checkpoint(ckpt).get("train_wall_s"),
+        "train_wall_s": payload.get("train_wall_s"),
         "dictsr": evaluate_pairs(pairs, lambda lr: super_resolve(model, lr, device=device, amp=amp),
                                  out_dir=run_root / "sr", device=device, desc="dictsr"),
         "bicubic": evaluate_pairs(pairs, bicubic_upscale, out_dir=run_root / "bicubic", device=device, desc="bicubic"),
-        "activated_entries": summary.get("activated"),
+        "activated_entries": last_log["activated"],
         "entries": cfg.model.entries,
     }
     table = results_table(results)
