@@ -135,6 +135,8 @@ def train(
     ckpt_path = out_dir / "checkpoints" / "last.pt"
     metrics_path = out_dir / "metrics.jsonl"
     t_cfg = cfg.train
+    if not resume and ckpt_path.exists():
+        raise FileExistsError(f"{ckpt_path} exists; pass --resume to continue it or choose another --out")
 
     torch.manual_seed(t_cfg.seed + rank)
     model = DictSR(cfg.model)
@@ -149,8 +151,6 @@ def train(
         start_step = int(payload["step"])
     elif resume and rank == 0:
         print(f"[train] --resume: no checkpoint at {ckpt_path}, starting from scratch")
-    if not resume and ckpt_path.exists():
-        raise FileExistsError(f"{ckpt_path} exists; pass --resume to continue it or choose another --out")
 
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -157,3 +157,18 @@ def test_torchrun_two_gloo_processes(tiny_data, tmp_path):
     assert payload["step"] == 20
     summary = json.loads(result.stdout[result.stdout.index("{"):result.stdout.rindex("}") + 1])
     assert summary["world_size"] == 2
+
+
+def test_dictionary_entries_get_their_own_learning_rate():
+    from dictsr_core.model import DictSR
+    from dictsr_core.train import param_groups
+
+    cfg = get_config("tiny", overrides={"train.dictionary_lr_scale": 10.0, "train.lr": 1e-3})
+    model = DictSR(cfg.model)
+    groups = param_groups(model, cfg.train)
+    optimizer = torch.optim.Adam(groups, lr=cfg.train.lr)
+    rest, entries = optimizer.param_groups
+    d = model.dictionaries
+    assert {id(p) for p in entries["params"]} == {id(d.d_hr), id(d.d_lr), id(d.d_deg)}
+    assert entries["lr"] == 10 * rest["lr"] == 1e-2
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
