@@ -61,6 +61,67 @@ def cmd_sr(args) -> int:
     return 1 if failed else 0
 
 
+def _report(args, result: dict, label: str, **metadata) -> int:
+    """Write the --json / --csv report files (atomically) and print the summary table."""
+    from dictsr_core.atomic import atomic_write_json, atomic_write_text
+    from dictsr_core.evaluate import report_csv, report_record, summary_markdown
+
+    record = report_record(result, **metadata)
+    if args.json:
+        atomic_write_json(args.json, record)
+    if args.csv:
+        atomic_write_text(args.csv, report_csv(record))
+    print(summary_markdown(record, label), end="")
+    return 0
+
+
+def _evaluation_method(args) -> str:
+    """--method, defaulting to dictsr when a checkpoint is given; a ConfigError for a method/checkpoint mismatch."""
+    from dictsr_core.config import ConfigError
+
+    method = args.method or ("dictsr" if args.checkpoint else None)
+    if method is None:
+        raise ConfigError("evaluate: give --checkpoint CKPT (DictSR) or --method bicubic")
+    if method == "dictsr" and not args.checkpoint:
+        raise ConfigError("evaluate --method dictsr needs --checkpoint CKPT")
+    if method == "bicubic" and args.checkpoint:
+        raise ConfigError(f"evaluate --method bicubic does not use a checkpoint; drop --checkpoint {args.checkpoint}")
+    return method
+
+
+def cmd_evaluate(args) -> int:
+    from dictsr_core.data.datasets import PairedImages
+    from dictsr_core.evaluate import bicubic_upscale, evaluate_pairs
+    from dictsr_core.train import pick_device
+
+    method = _evaluation_method(args)
+    device = pick_device(args.device)
+    step = None
+    predict = bicubic_upscale
+    if method == "dictsr":
+        from functools import partial
+
+        from dictsr_core.checkpoint import load_inference_model
+        from dictsr_core.infer import super_resolve
+
+        model, _, step = load_inference_model(args.checkpoint, device=device)
+        predict = partial(super_resolve, model, tile=args.tile, device=device, amp=device.type == "cuda")
+    pairs = PairedImages(args.lr, args.hr)
+    result = evaluate_pairs(pairs, predict, out_dir=args.save_sr, device=device, desc=method)
+    return _report(args, result, method, method=method, checkpoint=args.checkpoint, step=step, device=str(device),
+                   lr_dir=args.lr, hr_dir=args.hr)
+
+
+def cmd_metrics(args) -> int:
+    from dictsr_core.evaluate import score_folders
+    from dictsr_core.train import pick_device
+
+    device = pick_device(args.device)
+    result = score_folders(args.pred, args.ref, device=device)
+    return _report(args, result, Path(args.pred).name, method=None, checkpoint=None, step=None, device=str(device),
+                   pred_dir=args.pred, ref_dir=args.ref)
+
+
 def cmd_info(args) -> int:
     from dictsr_core.cost import model_cost
 
@@ -124,6 +185,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_sr)
 
+    p = sub.add_parser("evaluate", help="super-resolve paired LR images and score them against HR (per image and mean)")
+    p.add_argument("--lr", required=True, help="folder of LR images")
+    p.add_argument("--hr", required=True, help="folder of HR images, same file stems, exactly 4x the LR size")
+    p.add_argument("--checkpoint", default=None, help="trained weights (needed by --method dictsr)")
+    p.add_argument("--method", choices=("dictsr", "bicubic"), default=None, help="default: dictsr when --checkpoint is given")
+    p.add_argument("--json", default=None, help="write the per-image rows and summary to this JSON file")
+    p.add_argument("--csv", default=None, help="write one row per image and a mean row to this CSV file")
+    p.add_argument("--save-sr", default=None, metavar="DIR", help="also save each SR image here (PNG, same stem)")
+    p.add_argument("--tile", type=int, default=256, help="LR tile side; 0 = whole image at once")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("metrics", help="score finished SR images of any method against references, matched by file stem")
+    p.add_argument("--pred", required=True, help="folder of super-resolved images")
+    p.add_argument("--ref", required=True, help="folder of reference images, same file stems and sizes")
+    p.add_argument("--json", default=None, help="write the per-image rows and summary to this JSON file")
+    p.add_argument("--csv", default=None, help="write one row per image and a mean row to this CSV file")
+    p.add_argument("--device", default=None, help="device for LPIPS (default: CUDA when available)")
+    p.set_defaults(func=cmd_metrics)
+
     p = sub.add_parser("info", help="parameters, inference conv layers and GMACs at 128x128 LR")
     _add_config_arguments(p)
     p.add_argument("--json", action="store_true")
@@ -172,7 +253,7 @@ def main(argv=None) -> int:
     except Exception as error:  # errors of ours carry the file or field in their message
         from dictsr_core.checkpoint import CheckpointError
 
-        if isinstance(error, CheckpointError) or type(error).__name__ in ("MissingWeightsError", "ImageError", "DataError"):
+        if isinstance(error, CheckpointError) or type(error).__name__ in ("MissingWeightsError", "ImageError", "DataError", "PairingError"):
             print(f"error: {error}", file=sys.stderr)
             return 2
         raise

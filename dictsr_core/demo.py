@@ -26,17 +26,9 @@ def resolve_profile(profile: str) -> str:
 
 
 def results_table(results: dict) -> str:
-    lines = [
-        "| method | PSNR (RGB) | SSIM (RGB) | PSNR (Y, crop 4) | SSIM (Y, crop 4) | LPIPS-Alex | LPIPS-VGG |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for method in ("bicubic", "dictsr"):
-        s = results[method]["summary"]
-        lines.append(
-            f"| {method} | {s['psnr_rgb']:.2f} | {s['ssim_rgb']:.4f} | {s['psnr_y']:.2f} | {s['ssim_y']:.4f} "
-            f"| {s['lpips_alex']:.4f} | {s['lpips_vgg']:.4f} |"
-        )
-    return "\n".join(lines) + "\n"
+    from dictsr_core.evaluate import markdown_table
+
+    return markdown_table({method: results[method]["summary"] for method in ("bicubic", "dictsr")})
 
 
 def run_main(profile: str = "auto", data_root="data", runs_root="runs", force: bool = False, source: str = "sample",

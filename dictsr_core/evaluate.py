@@ -1,20 +1,30 @@
-"""Score a method on paired validation images: per-image rows and a summary (the evaluation JSON shape)."""
+"""Score super-resolved images against references: per-image rows, a summary, and the report files.
+
+Two entry points share one scoring loop: `evaluate_pairs` (a method run on paired LR/HR images)
+and `score_folders` (finished outputs of any method, matched to references by file stem).
+The report (`report_record`) is standard JSON: non-finite numbers (PSNR of identical images) are null.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from dictsr_core.atomic import json_safe
 from dictsr_core.data.datasets import PairedImages
-from dictsr_core.data.io import write_rgb
+from dictsr_core.data.io import PairingError, pair_by_stem, read_rgb, write_rgb
 from dictsr_core.data.resize import imresize_np
 from dictsr_core.metrics import score_pair
 
 METRIC_KEYS = ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y", "lpips_alex", "lpips_vgg")
+METRIC_TITLES = ("PSNR (RGB)", "SSIM (RGB)", "PSNR (Y, crop 4)", "SSIM (Y, crop 4)", "LPIPS-Alex", "LPIPS-VGG")
+METRIC_FORMATS = (".2f", ".4f", ".2f", ".4f", ".4f", ".4f")
 
 
 def bicubic_upscale(lr: np.ndarray, scale: int = 4) -> np.ndarray:
@@ -23,11 +33,40 @@ def bicubic_upscale(lr: np.ndarray, scale: int = 4) -> np.ndarray:
 
 
 def summarize(rows: list[dict]) -> dict:
+    """Mean of each metric; non-finite values (PSNR is inf for identical images) are left out, NaN if none is left."""
     summary = {}
     for key in METRIC_KEYS:
         values = [row[key] for row in rows if key in row and math.isfinite(row[key])]
         summary[key] = float(np.mean(values)) if values else float("nan")
     return summary
+
+
+def non_finite_counts(rows: list[dict]) -> dict:
+    """{metric: number of images whose value is not finite}, for the metrics that have any."""
+    counts = {key: sum(1 for row in rows if key in row and not math.isfinite(row[key])) for key in METRIC_KEYS}
+    return {key: count for key, count in counts.items() if count}
+
+
+def _score_all(triples: Iterable[tuple[str, np.ndarray, np.ndarray]], *, total: int, device, progress: bool,
+               desc: str) -> dict:
+    """Score every (name, pred, ref); `seconds` includes whatever producing the triples costs."""
+    from tqdm.auto import tqdm
+
+    rows = []
+    started = time.time()
+    for name, pred, ref in tqdm(triples, total=total, desc=desc, disable=not progress, dynamic_ncols=True):
+        rows.append({"name": name, **score_pair(pred, ref, device=device)})
+    return {"images": rows, "summary": summarize(rows), "seconds": time.time() - started}
+
+
+def _predictions(pairs, predict, out_dir) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    for item in pairs:
+        sr = predict(item["lr"])
+        if sr.shape != item["hr"].shape:
+            raise ValueError(f"{item['name']}: prediction is {sr.shape}, HR is {item['hr'].shape}")
+        if out_dir is not None:
+            write_rgb(Path(out_dir) / f"{item['name']}.png", sr)
+        yield item["name"], sr, item["hr"]
 
 
 def evaluate_pairs(
@@ -40,15 +79,67 @@ def evaluate_pairs(
     desc: str = "evaluate",
 ) -> dict:
     """Run `predict(lr) -> sr` on every pair, score it against HR, optionally save each SR image as PNG."""
-    from tqdm.auto import tqdm
+    return _score_all(_predictions(pairs, predict, out_dir), total=len(pairs), device=device, progress=progress, desc=desc)
 
-    rows = []
-    started = time.time()
-    for item in tqdm(pairs, desc=desc, disable=not progress, dynamic_ncols=True):
-        sr = predict(item["lr"])
-        if sr.shape != item["hr"].shape:
-            raise ValueError(f"{item['name']}: prediction is {sr.shape}, HR is {item['hr'].shape}")
-        if out_dir is not None:
-            write_rgb(Path(out_dir) / f"{item['name']}.png", sr)
-        rows.append({"name": item["name"], **score_pair(sr, item["hr"], device=device)})
-    return {"images": rows, "summary": summarize(rows), "seconds": time.time() - started}
+
+def _read_matched(matched) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    for name, pred_path, ref_path in matched:
+        pred, ref = read_rgb(pred_path), read_rgb(ref_path)
+        if pred.shape != ref.shape:
+            raise PairingError(f"{pred_path} ({pred.shape[1]}x{pred.shape[0]}) and {ref_path} "
+                               f"({ref.shape[1]}x{ref.shape[0]}) differ in size")
+        yield name, pred, ref
+
+
+def score_folders(pred_dir, ref_dir, *, device=None, progress: bool = True, desc: str = "metrics") -> dict:
+    """Score the images of `pred_dir` (any method's outputs) against `ref_dir`, matched by file stem.
+
+    Images are read one pair at a time, so a size mismatch is found when its pair is reached.
+    """
+    matched = pair_by_stem(pred_dir, ref_dir)
+    return _score_all(_read_matched(matched), total=len(matched), device=device, progress=progress, desc=desc)
+
+
+def report_record(result: dict, **metadata) -> dict:
+    """The report document: metadata, seconds, summary, then one row per image; non-finite numbers are None.
+
+    The summary adds `count` (images) and `non_finite` (per metric, the images left out of its mean).
+    """
+    rows = result["images"]
+    summary = {**result["summary"], "count": len(rows), "non_finite": non_finite_counts(rows)}
+    return json_safe({**metadata, "seconds": result["seconds"], "summary": summary, "images": rows})
+
+
+def report_csv(record: dict) -> str:
+    """CSV text of a report: one row per image, then a `mean` row; empty cells where the JSON has null."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(("name",) + METRIC_KEYS)
+    for row in record["images"] + [{**record["summary"], "name": "mean"}]:
+        writer.writerow([row["name"]] + ["" if row[key] is None else repr(row[key]) for key in METRIC_KEYS])
+    return buffer.getvalue()
+
+
+def markdown_table(summaries: dict[str, dict], with_count: bool = False) -> str:
+    """{method: summary} as a Markdown table of the means, one row a method; missing values are n/a."""
+    def cell(summary, key, fmt):
+        value = summary.get(key)
+        return "n/a" if value is None or not math.isfinite(value) else format(value, fmt)
+
+    titles = ("method",) + (("images",) if with_count else ()) + METRIC_TITLES
+    lines = ["| " + " | ".join(titles) + " |", "|---" * len(titles) + "|"]
+    for label, summary in summaries.items():
+        cells = [label] + ([str(summary["count"])] if with_count else [])
+        cells += [cell(summary, k, f) for k, f in zip(METRIC_KEYS, METRIC_FORMATS)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def summary_markdown(record: dict, label: str) -> str:
+    """The report's means as a Markdown table, the image count, and a note on what was left out of them."""
+    summary = record["summary"]
+    text = markdown_table({label: summary}, with_count=True)
+    if summary["non_finite"]:
+        counts = ", ".join(f"{key} {n} of {summary['count']}" for key, n in summary["non_finite"].items())
+        text += f"\nLeft out of the means as not finite (PSNR of identical images is infinite): {counts}.\n"
+    return text

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dictsr_core.data.io import ImageError, list_images, read_rgb
+from dictsr_core.data.io import ImageError, PairingError, list_images, pair_by_stem, read_rgb
 
 
 def load_folder(folder, min_size: int = 1, skip_small: bool = False) -> tuple[list[Path], list[np.ndarray]]:
@@ -97,22 +97,14 @@ class PairedImages(Dataset):
 
     def __init__(self, lr_dir, hr_dir, scale: int = 4):
         self.scale = int(scale)
-        lr_paths = {p.stem: p for p in list_images(lr_dir)}
-        hr_paths = {p.stem: p for p in list_images(hr_dir)}
-        if not lr_paths and not hr_paths:
-            raise FileNotFoundError(f"{lr_dir} and {hr_dir}: no images found")
-        unmatched = [str(lr_paths[s]) for s in sorted(lr_paths.keys() - hr_paths.keys())]
-        unmatched += [str(hr_paths[s]) for s in sorted(hr_paths.keys() - lr_paths.keys())]
-        if unmatched:
-            raise ValueError("images without a partner of the same name in the other folder: " + ", ".join(unmatched))
-        self.names = sorted(lr_paths)
-        self.pairs = []
-        for name in self.names:
-            lr, hr = read_rgb(lr_paths[name]), read_rgb(hr_paths[name])
+        self.names, self.pairs = [], []
+        for name, lr_path, hr_path in pair_by_stem(lr_dir, hr_dir):
+            lr, hr = read_rgb(lr_path), read_rgb(hr_path)
             if (hr.shape[0], hr.shape[1]) != (lr.shape[0] * self.scale, lr.shape[1] * self.scale):
-                raise ValueError(
-                    f"{lr_paths[name]} ({lr.shape[1]}x{lr.shape[0]}) and {hr_paths[name]} ({hr.shape[1]}x{hr.shape[0]}) "
+                raise PairingError(
+                    f"{lr_path} ({lr.shape[1]}x{lr.shape[0]}) and {hr_path} ({hr.shape[1]}x{hr.shape[0]}) "
                     f"are not exactly 1:{self.scale}")
+            self.names.append(name)
             self.pairs.append((lr, hr))
 
     def __len__(self) -> int:

@@ -95,3 +95,28 @@ def list_images(folder) -> list[Path]:
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder")
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+class PairingError(ValueError):
+    """Two folders whose images do not pair up one to one; the message names the files."""
+
+
+def images_by_stem(folder) -> dict[str, Path]:
+    """{file stem: path} of a folder's images; two files with one stem (a.png, a.jpg) are an error."""
+    by_stem: dict[str, Path] = {}
+    for path in list_images(folder):
+        if path.stem in by_stem:
+            raise PairingError(f"{by_stem[path.stem]} and {path} have the same name; keep one of them")
+        by_stem[path.stem] = path
+    return by_stem
+
+
+def pair_by_stem(dir_a, dir_b) -> list[tuple[str, Path, Path]]:
+    """(stem, path in dir_a, path in dir_b) for every image, sorted; an image without a partner is a PairingError."""
+    a, b = images_by_stem(dir_a), images_by_stem(dir_b)
+    if not a and not b:
+        raise FileNotFoundError(f"{dir_a} and {dir_b}: no images found")
+    unmatched = [str(a[s]) for s in sorted(a.keys() - b.keys())] + [str(b[s]) for s in sorted(b.keys() - a.keys())]
+    if unmatched:
+        raise PairingError("images without a partner of the same name in the other folder: " + ", ".join(unmatched))
+    return [(stem, a[stem], b[stem]) for stem in sorted(a)]
