@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from dictsr_core.config import get_config
-from dictsr_core.cost import count_macs
+from dictsr_core.cost import count_macs, literal_upsampling
 from dictsr_core.model import DictSR, DictSRInference
 from dictsr_core.model.dictionaries import (
     CoupledDictionaries,
@@ -202,8 +202,31 @@ def test_paper_preset_cost_matches_the_paper():
         inference = DictSRInference(cfg.model)
         x = torch.empty(1, 3, 128, 128)
     assert inference.conv_layers() == 18
-    gmacs = count_macs(inference, x) / 1e9
+    with literal_upsampling(inference):
+        gmacs = count_macs(inference, x) / 1e9
     assert abs(gmacs - 129) / 129 <= 0.10, gmacs
+    executed = count_macs(inference, x) / 1e9  # the same function with the upsampling convs folded
+    assert executed < 0.8 * gmacs
+
+
+def test_folded_upsampling_is_the_literal_one():
+    from dictsr_core.model.blocks import Upsample
+
+    torch.manual_seed(0)
+    up = Upsample(6, 5)
+    x = torch.randn(2, 6, 7, 9, requires_grad=True)
+    folded = up(x)
+    folded.sum().backward()
+    grad_folded, weight_grad_folded = x.grad.clone(), up.conv.weight.grad.clone()
+    x.grad = None
+    up.zero_grad()
+    with literal_upsampling(up):
+        literal = up(x)
+        literal.sum().backward()
+    assert folded.shape == (2, 5, 14, 18)
+    assert torch.allclose(folded, literal, atol=1e-5)
+    assert torch.allclose(grad_folded, x.grad, atol=1e-5)
+    assert torch.allclose(weight_grad_folded, up.conv.weight.grad, atol=1e-4)
 
 
 @pytest.mark.parametrize(
