@@ -316,9 +316,24 @@ def _restart(model: DictSR, hr, hr_down, t_cfg, world: int) -> int:
 
 
 def _compiled(module):
+    """torch.compile(module), falling back to eager (with a warning) if compiling fails on the first call."""
     try:
-        return torch.compile(module)
+        compiled = torch.compile(module)
     except Exception as error:  # noqa: BLE001 - compile is an optimisation; eager always works
-        print(f"[train] torch.compile unavailable ({error}); running eager")
+        print(f"[train] torch.compile unavailable ({type(error).__name__}: {error}); running eager")
         return module
+    chosen = []
 
+    def forward(*args):
+        if chosen:
+            return chosen[0](*args)
+        try:
+            out = compiled(*args)
+            chosen.append(compiled)
+        except Exception as error:  # noqa: BLE001 - the first call is where compilation happens
+            print(f"[train] torch.compile failed ({type(error).__name__}: {error}); running eager")
+            chosen.append(module)
+            out = module(*args)
+        return out
+
+    return forward

@@ -172,3 +172,29 @@ def test_dictionary_entries_get_their_own_learning_rate():
     assert {id(p) for p in entries["params"]} == {id(d.d_hr), id(d.d_lr), id(d.d_deg)}
     assert entries["lr"] == 10 * rest["lr"] == 1e-2
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+def test_compile_failure_falls_back_to_eager(tiny_data, tmp_path, monkeypatch, capsys):
+    def broken_compile(module, **kwargs):
+        def fails(*args):
+            raise RuntimeError("no compiler here")
+
+        return fails
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    cfg = get_config("tiny", overrides={"train.compile": True})
+    summary = train(cfg, tiny_data, tmp_path / "compiled", progress=False)
+    assert summary["step"] == 20
+    assert "torch.compile failed (RuntimeError: no compiler here); running eager" in capsys.readouterr().out
+    eager = train(get_config("tiny"), tiny_data, tmp_path / "eager", progress=False)
+    assert summary["total"] == eager["total"]  # the fallback is the eager model, step for step
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager(tiny_data, tmp_path):
+    """torch.compile (CPU inductor here) trains the same model: same losses up to float reordering."""
+    overrides = {"train.epochs": 1, "train.steps_per_epoch": 5, "train.log_every": 5}
+    eager = train(get_config("tiny", overrides=overrides), tiny_data, tmp_path / "eager", progress=False)
+    compiled = train(get_config("tiny", overrides={**overrides, "train.compile": True}), tiny_data, tmp_path / "c", progress=False)
+    assert compiled["step"] == eager["step"] == 5
+    assert compiled["total"] == pytest.approx(eager["total"], rel=1e-3)
