@@ -49,7 +49,8 @@ def cmd_sr(args) -> int:
     for name in args.inputs:
         try:
             image = read_rgb(name)
-            sr = super_resolve(model, image, tile=args.tile, device=device, amp=device.type == "cuda")
+            sr = super_resolve(model, image, tile=args.tile, device=device, amp=device.type == "cuda",
+                               batch_tiles=args.batch_tiles)
         except (ImageError, ValueError) as error:
             print(f"error: {error}" if isinstance(error, ImageError) else f"error: {name}: {error}", file=sys.stderr)
             failed += 1
@@ -182,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("--out", required=True, help="output folder (PNG, same stem)")
     p.add_argument("--tile", type=int, default=256, help="LR tile side; 0 = whole image at once")
+    p.add_argument("--batch-tiles", type=int, default=4, help="tiles of equal size run together")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_sr)
 

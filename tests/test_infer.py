@@ -33,6 +33,23 @@ def test_tiled_equals_untiled(model, shape):
     assert np.abs(whole.astype(int) - tiled.astype(int)).max() <= 1
 
 
+def test_batched_tiles_equal_single_tiles(model):
+    image = photo(70, 90, seed=5)
+    single = super_resolve(model, image, tile=16, batch_tiles=1)
+    batched = super_resolve(model, image, tile=16, batch_tiles=8)
+    assert np.abs(single.astype(int) - batched.astype(int)).max() <= 1
+
+
+def test_tile_plan_covers_every_pixel_once():
+    from dictsr_core.infer import tile_plan
+
+    cover = np.zeros((37, 50), int)
+    for (t0, t1, l0, l1), (top, bottom, left, right) in tile_plan(37, 50, tile=16, margin=8):
+        assert t0 <= top and bottom <= t1 and l0 <= left and right <= l1
+        cover[top:bottom, left:right] += 1
+    assert (cover == 1).all()
+
+
 def test_too_small_margin_breaks_agreement(model):
     """The default margin is needed: with none, tile seams differ (so the test above can fail)."""
     image = photo(64, 64, seed=3)
