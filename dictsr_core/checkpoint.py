@@ -40,18 +40,24 @@ def load_checkpoint(path, map_location="cpu") -> dict:
 
 
 def inference_model(payload: dict, device="cpu", source="checkpoint"):
-    """A DictSRInference (only the LR -> SR modules) from a loaded checkpoint, in eval mode."""
-    from dictsr_core.model import DictSRInference
+    """The LR -> SR module of a loaded checkpoint, in eval mode: DictSRInference (only the inference
+    modules of DictSR), or PlainSR for the paired baselines."""
+    from dictsr_core.model import DictSRInference, PlainSR
 
-    model = DictSRInference(payload["config"].model)
+    cfg = payload["config"]
     try:
-        model.load_from_training_state(payload["model"])
+        if cfg.method == "dictsr":
+            model = DictSRInference(cfg.model)
+            model.load_from_training_state(payload["model"])
+        else:
+            model = PlainSR(cfg.model)
+            model.load_state_dict(payload["model"])
     except RuntimeError as error:
         raise CheckpointError(f"{source}: weights do not match its config: {error}") from None
     return model.to(device).eval()
 
 
 def load_inference_model(path, device="cpu"):
-    """(DictSRInference, Config, step) from a training checkpoint file."""
+    """(inference module, Config, step) from a training checkpoint file."""
     payload = load_checkpoint(path)
     return inference_model(payload, device, source=str(path)), payload["config"], payload["step"]

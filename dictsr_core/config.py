@@ -82,28 +82,36 @@ class TrainConfig:
         return self.epochs * self.steps_per_epoch
 
 
+# dictsr: the paper's method on unpaired data. The baselines train PlainSR (same layers, no dictionary)
+# on pairs: paired-bicubic on (bicubic LR, HR), what a user without real pairs does; oracle on the true
+# degradation of the same HR crops, an upper bound real unpaired users cannot have.
+METHODS = ("dictsr", "paired-bicubic", "oracle")
+
+
 @dataclass(frozen=True)
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     preset: str = "paper"
     ablation: str | None = None
+    method: str = "dictsr"
 
     # ---- (de)serialisation -------------------------------------------------------------
     def to_dict(self) -> dict:
         return {
             "preset": self.preset,
             "ablation": self.ablation,
+            "method": self.method,
             "model": _plain(dataclasses.asdict(self.model)),
             "train": _plain(dataclasses.asdict(self.train)),
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> "Config":
-        unknown = set(data) - {"preset", "ablation", "model", "train"}
+        unknown = set(data) - {"preset", "ablation", "method", "model", "train"}
         if unknown:
             raise ConfigError(f"config: unknown section(s) {sorted(unknown)}")
-        cfg = cls(preset=data.get("preset", "paper"), ablation=data.get("ablation"))
+        cfg = cls(preset=data.get("preset", "paper"), ablation=data.get("ablation"), method=data.get("method", "dictsr"))
         overrides = {f"model.{k}": v for k, v in data.get("model", {}).items()}
         overrides.update({f"train.{k}": v for k, v in data.get("train", {}).items()})
         return apply_overrides(cfg, overrides).validated()
@@ -111,6 +119,7 @@ class Config:
     # ---- checks -------------------------------------------------------------------------
     def validated(self) -> "Config":
         m, t = self.model, self.train
+        _check(self.method in METHODS, "method", self.method, " or ".join(METHODS))
         _check(m.entries >= 2, "model.entries", m.entries, "at least 2")
         _check(m.offsets >= 1, "model.offsets", m.offsets, "at least 1")
         _check(m.dim >= 1, "model.dim", m.dim, "at least 1")
@@ -225,11 +234,13 @@ ABLATIONS: dict[str, tuple[str, Callable[[ModelConfig], ModelConfig]]] = {
 }
 
 
-def get_config(preset: str = "paper", ablation: str | None = None, overrides: dict[str, Any] | None = None) -> Config:
+def get_config(
+    preset: str = "paper", ablation: str | None = None, overrides: dict[str, Any] | None = None, method: str = "dictsr"
+) -> Config:
     """A preset, then an ablation, then `key=value` overrides; validated."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    cfg = PRESETS[preset]
+    cfg = replace(PRESETS[preset], method=method)
     if ablation:
         if ablation not in ABLATIONS:
             raise ConfigError(f"unknown ablation {ablation!r}; choose one of {', '.join(ABLATIONS)}")

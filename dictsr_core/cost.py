@@ -8,7 +8,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from dictsr_core.config import Config
-from dictsr_core.model import DictSR
+from dictsr_core.model import DictSR, PlainSR
 from dictsr_core.model.blocks import Upsample
 
 
@@ -35,12 +35,13 @@ def literal_upsampling(module: torch.nn.Module):
 
 def model_cost(cfg: Config, lr_size: int = 128) -> dict:
     with torch.device("meta"):  # shapes only: counting needs no real weights or compute
-        model = DictSR(cfg.model)
+        model = DictSR(cfg.model) if cfg.method == "dictsr" else PlainSR(cfg.model)
         x = torch.empty(1, 3, lr_size, lr_size)
-    inference = model.inference().eval()
+    inference = (model.inference() if cfg.method == "dictsr" else model).eval()
     return {
         "preset": cfg.preset,
         "ablation": cfg.ablation,
+        "method": cfg.method,
         "params": sum(p.numel() for p in model.parameters()),
         "inference_params": sum(p.numel() for p in inference.parameters()),
         "inference_conv_layers": inference.conv_layers(),

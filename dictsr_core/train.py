@@ -20,9 +20,8 @@ from torch.utils.data import DataLoader
 from dictsr_core.atomic import atomic_write_text
 from dictsr_core.checkpoint import load_checkpoint, save_checkpoint
 from dictsr_core.config import Config, ConfigError
-from dictsr_core.losses import TERMS as _LOG_TERMS
-from dictsr_core.losses import DictSRLoss
-from dictsr_core.model import DictSR
+from dictsr_core.losses import PAIRED_TERMS, TERMS, DictSRLoss, PairedLoss
+from dictsr_core.model import DictSR, PlainSR
 
 # fields that may differ between a checkpoint's config and the one a resumed run asks for
 RESUMABLE_CHANGES = {"train.epochs", "train.log_every", "train.checkpoint_every", "train.num_workers", "train.compile"}
@@ -90,6 +89,20 @@ def _truncate_metrics(path: Path, step: int) -> None:
     atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
+def baseline_degradation(method: str, data_dir: Path):
+    """How a paired baseline makes the LR of each HR crop: bicubic, or the data's own synthetic degradation."""
+    from dictsr_core.data.degradations import make_degradation
+
+    if method == "paired-bicubic":
+        return make_degradation("aim", noise_sigma=0.0, jpeg_quality=None)  # bicubic x1/4 to 8 bits, nothing else
+    manifest = data_dir / "manifest.json"
+    recipe = json.loads(manifest.read_text()).get("degradation") if manifest.is_file() else None
+    if not recipe:
+        raise ConfigError(f"method oracle needs the synthetic degradation recorded in {manifest}; "
+                          "real LR data has no true pairs to train an oracle on")
+    return make_degradation(recipe["name"], **{k: v for k, v in recipe.items() if k != "name"})
+
+
 def param_groups(model: DictSR, t_cfg) -> list[dict]:
     """Dictionary entries in their own group: with Adam an entry moves at most ~lr per step, so the
     coupled D_hr can lag behind the HR embeddings it follows; `dictionary_lr_scale` speeds it up."""
@@ -126,7 +139,7 @@ def train(
     on_log=None,
 ) -> dict:
     """Train (or resume) into out_dir; returns a summary dict. `stop_after` ends this call after that many steps."""
-    from dictsr_core.data.datasets import UnpairedPatches
+    from dictsr_core.data.datasets import DegradedPairs, UnpairedPatches
 
     cfg = cfg.validated()
     dev = pick_device(device)
@@ -139,7 +152,8 @@ def train(
         raise FileExistsError(f"{ckpt_path} exists; pass --resume to continue it or choose another --out")
 
     torch.manual_seed(t_cfg.seed + rank)
-    model = DictSR(cfg.model)
+    is_dictsr = cfg.method == "dictsr"
+    model = DictSR(cfg.model) if is_dictsr else PlainSR(cfg.model)
     start_step = 0
     payload = None
     if resume and ckpt_path.exists():
@@ -162,10 +176,13 @@ def train(
     amp_on = t_cfg.amp == "bf16" or (t_cfg.amp == "auto" and use_cuda)
     memory_format = torch.channels_last if (use_cuda and t_cfg.channels_last) else torch.contiguous_format
     model = model.to(dev, memory_format=memory_format)
-    dicts = model.dictionaries
+    dicts = model.dictionaries if is_dictsr else None
     perceptual = build_perceptual(cfg, dev)
-    criterion = DictSRLoss(perceptual, t_cfg.perceptual_weight, t_cfg.dis_weight)
-    optimizer = torch.optim.Adam(param_groups(model, t_cfg), lr=t_cfg.lr, betas=tuple(t_cfg.adam_betas), fused=use_cuda)
+    if is_dictsr:
+        criterion, log_terms, groups = DictSRLoss(perceptual, t_cfg.perceptual_weight, t_cfg.dis_weight), TERMS, param_groups(model, t_cfg)
+    else:
+        criterion, log_terms, groups = PairedLoss(perceptual, t_cfg.perceptual_weight), PAIRED_TERMS, model.parameters()
+    optimizer = torch.optim.Adam(groups, lr=t_cfg.lr, betas=tuple(t_cfg.adam_betas), fused=use_cuda)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=t_cfg.halve_every * t_cfg.steps_per_epoch, gamma=0.5)
     if payload is not None:
         optimizer.load_state_dict(payload["optimizer"])
@@ -174,10 +191,13 @@ def train(
 
     total = t_cfg.total_steps
     end_step = total if stop_after is None else min(total, start_step + stop_after)
-    dataset = UnpairedPatches(
-        data_dir / "train_hr", data_dir / "train_lr", hr_patch=t_cfg.hr_crop, lr_patch=t_cfg.lr_crop,
-        seed=t_cfg.seed, length=total * t_cfg.batch_size * world,
-    )
+    length = total * t_cfg.batch_size * world
+    if is_dictsr:
+        dataset = UnpairedPatches(data_dir / "train_hr", data_dir / "train_lr", hr_patch=t_cfg.hr_crop,
+                                  lr_patch=t_cfg.lr_crop, seed=t_cfg.seed, length=length)
+    else:
+        dataset = DegradedPairs(data_dir / "train_hr", baseline_degradation(cfg.method, data_dir),
+                                hr_patch=t_cfg.hr_crop, seed=t_cfg.seed, length=length)
     loader = DataLoader(
         dataset,
         batch_sampler=StepBatches(start_step, end_step, t_cfg.batch_size, rank, world),
@@ -191,7 +211,8 @@ def train(
     def to_device(batch):
         hr = batch["hr"].to(dev, non_blocking=True).float().div_(255).contiguous(memory_format=memory_format)
         lr = batch["lr"].to(dev, non_blocking=True).float().div_(255).contiguous(memory_format=memory_format)
-        return hr, downscale_hr(hr).contiguous(memory_format=memory_format), lr
+        hr_down = downscale_hr(hr).contiguous(memory_format=memory_format) if is_dictsr else None
+        return hr, hr_down, lr
 
     forward = None
     step = start_step
@@ -221,12 +242,12 @@ def train(
     if progress and rank == 0:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, initial=start_step, desc=f"train {cfg.preset}" + (f"/{cfg.ablation}" if cfg.ablation else ""), dynamic_ncols=True)
+        bar = tqdm(total=total, initial=start_step, desc=f"train {cfg.method} {cfg.preset}" + (f"/{cfg.ablation}" if cfg.ablation else ""), dynamic_ncols=True)
     log_sums = None
     log_count = 0
     t_log = time.time()
     summary = {}
-    initialized = bool(dicts.initialized)  # read once: a per-step read would sync with the GPU
+    initialized = bool(dicts.initialized) if is_dictsr else True  # read once: a per-step read syncs with the GPU
     try:
         for batch in loader:
             hr, hr_down, lr = to_device(batch)
@@ -242,31 +263,35 @@ def train(
                     )
                 forward = _compiled(wrapped) if t_cfg.compile else wrapped
             with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp_on):
-                out = forward(hr, hr_down, lr)
-                terms = criterion(out, hr, hr_down, lr)
+                if is_dictsr:
+                    terms = criterion(forward(hr, hr_down, lr), hr, hr_down, lr)
+                else:
+                    terms = criterion(forward(lr), hr)
             optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()
             if t_cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), t_cfg.grad_clip, foreach=True)
             optimizer.step()
             scheduler.step()
-            dicts.tick()
+            if is_dictsr:
+                dicts.tick()
             step += 1
-            vec = torch.stack([terms[k].detach().float() for k in _LOG_TERMS])
+            vec = torch.stack([terms[k].detach().float() for k in log_terms])
             state["bad"] |= ~torch.isfinite(vec).all()
             log_sums = vec if log_sums is None else log_sums + vec
             log_count += 1
             if not use_cuda:  # free on the CPU; on CUDA checked at log/checkpoint steps (no per-step sync)
                 _check_finite(step)
-            if t_cfg.restart_every and step % t_cfg.restart_every == 0:
+            if is_dictsr and t_cfg.restart_every and step % t_cfg.restart_every == 0:
                 _restart(model, hr, hr_down, t_cfg, world)
             if step % t_cfg.log_every == 0 or step == end_step:
                 _check_finite(step)
                 now = time.time()
                 record = {"step": step, "lr": scheduler.get_last_lr()[0]}
-                record.update({k: float(v) for k, v in zip(_LOG_TERMS, (log_sums / log_count).tolist())})
-                record["activated"] = int(dicts.activated(t_cfg.usage_window))
-                record["activated_deg"] = int(dicts.activated_offsets(t_cfg.usage_window))
+                record.update({k: float(v) for k, v in zip(log_terms, (log_sums / log_count).tolist())})
+                if is_dictsr:
+                    record["activated"] = int(dicts.activated(t_cfg.usage_window))
+                    record["activated_deg"] = int(dicts.activated_offsets(t_cfg.usage_window))
                 record["it_s"] = log_count / max(now - t_log, 1e-9)
                 record["wall_s"] = prior_wall + now - wall0
                 log_sums, log_count, t_log = None, 0, now
@@ -275,7 +300,8 @@ def train(
                     with open(metrics_path, "a") as handle:
                         handle.write(json.dumps(record) + "\n")
                     if bar is not None:
-                        bar.set_postfix(loss=f"{record['total']:.4f}", l1=f"{record['l1_hr']:.4f}", act=record["activated"], lr=f"{record['lr']:.1e}")
+                        bar.set_postfix(loss=f"{record['total']:.4f}", l1=f"{record['l1_hr']:.4f}", act=record.get("activated", "-"),
+                                        lr=f"{record['lr']:.1e}")
                     if on_log is not None:
                         on_log(record)
             if step % t_cfg.checkpoint_every == 0 or step == end_step:

@@ -92,6 +92,32 @@ class UnpairedPatches(Dataset):
                 "lr": self._patch(self.lr_images, self.lr_patch, rng)}
 
 
+class DegradedPairs(Dataset):
+    """HR crops with their own LR made by `degrade(hr_crop, rng)`: training pairs for the paired baselines.
+
+    Like UnpairedPatches, item ``i`` is a pure function of (seed, i).
+    """
+
+    def __init__(self, hr_dir, degrade, hr_patch: int = 256, seed: int = 0, augment: bool = True,
+                 length: int = 10**9, skip_small: bool = False):
+        self.hr_patch, self.seed, self.augment, self.length = int(hr_patch), int(seed), bool(augment), int(length)
+        self.degrade = degrade
+        self.hr_paths, self.hr_images = load_folder(hr_dir, self.hr_patch, skip_small)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} items")
+        rng = np.random.default_rng([self.seed, int(index)])
+        hr = _random_crop(self.hr_images[int(rng.integers(0, len(self.hr_images)))], self.hr_patch, rng)
+        if self.augment:
+            hr = _random_dihedral(hr, rng)
+        hr = np.ascontiguousarray(hr)
+        return {"hr": _to_chw_tensor(hr), "lr": _to_chw_tensor(self.degrade(hr, rng))}
+
+
 class PairedImages(Dataset):
     """Whole validation images, LR and HR matched by file stem, sized exactly 1 : scale."""
 
