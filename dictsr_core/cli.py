@@ -11,13 +11,15 @@ from pathlib import Path
 def _config_from_args(args):
     from dictsr_core.config import get_config, parse_set_args
 
-    return get_config(args.preset, args.ablation, parse_set_args(args.set))
+    return get_config(args.preset, args.ablation, parse_set_args(args.set), method=args.method)
 
 
 def _add_config_arguments(parser) -> None:
     parser.add_argument("--preset", default="paper", help="paper, gpu, cpu or tiny")
     parser.add_argument("--ablation", default=None, help="A1, B1, B2, C1, C2, D1, D2, E1, F1-F4, J1")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config field (repeatable)")
+    parser.add_argument("--method", default="dictsr",
+                        help="dictsr (unpaired), or a paired baseline of the same cost: paired-bicubic, oracle")
 
 
 def cmd_train(args) -> int:
@@ -105,7 +107,8 @@ def cmd_evaluate(args) -> int:
         from dictsr_core.checkpoint import load_inference_model
         from dictsr_core.infer import super_resolve
 
-        model, _, step = load_inference_model(args.checkpoint, device=device)
+        model, cfg, step = load_inference_model(args.checkpoint, device=device)
+        method = cfg.method  # dictsr, or the paired baseline the checkpoint was trained as
         predict = partial(super_resolve, model, tile=args.tile, device=device, amp=device.type == "cuda")
     pairs = PairedImages(args.lr, args.hr)
     result = evaluate_pairs(pairs, predict, out_dir=args.save_sr, device=device, desc=method)
@@ -190,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="super-resolve paired LR images and score them against HR (per image and mean)")
     p.add_argument("--lr", required=True, help="folder of LR images")
     p.add_argument("--hr", required=True, help="folder of HR images, same file stems, exactly 4x the LR size")
-    p.add_argument("--checkpoint", default=None, help="trained weights (needed by --method dictsr)")
+    p.add_argument("--checkpoint", default=None, help="trained weights (DictSR or a paired baseline; needed by --method dictsr)")
     p.add_argument("--method", choices=("dictsr", "bicubic"), default=None, help="default: dictsr when --checkpoint is given")
     p.add_argument("--json", default=None, help="write the per-image rows and summary to this JSON file")
     p.add_argument("--csv", default=None, help="write one row per image and a mean row to this CSV file")
