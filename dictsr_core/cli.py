@@ -169,6 +169,25 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_table(args) -> int:
+    from dictsr_core.results import ResultsError, collect_records, dataset_name
+    from dictsr_core.tables import write_tables
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    try:
+        records = collect_records(args.runs, args.data, results_root=args.out, device=args.device, tile=args.tile,
+                                  force=args.force, log=log)
+    except ResultsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    written, markdown = write_tables(records, Path(args.out) / dataset_name(args.data), paper=args.paper)
+    print(markdown, end="")
+    log("[table] wrote " + ", ".join(str(path) for path in written))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dictsr", description="DictSR workbook: unpaired 4x super-resolution with coupled dictionaries.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -234,6 +253,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     p.add_argument("--quick", action="store_true", help="skip the compiled training step")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("table", help="evaluate runs on a data folder's validation pairs and write the paper-style tables")
+    p.add_argument("--runs", required=True, nargs="+", metavar="RUN", help="run folders (each with checkpoints/last.pt)")
+    p.add_argument("--data", required=True, help="prepared data folder with val_lr/ and val_hr/")
+    p.add_argument("--out", default="results", help="results root: writes OUT/<dataset>/<run>.json and table1/table3 .md/.csv")
+    p.add_argument("--paper", choices=("aim", "ntire"), default="aim", help="the paper's table beside ours: 1 (AIM-RWSR) or 2 (NTIRE-RWSR)")
+    p.add_argument("--force", action="store_true", help="re-evaluate even where a results JSON of the same checkpoint step exists")
+    p.add_argument("--tile", type=int, default=256, help="LR tile side; 0 = whole image at once")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
+    p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("main", help="the README's main job: data, training, super-resolution and scores, end to end")
     p.add_argument("--profile", default="auto", help="auto (gpu when CUDA is available, else cpu), cpu, gpu or tiny")

@@ -1,0 +1,248 @@
+"""The paper's Tables 1-4 rebuilt from result records, with the paper's own numbers beside ours, never mixed.
+
+Our columns come only from records (`dictsr_core.results`); the paper's columns only from the constants
+below, copied from the paper (paper/DictSR-CVPR2024.txt, summarised in DESIGN.md section 2). Every
+paper column title says "paper" and names the benchmark, and a method we did not run gets a row whose
+columns of ours are empty. Each table renders as Markdown (with a caption) and as CSV (no caption).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from dictsr_core.atomic import atomic_write_text
+
+
+@dataclass(frozen=True)
+class PaperResult:
+    """One row as printed in the paper. `layers`/`gmacs`: inference conv layers and GMACs at 128x128 LR."""
+
+    lpips: float
+    psnr: float
+    ssim: float
+    layers: int | None = None
+    gmacs: float | None = None
+    entries: int | None = None  # N of the row's dictionaries (Table 3)
+    activated: int | None = None  # activated D_lr entries (Table 3)
+
+
+BENCHMARKS = {"aim": "AIM-RWSR", "ntire": "NTIRE-RWSR"}
+PAPER_TABLE = {"aim": 1, "ntire": 2}
+
+# Tables 1 (AIM-RWSR) and 2 (NTIRE-RWSR): the reference rows DESIGN.md section 2 names. Real-ESRGAN and
+# DeFlow run RRDBNet (ESRGAN's generator): the paper prints 350 layers and 291G MACs for both.
+PAPER_COMPARISON: dict[str, dict[str, PaperResult]] = {
+    "aim": {
+        "bicubic": PaperResult(0.537, 22.35, 0.617),
+        "real-esrgan": PaperResult(0.238, 22.08, 0.622, layers=350, gmacs=291),
+        "deflow": PaperResult(0.349, 22.25, 0.620, layers=350, gmacs=291),
+        "dictsr": PaperResult(0.259, 22.46, 0.629, layers=18, gmacs=129),
+    },
+    "ntire": {
+        "bicubic": PaperResult(0.632, 25.52, 0.671),
+        "real-esrgan": PaperResult(0.251, 24.68, 0.687, layers=350, gmacs=291),
+        "deflow": PaperResult(0.218, 25.87, 0.710, layers=350, gmacs=291),
+        "dictsr": PaperResult(0.204, 25.90, 0.711, layers=18, gmacs=129),
+    },
+}
+
+# Tables 3 (dictionary and framework settings) and 4 (network depths), both on AIM-RWSR.
+PAPER_ABLATION_BENCHMARK = "aim"
+PAPER_ABLATIONS: dict[str, PaperResult] = {
+    "Ours": PaperResult(0.259, 22.46, 0.629, entries=4096, activated=4050),
+    "A1": PaperResult(0.281, 22.40, 0.619, entries=4096, activated=3560),
+    "B1": PaperResult(0.278, 22.41, 0.621, entries=2048, activated=2027),
+    "B2": PaperResult(0.269, 22.44, 0.626, entries=8192, activated=8050),
+    "C1": PaperResult(0.262, 22.25, 0.625, entries=4096, activated=568),
+    "C2": PaperResult(0.268, 21.99, 0.616, entries=4096, activated=105),
+    "D1": PaperResult(0.271, 22.41, 0.623, entries=4096, activated=1522),
+    "D2": PaperResult(0.313, 21.43, 0.588, entries=4096, activated=3810),
+    "E1": PaperResult(0.533, 8.28, 0.050, entries=4096, activated=4096),
+    "F1": PaperResult(0.271, 22.46, 0.625, entries=4096),
+    "F2": PaperResult(0.256, 22.49, 0.631, entries=4096),
+    "F3": PaperResult(0.263, 22.48, 0.629, entries=4096),
+    "F4": PaperResult(0.261, 22.48, 0.630, entries=4096),
+}
+OURS = "Ours"  # the ablation id of a run without an ablation
+
+METHOD_LABELS = {"bicubic": "Bicubic", "real-esrgan": "Real-ESRGAN", "deflow": "DeFlow", "dictsr": "DictSR"}
+METHOD_ORDER = ("bicubic", "paired-bicubic", "oracle", "real-esrgan", "deflow", "dictsr")
+
+CONVENTION = ("RGB PSNR / SSIM on [0, 255] without border crop and LPIPS-Alex v0.1 (DESIGN.md section 6, "
+              "the convention of the paper's tables)")
+
+
+@dataclass(frozen=True)
+class Column:
+    title: str
+    fmt: str = ""  # format spec for numbers in Markdown; CSV keeps full precision
+
+
+@dataclass(frozen=True)
+class Table:
+    """Rows of plain values (None = not available) under titled columns; one source for Markdown and CSV."""
+
+    columns: tuple[Column, ...]
+    rows: tuple[tuple, ...]
+    caption: str = ""
+
+    def titles(self) -> list[str]:
+        return [column.title for column in self.columns]
+
+    def markdown(self) -> str:
+        def cell(value, fmt):
+            if value is None or (isinstance(value, float) and not math.isfinite(value)):
+                return "-"
+            return format(value, fmt) if isinstance(value, (int, float)) and fmt else str(value)
+
+        lines = ["| " + " | ".join(self.titles()) + " |", "|---" * len(self.columns) + "|"]
+        for row in self.rows:
+            lines.append("| " + " | ".join(cell(v, c.fmt) for v, c in zip(row, self.columns)) + " |")
+        table = "\n".join(lines) + "\n"
+        return f"{self.caption}\n\n{table}" if self.caption else table
+
+    def csv(self) -> str:
+        def cell(value):
+            if value is None or (isinstance(value, float) and not math.isfinite(value)):
+                return ""
+            return repr(value) if isinstance(value, float) else str(value)
+
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(self.titles())
+        writer.writerows([cell(v) for v in row] for row in self.rows)
+        return buffer.getvalue()
+
+
+def _check_paper(paper: str) -> str:
+    if paper not in BENCHMARKS:
+        raise ValueError(f"--paper {paper!r}: choose one of {', '.join(BENCHMARKS)}")
+    return paper
+
+
+def _ours(record: dict) -> tuple:
+    summary = record["evaluation"]["summary"]
+    return summary.get("lpips_alex"), summary.get("psnr_rgb"), summary.get("ssim_rgb")
+
+
+def _paper_metrics(result: PaperResult | None) -> tuple:
+    return (None, None, None) if result is None else (result.lpips, result.psnr, result.ssim)
+
+
+def _paper_columns(benchmark: str) -> tuple[Column, ...]:
+    return (Column(f"paper LPIPS ({benchmark})", ".3f"), Column(f"paper PSNR ({benchmark})", ".2f"),
+            Column(f"paper SSIM ({benchmark})", ".3f"))
+
+
+def _our_metric_columns() -> tuple[Column, ...]:
+    return Column("LPIPS-Alex", ".4f"), Column("PSNR (RGB)", ".2f"), Column("SSIM (RGB)", ".4f")
+
+
+def _scope(records: list[dict]) -> str:
+    """Which images our columns were scored on (one data folder for all records, by construction)."""
+    if not records:
+        return "no records"
+    datasets = sorted({f"`{r['dataset']}`" for r in records})
+    counts = sorted({r["evaluation"]["summary"]["count"] for r in records})
+    images = " or ".join(str(c) for c in counts)
+    return f"{images} validation pairs of {', '.join(datasets)}"
+
+
+def method_label(method: str) -> str:
+    return METHOD_LABELS.get(method, method)
+
+
+def ablation_id(record: dict) -> str:
+    """A DictSR run's row in Tables 3/4: its ablation, or "Ours" for the full model."""
+    return record["ablation"] or OURS
+
+
+def comparison_table(records: list[dict], paper: str = "aim") -> Table:
+    """Table 1 / 2: bicubic, baselines and full-model DictSR runs (ours) beside the paper's rows for `paper`.
+
+    Ablation runs are left to the ablation table; paper methods we did not run keep a row of their own.
+    """
+    reference = PAPER_COMPARISON[_check_paper(paper)]
+    benchmark = BENCHMARKS[paper]
+    ours = [r for r in records if not (r["method"] == "dictsr" and r["ablation"])]
+    methods = list(dict.fromkeys([r["method"] for r in ours] + list(reference)))
+    methods.sort(key=lambda m: METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER))
+    rows = []
+    for method in methods:
+        paper_row = reference.get(method)
+        paper_cells = (None, None) if paper_row is None else (paper_row.layers, paper_row.gmacs)
+        paper_cells += _paper_metrics(paper_row)
+        mine = [r for r in ours if r["method"] == method]
+        for record in mine:
+            cost = record["cost"]
+            rows.append((method_label(method), record["run"] if record["run_dir"] else None, record["preset"],
+                         record["steps"], cost["inference_conv_layers"], cost["gmacs_128"], *_ours(record),
+                         *paper_cells))
+        if not mine:
+            rows.append((method_label(method), None, None, None, None, None, None, None, None, *paper_cells))
+    columns = (Column("method"), Column("run"), Column("preset"), Column("steps"), Column("#layers"),
+               Column("GMACs (128x128 LR)", ".1f"), *_our_metric_columns(),
+               Column("paper #layers"), Column("paper GMACs", ".0f"), *_paper_columns(benchmark))
+    caption = (f"Table {PAPER_TABLE[paper]} style. Our columns: {_scope(ours)}, {CONVENTION}; #layers and GMACs of "
+               "the inference path at 128x128 LR, upsampling counted as written (nearest x2 + conv3x3), as the "
+               f"paper counts. Columns titled \"paper\": DictSR (CVPR 2024) Table {PAPER_TABLE[paper]}, "
+               f"{benchmark} (100 validation images), as printed; not computed here, and not the same images "
+               f"unless the data folder is {benchmark} itself. Written by `dictsr table`; do not edit.")
+    return Table(columns, tuple(rows), caption)
+
+
+def wants_ablation_table(records: list[dict]) -> bool:
+    """An ablation table says something once a DictSR run has an ablation or there are several DictSR runs."""
+    dictsr = [r for r in records if r["method"] == "dictsr"]
+    return len(dictsr) > 1 or any(r["ablation"] for r in dictsr)
+
+
+def _change(ablation: str) -> str:
+    from dictsr_core.config import ABLATIONS
+
+    if ablation == OURS:
+        return "full model"
+    return ABLATIONS[ablation][0] if ablation in ABLATIONS else ablation
+
+
+def ablation_table(records: list[dict]) -> Table:
+    """Tables 3 / 4: one row per DictSR run (full model "Ours" and ablations) beside the paper's row of that id."""
+    order = list(PAPER_ABLATIONS)
+    dictsr = [r for r in records if r["method"] == "dictsr"]
+    dictsr.sort(key=lambda r: order.index(ablation_id(r)) if ablation_id(r) in order else len(order))
+    rows = []
+    for record in dictsr:
+        ident = ablation_id(record)
+        paper_row = PAPER_ABLATIONS.get(ident)
+        rows.append((ident, record["run"], record["preset"], _change(ident), record["steps"], record["entries"],
+                     record["activated_entries"], *_ours(record),
+                     None if paper_row is None else paper_row.entries,
+                     None if paper_row is None else paper_row.activated, *_paper_metrics(paper_row)))
+    benchmark = BENCHMARKS[PAPER_ABLATION_BENCHMARK]
+    columns = (Column("id"), Column("run"), Column("preset"), Column("change"), Column("steps"), Column("N"),
+               Column("activated D_lr entries (validation)"), *_our_metric_columns(),
+               Column("paper N"), Column(f"paper activated D_lr entries ({benchmark})"), *_paper_columns(benchmark))
+    caption = (f"Tables 3 / 4 style. Our columns: {_scope(dictsr)}, {CONVENTION}; activated entries = distinct "
+               "D_lr content entries chosen over all validation LR images, out of N. Columns titled \"paper\": "
+               f"DictSR (CVPR 2024) Tables 3 and 4, {benchmark}, as printed (\"-\": not given); not computed here. "
+               "Written by `dictsr table`; do not edit.")
+    return Table(columns, tuple(rows), caption)
+
+
+def write_tables(records: list[dict], out_dir, paper: str = "aim") -> tuple[list[Path], str]:
+    """Write table1.md/.csv (and table3.md/.csv when wanted) into `out_dir` atomically; (paths, Markdown)."""
+    out_dir = Path(out_dir)
+    tables = {"table1": comparison_table(records, paper)}
+    if wants_ablation_table(records):
+        tables["table3"] = ablation_table(records)
+    written, texts = [], []
+    for name, table in tables.items():
+        text = table.markdown()
+        written.append(atomic_write_text(out_dir / f"{name}.md", text))
+        written.append(atomic_write_text(out_dir / f"{name}.csv", table.csv()))
+        texts.append(text)
+    return written, "\n".join(texts)
