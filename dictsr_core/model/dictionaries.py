@@ -145,15 +145,7 @@ class CoupledDictionaries(nn.Module):
             q = q + self.d_deg[j, k]
         if self.training:
             self._mark_used(j, k)
-        st = straight_through(z, q)
-        shape = features.shape
-        return LookupResult(
-            features=self.lr_out(to_map(st, shape)),
-            indices=j.view(shape[0], shape[2], shape[3]),
-            loss=discretization_loss(z, q, self.beta),
-            offsets=None if k is None else k.view(shape[0], shape[2], shape[3]),
-            z=z,
-        )
+        return self._quantized(z, q, self.lr_out, features.shape, j, k)
 
     def lookup_hr(self, features: torch.Tensor, indices: torch.Tensor | None) -> LookupResult:
         """Branch 1: coupled, q = D_hr(i) with i from the downscaled image; E1 (indices=None): own lookup."""
@@ -161,13 +153,16 @@ class CoupledDictionaries(nn.Module):
         i = nearest_entry(z, self.d_hr, self.lookup_chunk) if indices is None else indices.reshape(-1)
         if i.shape[0] != z.shape[0]:
             raise ValueError(f"HR embedding grid has {z.shape[0]} positions but the coupled index map has {i.shape[0]}")
-        q = self.d_hr[i]
-        st = straight_through(z, q)
-        shape = features.shape
+        return self._quantized(z, self.d_hr[i], self.hr_out, features.shape, i)
+
+    def _quantized(self, z, q, project_out, shape, index, offset=None) -> LookupResult:
+        """Straight-through quantised rows projected back to a feature map, with the branch's index maps and loss."""
+        grid = (shape[0], shape[2], shape[3])
         return LookupResult(
-            features=self.hr_out(to_map(st, shape)),
-            indices=i.view(shape[0], shape[2], shape[3]),
+            features=project_out(to_map(straight_through(z, q), shape)),
+            indices=index.view(grid),
             loss=discretization_loss(z, q, self.beta),
+            offsets=None if offset is None else offset.view(grid),
             z=z,
         )
 
