@@ -58,15 +58,19 @@ def as_rgb_array(image) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+def pad_to_grid(x: torch.Tensor, grid: int) -> torch.Tensor:
+    """Replicate-pad a [B, C, h, w] batch at the bottom/right up to multiples of `grid` (the code grid)."""
+    pad_h, pad_w = (-x.shape[-2]) % grid, (-x.shape[-1]) % grid
+    if pad_h or pad_w:
+        x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+    return x
+
+
 @torch.no_grad()
 def _run(model: DictSRInference, lr: torch.Tensor, device, amp: bool) -> torch.Tensor:
     """SR of a [B, 3, h, w] uint8 batch (h, w padded by replication up to the code grid), returned on the CPU."""
     h, w = lr.shape[-2:]
-    grid = model.code_patch
-    pad_h, pad_w = (-h) % grid, (-w) % grid
-    x = lr.to(device, non_blocking=True).float().div_(255)
-    if pad_h or pad_w:
-        x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+    x = pad_to_grid(lr.to(device, non_blocking=True).float().div_(255), model.code_patch)
     with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
         y = model(x)
     y = y[..., : 4 * h, : 4 * w].float().clamp_(0, 1).mul_(255).round_()

@@ -57,17 +57,11 @@ def validation_names(data_dir) -> list[str]:
     return [name for name, _, _ in pair_by_stem(*_validation_dirs(data_dir))]
 
 
-def _pad_to_grid(lr: torch.Tensor, grid: int) -> torch.Tensor:
-    """Replicate-pad a [B, 3, h, w] float batch up to multiples of `grid`, as super_resolve does."""
-    pad_h, pad_w = (-lr.shape[-2]) % grid, (-lr.shape[-1]) % grid
-    if pad_h or pad_w:
-        lr = torch.nn.functional.pad(lr, (0, pad_w, 0, pad_h), mode="replicate")
-    return lr
-
-
 @torch.no_grad()
 def _window_indices(model, lr_uint8: torch.Tensor, device, amp: bool) -> torch.Tensor:
-    x = _pad_to_grid(lr_uint8.to(device).float().div_(255), model.code_patch)
+    from dictsr_core.infer import pad_to_grid
+
+    x = pad_to_grid(lr_uint8.to(device).float().div_(255), model.code_patch)
     with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
         return model.indices(x)[0].cpu()
 
