@@ -183,6 +183,10 @@ def cmd_table(args) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     written, markdown = write_tables(records, Path(args.out) / dataset_name(args.data), paper=args.paper)
+    if args.readme:
+        from dictsr_core.tables import update_readme
+
+        written.append(update_readme(args.readme, dataset_name(args.data), markdown))
     print(markdown, end="")
     log("[table] wrote " + ", ".join(str(path) for path in written))
     return 0
@@ -262,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="re-evaluate even where a results JSON of the same checkpoint step exists")
     p.add_argument("--tile", type=int, default=256, help="LR tile side; 0 = whole image at once")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
+    p.add_argument("--readme", default=None, help="also write the tables into this README between their markers")
     p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("main", help="the README's main job: data, training, super-resolution and scores, end to end")

@@ -246,3 +246,22 @@ def write_tables(records: list[dict], out_dir, paper: str = "aim") -> tuple[list
         written.append(atomic_write_text(out_dir / f"{name}.csv", table.csv()))
         texts.append(text)
     return written, "\n".join(texts)
+
+
+def update_readme(readme, dataset: str, markdown: str) -> Path:
+    """Put `markdown` between this dataset's markers in the README (appending a section the first time).
+
+    The README's tables are written by `dictsr table --readme`, never by hand: between the markers
+    everything is replaced on each run.
+    """
+    readme = Path(readme)
+    start, end = f"<!-- dictsr table {dataset}: start -->", f"<!-- dictsr table {dataset}: end -->"
+    text = readme.read_text() if readme.exists() else ""
+    block = f"{start}\n{markdown.rstrip()}\n{end}"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + f"\n\n### Results on `{dataset}`\n\n{block}\n"
+    atomic_write_text(readme, text)
+    return readme

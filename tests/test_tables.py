@@ -252,3 +252,18 @@ def test_paper_numbers_are_the_papers():
     assert PAPER_ABLATIONS["F2"].lpips == 0.256 and PAPER_ABLATIONS["F2"].activated is None
     with pytest.raises(ValueError, match="--paper 'div2k'"):
         comparison_table([], paper="div2k")
+
+
+def test_update_readme_replaces_only_its_block(tmp_path):
+    from dictsr_core.tables import update_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# Title\n\nintro\n")
+    update_readme(readme, "sample-aim", "| a |\n|---|\n| 1 |\n")
+    first = readme.read_text()
+    assert first.startswith("# Title\n\nintro\n") and "| 1 |" in first
+    readme.write_text(first + "\n## After\n\nkept\n")
+    update_readme(readme, "sample-aim", "| a |\n|---|\n| 2 |\n")
+    text = readme.read_text()
+    assert "| 2 |" in text and "| 1 |" not in text
+    assert text.count("dictsr table sample-aim: start") == 1 and text.endswith("## After\n\nkept\n")
