@@ -21,7 +21,7 @@ CHECKPOINT = Path("checkpoints") / "last.pt"
 BICUBIC_RUN = "bicubic"  # the bicubic record's name, so no run folder may be called this
 COST_KEYS = ("inference_conv_layers", "gmacs_128", "gmacs_128_executed", "params")
 RECORD_KEYS = ("run", "run_dir", "method", "preset", "ablation", "steps", "total_steps", "train_wall_s", "device",
-               "eval_device", "dataset", "data_dir", "config", "cost", "activated_entries", "entries", "evaluation")
+               "eval_device", "dataset", "data_dir", "config", "cost", "activated_entries", "entries", "codebook", "evaluation")
 
 
 class ResultsError(ValueError):
@@ -100,6 +100,31 @@ def validation_activated_entries(model, pairs, *, tile: int | None = 256, device
     return codebook_usage(torch.cat(maps), model.dictionaries.entries)["activated"]
 
 
+@torch.no_grad()
+def validation_codebook_health(model, pairs, device=None) -> dict:
+    """Over the validation LR images (whole, eq. 4 lookups): perplexity of the D_lr indices and how many
+    of the N*K degradation offsets of D_deg are chosen."""
+    from dictsr_core.infer import pad_to_grid
+    from dictsr_core.metrics import codebook_usage
+    from dictsr_core.model.dictsr import to_signed
+
+    device = device or next(model.parameters()).device
+    dicts = model.dictionaries
+    contents, offsets = [], []
+    for item in pairs:
+        lr = torch.from_numpy(item["lr"].copy()).permute(2, 0, 1).unsqueeze(0).to(device).float().div_(255)
+        lookup = dicts.lookup_lr(model.enc_lr(to_signed(pad_to_grid(lr, model.code_patch))), degraded=True)
+        contents.append(lookup.indices.reshape(-1).cpu())
+        if lookup.offsets is not None:
+            offsets.append((lookup.indices * dicts.num_offsets + lookup.offsets).reshape(-1).cpu())
+    health = {"perplexity": codebook_usage(torch.cat(contents), dicts.entries)["perplexity"],
+              "activated_offsets": None, "offsets": None}
+    if offsets:
+        total = dicts.entries * dicts.num_offsets
+        health.update(activated_offsets=codebook_usage(torch.cat(offsets), total)["activated"], offsets=total)
+    return health
+
+
 def checkpoint_path(run_dir) -> Path:
     """RUN/checkpoints/last.pt, or a ResultsError naming the run folder."""
     run_dir = Path(run_dir)
@@ -156,6 +181,7 @@ def evaluate_run(run_dir, data_dir, device=None, tile: int = 256, progress: bool
         cost={key: cost.get(key) for key in COST_KEYS},
         activated_entries=validation_activated_entries(model, pairs, tile=tile, device=device, amp=amp) if is_dictsr else None,
         entries=cfg.model.entries if is_dictsr else None,
+        codebook=validation_codebook_health(model, pairs, device=device) if is_dictsr else None,
     )
 
 

@@ -267,3 +267,24 @@ def test_update_readme_replaces_only_its_block(tmp_path):
     text = readme.read_text()
     assert "| 2 |" in text and "| 1 |" not in text
     assert text.count("dictsr table sample-aim: start") == 1 and text.endswith("## After\n\nkept\n")
+
+
+def test_validation_codebook_health_counts_offsets():
+    import numpy as np
+
+    from dictsr_core.config import get_config
+    from dictsr_core.model import DictSR
+    from dictsr_core.results import validation_codebook_health
+
+    torch.manual_seed(0)
+    cfg = get_config("tiny")
+    net = DictSR(cfg.model)
+    hr = torch.rand(2, 3, 32, 32)
+    net.dictionaries.initialize(*net.coupled_embeddings(hr, torch.nn.functional.avg_pool2d(hr, 4)))
+    model = net.inference().eval()
+    rng = np.random.default_rng(0)
+    pairs = [{"lr": rng.integers(0, 256, (10, 14, 3), dtype=np.uint8)} for _ in range(3)]
+    health = validation_codebook_health(model, pairs)
+    assert health["offsets"] == 64 * 4
+    assert 1 <= health["activated_offsets"] <= 3 * 5 * 7  # at most one (j, k) pair per code cell
+    assert 1.0 <= health["perplexity"] <= 64
