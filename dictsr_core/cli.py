@@ -129,6 +129,18 @@ def cmd_metrics(args) -> int:
 def cmd_info(args) -> int:
     from dictsr_core.cost import model_cost
 
+    if args.all:
+        from dictsr_core.cost import cost_table
+
+        rows = cost_table()
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            keys = ("preset", "ablation", "params", "inference_conv_layers", "gmacs_128", "gmacs_128_executed")
+            print("| " + " | ".join(keys) + " |\n" + "|---" * len(keys) + "|")
+            for row in rows:
+                print("| " + " | ".join("-" if row.get(k) is None else str(row[k]) for k in keys) + " |")
+        return 0
     cfg = _config_from_args(args)
     info = model_cost(cfg)
     if args.json:
@@ -236,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="parameters, inference conv layers and GMACs at 128x128 LR")
     _add_config_arguments(p)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--all", action="store_true", help="every preset x every ablation, and RRDBNet x4 (a table)")
     p.set_defaults(func=cmd_info)
 
     from dictsr_core.data.prepare import add_prepare_arguments

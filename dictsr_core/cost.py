@@ -53,3 +53,21 @@ def model_cost(cfg: Config, lr_size: int = 128) -> dict:
 def _literal_macs(module, x) -> int:
     with literal_upsampling(module):
         return count_macs(module, x)
+
+
+def cost_table(presets=None, lr_size: int = 128) -> list[dict]:
+    """model_cost of every preset x (no ablation + every ablation), then RRDBNet x4 for reference."""
+    from dictsr_core.config import ABLATIONS, PRESETS, get_config
+
+    rows = [model_cost(get_config(preset, ablation), lr_size)
+            for preset in (presets or PRESETS) for ablation in (None, *ABLATIONS)]
+    from dictsr_core.bench import build_rrdbnet
+
+    with torch.device("meta"):
+        rrdb, x = build_rrdbnet(), torch.empty(1, 3, lr_size, lr_size)
+    macs = round(count_macs(rrdb, x) / 1e9, 3)
+    rows.append({"preset": "RRDBNet x4 (Real-ESRGAN)", "ablation": None, "method": "reference",
+                 "params": sum(p.numel() for p in rrdb.parameters()), "inference_params": None,
+                 "inference_conv_layers": sum(1 for m in rrdb.modules() if isinstance(m, torch.nn.Conv2d)),
+                 f"gmacs_{lr_size}": macs, f"gmacs_{lr_size}_executed": macs})
+    return rows

@@ -83,3 +83,16 @@ def test_sr_with_a_bad_checkpoint_names_it(tmp_path, capsys):
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(image)
     assert main(["sr", "--checkpoint", str(bad), str(image), "--out", str(tmp_path / "o")]) == 2
     assert "model.pt" in capsys.readouterr().err
+
+
+def test_info_all_lists_every_preset_ablation_and_rrdbnet(capsys):
+    from dictsr_core.config import ABLATIONS, PRESETS
+
+    assert main(["info", "--all", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == len(PRESETS) * (len(ABLATIONS) + 1) + 1
+    paper = next(r for r in rows if r["preset"] == "paper" and r["ablation"] is None)
+    assert paper["inference_conv_layers"] == 18 and abs(paper["gmacs_128"] - 129.1) < 0.1
+    assert next(r for r in rows if r["preset"] == "paper" and r["ablation"] == "F2")["inference_conv_layers"] == 26
+    rrdb = rows[-1]
+    assert rrdb["preset"].startswith("RRDBNet") and abs(rrdb["gmacs_128"] - 293.7) < 0.1 and 16.6e6 < rrdb["params"] < 16.8e6
