@@ -6,7 +6,6 @@ Data order is a pure function of (seed, step): step s of rank r uses dataset ind
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time

@@ -26,3 +26,16 @@ def tiny_data(tmp_path_factory):
         small = (resize(img, (24, 24), anti_aliasing=True) * 255).round().astype(np.uint8)
         write_rgb(root / "train_lr" / f"lr{i}.png", small)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_inference():
+    """A tiny-preset DictSR with dictionaries initialised from random images: the LR -> SR module, eval mode."""
+    from dictsr_core.config import get_config
+    from dictsr_core.model import DictSR
+
+    torch.manual_seed(0)
+    net = DictSR(get_config("tiny").model)
+    hr = torch.rand(2, 3, 64, 64)
+    net.dictionaries.initialize(*net.coupled_embeddings(hr, torch.nn.functional.avg_pool2d(hr, 4)))
+    return net.inference().eval()

@@ -1,21 +1,13 @@
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from dictsr_core.config import get_config
 from dictsr_core.infer import receptive_margin, super_resolve
-from dictsr_core.model import DictSR
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    cfg = get_config("tiny")
-    net = DictSR(cfg.model)
-    hr = torch.rand(2, 3, 64, 64)
-    net.dictionaries.initialize(*net.coupled_embeddings(hr, torch.nn.functional.avg_pool2d(hr, 4)))
-    return net.inference().eval()
+def model(tiny_inference):
+    return tiny_inference
 
 
 def photo(h, w, seed=0):

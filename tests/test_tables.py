@@ -269,19 +269,10 @@ def test_update_readme_replaces_only_its_block(tmp_path):
     assert text.count("dictsr table sample-aim: start") == 1 and text.endswith("## After\n\nkept\n")
 
 
-def test_validation_codebook_health_counts_offsets():
-    import numpy as np
-
-    from dictsr_core.config import get_config
-    from dictsr_core.model import DictSR
+def test_validation_codebook_health_counts_offsets(tiny_inference):
     from dictsr_core.results import validation_codebook_health
 
-    torch.manual_seed(0)
-    cfg = get_config("tiny")
-    net = DictSR(cfg.model)
-    hr = torch.rand(2, 3, 32, 32)
-    net.dictionaries.initialize(*net.coupled_embeddings(hr, torch.nn.functional.avg_pool2d(hr, 4)))
-    model = net.inference().eval()
+    model = tiny_inference
     rng = np.random.default_rng(0)
     pairs = [{"lr": rng.integers(0, 256, (10, 14, 3), dtype=np.uint8)} for _ in range(3)]
     health = validation_codebook_health(model, pairs)
