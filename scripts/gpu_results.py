@@ -16,9 +16,8 @@ from pathlib import Path
 
 from dictsr_core.atomic import atomic_write_json, atomic_write_text
 from dictsr_core.data.datasets import PairedImages
-from dictsr_core.data.io import read_rgb
 from dictsr_core.demo import results_table
-from dictsr_core.evaluate import bicubic_upscale, evaluate_pairs
+from dictsr_core.evaluate import bicubic_upscale, evaluate_pairs, score_folders
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,9 +43,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         with tarfile.open(session / "sr.tar") as archive:
             archive.extractall(tmp, filter="data")
-        sr_dir = Path(tmp) / "sr"
-        names = iter(pairs.names)
-        dictsr = evaluate_pairs(pairs, lambda lr: read_rgb(sr_dir / f"{next(names)}.png"), desc="dictsr")
+        dictsr = score_folders(Path(tmp) / "sr", Path(args.data) / "val_hr", desc="dictsr")
     bicubic = evaluate_pairs(pairs, bicubic_upscale, desc="bicubic")
     record = {
         "device": bench["device"],
