@@ -168,10 +168,22 @@ def cmd_weights(args) -> int:
     return 0
 
 
-def cmd_main(args) -> int:
-    from dictsr_core.demo import run_main
+def cmd_workbook(args) -> int:
+    from dictsr_core.workbook import WorkbookError, run_workbook
 
-    return run_main(profile=args.profile, data_root=args.data_root, runs_root=args.runs_root, force=args.force, source=args.source)
+    try:
+        run_workbook(args.profile, data_dir=args.data, force=args.force, run_root=args.run_root,
+                     figure_dir=args.figure_dir, device=args.device, seed=args.seed, only=args.only)
+    except WorkbookError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_lab(args) -> int:
+    from dictsr_core.workbook.lab import run_lab
+
+    return run_lab(port=args.port, open_browser=args.browser)
 
 
 def cmd_bench(args) -> int:
@@ -282,13 +294,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--readme", default=None, help="also write the tables into this README between their markers")
     p.set_defaults(func=cmd_table)
 
-    p = sub.add_parser("main", help="the README's main job: data, training, super-resolution and scores, end to end")
-    p.add_argument("--profile", default="auto", help="auto (gpu when CUDA is available, else cpu), cpu, gpu or tiny")
-    p.add_argument("--data-root", default="data")
-    p.add_argument("--runs-root", default="runs")
-    p.add_argument("--source", default="sample", help="sample (skimage's photos, offline) or photos (Debian wallpapers)")
-    p.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
-    p.set_defaults(func=cmd_main)
+    for name, help_text in (("workbook", "run the notebooks 01-07 in order with papermill: data, training, evaluation, "
+                                          "ablations, Fig. 3 and Fig. 4; executed copies, figures, tables and a report"),
+                            ("main", "the README's main job: `dictsr workbook` with the profile chosen by the machine")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--profile", default="auto", help="auto (gpu when CUDA is available, else cpu), smoke, cpu, gpu, paper")
+        p.add_argument("--data", default=None, help="a prepared data folder (default: data/<source>-aim of the profile, "
+                                                    "prepared when missing)")
+        p.add_argument("--force", action="store_true", help="rerun every stage, retrain and re-evaluate")
+        p.add_argument("--run-root", default=None, help="default: runs/<profile>")
+        p.add_argument("--figure-dir", default=None, help="default: figures/<profile>")
+        p.add_argument("--device", default="auto")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--only", nargs="+", default=None, metavar="NOTEBOOK", help="run only these notebooks, e.g. 05_dictionaries")
+        p.set_defaults(func=cmd_workbook)
+
+    p = sub.add_parser("lab", help="start JupyterLab on 127.0.0.1 in notebooks/ with the workbook's kernel")
+    p.add_argument("--port", type=int, default=8888)
+    p.add_argument("--browser", action="store_true", help="open a browser (default: print the URL)")
+    p.set_defaults(func=cmd_lab)
     return parser
 
 

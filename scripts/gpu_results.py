@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dictsr_core.atomic import atomic_write_json, atomic_write_text
 from dictsr_core.data.datasets import PairedImages
-from dictsr_core.demo import results_table
+from dictsr_core.evaluate import markdown_table
 from dictsr_core.evaluate import bicubic_upscale, evaluate_pairs, score_folders
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +65,7 @@ def main() -> None:
     }
     dataset = Path(args.data).name
     atomic_write_json(results / dataset / f"{args.name}.json", record)
-    table = results_table(record)
+    table = markdown_table({method: record[method]["summary"] for method in ("bicubic", "dictsr")})
     atomic_write_text(results / dataset / f"{args.name}.md",
                       f"`{args.name}` run on {bench['device']}: {train['step']} steps in {train['train_wall_s']:.0f} s, "
                       f"{len(pairs)} validation pairs of `{dataset}`.\n\n" + table)

@@ -1,0 +1,132 @@
+"""Workbook profiles (how big a study `dictsr workbook` runs) and the context every notebook resolves first.
+
+A profile fixes the data source, the training preset of the main runs, the ablation variants and their
+schedule, and figure sizes. Notebooks take `profile` plus optional path overrides as papermill
+parameters and call `context(...)` so that run interactively or headless they use the same folders.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+
+class WorkbookError(RuntimeError):
+    """A workbook stage that cannot run or failed; the message names the notebook, stage or file."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    preset: str  # config preset of the main DictSR run and the paired baselines
+    source: str = "sample"  # `dictsr prepare --source`
+    degradation: str = "aim"
+    overrides: dict = field(default_factory=dict)  # `--set` overrides for every training run of the profile
+    baselines: tuple[str, ...] = ("paired-bicubic", "oracle")
+    ablations: tuple[str, ...] = ()
+    ablation_overrides: dict = field(default_factory=dict)  # the ablation schedule (the "Ours" row uses it too)
+    umap_points: int = 2000  # validation patch embeddings in Fig. 4's map
+    atlas_atoms: int = 256
+    crop: int = 96  # Fig. 3 crop side (HR pixels)
+    about: str = ""
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        "smoke", preset="tiny", ablations=("A1", "C1"), umap_points=300, atlas_atoms=64, crop=48,
+        about="seconds of training on the tiny preset: checks that every notebook runs (CI); numbers mean nothing",
+    ),
+    "cpu": Profile(
+        "cpu", preset="cpu", ablations=("A1", "C1", "C2", "E1"), ablation_overrides={"train.epochs": 1},
+        about="the README's main job on 2 CPU cores: cpu preset (750 steps), baselines, 4 ablations at 250 steps",
+    ),
+    "gpu": Profile(
+        "gpu", preset="gpu", source="photos", ablations=("A1", "B1", "B2", "C1", "C2", "D1", "D2", "E1"),
+        ablation_overrides={"train.epochs": 2},
+        about="the main job on one GPU: paper architecture and batch, about 6 minutes per main run",
+    ),
+    "paper": Profile(
+        "paper", preset="paper", source="photos",
+        ablations=("A1", "B1", "B2", "C1", "C2", "D1", "D2", "E1", "F1", "F2", "F3", "F4"),
+        about="the paper's schedule (100 epochs) for every run: days on one GPU; point --data at AIM-RWSR",
+    ),
+}
+
+
+def resolve_profile(name: str) -> Profile:
+    """`auto` is gpu when CUDA is available, else cpu."""
+    if name == "auto":
+        name = "gpu" if torch.cuda.is_available() else "cpu"
+    if name not in PROFILES:
+        raise WorkbookError(f"profile {name!r}: choose auto, {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+def project_root(start=None) -> Path:
+    """The folder holding `notebooks/` and `pyproject.toml`, searched upwards from `start` (default: the cwd,
+    so a notebook opened in notebooks/ finds it); DICTSR_ROOT wins when set."""
+    if os.environ.get("DICTSR_ROOT"):
+        return Path(os.environ["DICTSR_ROOT"]).resolve()
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir():
+            return folder
+    return here
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where a profile's data, runs, figures and tables live; every notebook builds one from its parameters."""
+
+    profile: Profile
+    root: Path
+    data_dir: Path
+    run_root: Path
+    figure_dir: Path
+    device: torch.device
+    seed: int = 0
+
+    @property
+    def table_dir(self) -> Path:
+        return self.run_root / "tables"
+
+    @property
+    def results_root(self) -> Path:
+        return self.run_root / "results"
+
+    @property
+    def notebook_dir(self) -> Path:
+        return self.run_root / "notebooks"
+
+    def run_dir(self, name: str) -> Path:
+        return self.run_root / name
+
+    def save(self, figure, name: str) -> list[Path]:
+        """Save a figure as FIGURE_DIR/NAME.png and .pdf (atomically) and close it; prints where."""
+        from dictsr_core.figures.style import save_figure
+
+        paths = save_figure(figure, self.figure_dir, name)
+        print("saved " + ", ".join(str(p) for p in paths))
+        return paths
+
+
+def context(profile: str = "smoke", data_dir=None, run_root=None, figure_dir=None, device: str = "auto",
+            seed: int = 0, root=None) -> Context:
+    """The Context for these notebook parameters; None means the profile's default folder under the project root."""
+    from dictsr_core.train import pick_device
+
+    chosen = resolve_profile(profile)
+    root = Path(root).resolve() if root else project_root()
+    default_data = root / "data" / f"{chosen.source}-{chosen.degradation}"
+    return Context(
+        profile=chosen,
+        root=root,
+        data_dir=Path(data_dir).resolve() if data_dir else default_data,
+        run_root=Path(run_root).resolve() if run_root else root / "runs" / chosen.name,
+        figure_dir=Path(figure_dir).resolve() if figure_dir else root / "figures" / chosen.name,
+        device=pick_device(None if device in (None, "auto") else device),
+        seed=int(seed),
+    )

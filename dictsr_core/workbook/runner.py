@@ -1,0 +1,230 @@
+"""`dictsr workbook`: execute the numbered notebooks in order with papermill, reuse finished stages, write a report.
+
+A stage is one notebook execution with one set of parameters. Its executed copy lands in
+RUN_ROOT/notebooks/<stage>.ipynb next to a stamp (<stage>.stamp.json: parameters, a hash of the source
+notebook, the files it must leave behind, seconds). A stage is reused when its stamp matches and its
+files exist, unless --force or an earlier stage of this run was executed (later stages read its output).
+Executed copies are written to a .partial.ipynb first and renamed when the notebook finished; a failed
+notebook is kept as <stage>.failed.ipynb with the error in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dictsr_core.atomic import atomic_write_json, atomic_write_text
+from dictsr_core.workbook.profiles import Context, WorkbookError, context
+
+KERNEL_NAME = "dictsr-workbook"
+NOTEBOOKS = ("01_data", "02_train", "03_evaluate", "04_ablations", "05_dictionaries", "06_qualitative", "07_explore")
+
+
+@dataclass
+class Stage:
+    key: str  # executed copy: NOTEBOOK_DIR/<key>.ipynb
+    notebook: str  # source: ROOT/notebooks/<notebook>.ipynb
+    parameters: dict
+    outputs: list[Path] = field(default_factory=list)
+
+
+def ensure_kernel() -> str:
+    """A kernelspec for this very Python in sys.prefix, so papermill and JupyterLab run the workbook's environment."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+        if spec.argv and Path(spec.argv[0]).resolve() == Path(sys.executable).resolve():
+            return KERNEL_NAME
+    except NoSuchKernel:
+        pass
+    from ipykernel.kernelspec import install
+
+    install(kernel_name=KERNEL_NAME, display_name="Python (DictSR workbook)", prefix=sys.prefix)
+    return KERNEL_NAME
+
+
+def common_parameters(ctx: Context) -> dict:
+    return {"profile": ctx.profile.name, "data_dir": str(ctx.data_dir), "run_root": str(ctx.run_root),
+            "figure_dir": str(ctx.figure_dir), "device": str(ctx.device), "seed": ctx.seed}
+
+
+def _figures(ctx: Context, *names: str) -> list[Path]:
+    return [ctx.figure_dir / f"{name}.{fmt}" for name in names for fmt in ("png", "pdf")]
+
+
+def plan(ctx: Context, force: bool = False) -> list[Stage]:
+    """The stages of a full workbook run for this context's profile, in order."""
+    from dictsr_core.workbook.stages import ablation_runs
+
+    common = {**common_parameters(ctx), "force": force}
+    table = ctx.table_dir
+    stages = [Stage("01_data", "01_data", dict(common), _figures(ctx, "data_gallery", "data_degradation_stats")
+                    + [table / "data_splits.md", table / "degradation_stats.md"])]
+    methods = ["dictsr", *ctx.profile.baselines]
+    for method in methods:
+        stages.append(Stage(f"02_train-{method}", "02_train",
+                            {**common, "method": method, "ablation": None, "schedule": "main", "run_name": method},
+                            _figures(ctx, f"train_curves_{method}") + [ctx.run_dir(method) / "checkpoints" / "last.pt"]))
+    stages.append(Stage("03_evaluate", "03_evaluate", {**common, "runs": methods, "table_dir": None, "figure_name": "eval_metrics"},
+                        _figures(ctx, "eval_metrics") + [table / "table1.md", table / "table1.csv"]))
+    if ctx.profile.ablations:
+        variants = list(ctx.profile.ablations)
+        stages.append(Stage("04_ablations", "04_ablations", {**common, "variants": variants},
+                            _figures(ctx, "ablation_bars", "ablation_metrics")
+                            + [table / "ablations" / "table3.md", table / "ablations" / "table3.csv"]
+                            + [ctx.run_dir(run) / "checkpoints" / "last.pt" for run in ablation_runs(ctx, variants).values()]))
+    stages.append(Stage("05_dictionaries", "05_dictionaries", {**common, "run": "dictsr", "embedding": "umap"},
+                        _figures(ctx, "fig4_dictionary_map", "fig4_degradation_offsets", "fig4_hr_atoms")))
+    stages.append(Stage("06_qualitative", "06_qualitative", {**common, "runs": methods},
+                        _figures(ctx, "fig3_qualitative")))
+    stages.append(Stage("07_explore", "07_explore", {**common, "run": "dictsr"}, _figures(ctx, "explore_location")))
+    return stages
+
+
+def _source(root: Path, notebook: str) -> Path:
+    path = Path(root) / "notebooks" / f"{notebook}.ipynb"
+    if not path.is_file():
+        raise WorkbookError(f"{path}: no such notebook (run from the project folder, or set DICTSR_ROOT)")
+    return path
+
+
+def _stamp_path(output: Path) -> Path:
+    return output.with_name(output.stem + ".stamp.json")
+
+
+def _stamp(source: Path, parameters: dict, outputs: list[Path]) -> dict:
+    cleaned = {k: v for k, v in parameters.items() if k != "force"}
+    return {"notebook": source.name, "source_sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
+            "parameters": cleaned, "outputs": [str(p) for p in outputs]}
+
+
+def reusable(source: Path, output: Path, parameters: dict, outputs: list[Path]) -> bool:
+    """The executed copy, its stamp (same notebook source and parameters) and every expected file exist."""
+    stamp_path = _stamp_path(output)
+    if not output.is_file() or not stamp_path.is_file():
+        return False
+    try:
+        stored = json.loads(stamp_path.read_text())
+    except (OSError, ValueError):
+        return False
+    wanted = _stamp(source, parameters, outputs)
+    same = all(stored.get(key) == wanted[key] for key in ("source_sha256", "parameters", "outputs"))
+    return same and all(Path(p).exists() for p in outputs)
+
+
+def execute_notebook(notebook: str, output, parameters: dict, *, root, outputs=(), force: bool = False,
+                     log_output: bool = False) -> dict:
+    """Run ROOT/notebooks/<notebook>.ipynb with papermill into `output` unless a matching stamp says it is done.
+
+    Returns {"executed": bool, "seconds": float, "output": path}; raises WorkbookError naming the failed copy.
+    """
+    import papermill
+
+    source = _source(root, notebook)
+    output = Path(output)
+    outputs = [Path(p) for p in outputs]
+    if not force and reusable(source, output, parameters, outputs):
+        print(f"[workbook] {output.stem}: reusing {output} (same parameters; --force reruns)", flush=True)
+        return {"executed": False, "seconds": 0.0, "output": str(output)}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(output.stem + ".partial.ipynb")
+    failed = output.with_name(output.stem + ".failed.ipynb")
+    failed.unlink(missing_ok=True)
+    print(f"[workbook] {output.stem}: executing {source.name} ...", flush=True)
+    start = time.time()
+    try:
+        papermill.execute_notebook(str(source), str(partial), parameters=parameters, kernel_name=ensure_kernel(),
+                                   cwd=str(source.parent), progress_bar=False, log_output=log_output)
+    except Exception as error:  # noqa: BLE001 - papermill raises its own and kernel errors; all mean "stage failed"
+        if partial.exists():
+            os.replace(partial, failed)
+        reason = str(error).strip().splitlines()
+        raise WorkbookError(f"notebook {notebook} (stage {output.stem}) failed; executed copy with the error: {failed}\n"
+                            + "\n".join(reason[-12:])) from None
+    missing = [str(p) for p in outputs if not Path(p).exists()]
+    if missing:
+        os.replace(partial, failed)
+        raise WorkbookError(f"notebook {notebook} (stage {output.stem}) finished but did not write: {', '.join(missing)}")
+    os.replace(partial, output)
+    seconds = time.time() - start
+    atomic_write_json(_stamp_path(output), {**_stamp(source, parameters, outputs), "seconds": seconds,
+                                            "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+    print(f"[workbook] {output.stem}: done in {seconds:.1f} s -> {output}", flush=True)
+    return {"executed": True, "seconds": seconds, "output": str(output)}
+
+
+def run_workbook(profile: str = "auto", data_dir=None, force: bool = False, run_root=None, figure_dir=None,
+                 device: str = "auto", seed: int = 0, only=None) -> Path:
+    """Every stage of `plan` in order (or the notebooks named in `only`), then RUN_ROOT/report.md; returns the report."""
+    ctx = context(profile, data_dir=data_dir, run_root=run_root, figure_dir=figure_dir, device=device, seed=seed)
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise WorkbookError(f"--data {data_dir}: no such folder")
+    from dictsr_core.weights import fetch_weights
+
+    fetch_weights()  # once here, not in every kernel: the LPIPS backbones (offline copies)
+    print(f"[workbook] profile {ctx.profile.name} ({ctx.profile.about}) on {ctx.device}\n"
+          f"[workbook] data {ctx.data_dir}; runs {ctx.run_root}; figures {ctx.figure_dir}", flush=True)
+    stages = plan(ctx, force=force)
+    if only:
+        unknown = set(only) - set(NOTEBOOKS)
+        if unknown:
+            raise WorkbookError(f"--only {', '.join(sorted(unknown))}: choose from {', '.join(NOTEBOOKS)}")
+        stages = [s for s in stages if s.notebook in only]
+    rerun = force
+    done = []
+    start = time.time()
+    for stage in stages:
+        result = execute_notebook(stage.notebook, ctx.notebook_dir / f"{stage.key}.ipynb", stage.parameters,
+                                  root=ctx.root, outputs=stage.outputs, force=rerun)
+        rerun = rerun or result["executed"]
+        done.append((stage, result))
+    report = write_report(ctx, done, time.time() - start)
+    print(f"[workbook] finished in {time.time() - start:.0f} s; report {report}", flush=True)
+    return report
+
+
+def _machine(ctx: Context) -> str:
+    import platform
+
+    import torch
+
+    if ctx.device.type == "cuda":
+        return torch.cuda.get_device_name(ctx.device)
+    return f"CPU ({platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__})"
+
+
+def write_report(ctx: Context, done: list, seconds: float) -> Path:
+    """RUN_ROOT/report.md: what ran (executed or reused, seconds), the tables, and every figure, all linked."""
+    report = ctx.run_root / "report.md"
+
+    def link(path: Path) -> str:
+        return os.path.relpath(path, report.parent)
+
+    lines = [f"# DictSR workbook report: profile `{ctx.profile.name}`", "",
+             f"{ctx.profile.about}.", "",
+             f"Machine: {_machine(ctx)}; device {ctx.device}. Data: `{ctx.data_dir}`. Written "
+             f"{time.strftime('%Y-%m-%d %H:%M')} by `dictsr workbook --profile {ctx.profile.name}` ({seconds:.0f} s this call).",
+             "", "## Notebooks", "", "| stage | executed copy | this call | seconds |", "|---|---|---|---|"]
+    for stage, result in done:
+        stamp_file = _stamp_path(Path(result["output"]))
+        stored = json.loads(stamp_file.read_text()) if stamp_file.is_file() else {}
+        lines.append(f"| {stage.key} | [{Path(result['output']).name}]({link(Path(result['output']))}) | "
+                     f"{'executed' if result['executed'] else 'reused'} | {stored.get('seconds', 0):.1f} |")
+    for title, path in (("Data splits", ctx.table_dir / "data_splits.md"),
+                        ("Degradation statistics", ctx.table_dir / "degradation_stats.md"),
+                        ("Comparison (Table 1 style)", ctx.table_dir / "table1.md"),
+                        ("Ablations (Tables 3 / 4 style)", ctx.table_dir / "ablations" / "table3.md")):
+        if path.is_file():
+            lines += ["", f"## {title}", "", f"[{path.name}]({link(path)})", "", path.read_text().rstrip()]
+    lines += ["", "## Figures", ""]
+    for stage, _ in done:
+        for path in stage.outputs:
+            if path.suffix == ".png" and path.is_file():
+                lines += [f"### {path.stem}", "", f"![{path.stem}]({link(path)}) ([PDF]({link(path.with_suffix('.pdf'))}))", ""]
+    return atomic_write_text(report, "\n".join(lines) + "\n")

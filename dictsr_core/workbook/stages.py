@@ -1,0 +1,301 @@
+"""What each workbook notebook does, as functions: a notebook is its parameters cell plus calls into here.
+
+Every function takes the notebook's `Context` first, writes its files under the context's folders
+(atomically, through the package's writers) and returns what the notebook displays.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from dictsr_core.workbook.profiles import Context, WorkbookError
+
+SPLITS = ("train_hr", "train_lr", "val_lr", "val_hr")
+
+
+# ---- 01_data ------------------------------------------------------------------------------
+
+def prepare_data(ctx: Context, force: bool = False) -> Path:
+    """The context's data folder, prepared from the profile's source when it is the default one and missing."""
+    from dictsr_core.data.io import list_images
+    from dictsr_core.data.prepare import prepare_dataset
+
+    data_dir = ctx.data_dir
+    default = ctx.root / "data" / f"{ctx.profile.source}-{ctx.profile.degradation}"
+    missing = [split for split in SPLITS if not (data_dir / split).is_dir() or not list_images(data_dir / split)]
+    if data_dir.resolve() == default.resolve() and (force or missing):
+        print(f"preparing {data_dir} from source {ctx.profile.source!r} with the {ctx.profile.degradation!r} degradation")
+        prepare_dataset(data_dir, source=ctx.profile.source, degradation=ctx.profile.degradation, seed=ctx.seed)
+    elif missing:
+        raise WorkbookError(f"{data_dir}: missing or empty {', '.join(missing)} (prepare it: `dictsr prepare --out {data_dir} ...`)")
+    else:
+        print(f"using {data_dir}")
+    return data_dir
+
+
+def data_overview(ctx: Context, gallery_images: int = 3) -> dict:
+    """Split summary, degradation statistics (tables under TABLE_DIR) and notebook 01's two figures."""
+    from dictsr_core.atomic import atomic_write_text
+    from dictsr_core.data.statistics import degradation_statistics, split_summary, statistics_table
+    from dictsr_core.figures.data import data_gallery, degradation_statistics_figure
+
+    splits = split_summary(ctx.data_dir)
+    split_md = "| split | images | smallest | largest |\n|---|---|---|---|\n" + "".join(
+        f"| {r['split']} | {r['images']} | {r['min_size']} | {r['max_size']} |\n" for r in splits)
+    split_md += f"\nsource `{splits[0]['source']}`, degradation `{splits[0]['degradation']}`\n"
+    rows = degradation_statistics(ctx.data_dir)
+    stats_md = statistics_table(rows)
+    atomic_write_text(ctx.table_dir / "data_splits.md", split_md)
+    atomic_write_text(ctx.table_dir / "degradation_stats.md", stats_md)
+    atomic_write_text(ctx.table_dir / "degradation_stats.csv", _csv(rows))
+    gallery = data_gallery(ctx.data_dir, count=gallery_images)
+    ctx.save(gallery, "data_gallery")
+    statistics = degradation_statistics_figure(rows)
+    ctx.save(statistics, "data_degradation_stats")
+    return {"splits": split_md, "statistics": stats_md, "rows": rows, "gallery": gallery, "statistics_figure": statistics}
+
+
+def _csv(rows: list[dict]) -> str:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+# ---- 02_train -----------------------------------------------------------------------------
+
+def training_config(ctx: Context, method: str = "dictsr", ablation: str | None = None, schedule: str = "main",
+                    overrides: dict | None = None):
+    """The profile's preset (+ ablation), its overrides, the ablation schedule when asked, the context's seed."""
+    from dictsr_core.config import get_config
+
+    if schedule not in ("main", "ablation"):
+        raise WorkbookError(f"schedule {schedule!r}: choose main or ablation")
+    merged = dict(ctx.profile.overrides)
+    if schedule == "ablation":
+        merged.update(ctx.profile.ablation_overrides)
+    merged["train.seed"] = ctx.seed
+    merged.update(overrides or {})
+    return get_config(ctx.profile.preset, ablation or None, merged, method=method)
+
+
+def train_run(ctx: Context, run_name: str, cfg, force: bool = False, live: bool = True) -> dict:
+    """Train RUN_ROOT/run_name (resuming a partial run, reusing a finished one with the same config) and save
+    its curves as figure train_curves_<run_name>."""
+    from dictsr_core.checkpoint import load_checkpoint
+    from dictsr_core.figures.training import LiveTrainingPlot, read_metrics, training_curves
+    from dictsr_core.train import train
+
+    run_dir = ctx.run_dir(run_name)
+    ckpt = run_dir / "checkpoints" / "last.pt"
+    if ckpt.exists() and not force:
+        stored = load_checkpoint(ckpt)
+        if stored["config"].to_dict() != cfg.to_dict():
+            print(f"{run_dir} was trained with another config; training it again")
+            force = True
+    if force and run_dir.exists():
+        shutil.rmtree(run_dir)
+    entries = cfg.model.entries if cfg.method == "dictsr" else None
+    title = f"{run_name}: {cfg.method}, preset {cfg.preset}" + (f", ablation {cfg.ablation}" if cfg.ablation else "")
+    if ckpt.exists() and load_checkpoint(ckpt)["step"] >= cfg.train.total_steps:
+        print(f"{ckpt} is finished ({cfg.train.total_steps} steps); reusing it (force=True retrains)")
+    else:
+        train(cfg, ctx.data_dir, run_dir, resume=ckpt.exists(), device=str(ctx.device),
+              on_log=LiveTrainingPlot(title, entries) if live else None)
+    records = read_metrics(run_dir / "metrics.jsonl")
+    figure = training_curves(records, title, entries)
+    ctx.save(figure, f"train_curves_{run_name}")
+    payload = load_checkpoint(ckpt)
+    return {"run": run_name, "run_dir": str(run_dir), "steps": payload["step"], "train_wall_s": payload.get("train_wall_s"),
+            "last_log": records[-1] if records else None, "figure": figure}
+
+
+# ---- 03_evaluate --------------------------------------------------------------------------
+
+def evaluate_runs(ctx: Context, runs: list[str], table_dir=None, paper: str = "aim", figure_name: str = "eval_metrics",
+                  force: bool = False) -> dict:
+    """Bicubic + each run scored on the validation pairs (records reused while valid), Table 1 (+ Table 3 when
+    there are several DictSR runs) under table_dir, and a bar chart of the metrics."""
+    from dictsr_core.figures.results import metric_bars
+    from dictsr_core.results import collect_records
+    from dictsr_core.tables import write_tables
+
+    records = collect_records([ctx.run_dir(run) for run in runs], ctx.data_dir, results_root=ctx.results_root,
+                              device=ctx.device, force=force)
+    _, markdown = write_tables(records, Path(table_dir) if table_dir else ctx.table_dir, paper=paper)
+    figure = metric_bars(records, f"Validation metrics on {ctx.data_dir.name} ({ctx.profile.name} profile)")
+    ctx.save(figure, figure_name)
+    return {"records": records, "markdown": markdown, "figure": figure}
+
+
+# ---- 04_ablations -------------------------------------------------------------------------
+
+def ablation_runs(ctx: Context, variants=None) -> dict[str, str]:
+    """{ablation id: run name}. "Ours" is the main run when the profile trains ablations on the main schedule."""
+    variants = list(variants if variants is not None else ctx.profile.ablations)
+    ours = "dictsr" if not ctx.profile.ablation_overrides else "ablation-Ours"
+    return {"Ours": ours, **{v: f"ablation-{v}" for v in variants if v != "Ours"}}
+
+
+def run_ablations(ctx: Context, variants=None, force: bool = False) -> dict:
+    """Each variant trained by notebook 02 and all scored by notebook 03 (papermill, executed copies under
+    NOTEBOOK_DIR/ablations), then Table 3 and the ablation bar charts."""
+    from dictsr_core.figures.results import ablation_bars
+    from dictsr_core.results import collect_records
+    from dictsr_core.tables import ablation_table
+    from dictsr_core.workbook.runner import common_parameters, execute_notebook
+
+    runs = ablation_runs(ctx, variants)
+    out = ctx.notebook_dir / "ablations"
+    common = common_parameters(ctx)
+    for ident, run in runs.items():
+        if run == "dictsr" and (ctx.run_dir(run) / "checkpoints" / "last.pt").exists():
+            continue  # the main run, trained by stage 02
+        execute_notebook("02_train", out / f"02_train-{ident}.ipynb", {
+            **common, "method": "dictsr", "ablation": None if ident == "Ours" else ident, "schedule": "ablation",
+            "run_name": run, "force": force, "live": False}, root=ctx.root, force=force)
+    table_dir = ctx.table_dir / "ablations"
+    execute_notebook("03_evaluate", out / "03_evaluate-ablations.ipynb", {
+        **common, "runs": list(runs.values()), "table_dir": str(table_dir), "figure_name": "ablation_metrics",
+        "force": force}, root=ctx.root, force=force)
+    records = collect_records([ctx.run_dir(run) for run in runs.values()], ctx.data_dir, results_root=ctx.results_root,
+                              device=ctx.device, log=lambda message: None)
+    figure = ablation_bars(records, f"Ablations on {ctx.data_dir.name} ({ctx.profile.name} profile)")
+    ctx.save(figure, "ablation_bars")
+    return {"records": records, "markdown": ablation_table(records).markdown(), "figure": figure}
+
+
+def config_markdown(cfg) -> str:
+    """The run's config as YAML and its inference cost (layers, GMACs at 128x128 LR, parameters), for notebook 02."""
+    import yaml
+
+    from dictsr_core.cost import model_cost
+
+    cost = model_cost(cfg)
+    keys = ("inference_conv_layers", "gmacs_128", "gmacs_128_executed", "params")
+    table = "| " + " | ".join(keys) + " |\n|" + "---|" * len(keys) + "\n| " + " | ".join(
+        f"{cost[k]:.2f}" if isinstance(cost.get(k), float) else str(cost.get(k)) for k in keys) + " |\n"
+    return f"```yaml\n{yaml.safe_dump(cfg.to_dict(), sort_keys=False)}```\n\nInference cost:\n\n{table}"
+
+
+# ---- shared by 05-07 ----------------------------------------------------------------------
+
+def validation_pairs(ctx: Context, max_images: int | None = None) -> list[dict]:
+    """The validation pairs as {"name", "lr", "hr"} (uint8 arrays), in name order."""
+    from dictsr_core.data.datasets import PairedImages
+
+    pairs = PairedImages(ctx.data_dir / "val_lr", ctx.data_dir / "val_hr")
+    count = len(pairs) if max_images is None else min(max_images, len(pairs))
+    return [pairs[i] for i in range(count)]
+
+
+def load_run_model(ctx: Context, run: str):
+    """(inference module on the context's device, Config) of RUN_ROOT/run's last checkpoint."""
+    from dictsr_core.checkpoint import inference_model, load_checkpoint
+    from dictsr_core.results import checkpoint_path
+
+    path = checkpoint_path(ctx.run_dir(run))
+    payload = load_checkpoint(path)
+    return inference_model(payload, ctx.device, source=str(path)), payload["config"]
+
+
+# ---- 05_dictionaries ----------------------------------------------------------------------
+
+def dictionary_figures(ctx: Context, run: str = "dictsr", embedding: str = "umap", points: int | None = None,
+                       offset_entries: int = 4, atlas_atoms: int | None = None) -> dict:
+    """Fig. 4: one 2-D embedding fit (D_lr entries, validation LR embeddings, offsets of the most used entries),
+    the offsets around those entries, and the D_hr atom atlas (most used first)."""
+    import numpy as np
+
+    from dictsr_core.dictionary_analysis import decode_hr_atoms, dictionary_map
+    from dictsr_core.figures.dictionaries import degradation_offsets_figure, dictionary_umap_figure, hr_atom_atlas_figure
+
+    model, cfg = load_run_model(ctx, run)
+    if cfg.method != "dictsr":
+        raise WorkbookError(f"run {run!r} is a {cfg.method} baseline: it has no dictionaries")
+    images = [pair["lr"] for pair in validation_pairs(ctx)]
+    dmap = dictionary_map(model, images, max_points=points or ctx.profile.umap_points, offset_entries=offset_entries,
+                          method=embedding, seed=ctx.seed, device=ctx.device)
+    order = np.argsort(-dmap.usage, kind="stable")[: atlas_atoms or ctx.profile.atlas_atoms]
+    atoms = decode_hr_atoms(model, entries=order)
+    figures = {"map_figure": dictionary_umap_figure(dmap), "offsets_figure": degradation_offsets_figure(dmap),
+               "atlas_figure": hr_atom_atlas_figure(atoms, order, usage=dmap.usage)}
+    for key, name in (("map_figure", "fig4_dictionary_map"), ("offsets_figure", "fig4_degradation_offsets"),
+                      ("atlas_figure", "fig4_hr_atoms")):
+        ctx.save(figures[key], name)
+    summary = {"run": run, "embedding": dmap.method, "entries": int(len(dmap.usage)),
+               "used_on_validation": int((dmap.usage > 0).sum()), "patch_points": int(len(dmap.patch_xy)),
+               "offset_entries": [int(e) for e in dmap.offset_entries]}
+    return {"summary": summary, "map": dmap, **figures}
+
+
+# ---- 06_qualitative -----------------------------------------------------------------------
+
+def validation_outputs(ctx: Context, runs: list[str], max_images: int | None = None) -> list[dict]:
+    """Per validation pair: {"name", "LR", "HR", "bicubic", <method of each run>: SR image}, all HR-sized uint8."""
+    from dictsr_core.evaluate import bicubic_upscale
+    from dictsr_core.infer import super_resolve
+
+    models = {}
+    for run in runs:
+        model, cfg = load_run_model(ctx, run)
+        if cfg.method in models or cfg.method == "bicubic":
+            raise WorkbookError(f"runs {runs}: two runs of method {cfg.method!r}; Fig. 3 shows one run per method")
+        models[cfg.method] = model
+    rows = []
+    for pair in validation_pairs(ctx, max_images):
+        row = {"name": pair["name"], "LR": pair["lr"], "HR": pair["hr"], "bicubic": bicubic_upscale(pair["lr"])}
+        for method, model in models.items():
+            row[method] = super_resolve(model, pair["lr"], device=ctx.device, amp=ctx.device.type == "cuda")
+        rows.append(row)
+    return rows
+
+
+def qualitative_figures(ctx: Context, runs: list[str], crop: int | None = None, count: int = 1, crops: dict | None = None,
+                        max_images: int | None = 3) -> dict:
+    """Fig. 3: crops where the methods differ most (or `crops` = {image: [[top, left], ...]}), with error maps."""
+    from dictsr_core.figures.qualitative import choose_crops, qualitative_figure
+
+    rows = validation_outputs(ctx, runs, max_images)
+    size = crop or ctx.profile.crop
+    size = min(size, *(min(row["HR"].shape[:2]) for row in rows)) // 4 * 4
+    chosen = []
+    for row in rows:
+        if crops and row["name"] in crops:
+            chosen.append([tuple(int(v) for v in corner) for corner in crops[row["name"]]])
+        else:
+            outputs = {k: v for k, v in row.items() if k not in ("name", "LR", "HR")}
+            chosen.append(choose_crops(outputs, row["HR"], size, count=count))
+    figure = qualitative_figure(rows, crops=chosen, size=size)
+    ctx.save(figure, "fig3_qualitative")
+    return {"crops": {row["name"]: corners for row, corners in zip(rows, chosen)}, "size": size, "figure": figure}
+
+
+# ---- 07_explore ---------------------------------------------------------------------------
+
+def explorer(ctx: Context, run: str = "dictsr", image: str | None = None, y: int | None = None, x: int | None = None) -> dict:
+    """The interactive explorer over the validation LR images, opened at (image, y, x) (default: first image,
+    centre), and that first view saved as figure explore_location."""
+    from dictsr_core.explorer import explorer_widget, inspect_location, load_training_model, location_figure
+    from dictsr_core.results import checkpoint_path
+
+    model = load_training_model(checkpoint_path(ctx.run_dir(run)), device=ctx.device)
+    images = {pair["name"]: pair["lr"] for pair in validation_pairs(ctx)}
+    name = image or next(iter(images))
+    if name not in images:
+        raise WorkbookError(f"image {name!r} is not a validation image of {ctx.data_dir}; choose from {', '.join(images)}")
+    lr = images[name]
+    y = lr.shape[0] // 2 if y is None else int(y)
+    x = lr.shape[1] // 2 if x is None else int(x)
+    location = inspect_location(model, lr, y, x)
+    figure = location_figure(location)
+    figure.suptitle(f"{name}: LR ({y}, {x}), code cell {location.cell}, entry {location.entry}", fontsize=10)
+    ctx.save(figure, "explore_location")
+    widget = explorer_widget(model, {name: images[name], **images})
+    widget.image_choice.value, widget.y_slider.value, widget.x_slider.value = name, y, x
+    return {"widget": widget, "location": location, "figure": figure}
