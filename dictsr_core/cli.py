@@ -173,7 +173,7 @@ def cmd_workbook(args) -> int:
 
     try:
         run_workbook(args.profile, data_dir=args.data, force=args.force, run_root=args.run_root,
-                     figure_dir=args.figure_dir, device=args.device, seed=args.seed, only=args.only)
+                     figure_dir=args.figure_dir, device=args.device, seed=args.seed, only=args.only, readme=args.readme)
     except WorkbookError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -307,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default="auto")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--only", nargs="+", default=None, metavar="NOTEBOOK", help="run only these notebooks, e.g. 05_dictionaries")
+        p.add_argument("--readme", default=None, metavar="FILE", help="rewrite FILE's figure block for this profile")
         p.set_defaults(func=cmd_workbook)
 
     p = sub.add_parser("lab", help="start JupyterLab on 127.0.0.1 in notebooks/ with the workbook's kernel")

@@ -160,7 +160,7 @@ def execute_notebook(notebook: str, output, parameters: dict, *, root, outputs=(
 
 
 def run_workbook(profile: str = "auto", data_dir=None, force: bool = False, run_root=None, figure_dir=None,
-                 device: str = "auto", seed: int = 0, only=None) -> Path:
+                 device: str = "auto", seed: int = 0, only=None, readme=None) -> Path:
     """Every stage of `plan` in order (or the notebooks named in `only`), then RUN_ROOT/report.md; returns the report."""
     ctx = context(profile, data_dir=data_dir, run_root=run_root, figure_dir=figure_dir, device=device, seed=seed)
     if data_dir is not None and not Path(data_dir).is_dir():
@@ -185,6 +185,8 @@ def run_workbook(profile: str = "auto", data_dir=None, force: bool = False, run_
         rerun = rerun or result["executed"]
         done.append((stage, result))
     report = write_report(ctx, done, time.time() - start)
+    if readme:
+        print(f"[workbook] figures block of {update_readme_figures(readme, ctx)} rewritten", flush=True)
     print(f"[workbook] finished in {time.time() - start:.0f} s; report {report}", flush=True)
     return report
 
@@ -228,3 +230,38 @@ def write_report(ctx: Context, done: list, seconds: float) -> Path:
             if path.suffix == ".png" and path.is_file():
                 lines += [f"### {path.stem}", "", f"![{path.stem}]({link(path)}) ([PDF]({link(path.with_suffix('.pdf'))}))", ""]
     return atomic_write_text(report, "\n".join(lines) + "\n")
+
+
+README_FIGURES = (
+    ("fig3_qualitative", "Fig. 3 style: validation crops where the methods differ most, with error maps (`06_qualitative`)"),
+    ("eval_metrics", "Validation metrics per method (`03_evaluate`)"),
+    ("fig4_dictionary_map", "Fig. 4 style: D_lr entries and validation LR embeddings, one UMAP fit (`05_dictionaries`)"),
+    ("fig4_degradation_offsets", "D_deg offsets around the most used D_lr entries (`05_dictionaries`)"),
+    ("fig4_hr_atoms", "D_hr entries decoded into HR patches, most used first (`05_dictionaries`)"),
+    ("ablation_bars", "Ablations: activated entries, d, LPIPS and PSNR per variant (`04_ablations`)"),
+    ("train_curves_dictsr", "Training curves of the main DictSR run (`02_train`)"),
+    ("data_gallery", "Validation pairs: HR, clean LR, degraded LR, and the LR training domain (`01_data`)"),
+    ("data_degradation_stats", "Degradation statistics (`01_data`)"),
+    ("explore_location", "One view of the interactive explorer (`07_explore`)"),
+)
+
+
+def update_readme_figures(readme, ctx: Context) -> Path:
+    """The README's figure block for this profile, rewritten from the figures on disk and the ablation table."""
+    from dictsr_core.tables import replace_readme_block
+
+    readme = Path(readme)
+    link = lambda path: os.path.relpath(path, readme.resolve().parent)  # noqa: E731
+    lines = [f"Made by `dictsr workbook --profile {ctx.profile.name} --readme {readme.name}` on {_machine(ctx)}, "
+             f"{time.strftime('%Y-%m-%d')}, on `{ctx.data_dir.name}`; full report: "
+             f"[{link(ctx.run_root / 'report.md')}]({link(ctx.run_root / 'report.md')}) (not in git). "
+             "Generated, never pasted: rerun the command to replace this block.", ""]
+    for name, caption in README_FIGURES:
+        path = ctx.figure_dir / f"{name}.png"
+        if path.is_file():
+            lines += [f"**{caption}**", "", f"![{name}]({link(path)})", ""]
+    table3 = ctx.table_dir / "ablations" / "table3.md"
+    if table3.is_file():
+        lines += ["**Ablations (Tables 3 / 4 style)**", "", table3.read_text().rstrip(), ""]
+    return replace_readme_block(readme, f"dictsr workbook {ctx.profile.name}", "\n".join(lines),
+                                f"### Workbook figures (`{ctx.profile.name}` profile)")

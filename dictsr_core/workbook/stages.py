@@ -111,8 +111,9 @@ def train_run(ctx: Context, run_name: str, cfg, force: bool = False, live: bool 
     figure = training_curves(records, title, entries)
     ctx.save(figure, f"train_curves_{run_name}")
     payload = load_checkpoint(ckpt)
-    return {"run": run_name, "run_dir": str(run_dir), "steps": payload["step"], "train_wall_s": payload.get("train_wall_s"),
-            "last_log": records[-1] if records else None, "figure": figure}
+    summary = {"run": run_name, "run_dir": str(run_dir), "steps": payload["step"], "train_wall_s": payload.get("train_wall_s"),
+               "last_log": records[-1] if records else None}
+    return {"summary": summary, "figure": figure}
 
 
 # ---- 03_evaluate --------------------------------------------------------------------------

@@ -1,0 +1,119 @@
+"""`dictsr workbook --profile smoke` end to end (what CI runs), then assertions on everything it produced."""
+
+import json
+import subprocess
+import sys
+
+import nbformat
+import numpy as np
+import pytest
+from PIL import Image
+
+from dictsr_core.workbook import context
+from dictsr_core.workbook.runner import plan
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """One smoke workbook run in a subprocess (papermill kernels, UMAP's numba compile: paid once here)."""
+    from dictsr_core.data.prepare import prepare_dataset
+
+    root = tmp_path_factory.mktemp("workbook")
+    data = root / "sample-aim"
+    prepare_dataset(data, source="sample", degradation="aim", seed=0)
+    args = ["--profile", "smoke", "--data", str(data), "--run-root", str(root / "runs"), "--figure-dir", str(root / "figures")]
+    done = subprocess.run([sys.executable, "-m", "dictsr_core", "workbook", *args], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    ctx = context("smoke", data_dir=data, run_root=root / "runs", figure_dir=root / "figures")
+    return {"root": root, "ctx": ctx, "args": args, "stdout": done.stdout}
+
+
+def _executed(smoke):
+    return sorted((smoke["root"] / "runs" / "notebooks").rglob("*.ipynb"))
+
+
+def test_every_notebook_executed_without_error(smoke):
+    executed = _executed(smoke)
+    names = {path.stem for path in executed}
+    assert {"01_data", "02_train-dictsr", "02_train-paired-bicubic", "02_train-oracle", "03_evaluate", "04_ablations",
+            "05_dictionaries", "06_qualitative", "07_explore"} <= names
+    assert {"02_train-A1", "02_train-C1", "03_evaluate-ablations"} <= names  # run by 04 through papermill
+    assert not [p for p in executed if p.stem.endswith((".failed", ".partial"))]
+    for path in executed:
+        book = nbformat.read(path, as_version=4)
+        assert book.metadata["papermill"]["exception"] in (None, False), path
+        for cell in book.cells:
+            if cell.cell_type == "code":
+                assert cell.execution_count is not None, f"{path}: a cell did not run"
+                assert not [o for o in cell.outputs if o.output_type == "error"], path
+        injected = [c for c in book.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert len(injected) == 1, f"{path}: papermill did not inject the parameters"
+
+
+def test_each_expected_figure_is_a_valid_non_blank_image(smoke):
+    stages = plan(smoke["ctx"])
+    figures = [p for stage in stages for p in stage.outputs if p.parent == smoke["ctx"].figure_dir]
+    assert len(figures) == 2 * 13  # PNG + PDF of: 2 data, 3 training, 1 eval, 2 ablation, 3 Fig. 4, Fig. 3, explorer
+    for path in figures:
+        assert path.is_file(), path
+        if path.suffix == ".png":
+            with Image.open(path) as image:
+                image.verify()
+            pixels = np.asarray(Image.open(path).convert("L"), dtype=np.float64)
+            assert min(pixels.shape) > 150 and pixels.std() > 15, f"{path} looks blank"
+        else:
+            assert path.read_bytes()[:5] == b"%PDF-", path
+
+
+def test_tables_have_the_expected_rows(smoke):
+    tables = smoke["ctx"].table_dir
+    table1 = (tables / "table1.md").read_text()
+    rows = [line.split("|")[1].strip() for line in table1.splitlines() if line.startswith("| ") and "---" not in line]
+    for method in ("Bicubic", "paired-bicubic", "oracle", "DictSR"):
+        ours = [line for line in table1.splitlines() if line.startswith(f"| {method} |") and "| tiny |" in line]
+        assert ours or method == "Bicubic", f"no row of ours for {method} in table1.md: {rows}"
+    assert "Real-ESRGAN" in table1  # the paper's rows alongside
+    table3 = (tables / "ablations" / "table3.md").read_text()
+    body = table3.split("|---", 1)[1].splitlines()[1:]
+    ids = [line.split("|")[1].strip() for line in body if line.startswith("| ")]
+    assert ids[:3] == ["Ours", "A1", "C1"], table3
+    stats = (tables / "degradation_stats.md").read_text()
+    assert "train LR (degraded domain)" in stats and "val LR" in stats
+
+
+def test_results_records_and_report(smoke):
+    results = smoke["ctx"].results_root / "sample-aim"
+    for run in ("bicubic", "dictsr", "paired-bicubic", "oracle", "ablation-A1", "ablation-C1"):
+        record = json.loads((results / f"{run}.json").read_text())
+        assert record["evaluation"]["summary"]["count"] == 2
+    report = (smoke["root"] / "runs" / "report.md").read_text()
+    assert "profile `smoke`" in report and "Machine:" in report
+    for stage in plan(smoke["ctx"]):
+        for path in stage.outputs:
+            if path.suffix == ".png":
+                assert f"]({path.relative_to(smoke['root']).as_posix().replace('figures/', '../figures/')})" in report
+
+
+def test_a_second_run_reuses_every_stage(smoke):
+    stamps = {p: p.read_text() for p in (smoke["root"] / "runs" / "notebooks").glob("*.stamp.json")}
+    done = subprocess.run([sys.executable, "-m", "dictsr_core", "workbook", *smoke["args"]], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count(": reusing ") == len(plan(smoke["ctx"])) and "executing" not in done.stdout
+    assert {p: p.read_text() for p in stamps} == stamps
+
+
+def test_readme_figure_block_is_generated_and_replaced_in_place(smoke, tmp_path):
+    from dictsr_core.workbook.runner import update_readme_figures
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# Title\n\n<!-- dictsr workbook smoke: start -->\nold\n<!-- dictsr workbook smoke: end -->\n\n## After\n")
+    update_readme_figures(readme, smoke["ctx"])
+    update_readme_figures(readme, smoke["ctx"])
+    text = readme.read_text()
+    assert text.count("<!-- dictsr workbook smoke: start -->") == 1 and "old" not in text and text.endswith("## After\n")
+    assert "`dictsr workbook --profile smoke" in text and "CPU (" in text
+    for name in ("fig3_qualitative", "fig4_dictionary_map", "fig4_hr_atoms", "ablation_bars"):
+        link = text.split(f"![{name}](")[1].split(")")[0]
+        assert (readme.parent / link).resolve() == (smoke["ctx"].figure_dir / f"{name}.png").resolve()
+    assert "| Ours |" in text and "| A1 |" in text  # the ablation table

@@ -1,0 +1,157 @@
+"""The workbook's pieces without a full run: notebooks in git, stage reuse and failure, profiles, JupyterLab."""
+
+import ast
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from dictsr_core.workbook import PROFILES, WorkbookError, context
+from dictsr_core.workbook.lab import lab_command
+from dictsr_core.workbook.runner import KERNEL_NAME, NOTEBOOKS, execute_notebook, reusable
+
+ROOT = Path(__file__).resolve().parents[1]
+LOGIC = (ast.FunctionDef, ast.ClassDef, ast.For, ast.While, ast.If, ast.ListComp, ast.DictComp, ast.SetComp, ast.GeneratorExp,
+         ast.Lambda, ast.Try)
+COMMON = ("profile", "data_dir", "run_root", "figure_dir", "device", "seed", "force")
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebooks_in_git_carry_no_outputs_and_no_logic(name):
+    book = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    nbformat.validate(book)
+    code = [c for c in book.cells if c.cell_type == "code"]
+    for cell in code:
+        assert cell.outputs == [] and cell.execution_count is None, f"{name}: outputs in git"
+        tree = ast.parse("\n".join(line for line in cell.source.splitlines() if not line.startswith("%")))
+        logic = [type(node).__name__ for node in ast.walk(tree) if isinstance(node, LOGIC)]
+        assert not logic, f"{name}: logic in a notebook cell ({', '.join(logic)}); it belongs in dictsr_core"
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and tagged[0] is code[0], f"{name}: needs exactly one first cell tagged parameters"
+    assigned = {line.split("=")[0].strip() for line in tagged[0].source.splitlines() if "=" in line and not line.startswith("#")}
+    assert set(COMMON) <= assigned
+    assert "from dictsr_core.workbook import" in "".join(c.source for c in code)
+
+
+def _tiny_root(tmp_path, source: str) -> Path:
+    root = tmp_path / "project"
+    (root / "notebooks").mkdir(parents=True)
+    book = new_notebook(cells=[new_code_cell("value = 1\nout = None"), new_code_cell(source)])
+    book.cells[0].metadata["tags"] = ["parameters"]
+    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(book, root / "notebooks" / "probe.ipynb")
+    return root
+
+
+def test_a_stage_is_reused_only_with_the_same_parameters_source_and_outputs(tmp_path):
+    root = _tiny_root(tmp_path, "from pathlib import Path\nPath(out).write_text(str(value))")
+    target, made = tmp_path / "runs" / "probe.ipynb", tmp_path / "made.txt"
+    params = {"value": 3, "out": str(made)}
+    first = execute_notebook("probe", target, params, root=root, outputs=[made])
+    assert first["executed"] and made.read_text() == "3" and target.is_file()
+    assert json.loads(target.with_name("probe.stamp.json").read_text())["parameters"] == params
+    source = root / "notebooks" / "probe.ipynb"
+    assert reusable(source, target, params, [made])
+    assert not execute_notebook("probe", target, params, root=root, outputs=[made])["executed"]
+    assert not reusable(source, target, {**params, "value": 4}, [made])  # other parameters
+    made.unlink()
+    assert not reusable(source, target, params, [made])  # an output is gone
+    assert execute_notebook("probe", target, {**params, "force": True}, root=root, outputs=[made])["executed"]
+    assert reusable(source, target, params, [made])  # `force` is not part of the identity
+    book = nbformat.read(source, as_version=4)
+    book.cells[1].source += "\n# edited"
+    nbformat.write(book, source)
+    assert not reusable(source, target, params, [made])  # the notebook changed
+
+
+def test_a_failing_notebook_names_its_executed_copy_and_leaves_no_finished_one(tmp_path):
+    root = _tiny_root(tmp_path, "raise ValueError('bad value ' + str(value))")
+    target = tmp_path / "runs" / "probe.ipynb"
+    with pytest.raises(WorkbookError, match=r"probe\.failed\.ipynb") as error:
+        execute_notebook("probe", target, {"value": 7}, root=root)
+    assert "bad value 7" in str(error.value)
+    assert not target.exists() and not target.with_name("probe.partial.ipynb").exists()
+    assert target.with_name("probe.failed.ipynb").is_file()
+
+
+def test_a_notebook_that_does_not_write_its_outputs_fails(tmp_path):
+    root = _tiny_root(tmp_path, "pass")
+    target = tmp_path / "runs" / "probe.ipynb"
+    with pytest.raises(WorkbookError, match="did not write: .*never.txt"):
+        execute_notebook("probe", target, {}, root=root, outputs=[tmp_path / "never.txt"])
+    assert not target.exists()
+
+
+def test_profiles_and_context(tmp_path):
+    assert set(PROFILES) == {"smoke", "cpu", "gpu", "paper"}
+    ctx = context("cpu", root=tmp_path, device="cpu")
+    assert ctx.data_dir == tmp_path / "data" / "sample-aim" and ctx.run_root == tmp_path / "runs" / "cpu"
+    assert ctx.figure_dir == tmp_path / "figures" / "cpu" and ctx.device.type == "cpu"
+    with pytest.raises(WorkbookError, match="profile 'huge'"):
+        context("huge", root=tmp_path)
+    from dictsr_core.config import ABLATIONS
+
+    for profile in PROFILES.values():
+        assert set(profile.ablations) <= set(ABLATIONS), profile.name
+
+
+def test_workbook_cli_names_a_missing_data_folder(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "dictsr_core", "workbook", "--profile", "smoke", "--data", str(tmp_path / "nope"),
+                           "--run-root", str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and f"--data {tmp_path / 'nope'}: no such folder" in done.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(url: str, token: str) -> dict:
+    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def test_jupyterlab_starts_on_localhost_serves_the_workbook_kernel_and_stops_by_pid():
+    command = lab_command(port=0)
+    assert "--ip=127.0.0.1" in command and ("--allow-root" in command) == (os.geteuid() == 0)
+    port, token = _free_port(), "dictsr-test-token"
+    env = {**os.environ, "JUPYTER_TOKEN": token}
+    lab = subprocess.Popen([shutil.which("dictsr") or sys.executable, *([] if shutil.which("dictsr") else ["-m", "dictsr_core"]),
+                            "lab", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           cwd=ROOT, start_new_session=True)
+    try:
+        status = None
+        for _ in range(120):
+            try:
+                status = _get(f"http://127.0.0.1:{port}/api/status", token)
+                break
+            except OSError:
+                if lab.poll() is not None:
+                    break
+                time.sleep(0.5)
+        assert status is not None, lab.stdout.read().decode()[-3000:] if lab.poll() is not None else "no answer"
+        assert "started" in status
+        specs = _get(f"http://127.0.0.1:{port}/api/kernelspecs", token)
+        assert KERNEL_NAME in specs["kernelspecs"]
+        with pytest.raises(urllib.error.HTTPError):  # the token is required
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/kernelspecs", timeout=5)
+    finally:
+        os.kill(lab.pid, signal.SIGTERM)  # `dictsr lab` exec()s JupyterLab: its PID is the server's
+        try:
+            lab.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(lab.pid, signal.SIGKILL)
+            lab.wait()
+    assert lab.returncode is not None
