@@ -137,6 +137,26 @@ def test_gradients_reach_both_encoders_through_the_ste():
         assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0, name
 
 
+@pytest.mark.parametrize("hr_grad", ["both", "ste"])
+def test_hr_reconstruction_gradient_reaches_d_hr_only_with_hr_grad_both(hr_grad):
+    model, hr, hr_down, lr = tiny_model(**{"model.hr_grad": hr_grad})
+    reference, *_ = tiny_model(ablation="G1" if hr_grad == "ste" else None)
+    out = model(hr, hr_down, lr)
+    assert torch.equal(out.hr, reference(hr, hr_down, lr).hr)  # the forward value is D_hr(i) either way
+    out.hr.abs().mean().backward()  # HR reconstruction only, no L_dis
+    used = out.lookups[0].indices.unique()
+    d_hr_grad = model.dictionaries.d_hr.grad
+    enc_grad = sum(p.grad.abs().sum() for p in model.enc_hr.parameters())
+    assert enc_grad > 0  # E_hr learns from the reconstruction in both modes
+    if hr_grad == "both":
+        assert d_hr_grad[used].abs().sum(1).gt(0).all()
+        unused = torch.ones(d_hr_grad.shape[0], dtype=torch.bool)
+        unused[used] = False
+        assert d_hr_grad[unused].abs().sum() == 0
+    else:
+        assert d_hr_grad is None or d_hr_grad.abs().sum() == 0
+
+
 def test_beta_scales_only_the_commitment_term():
     z = torch.randn(10, 4, requires_grad=True)
     q = torch.randn(10, 4, requires_grad=True)

@@ -44,11 +44,12 @@ def training_curves(records: list[dict], title: str = "", entries: int | None = 
         ax_used.plot(steps, [r["activated"] for r in records], color="#D55E00", label="activated D_lr entries")
         if entries:
             ax_used.axhline(entries, color="#999999", ls="--", label=f"N = {entries}")
+        handles = ax_used.get_lines()
         if "activated_deg" in records[0]:
             twin = ax_used.twinx()
-            twin.plot(steps, [r["activated_deg"] for r in records], color="#0072B2", label="activated D_deg offsets")
+            handles += twin.plot(steps, [r["activated_deg"] for r in records], color="#0072B2", label="activated D_deg offsets")
             twin.set_ylabel("activated D_deg offsets", color="#0072B2")
-        ax_used.legend(fontsize=7, loc="lower right")
+        ax_used.legend(handles=handles, fontsize=7, loc="best", framealpha=0.9)
         ax_used.set(xlabel="step", ylabel="activated D_lr entries (usage window)", title="dictionary usage")
     else:
         ax_used.text(0.5, 0.5, "no dictionaries\n(paired baseline)", ha="center", va="center", transform=ax_used.transAxes)

@@ -113,11 +113,13 @@ class CoupledDictionaries(nn.Module):
         init: str = "sample",
         deg_init_scale: float = 0.05,
         lookup_chunk: int = 1 << 24,
+        hr_grad: str = "ste",
     ):
         super().__init__()
         self.entries, self.num_offsets, self.dim = entries, offsets, dim
         self.beta, self.hierarchical, self.coupled, self.joint_lookup = beta, hierarchical, coupled, joint_lookup
         self.init, self.deg_init_scale, self.lookup_chunk = init, deg_init_scale, lookup_chunk
+        self.hr_grad = hr_grad
         self.hr_in, self.hr_out = nn.Conv2d(hr_channels, dim, 1), nn.Conv2d(dim, hr_channels, 1)
         self.lr_in, self.lr_out = nn.Conv2d(lr_channels, dim, 1), nn.Conv2d(dim, lr_channels, 1)
         self.d_hr = nn.Parameter(torch.randn(entries, dim))
@@ -153,13 +155,18 @@ class CoupledDictionaries(nn.Module):
         i = nearest_entry(z, self.d_hr, self.lookup_chunk) if indices is None else indices.reshape(-1)
         if i.shape[0] != z.shape[0]:
             raise ValueError(f"HR embedding grid has {z.shape[0]} positions but the coupled index map has {i.shape[0]}")
-        return self._quantized(z, self.d_hr[i], self.hr_out, features.shape, i)
+        both = indices is not None and self.hr_grad == "both"
+        return self._quantized(z, self.d_hr[i], self.hr_out, features.shape, i, grad_to_entries=both)
 
-    def _quantized(self, z, q, project_out, shape, index, offset=None) -> LookupResult:
-        """Straight-through quantised rows projected back to a feature map, with the branch's index maps and loss."""
+    def _quantized(self, z, q, project_out, shape, index, offset=None, grad_to_entries: bool = False) -> LookupResult:
+        """Straight-through quantised rows projected back to a feature map, with the branch's index maps and loss.
+
+        grad_to_entries: the value is still q, but the reconstruction gradient reaches the entries q as well as z
+        (only where the index did not come from an argmin over z: the coupled HR branch)."""
         grid = (shape[0], shape[2], shape[3])
+        rows = q + (z - z.detach()) if grad_to_entries else straight_through(z, q)
         return LookupResult(
-            features=project_out(to_map(straight_through(z, q), shape)),
+            features=project_out(to_map(rows, shape)),
             indices=index.view(grid),
             loss=discretization_loss(z, q, self.beta),
             offsets=None if offset is None else offset.view(grid),

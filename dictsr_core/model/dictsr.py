@@ -37,6 +37,7 @@ def build_dictionaries(cfg: ModelConfig) -> CoupledDictionaries:
         init=cfg.init,
         deg_init_scale=cfg.deg_init_scale,
         lookup_chunk=cfg.lookup_chunk,
+        hr_grad=cfg.hr_grad,
     )
 
 

@@ -40,17 +40,17 @@ PROFILES: dict[str, Profile] = {
         about="seconds of training on the tiny preset: checks that every notebook runs (CI); numbers mean nothing",
     ),
     "cpu": Profile(
-        "cpu", preset="cpu", ablations=("A1", "C1", "C2", "E1"), ablation_overrides={"train.epochs": 1},
-        about="the README's main job on 2 CPU cores: cpu preset (750 steps), baselines, 4 ablations at 250 steps",
+        "cpu", preset="cpu", ablations=("A1", "C1", "C2", "E1", "G1"), ablation_overrides={"train.epochs": 1},
+        about="the README's main job on 2 CPU cores: cpu preset (750 steps), baselines, 5 ablations at 250 steps",
     ),
     "gpu": Profile(
-        "gpu", preset="gpu", source="photos", ablations=("A1", "B1", "B2", "C1", "C2", "D1", "D2", "E1"),
+        "gpu", preset="gpu", source="photos", ablations=("A1", "B1", "B2", "C1", "C2", "D1", "D2", "E1", "G1"),
         ablation_overrides={"train.epochs": 2},
         about="the main job on one GPU: paper architecture and batch, about 6 minutes per main run",
     ),
     "paper": Profile(
         "paper", preset="paper", source="photos",
-        ablations=("A1", "B1", "B2", "C1", "C2", "D1", "D2", "E1", "F1", "F2", "F3", "F4"),
+        ablations=("A1", "B1", "B2", "C1", "C2", "D1", "D2", "E1", "F1", "F2", "F3", "F4", "G1"),
         about="the paper's schedule (100 epochs) for every run: days on one GPU; point --data at AIM-RWSR",
     ),
 }
