@@ -207,8 +207,9 @@ def write_run_results(record: dict, results_root="results", dataset: str | None 
     return atomic_write_json(results_path(record["run"], dataset or record["dataset"], results_root), record)
 
 
-def _reusable(path: Path, *, names: list[str], step: int | None, run_dir) -> dict | None:
-    """The stored record at `path` if it was made from the same checkpoint step, run folder and images."""
+def _reusable(path: Path, *, names: list[str], step: int | None, run_dir, train_wall_s=None) -> dict | None:
+    """The stored record at `path` if it was made from the same checkpoint (step and training wall time: a run
+    trained again to the same step is another checkpoint), run folder and images."""
     if not path.is_file():
         return None
     try:
@@ -221,6 +222,8 @@ def _reusable(path: Path, *, names: list[str], step: int | None, run_dir) -> dic
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if missing or not same_run or record["steps"] != step or stored_names != names:
+        return None
+    if run_dir is not None and record.get("train_wall_s") != train_wall_s:
         return None
     return record
 
@@ -246,9 +249,9 @@ def collect_records(run_dirs, data_dir, *, results_root="results", device=None, 
     dataset = dataset_name(data_dir)
     device = pick_device(device) if not isinstance(device, torch.device) else device
 
-    def obtain(run: str, run_dir: Path | None, step: int | None, evaluate: Callable[[], dict]) -> dict:
+    def obtain(run: str, run_dir: Path | None, step: int | None, evaluate: Callable[[], dict], wall=None) -> dict:
         path = results_path(run, dataset, results_root)
-        record = None if force else _reusable(path, names=names, step=step, run_dir=run_dir)
+        record = None if force else _reusable(path, names=names, step=step, run_dir=run_dir, train_wall_s=wall)
         if record is not None:
             made_from = "same validation images" if step is None else f"checkpoint step {step}, same validation images"
             log(f"[table] {run}: reusing {path} ({made_from}; --force re-evaluates)")
@@ -260,9 +263,10 @@ def collect_records(run_dirs, data_dir, *, results_root="results", device=None, 
 
     records = [obtain(BICUBIC_RUN, None, None, lambda: bicubic_record(data_dir, device, progress))]
     for run_dir in run_dirs:
-        step = int(load_checkpoint(run_dir / CHECKPOINT)["step"])
-        records.append(obtain(run_dir.name, run_dir, step,
-                              lambda run_dir=run_dir: evaluate_run(run_dir, data_dir, device, tile, progress)))
+        payload = load_checkpoint(run_dir / CHECKPOINT)
+        records.append(obtain(run_dir.name, run_dir, int(payload["step"]),
+                              lambda run_dir=run_dir: evaluate_run(run_dir, data_dir, device, tile, progress),
+                              wall=payload.get("train_wall_s")))
     for record in records[1:]:
         if record["total_steps"] is not None and record["steps"] < record["total_steps"]:
             log(f"[table] note: {record['run']} stopped at step {record['steps']} of {record['total_steps']}")

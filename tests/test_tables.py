@@ -202,6 +202,12 @@ def test_rerun_reuses_results_and_force_reevaluates(table_run, runs, data_dir):
     code, _, stderr = run_cli(argv)
     assert code == 0 and stderr.count("reusing") == 2 and strict_json(folder / "a1.json")["steps"] == 4
 
+    retrained = strict_json(folder / "a1.json")
+    retrained["train_wall_s"] = (retrained["train_wall_s"] or 0) + 1.0  # the run trained again to the same step
+    (folder / "a1.json").write_text(json.dumps(retrained))
+    code, _, stderr = run_cli(argv)
+    assert code == 0 and stderr.count("reusing") == 2 and "a1: evaluating" in stderr
+
     code, _, stderr = run_cli(argv[:3] + argv[4:] + ["--force"])  # without the A1 run: two evaluations, not three
     assert code == 0 and "reusing" not in stderr
     assert [p.stat().st_ino != ino for p, (ino, _) in zip(files[:2], before)] == [True, True]

@@ -117,3 +117,15 @@ def test_readme_figure_block_is_generated_and_replaced_in_place(smoke, tmp_path)
         link = text.split(f"![{name}](")[1].split(")")[0]
         assert (readme.parent / link).resolve() == (smoke["ctx"].figure_dir / f"{name}.png").resolve()
     assert "| Ours |" in text and "| A1 |" in text  # the ablation table
+
+
+def test_explorer_stage_builds_the_widget_at_the_asked_location_when_interactive(smoke):
+    from dictsr_core.workbook import stages
+
+    view = stages.explorer(smoke["ctx"], image="coffee", y=10, x=21, interactive=True)
+    widget = view["widget"]
+    assert view["view"] is widget and widget.image_choice.value == "coffee"
+    assert (widget.last_location.y, widget.last_location.x) == (10, 21) == (view["location"].y, view["location"].x)
+    assert widget.last_location.entry == view["location"].entry
+    headless = stages.explorer(smoke["ctx"], image="coffee", y=10, x=21, interactive=False)
+    assert headless["widget"] is None and headless["view"] is headless["figure"]

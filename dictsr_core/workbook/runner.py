@@ -83,7 +83,8 @@ def plan(ctx: Context, force: bool = False) -> list[Stage]:
                         _figures(ctx, "fig4_dictionary_map", "fig4_degradation_offsets", "fig4_hr_atoms")))
     stages.append(Stage("06_qualitative", "06_qualitative", {**common, "runs": methods},
                         _figures(ctx, "fig3_qualitative")))
-    stages.append(Stage("07_explore", "07_explore", {**common, "run": "dictsr"}, _figures(ctx, "explore_location")))
+    stages.append(Stage("07_explore", "07_explore", {**common, "run": "dictsr", "interactive": False},
+                        _figures(ctx, "explore_location")))
     return stages
 
 
@@ -191,6 +192,17 @@ def run_workbook(profile: str = "auto", data_dir=None, force: bool = False, run_
     return report
 
 
+def stage_seconds(ctx: Context) -> float:
+    """Seconds the profile's stages took when they were last executed (from their stamps)."""
+    total = 0.0
+    for stamp in ctx.notebook_dir.glob("*.stamp.json"):
+        try:
+            total += float(json.loads(stamp.read_text()).get("seconds", 0.0))
+        except (OSError, ValueError):
+            continue
+    return total
+
+
 def _machine(ctx: Context) -> str:
     import platform
 
@@ -211,7 +223,8 @@ def write_report(ctx: Context, done: list, seconds: float) -> Path:
     lines = [f"# DictSR workbook report: profile `{ctx.profile.name}`", "",
              f"{ctx.profile.about}.", "",
              f"Machine: {_machine(ctx)}; device {ctx.device}. Data: `{ctx.data_dir}`. Written "
-             f"{time.strftime('%Y-%m-%d %H:%M')} by `dictsr workbook --profile {ctx.profile.name}` ({seconds:.0f} s this call).",
+             f"{time.strftime('%Y-%m-%d %H:%M')} by `dictsr workbook --profile {ctx.profile.name}` ({seconds:.0f} s this call; "
+             f"the stages took {stage_seconds(ctx) / 60:.1f} min when last executed).",
              "", "## Notebooks", "", "| stage | executed copy | this call | seconds |", "|---|---|---|---|"]
     for stage, result in done:
         stamp_file = _stamp_path(Path(result["output"]))
@@ -253,7 +266,7 @@ def update_readme_figures(readme, ctx: Context) -> Path:
     readme = Path(readme)
     link = lambda path: os.path.relpath(path, readme.resolve().parent)  # noqa: E731
     lines = [f"Made by `dictsr workbook --profile {ctx.profile.name} --readme {readme.name}` on {_machine(ctx)}, "
-             f"{time.strftime('%Y-%m-%d')}, on `{ctx.data_dir.name}`; full report: "
+             f"{time.strftime('%Y-%m-%d')}, on `{ctx.data_dir.name}`, in {stage_seconds(ctx) / 60:.0f} min; full report: "
              f"[{link(ctx.run_root / 'report.md')}]({link(ctx.run_root / 'report.md')}) (not in git). "
              "Generated, never pasted: rerun the command to replace this block.", ""]
     for name, caption in README_FIGURES:

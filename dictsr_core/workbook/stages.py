@@ -279,9 +279,12 @@ def qualitative_figures(ctx: Context, runs: list[str], crop: int | None = None, 
 
 # ---- 07_explore ---------------------------------------------------------------------------
 
-def explorer(ctx: Context, run: str = "dictsr", image: str | None = None, y: int | None = None, x: int | None = None) -> dict:
+def explorer(ctx: Context, run: str = "dictsr", image: str | None = None, y: int | None = None, x: int | None = None,
+             interactive: bool = True) -> dict:
     """The interactive explorer over the validation LR images, opened at (image, y, x) (default: first image,
-    centre), and that first view saved as figure explore_location."""
+    centre), and that first view saved as figure explore_location. `view` is the widget, or with
+    interactive=False (headless runs) the figure: nbclient can miss the end of a cell that streams widget
+    messages and then waits forever (jupyter/nbclient#312), so `dictsr workbook` builds no widget."""
     from dictsr_core.explorer import explorer_widget, inspect_location, load_training_model, location_figure
     from dictsr_core.results import checkpoint_path
 
@@ -297,6 +300,8 @@ def explorer(ctx: Context, run: str = "dictsr", image: str | None = None, y: int
     figure = location_figure(location)
     figure.suptitle(f"{name}: LR ({y}, {x}), code cell {location.cell}, entry {location.entry}", fontsize=10)
     ctx.save(figure, "explore_location")
+    if not interactive:
+        return {"view": figure, "widget": None, "location": location, "figure": figure}
     widget = explorer_widget(model, {name: images[name], **images})
     widget.image_choice.value, widget.y_slider.value, widget.x_slider.value = name, y, x
-    return {"widget": widget, "location": location, "figure": figure}
+    return {"view": widget, "widget": widget, "location": location, "figure": figure}
