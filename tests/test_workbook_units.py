@@ -84,6 +84,15 @@ def test_a_failing_notebook_names_its_executed_copy_and_leaves_no_finished_one(t
     assert target.with_name("probe.failed.ipynb").is_file()
 
 
+def test_a_cell_past_the_timeout_fails_its_stage_instead_of_blocking(tmp_path):
+    root = _tiny_root(tmp_path, "import time\ntime.sleep(60)")
+    target = tmp_path / "runs" / "probe.ipynb"
+    start = time.time()
+    with pytest.raises(WorkbookError, match=r"probe\.failed\.ipynb"):
+        execute_notebook("probe", target, {}, root=root, timeout=2)
+    assert time.time() - start < 40 and not target.exists()
+
+
 def test_a_notebook_that_does_not_write_its_outputs_fails(tmp_path):
     root = _tiny_root(tmp_path, "pass")
     target = tmp_path / "runs" / "probe.ipynb"

@@ -31,12 +31,13 @@ class Profile:
     umap_points: int = 2000  # validation patch embeddings in Fig. 4's map
     atlas_atoms: int = 256
     crop: int = 96  # Fig. 3 crop side (HR pixels)
+    cell_timeout_s: int | None = 4 * 3600  # a notebook cell running longer fails its stage instead of blocking forever
     about: str = ""
 
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
-        "smoke", preset="tiny", ablations=("A1", "C1"), umap_points=300, atlas_atoms=64, crop=48,
+        "smoke", preset="tiny", ablations=("A1", "C1"), umap_points=300, atlas_atoms=64, crop=48, cell_timeout_s=600,
         about="seconds of training on the tiny preset: checks that every notebook runs (CI); numbers mean nothing",
     ),
     "cpu": Profile(
@@ -50,7 +51,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "paper": Profile(
         "paper", preset="paper", source="photos",
-        ablations=("A1", "B1", "B2", "C1", "C2", "D1", "D2", "E1", "F1", "F2", "F3", "F4", "G1"),
+        ablations=("A1", "B1", "B2", "C1", "C2", "D1", "D2", "E1", "F1", "F2", "F3", "F4", "G1"), cell_timeout_s=None,
         about="the paper's schedule (100 epochs) for every run: days on one GPU; point --data at AIM-RWSR",
     ),
 }

@@ -120,8 +120,11 @@ def reusable(source: Path, output: Path, parameters: dict, outputs: list[Path]) 
 
 
 def execute_notebook(notebook: str, output, parameters: dict, *, root, outputs=(), force: bool = False,
-                     log_output: bool = False) -> dict:
+                     log_output: bool = False, timeout: int | None = None) -> dict:
     """Run ROOT/notebooks/<notebook>.ipynb with papermill into `output` unless a matching stamp says it is done.
+
+    `timeout`: seconds one cell may run; past it the stage fails (nbclient can miss the end of a cell and
+    then wait forever, jupyter/nbclient#312: better a named failure than a silent hang).
 
     Returns {"executed": bool, "seconds": float, "output": path}; raises WorkbookError naming the failed copy.
     """
@@ -141,7 +144,8 @@ def execute_notebook(notebook: str, output, parameters: dict, *, root, outputs=(
     start = time.time()
     try:
         papermill.execute_notebook(str(source), str(partial), parameters=parameters, kernel_name=ensure_kernel(),
-                                   cwd=str(source.parent), progress_bar=False, log_output=log_output)
+                                   cwd=str(source.parent), progress_bar=False, log_output=log_output,
+                                   execution_timeout=timeout)
     except Exception as error:  # noqa: BLE001 - papermill raises its own and kernel errors; all mean "stage failed"
         if partial.exists():
             os.replace(partial, failed)
@@ -182,7 +186,7 @@ def run_workbook(profile: str = "auto", data_dir=None, force: bool = False, run_
     start = time.time()
     for stage in stages:
         result = execute_notebook(stage.notebook, ctx.notebook_dir / f"{stage.key}.ipynb", stage.parameters,
-                                  root=ctx.root, outputs=stage.outputs, force=rerun)
+                                  root=ctx.root, outputs=stage.outputs, force=rerun, timeout=ctx.profile.cell_timeout_s)
         rerun = rerun or result["executed"]
         done.append((stage, result))
     report = write_report(ctx, done, time.time() - start)

@@ -159,11 +159,11 @@ def run_ablations(ctx: Context, variants=None, force: bool = False) -> dict:
             continue  # the main run, trained by stage 02
         execute_notebook("02_train", out / f"02_train-{ident}.ipynb", {
             **common, "method": "dictsr", "ablation": None if ident == "Ours" else ident, "schedule": "ablation",
-            "run_name": run, "force": force, "live": False}, root=ctx.root, force=force)
+            "run_name": run, "force": force, "live": False}, root=ctx.root, force=force, timeout=ctx.profile.cell_timeout_s)
     table_dir = ctx.table_dir / "ablations"
     execute_notebook("03_evaluate", out / "03_evaluate-ablations.ipynb", {
         **common, "runs": list(runs.values()), "table_dir": str(table_dir), "figure_name": "ablation_metrics",
-        "force": force}, root=ctx.root, force=force)
+        "force": force}, root=ctx.root, force=force, timeout=ctx.profile.cell_timeout_s)
     records = collect_records([ctx.run_dir(run) for run in runs.values()], ctx.data_dir, results_root=ctx.results_root,
                               device=ctx.device, log=lambda message: None)
     figure = ablation_bars(records, f"Ablations on {ctx.data_dir.name} ({ctx.profile.name} profile)")
