@@ -274,8 +274,10 @@ def figure_png(figure: Figure, dpi: int = 100) -> bytes:
 
 # ---- widget ----------------------------------------------------------------------------------
 
-def explorer_widget(model: DictSR, images: dict[str, np.ndarray], neighbours: int = 8):
-    """Dropdown + sliders + figure in one VBox; renders its first view on creation (works headless, e.g. papermill).
+def explorer_widget(model: DictSR, images: dict[str, np.ndarray], neighbours: int = 8,
+                    start: tuple[str, int, int] | None = None):
+    """Dropdown + sliders + figure in one VBox; renders its first view on creation (works headless, e.g. papermill),
+    at `start` = (image name, y, x) or the first image's centre, so opening elsewhere costs no extra redraws.
 
     The box carries its state for code and tests: `update()` redraws, `last_location` / `last_figure`
     are the current view, and the controls are `image_choice`, `y_slider`, `x_slider`, `neighbour_slider`.
@@ -287,12 +289,13 @@ def explorer_widget(model: DictSR, images: dict[str, np.ndarray], neighbours: in
         raise ValueError("explorer_widget needs at least one image")
     images = {name: as_rgb_array(image) for name, image in images.items()}
     codes: dict[str, ImageCodes] = {}  # E_lr runs once per image, not once per slider move
-    first = next(iter(images))
+    first = start[0] if start else next(iter(images))
     h, wd = images[first].shape[:2]
+    y0, x0 = start[1:] if start else (h // 2, wd // 2)
     style = {"description_width": "initial"}
     choice = w.Dropdown(options=list(images), value=first, description="image")
-    y_slider = w.IntSlider(value=h // 2, min=0, max=h - 1, description="y (LR px)", continuous_update=False, style=style)
-    x_slider = w.IntSlider(value=wd // 2, min=0, max=wd - 1, description="x (LR px)", continuous_update=False, style=style)
+    y_slider = w.IntSlider(value=y0, min=0, max=h - 1, description="y (LR px)", continuous_update=False, style=style)
+    x_slider = w.IntSlider(value=x0, min=0, max=wd - 1, description="x (LR px)", continuous_update=False, style=style)
     most = max(0, min(32, model.dictionaries.entries - 1))
     n_slider = w.IntSlider(value=min(neighbours, most), min=0, max=most, description="neighbours",
                            continuous_update=False, style=style)

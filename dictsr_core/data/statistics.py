@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from dictsr_core.data.io import list_images, read_rgb
 from dictsr_core.data.resize import imresize_np
@@ -95,8 +96,6 @@ def split_summary(data_dir) -> list[dict]:
     for split in ("train_hr", "train_lr", "val_lr", "val_hr"):
         sizes = []
         for path in list_images(data_dir / split):
-            from PIL import Image
-
             with Image.open(path) as handle:
                 sizes.append(handle.size)
         rows.append({

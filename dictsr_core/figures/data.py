@@ -1,4 +1,5 @@
-"""Notebook 01's figures: the validation pairs as HR / clean LR / degraded LR, and degradation statistics."""
+"""Notebook 01's figures: the validation pairs as HR / clean LR / degraded LR, degradation statistics, and
+what the synthetic degradations do to any HR image."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from dictsr_core.data.degradations import AimDegradation, NtireDegradation, bicubic_downscale, quantize
 from dictsr_core.data.statistics import GROUPS, STATISTIC_TITLES, STATISTICS
 
 GROUP_COLORS = dict(zip(GROUPS, ("#009E73", "#D55E00", "#0072B2")))
@@ -62,4 +64,28 @@ def degradation_statistics_figure(rows: list[dict], panel_inches: float = 2.8) -
         ax.set_ylabel(STATISTIC_TITLES[statistic], fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     figure.suptitle("Degradation statistics per image (bar: group mean)", fontsize=10)
+    return figure
+
+
+def degradation_gallery(images, seed: int = 0, scale: int = 4, panel_inches: float = 2.6) -> Figure:
+    """For each HR image (HxWx3 uint8): HR | clean bicubic LR | aim LR | ntire LR, in one row.
+
+    Shows what the synthetic LR domains look like next to the clean downscale, at the
+    same seed that `prepare` would use for image i (seed, i).
+    """
+    images = [np.asarray(image) for image in images]
+    if not images:
+        raise ValueError("degradation_gallery needs at least one image")
+    columns = [("HR", None), ("clean LR (bicubic x1/%d)" % scale, None),
+               ("aim LR", AimDegradation(scale=scale)), ("ntire LR", NtireDegradation(scale=scale))]
+    figure = Figure(figsize=(panel_inches * len(columns), panel_inches * len(images)), layout="constrained")
+    axes = figure.subplots(len(images), len(columns), squeeze=False)
+    for row, hr in enumerate(images):
+        panels = [hr, quantize(bicubic_downscale(hr, scale))]
+        panels += [degradation(hr, [seed, row]) for _, degradation in columns[2:]]
+        for column, (panel, (title, _)) in enumerate(zip(panels, columns)):
+            ax = axes[row, column]
+            ax.imshow(panel, interpolation="nearest")
+            ax.set_title(f"{title}\n{panel.shape[1]}x{panel.shape[0]}", fontsize=8)
+            ax.set_axis_off()
     return figure

@@ -3,7 +3,6 @@ zoomed crops LR | methods | HR with each crop's PSNR, and optionally |error| map
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 from matplotlib.colors import Normalize
@@ -19,13 +18,11 @@ NOT_METHODS = ("name", "LR", "HR")
 
 
 def crop_psnr(a, b) -> float:
-    """RGB PSNR in dB (range 255, no border crop, inf when identical), the convention of
-    `metrics.psnr_rgb`, recomputed here so drawing a figure does not import torch and LPIPS."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"crop_psnr needs equal shapes, got {a.shape} and {b.shape}")
-    mse = float(np.mean((a - b) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+    """RGB PSNR in dB of two uint8 crops: `metrics.psnr_rgb` (range 255, no border crop, inf when identical),
+    imported on use so that importing the figures does not load torch and LPIPS."""
+    from dictsr_core.metrics import psnr_rgb
+
+    return psnr_rgb(a, b)
 
 
 def _error_map(output, hr) -> np.ndarray:

@@ -93,25 +93,25 @@ def train_run(ctx: Context, run_name: str, cfg, force: bool = False, live: bool 
 
     run_dir = ctx.run_dir(run_name)
     ckpt = run_dir / "checkpoints" / "last.pt"
-    if ckpt.exists() and not force:
-        stored = load_checkpoint(ckpt)
-        if stored["config"].to_dict() != cfg.to_dict():
-            print(f"{run_dir} was trained with another config; training it again")
-            force = True
+    stored = load_checkpoint(ckpt) if ckpt.exists() and not force else None
+    if stored is not None and stored["config"].to_dict() != cfg.to_dict():
+        print(f"{run_dir} was trained with another config; training it again")
+        force, stored = True, None
     if force and run_dir.exists():
         shutil.rmtree(run_dir)
     entries = cfg.model.entries if cfg.method == "dictsr" else None
     title = f"{run_name}: {cfg.method}, preset {cfg.preset}" + (f", ablation {cfg.ablation}" if cfg.ablation else "")
-    if ckpt.exists() and load_checkpoint(ckpt)["step"] >= cfg.train.total_steps:
+    if stored is not None and stored["step"] >= cfg.train.total_steps:
         print(f"{ckpt} is finished ({cfg.train.total_steps} steps); reusing it (force=True retrains)")
+        steps, wall = stored["step"], stored.get("train_wall_s")
     else:
-        train(cfg, ctx.data_dir, run_dir, resume=ckpt.exists(), device=str(ctx.device),
-              on_log=LiveTrainingPlot(title, entries) if live else None)
+        done = train(cfg, ctx.data_dir, run_dir, resume=stored is not None, device=str(ctx.device),
+                     on_log=LiveTrainingPlot(title, entries) if live else None)
+        steps, wall = done["step"], done["train_wall_s"]
     records = read_metrics(run_dir / "metrics.jsonl")
     figure = training_curves(records, title, entries)
     ctx.save(figure, f"train_curves_{run_name}")
-    payload = load_checkpoint(ckpt)
-    summary = {"run": run_name, "run_dir": str(run_dir), "steps": payload["step"], "train_wall_s": payload.get("train_wall_s"),
+    summary = {"run": run_name, "run_dir": str(run_dir), "steps": steps, "train_wall_s": wall,
                "last_log": records[-1] if records else None}
     return {"summary": summary, "figure": figure}
 
@@ -302,6 +302,5 @@ def explorer(ctx: Context, run: str = "dictsr", image: str | None = None, y: int
     ctx.save(figure, "explore_location")
     if not interactive:
         return {"view": figure, "widget": None, "location": location, "figure": figure}
-    widget = explorer_widget(model, {name: images[name], **images})
-    widget.image_choice.value, widget.y_slider.value, widget.x_slider.value = name, y, x
+    widget = explorer_widget(model, images, start=(name, y, x))
     return {"view": widget, "widget": widget, "location": location, "figure": figure}
