@@ -49,6 +49,7 @@ def inference_model(payload: dict, device="cpu", source="checkpoint"):
         if cfg.method == "dictsr":
             model = DictSRInference(cfg.model)
             model.load_from_training_state(payload["model"])
+            model = model.folded()
         else:
             model = PlainSR(cfg.model)
             model.load_state_dict(payload["model"])

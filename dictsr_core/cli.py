@@ -41,17 +41,18 @@ def cmd_train(args) -> int:
 def cmd_sr(args) -> int:
     from dictsr_core.checkpoint import load_inference_model
     from dictsr_core.data.io import ImageError, read_rgb, write_rgb
-    from dictsr_core.infer import super_resolve
+    from dictsr_core.infer import super_resolve, use_bf16
     from dictsr_core.train import pick_device
 
     device = pick_device(args.device)
+    amp = use_bf16(args.precision, device)
     model, _, step = load_inference_model(args.checkpoint, device=device)
     out_dir = Path(args.out)
     failed = 0
     for name in args.inputs:
         try:
             image = read_rgb(name)
-            sr = super_resolve(model, image, tile=args.tile, device=device, amp=device.type == "cuda",
+            sr = super_resolve(model, image, tile=args.tile, device=device, amp=amp,
                                batch_tiles=args.batch_tiles)
         except (ImageError, ValueError) as error:
             print(f"error: {error}" if isinstance(error, ImageError) else f"error: {name}: {error}", file=sys.stderr)
@@ -105,11 +106,11 @@ def cmd_evaluate(args) -> int:
         from functools import partial
 
         from dictsr_core.checkpoint import load_inference_model
-        from dictsr_core.infer import super_resolve
+        from dictsr_core.infer import super_resolve, use_bf16
 
         model, cfg, step = load_inference_model(args.checkpoint, device=device)
         method = cfg.method  # dictsr, or the paired baseline the checkpoint was trained as
-        predict = partial(super_resolve, model, tile=args.tile, device=device, amp=device.type == "cuda")
+        predict = partial(super_resolve, model, tile=args.tile, device=device, amp=use_bf16(args.precision, device))
     pairs = PairedImages(args.lr, args.hr)
     result = evaluate_pairs(pairs, predict, out_dir=args.save_sr, device=device, desc=method)
     return _report(args, result, method, method=method, checkpoint=args.checkpoint, step=step, device=str(device),
@@ -235,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=256, help="LR tile side; 0 = whole image at once")
     p.add_argument("--batch-tiles", type=int, default=4, help="tiles of equal size run together")
     p.add_argument("--device", default=None)
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="auto: bf16 on CUDA, fp32 on the CPU; bf16 on a CPU with AVX512-BF16/AMX is ~1.9x faster")
     p.set_defaults(func=cmd_sr)
 
     p = sub.add_parser("evaluate", help="super-resolve paired LR images and score them against HR (per image and mean)")
@@ -247,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-sr", default=None, metavar="DIR", help="also save each SR image here (PNG, same stem)")
     p.add_argument("--tile", type=int, default=256, help="LR tile side; 0 = whole image at once")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="auto: bf16 on CUDA, fp32 on the CPU")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("metrics", help="score finished SR images of any method against references, matched by file stem")
@@ -280,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     p.add_argument("--checkpoint", default=None, help="trained weights (default: random weights, same cost)")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
-    p.add_argument("--quick", action="store_true", help="skip the compiled training step")
+    p.add_argument("--quick", action="store_true", help="skip the compiled training step (CUDA) and the compiled treatments (CPU)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("table", help="evaluate runs on a data folder's validation pairs and write the paper-style tables")

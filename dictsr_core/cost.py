@@ -8,7 +8,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from dictsr_core.config import Config
-from dictsr_core.model import DictSR, PlainSR
+from dictsr_core.model import DictSR, DictSRInference, PlainSR
 from dictsr_core.model.blocks import Upsample
 
 
@@ -20,24 +20,30 @@ def count_macs(module: torch.nn.Module, *inputs) -> int:
 
 
 @contextlib.contextmanager
-def literal_upsampling(module: torch.nn.Module):
-    """Inside: every Upsample runs as written (nearest x2, then conv3x3), the way the paper counts MACs."""
+def as_written(module: torch.nn.Module):
+    """Inside: the network runs as the paper writes it, the way it counts MACs: every Upsample as nearest x2
+    then conv3x3, and DictSR's hr_out + first decoder conv unfolded (no CodeStem)."""
     ups = [m for m in module.modules() if isinstance(m, Upsample)]
-    before = [m.folded for m in ups]
+    stems = [m for m in module.modules() if isinstance(m, DictSRInference)]
+    before, stems_before = [m.folded for m in ups], [m.stem for m in stems]
     for m in ups:
         m.folded = False
+    for m in stems:
+        m.stem = None
     try:
         yield module
     finally:
         for m, flag in zip(ups, before):
             m.folded = flag
+        for m, stem in zip(stems, stems_before):
+            m.stem = stem
 
 
 def model_cost(cfg: Config, lr_size: int = 128) -> dict:
     with torch.device("meta"):  # shapes only: counting needs no real weights or compute
         model = DictSR(cfg.model) if cfg.method == "dictsr" else PlainSR(cfg.model)
         x = torch.empty(1, 3, lr_size, lr_size)
-    inference = (model.inference() if cfg.method == "dictsr" else model).eval()
+    inference = (model.inference().folded() if cfg.method == "dictsr" else model).eval()
     return {
         "preset": cfg.preset,
         "ablation": cfg.ablation,
@@ -46,12 +52,12 @@ def model_cost(cfg: Config, lr_size: int = 128) -> dict:
         "inference_params": sum(p.numel() for p in inference.parameters()),
         "inference_conv_layers": inference.conv_layers(),
         f"gmacs_{lr_size}": round(_literal_macs(inference, x) / 1e9, 3),
-        f"gmacs_{lr_size}_executed": round(count_macs(inference, x) / 1e9, 3),  # upsampling convs folded
+        f"gmacs_{lr_size}_executed": round(count_macs(inference, x) / 1e9, 3),  # upsampling convs, code stem folded
     }
 
 
 def _literal_macs(module, x) -> int:
-    with literal_upsampling(module):
+    with as_written(module):
         return count_macs(module, x)
 
 

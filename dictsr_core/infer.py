@@ -77,6 +77,25 @@ def _run(model: DictSRInference, lr: torch.Tensor, device, amp: bool) -> torch.T
     return y.to("cpu", torch.uint8)
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def use_bf16(precision: str, device) -> bool:
+    """--precision -> bf16 autocast on/off. auto: bf16 on CUDA, fp32 on the CPU (scores stay exact there;
+    bf16 on an AVX512-BF16/AMX CPU is about 1.9x faster and agrees with fp32 to ~47 dB PSNR)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+    device = torch.device(device)
+    if precision == "auto":
+        return device.type == "cuda"
+    if precision == "bf16" and device.type == "cpu":
+        from dictsr_core.bench import cpu_bf16_supported
+
+        if not cpu_bf16_supported():
+            print("[sr] this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 is emulated and slower than fp32")
+    return precision == "bf16"
+
+
 def tile_plan(h: int, w: int, tile: int, margin: int) -> list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]:
     """((t0, t1, l0, l1) input window, (top, bottom, left, right) core) for every tile of an h x w image."""
     plan = []
@@ -102,7 +121,7 @@ def super_resolve(
 
     tile: core tile side in LR pixels (None or 0: whole image at once); margin: LR context around each
     tile (default: the receptive field); batch_tiles: tiles of equal size run together (GPU throughput).
-    amp: bf16 autocast (CUDA).
+    amp: bf16 autocast (see use_bf16).
     """
     array = as_rgb_array(image)
     h, w = array.shape[:2]

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from dictsr_core.config import get_config
-from dictsr_core.cost import count_macs, literal_upsampling
+from dictsr_core.cost import count_macs, as_written
 from dictsr_core.model import DictSR, DictSRInference
 from dictsr_core.model.dictionaries import (
     CoupledDictionaries,
@@ -222,11 +222,53 @@ def test_paper_preset_cost_matches_the_paper():
         inference = DictSRInference(cfg.model)
         x = torch.empty(1, 3, 128, 128)
     assert inference.conv_layers() == 18
-    with literal_upsampling(inference):
+    with as_written(inference):
         gmacs = count_macs(inference, x) / 1e9
     assert abs(gmacs - 129) / 129 <= 0.10, gmacs
     executed = count_macs(inference, x) / 1e9  # the same function with the upsampling convs folded
     assert executed < 0.8 * gmacs
+    folded = inference.folded()
+    with as_written(folded):
+        assert count_macs(folded, x) / 1e9 == pytest.approx(gmacs)  # the paper's count ignores the fold
+    stem_saving = executed - count_macs(folded, x) / 1e9
+    assert stem_saving == pytest.approx(512 * 512 * 9 * 64 * 64 / 1e9, rel=0.01)  # one 512 -> 512 conv at the code grid
+
+
+def _trained_like_inference(cfg):
+    """An inference model whose weights are all nonzero (biases included), entries spread like real ones."""
+    torch.manual_seed(3)
+    model = DictSR(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model.inference().eval()
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 16, 16), (2, 3, 10, 14)])
+def test_folded_code_stem_is_the_same_function(shape):
+    cfg = get_config("tiny").model
+    inference = _trained_like_inference(cfg)
+    folded = inference.folded()
+    assert folded.stem is not None and inference.stem is None
+    assert folded.dictionaries is inference.dictionaries  # a snapshot of the stem, the rest shared
+    assert folded.folded() is folded
+    x = torch.rand(*shape)
+    with torch.no_grad():
+        ref, out = inference(x), folded(x)
+        assert torch.equal(folded.indices(x), inference.indices(x))
+    assert out.shape == (shape[0], 3, 4 * shape[2], 4 * shape[3])
+    assert torch.allclose(out, ref, atol=1e-5), float((out - ref).abs().max())
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        low = folded(x).float()
+    assert float((low - ref).abs().mean()) < 0.02  # bf16 autocast runs through the stem too
+
+
+def test_folding_needs_an_identity_first_block():
+    from dataclasses import replace
+
+    cfg = replace(get_config("tiny").model, dec_hr_blocks=0)  # the decoder starts with an Upsample
+    inference = DictSRInference(cfg)
+    assert inference.folded() is inference
 
 
 def test_folded_upsampling_is_the_literal_one():
@@ -240,7 +282,7 @@ def test_folded_upsampling_is_the_literal_one():
     grad_folded, weight_grad_folded = x.grad.clone(), up.conv.weight.grad.clone()
     x.grad = None
     up.zero_grad()
-    with literal_upsampling(up):
+    with as_written(up):
         literal = up(x)
         literal.sum().backward()
     assert folded.shape == (2, 5, 14, 18)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dictsr_core.config import ModelConfig
-from dictsr_core.model.blocks import count_convs
+from dictsr_core.model.blocks import ResidualBlock, count_convs
+from dictsr_core.model.code_stem import CodeStem
 from dictsr_core.model.decoders import Decoder
 from dictsr_core.model.dictionaries import CoupledDictionaries, LookupResult
 from dictsr_core.model.encoders import Encoder
@@ -116,16 +118,31 @@ class DictSRInference(nn.Module):
         self.dictionaries = dictionaries if dictionaries is not None else build_dictionaries(cfg)
         self.scale = 4
         self.code_patch = cfg.code_patch
+        self.stem = None  # CodeStem once folded(): the decoder then starts at dec_hr[1]
 
     def indices(self, lr: torch.Tensor) -> torch.Tensor:
         return self.dictionaries.content_indices(self.enc_lr(to_signed(lr)))
 
     def decode(self, indices: torch.Tensor) -> torch.Tensor:
-        return to_unit(self.dec_hr(self.dictionaries.hr_features(indices)))
+        if self.stem is None:
+            return to_unit(self.dec_hr(self.dictionaries.hr_features(indices)))
+        x = self.stem(F.embedding(indices, self.dictionaries.d_hr).permute(0, 3, 1, 2))
+        for layer in list(self.dec_hr)[1:]:
+            x = layer(x)
+        return to_unit(x)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         """[B, 3, h, w] in [0, 1] (h, w multiples of code_patch) -> [B, 3, 4h, 4w], not clamped."""
         return self.decode(self.indices(lr))
+
+    def folded(self) -> "DictSRInference":
+        """The same function with hr_out folded into the decoder's first conv (see CodeStem), for inference
+        after training: a snapshot, sharing this module's other weights. Unchanged if it cannot fold."""
+        if self.stem is not None or not isinstance(self.dec_hr[0], ResidualBlock) or not isinstance(self.dec_hr[0].skip, nn.Identity):
+            return self
+        out = DictSRInference(self.cfg, enc_lr=self.enc_lr, dec_hr=self.dec_hr, dictionaries=self.dictionaries)
+        out.stem = CodeStem(self.dictionaries.hr_out, self.dec_hr[0])
+        return out.train(self.training)
 
     def conv_layers(self) -> int:
         return count_convs(self.enc_lr) + count_convs(self.dec_hr)
