@@ -27,7 +27,7 @@ def cmd_train(args) -> int:
 
     cfg = _config_from_args(args)
     try:
-        summary = train(cfg, args.data, args.out, resume=args.resume, device=args.device)
+        summary = train(cfg, args.data, args.out, resume=args.resume, device=args.device, max_wall_s=args.max_wall_s)
     except NonFiniteLossError as error:
         print(f"error: {error}", file=sys.stderr)
         return 3
@@ -190,7 +190,8 @@ def cmd_lab(args) -> int:
 def cmd_bench(args) -> int:
     from dictsr_core.bench import main_bench
 
-    main_bench(args.device, args.json, args.checkpoint, compile=not args.no_compile, quick=args.quick)
+    main_bench(args.device, args.json, args.checkpoint, compile=not args.no_compile, quick=args.quick,
+               readme=args.readme, from_json=args.from_json)
     return 0
 
 
@@ -226,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="folder with train_hr/ and train_lr/ (see `dictsr prepare`)")
     p.add_argument("--out", required=True, help="run folder: checkpoints/last.pt, metrics.jsonl, config.yaml")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
+    p.add_argument("--max-wall-s", type=float, default=None, metavar="SECONDS",
+                   help="stop (checkpointed, resumable) after this many seconds even if steps remain")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
     p.set_defaults(func=cmd_train)
 
@@ -285,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="trained weights (default: random weights, same cost)")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     p.add_argument("--quick", action="store_true", help="skip the compiled training step (CUDA) and the compiled treatments (CPU)")
+    p.add_argument("--readme", default=None, help="also write the numbers into this README's `dictsr bench <card>` block")
+    p.add_argument("--from-json", default=None, metavar="FILE", help="do not measure: print (and --readme) a saved result")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("table", help="evaluate runs on a data folder's validation pairs and write the paper-style tables")

@@ -134,10 +134,14 @@ def train(
     resume: bool = False,
     device: str | None = None,
     stop_after: int | None = None,
+    max_wall_s: float | None = None,
     progress: bool = True,
     on_log=None,
 ) -> dict:
-    """Train (or resume) into out_dir; returns a summary dict. `stop_after` ends this call after that many steps."""
+    """Train (or resume) into out_dir; returns a summary dict.
+
+    `stop_after` ends this call after that many steps, `max_wall_s` after that many seconds of this call
+    (checked on the host, no device sync); either way the stop is checkpointed and can be resumed."""
     from dictsr_core.data.datasets import DegradedPairs, UnpairedPatches
 
     cfg = cfg.validated()
@@ -260,12 +264,10 @@ def train(
                     wrapped = torch.nn.parallel.DistributedDataParallel(
                         model, device_ids=[dev.index] if use_cuda else None, broadcast_buffers=False
                     )
-                forward = _compiled(wrapped) if t_cfg.compile else wrapped
+                objective = training_objective(wrapped, criterion)
+                forward = _compiled(objective) if t_cfg.compile else objective
             with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp_on):
-                if is_dictsr:
-                    terms = criterion(forward(hr, hr_down, lr), hr, hr_down, lr)
-                else:
-                    terms = criterion(forward(lr), hr)
+                terms = forward(hr, hr_down, lr)
             optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()
             if t_cfg.grad_clip > 0:
@@ -283,7 +285,13 @@ def train(
                 _check_finite(step)
             if is_dictsr and t_cfg.restart_every and step % t_cfg.restart_every == 0:
                 _restart(model, hr, hr_down, t_cfg, world)
-            if step % t_cfg.log_every == 0 or step == end_step:
+            out_of_time = max_wall_s is not None and step < end_step and time.time() - wall0 >= max_wall_s
+            if world > 1 and max_wall_s is not None:  # every rank stops at the same step
+                flag = torch.tensor(float(out_of_time), device=dev)
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                out_of_time = bool(flag)
+            last = step == end_step or out_of_time
+            if step % t_cfg.log_every == 0 or last:
                 _check_finite(step)
                 now = time.time()
                 record = {"step": step, "lr": scheduler.get_last_lr()[0]}
@@ -303,10 +311,14 @@ def train(
                                         lr=f"{record['lr']:.1e}")
                     if on_log is not None:
                         on_log(record)
-            if step % t_cfg.checkpoint_every == 0 or step == end_step:
+            if step % t_cfg.checkpoint_every == 0 or last:
                 checkpoint(step)
             if bar is not None:
                 bar.update(1)
+            if out_of_time:
+                if rank == 0:
+                    print(f"[train] max_wall_s={max_wall_s:g} reached at step {step} of {total}; checkpointed, resumable")
+                break
     except KeyboardInterrupt:
         if rank == 0:
             print(f"\n[train] interrupted at step {step}; saving a checkpoint")
@@ -317,9 +329,21 @@ def train(
             bar.close()
     if dist.is_initialized():
         dist.barrier()
-    summary.update(step=step, total_steps=total, checkpoint=str(ckpt_path), device=str(dev), world_size=world, rank=rank,
+    summary.update(step=step, total_steps=total, stopped_early=step < end_step, checkpoint=str(ckpt_path), device=str(dev), world_size=world, rank=rank,
                    train_wall_s=prior_wall + time.time() - wall0)
     return summary
+
+
+def training_objective(model, criterion):
+    """(hr, hr_down, lr) -> loss terms: the network and its loss as one function, so that torch.compile
+    sees (and fuses) the perceptual network and the loss terms together with the model."""
+    if isinstance(criterion, DictSRLoss):
+        def objective(hr, hr_down, lr):
+            return criterion(model(hr, hr_down, lr), hr, hr_down, lr)
+    else:
+        def objective(hr, hr_down, lr):
+            return criterion(model(lr), hr)
+    return objective
 
 
 def _restart(model: DictSR, hr, hr_down, t_cfg, world: int) -> int:

@@ -22,23 +22,23 @@ from dictsr_core.evaluate import bicubic_upscale, evaluate_pairs, score_folders
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def main() -> None:
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser()
     parser.add_argument("--session", required=True, help="folder with bench.json, train.json, metrics.jsonl, sr.tar")
     parser.add_argument("--data", required=True, help="the prepared dataset the run used (val_lr/, val_hr/)")
     parser.add_argument("--name", default="gpu")
     parser.add_argument("--bench", default=None, help="bench.json of another session on the same card (when this one skipped it)")
     parser.add_argument("--results", default=str(ROOT / "results"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     session, results = Path(args.session), Path(args.results)
 
+    train = json.loads((session / "train.json").read_text())
     bench_path = Path(args.bench) if args.bench else session / "bench.json"
-    bench = json.loads(bench_path.read_text())
+    bench = json.loads(bench_path.read_text()) if bench_path.is_file() else {"device": train["device"]}
     card = bench["device"].replace("NVIDIA", "").split()[0]
-    if not args.bench:
+    if not args.bench and bench_path.is_file():
         atomic_write_json(results / "bench" / f"{card}.json", bench)
 
-    train = json.loads((session / "train.json").read_text())
     pairs = PairedImages(Path(args.data) / "val_lr", Path(args.data) / "val_hr")
     with tempfile.TemporaryDirectory() as tmp:
         with tarfile.open(session / "sr.tar") as archive:
@@ -51,6 +51,7 @@ def main() -> None:
         "preset": train["config"]["preset"],
         "steps": train["step"],
         "train_wall_s": train["train_wall_s"],
+        "train_step_ms_run": train.get("train_step_ms_run"),  # steady state of this run, data loading included
         "activated_entries": train["activated"],
         "activated_offsets": train.get("activated_deg"),
         "entries": train["config"]["model"]["entries"],
@@ -71,6 +72,7 @@ def main() -> None:
                       f"{len(pairs)} validation pairs of `{dataset}`.\n\n" + table)
     print(table)
     print(json.dumps(record["ratios"], indent=2))
+    return record
 
 
 if __name__ == "__main__":

@@ -44,3 +44,32 @@ def test_precision_choice():
     assert use_bf16("auto", "cuda") is True  # no CUDA needed to decide
     with pytest.raises(ValueError, match="precision: 'fp16' is not one of auto, fp32, bf16"):
         use_bf16("fp16", "cpu")
+
+
+def test_readme_block_from_a_saved_result(cpu_bench, tmp_path):
+    result, _ = cpu_bench
+    saved = tmp_path / "cpu.json"
+    saved.write_text(json.dumps(result))
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- dictsr bench cpu: start -->\nstale\n<!-- dictsr bench cpu: end -->\n\ntail\n")
+    again = main_bench(from_json=saved, readme=readme, json_path=tmp_path / "not-written.json")
+    assert again == result and not (tmp_path / "not-written.json").exists()
+    text = readme.read_text()
+    assert "stale" not in text and text.endswith("\n\ntail\n") and text.count("dictsr bench cpu: start") == 1
+    assert f"| batch 1, 16x16 LR, fp32 | {result['infer_16_fp32_ms']:.2f} | {result['rrdb_infer_16_fp32_ms']:.2f} |" in text
+    verdict = "met" if result["speedup_16"] >= 6 else "not met"
+    assert f"| {result['speedup_16']:.2f}x | >= 6x: {verdict} |" in text
+
+
+def test_gpu_block_says_what_was_not_measured():
+    from dictsr_core.bench import bench_markdown
+
+    quick = {"device": "NVIDIA H200", "torch": "2.11", "dictsr_gmacs_128": 129.1, "rrdb_gmacs_128": 293.7,
+             "infer_b16_bf16_ms": 10.0, "rrdb_infer_b16_bf16_ms": 52.0, "train_step_eager_ms": 60.0,
+             "train_step_ms": 60.0, "peak_train_mem_gb": 9.0, "train_step_compiled": False}
+    text = bench_markdown(quick)
+    assert "| batch 16, bf16, channels_last, compiled | 10.00 | 52.00 | 5.20x | >= 5x |" in text
+    assert "| batch 1, bf16, CUDA graph | - | - | - |" in text  # absent keys are dashes, not zeros
+    assert "| training step, paper batch, compiled | not measured |" in text
+    recorded = dict(quick, train_step_ms=24.0, train_step_source="compiled, from the run")
+    assert "| training step, paper batch, compiled, from the run | 24.0 |" in bench_markdown(recorded)

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The one device call of the GPU issue (run by the `device` tool with carry [".gpu"]; see README, "Speed").
+#   .gpu/whl/    lpips and spandrel wheels (the device image has neither; no network there)
+#   .gpu/cache/  the verified fp16 VGG16 copy (dictsr_core.weights.export_half_copies) for the LPIPS term
+#   .gpu/data/photos-aim/  `dictsr prepare --source photos --degradation aim` without val_hr (scored here)
+# Everything it measures lands in $OUT: bench.json, train.json, metrics.jsonl, sr.tar, log.
+# Afterwards, here: python scripts/gpu_results.py --session <files_at> --data data/photos-aim
+set -o pipefail
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl || exit 1
+export PYTHONPATH="/tmp/site:$PWD" DICTSR_CACHE="$PWD/.gpu/cache" PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv | tee "$OUT/log"
+python3 scripts/gpu_session.py --data .gpu/data/photos-aim --out "$OUT" --budget-s "${BUDGET_S:-520}" "$@" 2>&1 | tee -a "$OUT/log"
