@@ -53,7 +53,7 @@ def cmd_sr(args) -> int:
         try:
             image = read_rgb(name)
             sr = super_resolve(model, image, tile=args.tile, device=device, amp=amp,
-                               batch_tiles=args.batch_tiles)
+                               batch_tiles=args.batch_tiles, cuda_graphs=args.cuda_graphs)
         except (ImageError, ValueError) as error:
             print(f"error: {error}" if isinstance(error, ImageError) else f"error: {name}: {error}", file=sys.stderr)
             failed += 1
@@ -241,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="auto: bf16 on CUDA, fp32 on the CPU; bf16 on a CPU with AVX512-BF16/AMX is ~1.9x faster")
+    p.add_argument("--cuda-graphs", action="store_true", help="replay each tile shape as a CUDA graph (many images, CUDA)")
     p.set_defaults(func=cmd_sr)
 
     p = sub.add_parser("evaluate", help="super-resolve paired LR images and score them against HR (per image and mean)")

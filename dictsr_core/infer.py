@@ -7,6 +7,7 @@ network's receptive field; only each tile's core is kept, so tiled and untiled o
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 import torch
@@ -66,13 +67,32 @@ def pad_to_grid(x: torch.Tensor, grid: int) -> torch.Tensor:
     return x
 
 
+MAX_GRAPHS = 8  # captured input shapes per model (each holds its own activation memory)
+_graphs: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def _graphed(model, x: torch.Tensor, amp: bool):
+    """The CUDA graph replaying model(x) for x's shape (captured on first use), or None past MAX_GRAPHS shapes."""
+    from dictsr_core.cuda_graphs import CudaGraphModule
+
+    cache = _graphs.setdefault(model, {})
+    key = (tuple(x.shape), amp)
+    if key not in cache and len(cache) < MAX_GRAPHS:
+        cache[key] = CudaGraphModule(model, x, autocast_bf16=amp)
+    return cache.get(key)
+
+
 @torch.no_grad()
-def _run(model: DictSRInference, lr: torch.Tensor, device, amp: bool) -> torch.Tensor:
+def _run(model: DictSRInference, lr: torch.Tensor, device, amp: bool, cuda_graphs: bool = False) -> torch.Tensor:
     """SR of a [B, 3, h, w] uint8 batch (h, w padded by replication up to the code grid), returned on the CPU."""
     h, w = lr.shape[-2:]
     x = pad_to_grid(lr.to(device, non_blocking=True).float().div_(255), model.code_patch)
-    with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
-        y = model(x)
+    graph = _graphed(model, x, amp) if cuda_graphs else None
+    if graph is not None:
+        y = graph(x)  # the graph's output buffer: read before the next replay
+    else:
+        with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
+            y = model(x)
     y = y[..., : 4 * h, : 4 * w].float().clamp_(0, 1).mul_(255).round_()
     return y.to("cpu", torch.uint8)
 
@@ -116,22 +136,26 @@ def super_resolve(
     device=None,
     amp: bool = False,
     batch_tiles: int = 1,
+    cuda_graphs: bool = False,
 ) -> np.ndarray:
     """4x super-resolution of one image -> (4H, 4W, 3) uint8.
 
     tile: core tile side in LR pixels (None or 0: whole image at once); margin: LR context around each
     tile (default: the receptive field); batch_tiles: tiles of equal size run together (GPU throughput).
-    amp: bf16 autocast (see use_bf16).
+    amp: bf16 autocast (see use_bf16). cuda_graphs: replay each tile-batch shape as a captured CUDA graph
+    (kept per model for the next images; up to MAX_GRAPHS shapes, the rest run eagerly).
     """
     array = as_rgb_array(image)
     h, w = array.shape[:2]
     if min(h, w) < MIN_SIZE:
         raise ValueError(f"image is {w}x{h}; super_resolve needs at least {MIN_SIZE}x{MIN_SIZE} pixels")
     device = device or next(model.parameters()).device
+    if cuda_graphs and torch.device(device).type != "cuda":
+        raise ValueError(f"cuda_graphs needs a CUDA device, not {device}")
     lr = torch.from_numpy(array if array.flags.writeable else array.copy()).permute(2, 0, 1).unsqueeze(0)  # CPU
     grid = model.code_patch
     if not tile or (h <= tile and w <= tile):
-        return _run(model, lr, device, amp)[0].permute(1, 2, 0).numpy()
+        return _run(model, lr, device, amp, cuda_graphs)[0].permute(1, 2, 0).numpy()
     tile = max(grid, tile // grid * grid)
     margin = receptive_margin(model) if margin is None else int(math.ceil(margin / grid) * grid)
     out = torch.empty(1, 3, 4 * h, 4 * w, dtype=torch.uint8)
@@ -142,7 +166,7 @@ def super_resolve(
         for start in range(0, len(members), max(1, batch_tiles)):
             chunk = members[start : start + max(1, batch_tiles)]
             batch = torch.cat([lr[..., t0:t1, l0:l1] for (t0, t1, l0, l1), _ in chunk])
-            srs = _run(model, batch, device, amp)
+            srs = _run(model, batch, device, amp, cuda_graphs)
             for sr, ((t0, _, l0, _), (top, bottom, left, right)) in zip(srs, chunk):
                 out[0, :, 4 * top : 4 * bottom, 4 * left : 4 * right] = sr[
                     :, 4 * (top - t0) : 4 * (bottom - t0), 4 * (left - l0) : 4 * (right - l0)

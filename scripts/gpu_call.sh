@@ -9,4 +9,5 @@ set -o pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl || exit 1
 export PYTHONPATH="/tmp/site:$PWD" DICTSR_CACHE="$PWD/.gpu/cache" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv | tee "$OUT/log"
+python3 -m pytest -q -p no:cacheprovider tests/test_infer.py -k cuda 2>&1 | tail -2 | tee -a "$OUT/log"  # the CUDA-only tests
 python3 scripts/gpu_session.py --data .gpu/data/photos-aim --out "$OUT" --budget-s "${BUDGET_S:-520}" "$@" 2>&1 | tee -a "$OUT/log"

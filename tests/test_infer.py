@@ -1,5 +1,8 @@
+import copy
+
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from dictsr_core.infer import receptive_margin, super_resolve
@@ -73,3 +76,20 @@ def test_sixteen_bit_scales_like_eight_bit(model):
 def test_tiny_image_is_a_clear_error(model):
     with pytest.raises(ValueError, match="1x1"):
         super_resolve(model, np.zeros((1, 1, 3), np.uint8))
+
+
+def test_cuda_graphs_need_cuda(model):
+    image = np.zeros((16, 16, 3), np.uint8)
+    with pytest.raises(ValueError, match="cuda_graphs needs a CUDA device, not cpu"):
+        super_resolve(model, image, device="cpu", cuda_graphs=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_tiles_equal_eager_tiles(model):
+    gpu = copy.deepcopy(model).to("cuda")  # the fixture stays on the CPU for the other tests
+    image = np.random.default_rng(0).integers(0, 256, (40, 52, 3), dtype=np.uint8)
+    eager = super_resolve(gpu, image, tile=16, batch_tiles=2)
+    graphed = super_resolve(gpu, image, tile=16, batch_tiles=2, cuda_graphs=True)
+    again = super_resolve(gpu, image, tile=16, batch_tiles=2, cuda_graphs=True)  # replays the captured graphs
+    assert np.abs(graphed.astype(int) - eager.astype(int)).max() <= 1
+    assert np.array_equal(graphed, again)
