@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The one device call of the GPU issue (run by the `device` tool with carry [".gpu"]; see README, "Speed").
+# `.gpu/` is built here by `python scripts/make_gpu_carry.py`:
 #   .gpu/whl/    lpips and spandrel wheels (the device image has neither; no network there)
 #   .gpu/cache/  the verified fp16 VGG16 copy (dictsr_core.weights.export_half_copies) for the LPIPS term
 #   .gpu/data/photos-aim/  `dictsr prepare --source photos --degradation aim` without val_hr (scored here)
