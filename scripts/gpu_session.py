@@ -27,7 +27,7 @@ import torch
 from dictsr_core.atomic import atomic_write_json
 from dictsr_core.bench import main_bench
 from dictsr_core.checkpoint import load_inference_model
-from dictsr_core.config import get_config
+from dictsr_core.config import get_config, parse_set_args
 from dictsr_core.data.io import list_images, read_rgb, write_rgb
 from dictsr_core.infer import super_resolve
 from dictsr_core.train import train
@@ -64,6 +64,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--compile-s", type=float, default=90.0, help="expected compile time of the training step")
     parser.add_argument("--compile-speedup", type=float, default=1.6, help="expected eager/compiled step time ratio")
     parser.add_argument("--full-bench", action="store_true", help="also compile the bench's training step (slower call)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override for the run (repeatable)")
     args = parser.parse_args(argv)
     started = time.time()
     out = Path(args.out)
@@ -82,7 +83,7 @@ def main(argv=None) -> dict:
         step_ms = (bench.get("train_step_eager_ms") or args.step_ms) / (args.compile_speedup if compile_on else 1.0)
     left = args.budget_s - (time.time() - started) - RESERVE_S
     train_s = max(10.0, min(args.train_s, left - (args.compile_s if compile_on else 0)))
-    overrides = {**planned_steps(args.preset, train_s, step_ms), "train.compile": compile_on}
+    overrides = {**parse_set_args(args.set), **planned_steps(args.preset, train_s, step_ms), "train.compile": compile_on}
     cfg = get_config(args.preset, overrides=overrides)
     print(f"[gpu] step ~{step_ms:.1f} ms -> {cfg.train.total_steps} steps for ~{train_s:.0f} s of training "
           f"(hard stop after {max(10.0, left):.0f} s)", flush=True)
@@ -94,7 +95,7 @@ def main(argv=None) -> dict:
         summary = train(cfg, args.data, run, device=args.device, progress=False, max_wall_s=max(10.0, left),
                         on_log=lambda r: print(json.dumps(r), flush=True))
         metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-        summary.update(config=cfg.to_dict(), train_step_ms_run=steady_step_ms(metrics))
+        summary.update(config=cfg.to_dict(), train_step_ms_run=steady_step_ms(metrics), checkpoint=None)  # a temp dir
         if cuda:
             summary["peak_train_mem_gb_run"] = torch.cuda.max_memory_allocated(args.device) / 2**30
         atomic_write_json(out / "train.json", summary)
