@@ -308,3 +308,33 @@ def test_ablation_depths(ablation, layers):
         from dictsr_core.model.blocks import count_convs
 
         assert count_convs(model.dec_lr) == 14
+
+
+def test_training_objective_and_inference_trace_as_single_graphs():
+    """No graph breaks: torch.compile sees the whole step (lookups, restarts' bookkeeping, losses) and the
+    whole folded inference path as one graph each, so CUDA runs them without host round trips."""
+    from dictsr_core.losses import DictSRLoss
+    from dictsr_core.train import downscale_hr, training_objective
+
+    torch._dynamo.reset()
+    cfg = get_config("tiny").model
+    model = DictSR(cfg).train()
+    hr, lr = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 8, 8)
+    hr_down = downscale_hr(hr)
+    model.dictionaries.initialize(*model.coupled_embeddings(hr, hr_down))
+    objective = training_objective(model, DictSRLoss(None, perceptual_weight=0.0))
+    explained = torch._dynamo.explain(objective)(hr, hr_down, lr)
+    assert explained.graph_break_count == 0 and explained.graph_count == 1, explained.break_reasons
+    inference = model.inference().eval().folded()
+    explained = torch._dynamo.explain(inference)(lr)
+    assert explained.graph_break_count == 0 and explained.graph_count == 1, explained.break_reasons
+
+
+@pytest.mark.slow
+def test_compiled_folded_inference_matches_eager():
+    torch._dynamo.reset()
+    inference = _trained_like_inference(get_config("tiny").model).folded()
+    x = torch.rand(2, 3, 16, 20)
+    compiled = torch.compile(inference, fullgraph=True)
+    with torch.no_grad():
+        assert torch.allclose(compiled(x), inference(x), atol=1e-4)
