@@ -53,7 +53,7 @@ def cmd_sr(args) -> int:
         try:
             image = read_rgb(name)
             sr = super_resolve(model, image, tile=args.tile, device=device, amp=amp,
-                               batch_tiles=args.batch_tiles, cuda_graphs=args.cuda_graphs)
+                               batch_tiles=args.batch_tiles, cuda_graphs=args.cuda_graphs, color_fix=args.color_fix)
         except (ImageError, ValueError) as error:
             print(f"error: {error}" if isinstance(error, ImageError) else f"error: {name}: {error}", file=sys.stderr)
             failed += 1
@@ -88,6 +88,8 @@ def _evaluation_method(args) -> str:
         raise ConfigError("evaluate: give --checkpoint CKPT (DictSR) or --method bicubic")
     if method == "dictsr" and not args.checkpoint:
         raise ConfigError("evaluate --method dictsr needs --checkpoint CKPT")
+    if method == "bicubic" and getattr(args, "color_fix", "none") != "none":
+        raise ConfigError(f"evaluate --method bicubic has nothing to colour-fix; drop --color-fix {args.color_fix}")
     if method == "bicubic" and args.checkpoint:
         raise ConfigError(f"evaluate --method bicubic does not use a checkpoint; drop --checkpoint {args.checkpoint}")
     return method
@@ -110,7 +112,10 @@ def cmd_evaluate(args) -> int:
 
         model, cfg, step = load_inference_model(args.checkpoint, device=device)
         method = cfg.method  # dictsr, or the paired baseline the checkpoint was trained as
-        predict = partial(super_resolve, model, tile=args.tile, device=device, amp=use_bf16(args.precision, device))
+        predict = partial(super_resolve, model, tile=args.tile, device=device, amp=use_bf16(args.precision, device),
+                          color_fix=args.color_fix)
+        if args.color_fix != "none":
+            method = f"{method}+{args.color_fix}"
     pairs = PairedImages(args.lr, args.hr)
     result = evaluate_pairs(pairs, predict, out_dir=args.save_sr, device=device, desc=method)
     return _report(args, result, method, method=method, checkpoint=args.checkpoint, step=step, device=str(device),
@@ -242,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="auto: bf16 on CUDA, fp32 on the CPU; bf16 on a CPU with AVX512-BF16/AMX is ~1.9x faster")
     p.add_argument("--cuda-graphs", action="store_true", help="replay each tile shape as a CUDA graph (many images, CUDA)")
+    p.add_argument("--color-fix", choices=("none", "wavelet"), default="none",
+                   help="wavelet: low frequencies from the bicubic LR (StableSR's colour fix; not the paper's method)")
     p.set_defaults(func=cmd_sr)
 
     p = sub.add_parser("evaluate", help="super-resolve paired LR images and score them against HR (per image and mean)")
@@ -255,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=256, help="LR tile side; 0 = whole image at once")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="auto: bf16 on CUDA, fp32 on the CPU")
+    p.add_argument("--color-fix", choices=("none", "wavelet"), default="none",
+                   help="wavelet: low frequencies from the bicubic LR (not the paper's method; scored as METHOD+wavelet)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("metrics", help="score finished SR images of any method against references, matched by file stem")

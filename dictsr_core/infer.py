@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dictsr_core.color_fix import COLOR_FIXES, apply_color_fix
 from dictsr_core.data.io import pil_to_rgb
 from dictsr_core.model import DictSRInference
 
@@ -137,6 +138,7 @@ def super_resolve(
     amp: bool = False,
     batch_tiles: int = 1,
     cuda_graphs: bool = False,
+    color_fix: str = "none",
 ) -> np.ndarray:
     """4x super-resolution of one image -> (4H, 4W, 3) uint8.
 
@@ -144,6 +146,7 @@ def super_resolve(
     tile (default: the receptive field); batch_tiles: tiles of equal size run together (GPU throughput).
     amp: bf16 autocast (see use_bf16). cuda_graphs: replay each tile-batch shape as a captured CUDA graph
     (kept per model for the next images; up to MAX_GRAPHS shapes, the rest run eagerly).
+    color_fix: "wavelet" takes the low frequencies from the bicubic LR (not the paper; see color_fix.py).
     """
     array = as_rgb_array(image)
     h, w = array.shape[:2]
@@ -154,8 +157,10 @@ def super_resolve(
         raise ValueError(f"cuda_graphs needs a CUDA device, not {device}")
     lr = torch.from_numpy(array if array.flags.writeable else array.copy()).permute(2, 0, 1).unsqueeze(0)  # CPU
     grid = model.code_patch
+    if color_fix not in COLOR_FIXES:
+        raise ValueError(f"color_fix: {color_fix!r} is not one of {', '.join(COLOR_FIXES)}")
     if not tile or (h <= tile and w <= tile):
-        return _run(model, lr, device, amp, cuda_graphs)[0].permute(1, 2, 0).numpy()
+        return apply_color_fix(color_fix, _run(model, lr, device, amp, cuda_graphs)[0].permute(1, 2, 0).numpy(), array)
     tile = max(grid, tile // grid * grid)
     margin = receptive_margin(model) if margin is None else int(math.ceil(margin / grid) * grid)
     out = torch.empty(1, 3, 4 * h, 4 * w, dtype=torch.uint8)
@@ -171,4 +176,4 @@ def super_resolve(
                 out[0, :, 4 * top : 4 * bottom, 4 * left : 4 * right] = sr[
                     :, 4 * (top - t0) : 4 * (bottom - t0), 4 * (left - l0) : 4 * (right - l0)
                 ]
-    return out[0].permute(1, 2, 0).numpy()
+    return apply_color_fix(color_fix, out[0].permute(1, 2, 0).numpy(), array)

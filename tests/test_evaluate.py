@@ -201,6 +201,7 @@ def test_evaluate_names_unpaired_and_wrongly_sized_images(pair_dirs, tmp_path, c
         (["--method", "dictsr"], "--method dictsr needs --checkpoint"),
         ([], "give --checkpoint CKPT (DictSR) or --method bicubic"),
         (["--method", "bicubic", "--checkpoint", "model.pt"], "does not use a checkpoint"),
+        (["--method", "bicubic", "--color-fix", "wavelet"], "nothing to colour-fix; drop --color-fix wavelet"),
     ],
 )
 def test_evaluate_method_and_checkpoint_must_agree(pair_dirs, tmp_path, capsys, extra, message):
@@ -223,3 +224,12 @@ def test_dictsr_evaluate_scores_and_saves_every_image(pair_dirs, tiny_checkpoint
     sr, hr = read_rgb(tmp_path / "sr" / "a.png"), read_rgb(pair_dirs / "hr" / "a.png")
     assert sr.shape == hr.shape
     assert {key: first[key] for key in METRIC_KEYS} == pytest.approx(score_pair(sr, hr, device="cpu"), rel=1e-9)
+
+
+def test_color_fixed_evaluation_is_scored_under_its_own_name(pair_dirs, tiny_checkpoint, tmp_path):
+    checkpoint, _ = tiny_checkpoint
+    code, stdout = run_quietly(["evaluate", "--lr", pair_dirs / "lr", "--hr", pair_dirs / "hr", "--checkpoint", checkpoint,
+                                "--json", tmp_path / "r.json", "--save-sr", tmp_path / "sr", "--color-fix", "wavelet",
+                                "--device", "cpu"])
+    assert code == 0 and "| dictsr+wavelet | 3 |" in stdout
+    assert load_strict_json(tmp_path / "r.json")["method"] == "dictsr+wavelet"

@@ -54,11 +54,11 @@ def test_session_then_results_on_the_cpu(tmp_path):
     assert written["steps"] == train["step"] and written["entries"] == get_config("tiny").model.entries
     for key in ("device", "train_wall_s", "activated_entries"):
         assert written[key] == record[key] is not None
-    for method in ("dictsr", "bicubic"):
+    for method in ("dictsr", "dictsr_wavelet", "bicubic"):
         summary = written[method]["summary"]
         assert 10 < summary["psnr_rgb"] < 40 and 0 < summary["lpips_alex"] < 1
     assert written["ratios"]["lpips_alex_vs_bicubic"] == pytest.approx(
         written["dictsr"]["summary"]["lpips_alex"] / written["bicubic"]["summary"]["lpips_alex"])
     table = (results / "sample-aim" / "gpu.md").read_text()
-    assert "| bicubic |" in table and "| dictsr |" in table
+    assert "| bicubic |" in table and "| dictsr |" in table and "| dictsr+wavelet (not the paper) |" in table
     assert not (results / "bench").exists()  # no bench ran: no card file is written
