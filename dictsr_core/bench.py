@@ -8,6 +8,7 @@ On the CPU every treatment is timed for both networks; the headline ratio is bes
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import platform
 import time
@@ -80,7 +81,7 @@ def time_ms(fn, device, warmup: int = 3, iters: int = 10, min_seconds: float = 0
 
 
 def _prepare(module, device, channels_last: bool, compile_mode: str | None):
-    module = module.to(device).eval()
+    module = copy.deepcopy(module).to(device).eval()  # a fresh copy: no treatment leaks into the next one
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
     for p in module.parameters():

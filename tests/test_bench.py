@@ -73,3 +73,12 @@ def test_gpu_block_says_what_was_not_measured():
     assert "| training step, paper batch, compiled | not measured |" in text
     recorded = dict(quick, train_step_ms=24.0, train_step_source="compiled, from the run")
     assert "| training step, paper batch, compiled, from the run | 24.0 |" in bench_markdown(recorded)
+
+
+def test_a_treatment_does_not_leak_into_the_next(tiny_inference):
+    from dictsr_core.bench import infer_ms
+
+    weight = tiny_inference.dec_hr[-1].weight
+    infer_ms(tiny_inference, torch.device("cpu"), 1, 8, bf16=False, channels_last=True)
+    assert tiny_inference.dec_hr[-1].weight is weight and weight.is_contiguous()  # not converted in place
+    assert weight.requires_grad == tiny_inference.enc_lr[0].weight.requires_grad
