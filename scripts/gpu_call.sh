@@ -11,4 +11,4 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH="/tmp/site:$PWD" DICTSR_CACHE="$PWD/.gpu/cache" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv | tee "$OUT/log"
 python3 -m pytest -q -p no:cacheprovider tests/test_infer.py -k cuda 2>&1 | tail -2 | tee -a "$OUT/log"  # the CUDA-only tests
-python3 scripts/gpu_session.py --data .gpu/data/photos-aim --out "$OUT" --budget-s "${BUDGET_S:-520}" "$@" 2>&1 | tee -a "$OUT/log"
+python3 scripts/gpu_session.py --data .gpu/data/photos-aim --out "$OUT" --budget-s "${BUDGET_S:-480}" "$@" 2>&1 | tee -a "$OUT/log"
