@@ -83,11 +83,37 @@ def _graphed(model, x: torch.Tensor, amp: bool):
     return cache.get(key)
 
 
+class FastInference(torch.nn.Module):
+    """An inference module in channels_last (the fast layout of cuDNN and oneDNN), optionally compiled.
+
+    A compile failure at the first call (no compiler, unsupported op) prints why and runs eagerly from
+    then on. super_resolve feeds it channels_last inputs; attributes it needs pass through.
+    """
+
+    def __init__(self, model: torch.nn.Module, compile: bool = False, channels_last: bool = True):
+        super().__init__()
+        self.model = model.to(memory_format=torch.channels_last) if channels_last else model
+        self.channels_last = channels_last
+        self.compiled = torch.compile(self.model) if compile else None
+        self.cfg, self.code_patch = model.cfg, model.code_patch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.compiled is not None:
+            try:
+                return self.compiled(x)
+            except Exception as error:  # noqa: BLE001 - compiling is an optimisation; eager always works
+                print(f"[sr] torch.compile failed ({type(error).__name__}: {error}); running eager")
+                self.compiled = None
+        return self.model(x)
+
+
 @torch.no_grad()
 def _run(model: DictSRInference, lr: torch.Tensor, device, amp: bool, cuda_graphs: bool = False) -> torch.Tensor:
     """SR of a [B, 3, h, w] uint8 batch (h, w padded by replication up to the code grid), returned on the CPU."""
     h, w = lr.shape[-2:]
     x = pad_to_grid(lr.to(device, non_blocking=True).float().div_(255), model.code_patch)
+    if getattr(model, "channels_last", False):
+        x = x.contiguous(memory_format=torch.channels_last)
     graph = _graphed(model, x, amp) if cuda_graphs else None
     if graph is not None:
         y = graph(x)  # the graph's output buffer: read before the next replay

@@ -93,3 +93,32 @@ def test_cuda_graph_tiles_equal_eager_tiles(model):
     again = super_resolve(gpu, image, tile=16, batch_tiles=2, cuda_graphs=True)  # replays the captured graphs
     assert np.abs(graphed.astype(int) - eager.astype(int)).max() <= 1
     assert np.array_equal(graphed, again)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("compile", [False, True])
+def test_fast_inference_gives_the_same_image(model, compile):
+    from dictsr_core.infer import FastInference
+
+    torch._dynamo.reset()
+    fast = FastInference(copy.deepcopy(model), compile=compile)
+    image = photo(30, 44, seed=3)
+    reference = super_resolve(model, image, tile=16, batch_tiles=2)
+    out = super_resolve(fast, image, tile=16, batch_tiles=2)
+    assert np.abs(out.astype(int) - reference.astype(int)).max() <= 1
+    assert fast.model.enc_lr[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_fast_inference_falls_back_to_eager_when_compiling_fails(model, monkeypatch, capsys):
+    from dictsr_core.infer import FastInference
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(torch, "compile", lambda module, **kwargs: broken)
+    fast = FastInference(copy.deepcopy(model), compile=True)
+    image = photo(16, 16)
+    out = super_resolve(fast, image)
+    assert "torch.compile failed (RuntimeError: no compiler here); running eager" in capsys.readouterr().out
+    assert fast.compiled is None
+    assert np.abs(out.astype(int) - super_resolve(model, image).astype(int)).max() <= 1
