@@ -29,7 +29,7 @@ from dictsr_core.bench import main_bench
 from dictsr_core.checkpoint import load_inference_model
 from dictsr_core.config import get_config, parse_set_args
 from dictsr_core.data.io import list_images, read_rgb, write_rgb
-from dictsr_core.infer import super_resolve
+from dictsr_core.infer import FastInference, super_resolve
 from dictsr_core.train import train
 
 RESERVE_S = 75  # after training: loading, SR of the validation images, the archive, and a margin
@@ -109,6 +109,8 @@ def main(argv=None) -> dict:
         sr_dir = run / "sr"
         t0 = time.time()
         amp = torch.device(args.device).type == "cuda"
+        if amp:
+            model = FastInference(model)  # channels_last, as `dictsr sr` runs on CUDA
         for path in list_images(Path(args.data) / "val_lr"):
             write_rgb(sr_dir / f"{path.stem}.png", super_resolve(model, read_rgb(path), device=args.device, amp=amp))
         print(f"[gpu] super-resolved the validation images in {time.time() - t0:.1f} s")
