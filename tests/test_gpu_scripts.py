@@ -62,3 +62,15 @@ def test_session_then_results_on_the_cpu(tmp_path):
     table = (results / "sample-aim" / "gpu.md").read_text()
     assert "| bicubic |" in table and "| dictsr |" in table and "| dictsr+wavelet (not the paper) |" in table
     assert not (results / "bench").exists()  # no bench ran: no card file is written
+
+
+def test_carry_stores_training_photos_losslessly(tmp_path):
+    import numpy as np
+
+    from dictsr_core.data.io import read_rgb, write_rgb
+
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    write_rgb(tmp_path / "a.png", photo)
+    _script("make_gpu_carry").lossless_webp(tmp_path / "a.png", tmp_path / "a.webp")
+    assert np.array_equal(read_rgb(tmp_path / "a.webp"), photo)
