@@ -18,7 +18,8 @@ import torch
 
 from dictsr_core.atomic import atomic_write_json
 from dictsr_core.config import get_config
-from dictsr_core.cost import count_macs, as_written
+from dictsr_core.cost import as_written, count_macs
+from dictsr_core.infer import cpu_bf16_supported
 from dictsr_core.model import DictSR, DictSRInference
 
 
@@ -44,14 +45,6 @@ def random_dictsr_inference(checkpoint=None) -> DictSRInference:
 def _sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def cpu_bf16_supported() -> bool:
-    """oneDNN has native bf16 kernels here (AVX512-BF16 or AMX); elsewhere bf16 on the CPU is emulated and slow."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 # name -> infer_ms keywords; the compiled ones are skipped with --no-compile / --quick

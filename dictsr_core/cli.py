@@ -90,7 +90,7 @@ def _evaluation_method(args) -> str:
         raise ConfigError("evaluate: give --checkpoint CKPT (DictSR) or --method bicubic")
     if method == "dictsr" and not args.checkpoint:
         raise ConfigError("evaluate --method dictsr needs --checkpoint CKPT")
-    if method == "bicubic" and getattr(args, "color_fix", "none") != "none":
+    if method == "bicubic" and args.color_fix != "none":
         raise ConfigError(f"evaluate --method bicubic has nothing to colour-fix; drop --color-fix {args.color_fix}")
     if method == "bicubic" and args.checkpoint:
         raise ConfigError(f"evaluate --method bicubic does not use a checkpoint; drop --checkpoint {args.checkpoint}")

@@ -46,7 +46,11 @@ def wavelet_color_fix(sr: np.ndarray, lr: np.ndarray, levels: int = LEVELS) -> n
         return fixed.clamp_(0, 255).round_()[0].permute(1, 2, 0).to(torch.uint8).numpy()
 
 
-def apply_color_fix(kind: str, sr: np.ndarray, lr: np.ndarray) -> np.ndarray:
+def check_color_fix(kind: str) -> str:
     if kind not in COLOR_FIXES:
         raise ValueError(f"color_fix: {kind!r} is not one of {', '.join(COLOR_FIXES)}")
-    return sr if kind == "none" else wavelet_color_fix(sr, lr)
+    return kind
+
+
+def apply_color_fix(kind: str, sr: np.ndarray, lr: np.ndarray) -> np.ndarray:
+    return sr if check_color_fix(kind) == "none" else wavelet_color_fix(sr, lr)

@@ -10,16 +10,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dictsr_core.infer import as_rgb_array, pad_to_grid
+from dictsr_core.infer import as_rgb_array, image_tensor, model_device, pad_to_grid
 from dictsr_core.model.dictionaries import to_rows
 from dictsr_core.model.dictsr import to_signed
 from dictsr_core.results import content_index_map
 
 EMBED_METHODS = ("umap", "pca")
-
-
-def _device(model, device=None) -> torch.device:
-    return torch.device(device) if device is not None else next(model.parameters()).device
 
 
 def entry_usage(model, lr_images, tile: int = 256, device=None) -> np.ndarray:
@@ -39,12 +35,12 @@ def lr_patch_embeddings(model, lr_images, max_points: int = 2000, seed: int = 0,
     Entries follow the model's own inference rule (eq. 4, or the joint (j, k) rule when joint_lookup is set),
     so they agree with entry_usage and with what super_resolve decodes.
     """
-    device = _device(model, device)
+    device = model_device(model, device)
     dicts = model.dictionaries
     zs, entries = [], []
     for image in lr_images:
         array = as_rgb_array(image)
-        x = torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0).to(device).float().div_(255)
+        x = image_tensor(array, device)
         with torch.autocast(device_type=device.type, enabled=False):
             features = model.enc_lr(to_signed(pad_to_grid(x, model.code_patch))).float()
             zs.append(to_rows(dicts.lr_in(features)).float().cpu())
@@ -148,7 +144,7 @@ def decode_hr_atoms(model, entries=None, context: int = 3, batch: int = 256) -> 
     entries = torch.arange(n_entries) if entries is None else torch.as_tensor(np.asarray(entries), dtype=torch.long)
     if entries.numel() and (entries.min() < 0 or entries.max() >= n_entries):
         raise ValueError(f"entries must lie in [0, {n_entries}), got {entries.min().item()}..{entries.max().item()}")
-    device = _device(model)
+    device = model_device(model)
     p = 4 * model.code_patch
     start = p * (context // 2)
     atoms = []

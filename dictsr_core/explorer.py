@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from dictsr_core.checkpoint import CheckpointError, load_checkpoint
-from dictsr_core.infer import as_rgb_array, pad_to_grid, receptive_margin
+from dictsr_core.infer import as_rgb_array, image_tensor, model_device, pad_to_grid, receptive_margin
 from dictsr_core.model import DictSR
 from dictsr_core.model.dictionaries import nearest_entry, nearest_offset
 from dictsr_core.model.dictsr import to_signed, to_unit
@@ -86,10 +86,6 @@ def _uint8(x: torch.Tensor) -> np.ndarray:
     return x.float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def _device(model: DictSR) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def encode_image(model: DictSR, lr_image) -> ImageCodes:
     """E_lr and both lookups over the whole image (the index map must see the image the way inference does)."""
@@ -98,7 +94,7 @@ def encode_image(model: DictSR, lr_image) -> ImageCodes:
     if image.shape[0] < p or image.shape[1] < p:
         raise ValueError(f"image is {image.shape[1]}x{image.shape[0]}: smaller than one {p}x{p} code cell")
     d = model.dictionaries
-    x = pad_to_grid(torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float().div(255), p).to(_device(model))
+    x = pad_to_grid(image_tensor(image, model_device(model)), p)
     features = model.enc_lr(to_signed(x))
     z_map = d.lr_in(features).float()
     z = z_map[0].permute(1, 2, 0)  # [h, w, d]
@@ -124,7 +120,7 @@ def _hr_atoms(model: DictSR, ids: list[int]) -> list[np.ndarray]:
     if not ids:
         return []
     s = model.cfg.hr_patch
-    grid = torch.tensor(ids, device=_device(model)).view(-1, 1, 1).expand(-1, 3, 3)
+    grid = torch.tensor(ids, device=model_device(model)).view(-1, 1, 1).expand(-1, 3, 3)
     out = to_unit(model.dec_hr(model.dictionaries.hr_features(grid)))
     return list(_uint8(out[:, :, s : 2 * s, s : 2 * s]))
 

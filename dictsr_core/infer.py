@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dictsr_core.color_fix import COLOR_FIXES, apply_color_fix
+from dictsr_core.color_fix import apply_color_fix, check_color_fix
 from dictsr_core.data.io import pil_to_rgb
 from dictsr_core.model import DictSRInference
 
@@ -58,6 +58,16 @@ def as_rgb_array(image) -> np.ndarray:
     if array.shape[2] == 4:
         array = pil_to_rgb(Image.fromarray(array, mode="RGBA"))
     return np.ascontiguousarray(array)
+
+
+def model_device(model: torch.nn.Module, device=None) -> torch.device:
+    """`device` if given, else where the model's weights are."""
+    return torch.device(device) if device is not None else next(model.parameters()).device
+
+
+def image_tensor(image: np.ndarray, device=None) -> torch.Tensor:
+    """HxWx3 uint8 -> [1, 3, H, W] float in [0, 1] on `device`."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(device).float().div_(255)
 
 
 def pad_to_grid(x: torch.Tensor, grid: int) -> torch.Tensor:
@@ -127,6 +137,14 @@ def _run(model: DictSRInference, lr: torch.Tensor, device, amp: bool, cuda_graph
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
+def cpu_bf16_supported() -> bool:
+    """oneDNN has native bf16 kernels here (AVX512-BF16 or AMX); elsewhere bf16 on the CPU is emulated and slow."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def use_bf16(precision: str, device) -> bool:
     """--precision -> bf16 autocast on/off. auto: bf16 on CUDA, fp32 on the CPU (scores stay exact there;
     bf16 on an AVX512-BF16/AMX CPU is about 1.9x faster and agrees with fp32 to ~47 dB PSNR)."""
@@ -136,8 +154,6 @@ def use_bf16(precision: str, device) -> bool:
     if precision == "auto":
         return device.type == "cuda"
     if precision == "bf16" and device.type == "cpu":
-        from dictsr_core.bench import cpu_bf16_supported
-
         if not cpu_bf16_supported():
             print("[sr] this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 is emulated and slower than fp32")
     return precision == "bf16"
@@ -183,8 +199,7 @@ def super_resolve(
         raise ValueError(f"cuda_graphs needs a CUDA device, not {device}")
     lr = torch.from_numpy(array if array.flags.writeable else array.copy()).permute(2, 0, 1).unsqueeze(0)  # CPU
     grid = model.code_patch
-    if color_fix not in COLOR_FIXES:
-        raise ValueError(f"color_fix: {color_fix!r} is not one of {', '.join(COLOR_FIXES)}")
+    check_color_fix(color_fix)  # before the network runs, not after
     if not tile or (h <= tile and w <= tile):
         return apply_color_fix(color_fix, _run(model, lr, device, amp, cuda_graphs)[0].permute(1, 2, 0).numpy(), array)
     tile = max(grid, tile // grid * grid)

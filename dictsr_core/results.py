@@ -104,15 +104,15 @@ def validation_activated_entries(model, pairs, *, tile: int | None = 256, device
 def validation_codebook_health(model, pairs, device=None) -> dict:
     """Over the validation LR images (whole, eq. 4 lookups): perplexity of the D_lr indices and how many
     of the N*K degradation offsets of D_deg are chosen."""
-    from dictsr_core.infer import pad_to_grid
+    from dictsr_core.infer import image_tensor, model_device, pad_to_grid
     from dictsr_core.metrics import codebook_usage
     from dictsr_core.model.dictsr import to_signed
 
-    device = device or next(model.parameters()).device
+    device = model_device(model, device)
     dicts = model.dictionaries
     contents, offsets = [], []
     for item in pairs:
-        lr = torch.from_numpy(item["lr"].copy()).permute(2, 0, 1).unsqueeze(0).to(device).float().div_(255)
+        lr = image_tensor(item["lr"], device)
         lookup = dicts.lookup_lr(model.enc_lr(to_signed(pad_to_grid(lr, model.code_patch))), degraded=True)
         contents.append(lookup.indices.reshape(-1).cpu())
         if lookup.offsets is not None:

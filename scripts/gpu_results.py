@@ -15,11 +15,11 @@ import tempfile
 from pathlib import Path
 
 from dictsr_core.atomic import atomic_write_json, atomic_write_text
+from dictsr_core.bench import card_name
 from dictsr_core.color_fix import wavelet_color_fix
-from dictsr_core.data.io import read_rgb, write_rgb
 from dictsr_core.data.datasets import PairedImages
-from dictsr_core.evaluate import markdown_table
-from dictsr_core.evaluate import bicubic_upscale, evaluate_pairs, score_folders
+from dictsr_core.data.io import read_rgb, write_rgb
+from dictsr_core.evaluate import bicubic_upscale, evaluate_pairs, markdown_table, score_folders
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +37,7 @@ def main(argv=None) -> dict:
     train = json.loads((session / "train.json").read_text())
     bench_path = Path(args.bench) if args.bench else session / "bench.json"
     bench = json.loads(bench_path.read_text()) if bench_path.is_file() else {"device": train["device"]}
-    card = bench["device"].replace("NVIDIA", "").split()[0]
+    card = card_name(bench)
     if not args.bench and bench_path.is_file():
         atomic_write_json(results / "bench" / f"{card}.json", bench)
 

@@ -94,7 +94,8 @@ def main(argv=None) -> dict:
         run = Path(tmp)
         summary = train(cfg, args.data, run, device=args.device, progress=False, max_wall_s=max(10.0, left),
                         on_log=lambda r: print(json.dumps(r), flush=True))
-        metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        metrics_text = (run / "metrics.jsonl").read_text()
+        metrics = [json.loads(line) for line in metrics_text.splitlines()]
         summary.update(config=cfg.to_dict(), train_step_ms_run=steady_step_ms(metrics), checkpoint=None)  # a temp dir
         if cuda:
             summary["peak_train_mem_gb_run"] = torch.cuda.max_memory_allocated(args.device) / 2**30
@@ -103,16 +104,15 @@ def main(argv=None) -> dict:
             bench.update(train_step_ms=summary["train_step_ms_run"], peak_train_mem_gb=summary.get("peak_train_mem_gb_run"),
                          train_step_source="compiled, steady state of the recorded gpu run in this call (data loading included)")
             atomic_write_json(out / "bench.json", bench)
-        (out / "metrics.jsonl").write_text((run / "metrics.jsonl").read_text())
+        (out / "metrics.jsonl").write_text(metrics_text)
 
         model, _, _ = load_inference_model(run / "checkpoints" / "last.pt", device=args.device)
         sr_dir = run / "sr"
         t0 = time.time()
-        amp = torch.device(args.device).type == "cuda"
-        if amp:
+        if cuda:
             model = FastInference(model)  # channels_last, as `dictsr sr` runs on CUDA
         for path in list_images(Path(args.data) / "val_lr"):
-            write_rgb(sr_dir / f"{path.stem}.png", super_resolve(model, read_rgb(path), device=args.device, amp=amp))
+            write_rgb(sr_dir / f"{path.stem}.png", super_resolve(model, read_rgb(path), device=args.device, amp=cuda))
         print(f"[gpu] super-resolved the validation images in {time.time() - t0:.1f} s")
         with tarfile.open(out / "sr.tar", "w") as archive:
             archive.add(sr_dir, arcname="sr")

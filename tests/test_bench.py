@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from dictsr_core.bench import CPU_TREATMENTS, cpu_bf16_supported, main_bench
-from dictsr_core.infer import use_bf16
+from dictsr_core.bench import CPU_TREATMENTS, main_bench
+from dictsr_core.infer import cpu_bf16_supported, use_bf16
 
 
 @pytest.fixture(scope="module")

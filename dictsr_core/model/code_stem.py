@@ -20,9 +20,14 @@ from dictsr_core.model.blocks import ResidualBlock
 class CodeStem(nn.Module):
     """hr_out followed by a ResidualBlock with an identity skip, from codes [B, d, h, w]."""
 
+    @staticmethod
+    def folds(block: nn.Module) -> bool:
+        """Whether `block` can take hr_out in: a ResidualBlock whose skip is the identity."""
+        return isinstance(block, ResidualBlock) and isinstance(block.skip, nn.Identity)
+
     def __init__(self, project_out: nn.Conv2d, block: ResidualBlock):
         super().__init__()
-        if not isinstance(block, ResidualBlock) or not isinstance(block.skip, nn.Identity):
+        if not self.folds(block):
             raise ValueError("CodeStem folds hr_out into a ResidualBlock with an identity skip")
         with torch.no_grad():
             lift = project_out.weight[:, :, 0, 0]  # [C, d]

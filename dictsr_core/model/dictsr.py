@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dictsr_core.config import ModelConfig
-from dictsr_core.model.blocks import ResidualBlock, count_convs
+from dictsr_core.model.blocks import count_convs
 from dictsr_core.model.code_stem import CodeStem
 from dictsr_core.model.decoders import Decoder
 from dictsr_core.model.dictionaries import CoupledDictionaries, LookupResult
@@ -138,7 +138,7 @@ class DictSRInference(nn.Module):
     def folded(self) -> "DictSRInference":
         """The same function with hr_out folded into the decoder's first conv (see CodeStem), for inference
         after training: a snapshot, sharing this module's other weights. Unchanged if it cannot fold."""
-        if self.stem is not None or not isinstance(self.dec_hr[0], ResidualBlock) or not isinstance(self.dec_hr[0].skip, nn.Identity):
+        if self.stem is not None or not CodeStem.folds(self.dec_hr[0]):
             return self
         out = DictSRInference(self.cfg, enc_lr=self.enc_lr, dec_hr=self.dec_hr, dictionaries=self.dictionaries)
         out.stem = CodeStem(self.dictionaries.hr_out, self.dec_hr[0])
