@@ -141,7 +141,8 @@ def train(
     """Train (or resume) into out_dir; returns a summary dict.
 
     `stop_after` ends this call after that many steps, `max_wall_s` after that many seconds of this call
-    (checked on the host, no device sync); either way the stop is checkpointed and can be resumed."""
+    (checked on the host every step; under DDP at log steps, where every rank agrees on it); either way the
+    stop is checkpointed and can be resumed."""
     from dictsr_core.data.datasets import DegradedPairs, UnpairedPatches
 
     cfg = cfg.validated()
@@ -251,6 +252,20 @@ def train(
     t_log = time.time()
     summary = {}
     initialized = bool(dicts.initialized) if is_dictsr else True  # read once: a per-step read syncs with the GPU
+
+    def wall_check(at_step: int) -> bool:
+        """max_wall_s reached? One process reads the host clock every step. Under DDP every rank must stop
+        at the same step, which takes a collective (a host sync): it runs at log steps only."""
+        if max_wall_s is None or at_step >= end_step:
+            return False
+        out_of_time = time.time() - wall0 >= max_wall_s
+        if world == 1:
+            return out_of_time
+        if at_step % t_cfg.log_every:
+            return False
+        flag = torch.tensor(float(out_of_time), device=dev)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag)
     try:
         for batch in loader:
             hr, hr_down, lr = to_device(batch)
@@ -285,11 +300,7 @@ def train(
                 _check_finite(step)
             if is_dictsr and t_cfg.restart_every and step % t_cfg.restart_every == 0:
                 _restart(model, hr, hr_down, t_cfg, world)
-            out_of_time = max_wall_s is not None and step < end_step and time.time() - wall0 >= max_wall_s
-            if world > 1 and max_wall_s is not None:  # every rank stops at the same step
-                flag = torch.tensor(float(out_of_time), device=dev)
-                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-                out_of_time = bool(flag)
+            out_of_time = wall_check(step)
             last = step == end_step or out_of_time
             if step % t_cfg.log_every == 0 or last:
                 _check_finite(step)
