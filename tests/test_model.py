@@ -271,12 +271,13 @@ def test_folding_needs_an_identity_first_block():
     assert inference.folded() is inference
 
 
-def test_folded_upsampling_is_the_literal_one():
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_folded_upsampling_is_the_literal_one(memory_format):
     from dictsr_core.model.blocks import Upsample
 
     torch.manual_seed(0)
-    up = Upsample(6, 5)
-    x = torch.randn(2, 6, 7, 9, requires_grad=True)
+    up = Upsample(6, 5).to(memory_format=memory_format)
+    x = torch.randn(2, 6, 7, 9).contiguous(memory_format=memory_format).requires_grad_()
     folded = up(x)
     folded.sum().backward()
     grad_folded, weight_grad_folded = x.grad.clone(), up.conv.weight.grad.clone()
