@@ -157,8 +157,20 @@ def train_step(device, compile_model: bool, perceptual: bool = True) -> dict:
     return {"ms": ms, "peak_gb": peak}
 
 
-def cpu_inference(dictsr, rrdb, size: int = 64, compile: bool = True) -> dict:
-    """Batch-1 latency at size x size LR for each CPU treatment, both networks; headline: best vs best."""
+def conv_ceiling_gmacs(bf16: bool) -> float:
+    """G multiply-adds per second of one wide conv3x3 (256 channels, 64x64, channels_last): about the most
+    this CPU's convolutions reach, so no network of a given MAC count runs faster than MACs / ceiling."""
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    x = torch.randn(1, 256, 64, 64, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(256, 256, 3, 3, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        ms = time_ms(lambda: torch.nn.functional.conv2d(x, w, padding=1), torch.device("cpu"))
+    return 9 * 256 * 256 * 64 * 64 / ms / 1e6
+
+
+def cpu_inference(dictsr, rrdb, size: int = 64, compile: bool = True, dictsr_gmacs_128: float | None = None) -> dict:
+    """Batch-1 latency at size x size LR for each CPU treatment, both networks; headline: best vs best.
+    With DictSR's executed MACs, also the ratio DictSR would reach at the CPU's conv ceiling (its bound)."""
     dev = torch.device("cpu")
     out = {"cpu_bf16_native": cpu_bf16_supported(), "lr_size": size}
     best = {}
@@ -173,6 +185,10 @@ def cpu_inference(dictsr, rrdb, size: int = 64, compile: bool = True) -> dict:
         out[f"speedup_{size}_{name}"] = out[f"rrdb_infer_{size}_{name}_ms"] / out[f"infer_{size}_{name}_ms"]
     (out[f"infer_{size}_ms"], out["best_treatment"]), (out[f"rrdb_infer_{size}_ms"], out["rrdb_best_treatment"]) = best[""], best["rrdb_"]
     out[f"speedup_{size}"] = out[f"rrdb_infer_{size}_ms"] / out[f"infer_{size}_ms"]  # each network at its fastest
+    if dictsr_gmacs_128:
+        out["conv_ceiling_gmac_s"] = conv_ceiling_gmacs(bf16=out["cpu_bf16_native"])
+        out[f"ceiling_infer_{size}_ms"] = dictsr_gmacs_128 * (size / 128) ** 2 / out["conv_ceiling_gmac_s"] * 1e3
+        out[f"ceiling_speedup_{size}"] = out[f"rrdb_infer_{size}_ms"] / out[f"ceiling_infer_{size}_ms"]
     return out
 
 
@@ -196,7 +212,8 @@ def run_bench(device: str = "auto", checkpoint=None, compile: bool = True, quick
         **{k: round(v, 2) for k, v in macs.items()},
     }
     if dev.type == "cpu":
-        out.update(cpu_inference(dictsr, rrdb, size=cpu_size, compile=compile and not quick))
+        out.update(cpu_inference(dictsr, rrdb, size=cpu_size, compile=compile and not quick,
+                                 dictsr_gmacs_128=macs["dictsr_gmacs_128_executed"]))
         return out
     for name, net in (("", dictsr), ("rrdb_", rrdb)):
         out[f"{name}infer_b16_fp32_ms"] = infer_ms(net, dev, 16, 128, bf16=False)
@@ -265,6 +282,10 @@ def bench_markdown(result: dict) -> str:
         lines.append(_ratio_row(f"each at its fastest ({result['best_treatment']} / {result['rrdb_best_treatment']})",
                                 result[f"infer_{size}_ms"], result[f"rrdb_infer_{size}_ms"],
                                 f">= 6x: {'met' if ratio >= 6 else 'not met'}"))
+        if f"ceiling_infer_{size}_ms" in result:
+            lines.append(_ratio_row(f"bound: DictSR's executed MACs at this CPU's conv ceiling "
+                                    f"({result['conv_ceiling_gmac_s']:.0f} GMAC/s), against RRDBNet's fastest",
+                                    result[f"ceiling_infer_{size}_ms"], result[f"rrdb_infer_{size}_ms"]))
         return "\n".join(lines) + "\n"
     rows = (("batch 16, 128x128 LR, fp32", "infer_b16_fp32_ms", ""),
             ("batch 16, bf16, channels_last, eager", "infer_b16_bf16_eager_ms", ""),

@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-tiles", type=int, default=4, help="tiles of equal size run together")
     p.add_argument("--device", default=None)
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                   help="auto: bf16 on CUDA, fp32 on the CPU; bf16 on a CPU with AVX512-BF16/AMX is ~1.9x faster")
+                   help="auto: bf16 on CUDA, fp32 on the CPU; bf16 on a CPU with AVX512-BF16/AMX is ~1.8x faster")
     p.add_argument("--cuda-graphs", action="store_true", help="replay each tile shape as a CUDA graph (many images, CUDA)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (pays off over many tiles; eager if it fails)")
     p.add_argument("--color-fix", choices=("none", "wavelet"), default="none",

@@ -32,6 +32,10 @@ def test_cpu_bench_times_each_treatment_for_both_networks(cpu_bench):
     assert result["rrdb_infer_16_ms"] == min(result[f"rrdb_infer_16_{n}_ms"] for n in timed)
     assert result["infer_16_ms"] == result[f"infer_16_{result['best_treatment']}_ms"]
     assert result["speedup_16"] == pytest.approx(result["rrdb_infer_16_ms"] / result["infer_16_ms"])
+    # the bound: DictSR's executed MACs at 16x16 LR, run at the measured conv ceiling
+    floor_ms = result["dictsr_gmacs_128_executed"] / 64 / result["conv_ceiling_gmac_s"] * 1e3
+    assert result["conv_ceiling_gmac_s"] > 0 and result["ceiling_infer_16_ms"] == pytest.approx(floor_ms, rel=1e-3)
+    assert result["ceiling_speedup_16"] == pytest.approx(result["rrdb_infer_16_ms"] / floor_ms, rel=1e-3)
     # paper-style counts: DictSR well under half of RRDBNet's MACs; executed (folded) below the paper count
     assert result["dictsr_gmacs_128"] == pytest.approx(129, rel=0.1)
     assert result["dictsr_gmacs_128_executed"] < result["dictsr_gmacs_128"] < 0.5 * result["rrdb_gmacs_128"]
@@ -59,6 +63,7 @@ def test_readme_block_from_a_saved_result(cpu_bench, tmp_path):
     assert f"| batch 1, 16x16 LR, fp32 | {result['infer_16_fp32_ms']:.2f} | {result['rrdb_infer_16_fp32_ms']:.2f} |" in text
     verdict = "met" if result["speedup_16"] >= 6 else "not met"
     assert f"| {result['speedup_16']:.2f}x | >= 6x: {verdict} |" in text
+    assert f"conv ceiling ({result['conv_ceiling_gmac_s']:.0f} GMAC/s), against RRDBNet's fastest | {result['ceiling_infer_16_ms']:.2f} |" in text
 
 
 def test_gpu_block_says_what_was_not_measured():
