@@ -218,8 +218,15 @@ def train(
         hr_down = downscale_hr(hr).contiguous(memory_format=memory_format) if is_dictsr else None
         return hr, hr_down, lr
 
-    forward = None
+    forward, first_compiled_step = None, False
     step = start_step
+
+    def forward_backward(fn, hr, hr_down, lr):
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp_on):
+            terms = fn(hr, hr_down, lr)
+        optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        return terms
     state = {"bad": torch.zeros((), dtype=torch.bool, device=dev), "last_good": start_step if payload else None}
     wall0 = time.time()
     prior_wall = float(payload.get("train_wall_s", 0.0)) if payload else 0.0
@@ -281,10 +288,16 @@ def train(
                     )
                 objective = training_objective(wrapped, criterion)
                 forward = _compiled(objective) if t_cfg.compile else objective
-            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp_on):
-                terms = forward(hr, hr_down, lr)
-            optimizer.zero_grad(set_to_none=True)
-            terms["total"].backward()
+                first_compiled_step = forward is not objective
+            try:
+                terms = forward_backward(forward, hr, hr_down, lr)
+            except Exception as error:  # noqa: BLE001 - compiling (forward or backward graph) happens in the first step
+                if not first_compiled_step:
+                    raise
+                print(f"[train] torch.compile failed ({type(error).__name__}: {error}); running eager")
+                forward = objective
+                terms = forward_backward(forward, hr, hr_down, lr)  # no optimizer step was taken: a clean retry
+            first_compiled_step = False
             if t_cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), t_cfg.grad_clip, foreach=True)
             optimizer.step()
@@ -376,24 +389,10 @@ def _restart(model: DictSR, hr, hr_down, t_cfg, world: int) -> int:
 
 
 def _compiled(module):
-    """torch.compile(module), falling back to eager (with a warning) if compiling fails on the first call."""
+    """torch.compile(module), or module itself where torch.compile is unavailable. Compiling happens in
+    the first step (forward graph, then backward graph): a failure there falls back to eager (see train)."""
     try:
-        compiled = torch.compile(module)
+        return torch.compile(module)
     except Exception as error:  # noqa: BLE001 - compile is an optimisation; eager always works
         print(f"[train] torch.compile unavailable ({type(error).__name__}: {error}); running eager")
         return module
-    chosen = []
-
-    def forward(*args):
-        if chosen:
-            return chosen[0](*args)
-        try:
-            out = compiled(*args)
-            chosen.append(compiled)
-        except Exception as error:  # noqa: BLE001 - the first call is where compilation happens
-            print(f"[train] torch.compile failed ({type(error).__name__}: {error}); running eager")
-            chosen.append(module)
-            out = module(*args)
-        return out
-
-    return forward

@@ -188,18 +188,36 @@ def test_dictionary_entries_get_their_own_learning_rate():
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
 
 
-def test_compile_failure_falls_back_to_eager(tiny_data, tmp_path, monkeypatch, capsys):
-    def broken_compile(module, **kwargs):
-        def fails(*args):
-            raise RuntimeError("no compiler here")
+class _BackwardFails(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
 
-        return fails
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("no backward compiler here")
+
+
+@pytest.mark.parametrize("where", ["forward", "backward"])
+def test_compile_failure_falls_back_to_eager(tiny_data, tmp_path, monkeypatch, capsys, where):
+    """Compiling happens in the first step, the backward graph at the first backward: a failure in either
+    falls back to eager, and training goes on exactly as an eager run."""
+
+    def broken_compile(module, **kwargs):
+        def compiled(*args):
+            if where == "forward":
+                raise RuntimeError("no compiler here")
+            terms = module(*args)  # a forward that ran, with a backward that fails midway
+            return {**terms, "total": _BackwardFails.apply(terms["total"]) + terms["l1_hr"]}
+
+        return compiled
 
     monkeypatch.setattr(torch, "compile", broken_compile)
     cfg = get_config("tiny", overrides={"train.compile": True})
     summary = train(cfg, tiny_data, tmp_path / "compiled", progress=False)
     assert summary["step"] == 20
-    assert "torch.compile failed (RuntimeError: no compiler here); running eager" in capsys.readouterr().out
+    message = "no compiler here" if where == "forward" else "no backward compiler here"
+    assert f"torch.compile failed (RuntimeError: {message}); running eager" in capsys.readouterr().out
     eager = train(get_config("tiny"), tiny_data, tmp_path / "eager", progress=False)
     assert summary["total"] == eager["total"]  # the fallback is the eager model, step for step
 
