@@ -149,8 +149,10 @@ def cmd_info(args) -> int:
             for row in rows:
                 print("| " + " | ".join("-" if row.get(k) is None else str(row[k]) for k in keys) + " |")
         return 0
+    from dictsr_core.cost import train_step_cost
+
     cfg = _config_from_args(args)
-    info = model_cost(cfg)
+    info = {**model_cost(cfg), **train_step_cost(cfg)}
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -277,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="device for LPIPS (default: CUDA when available)")
     p.set_defaults(func=cmd_metrics)
 
-    p = sub.add_parser("info", help="parameters, inference conv layers and GMACs at 128x128 LR")
+    p = sub.add_parser("info", help="parameters, inference conv layers and GMACs at 128x128 LR, TFLOP of a training step")
     _add_config_arguments(p)
     p.add_argument("--json", action="store_true")
     p.add_argument("--all", action="store_true", help="every preset x every ablation, and RRDBNet x4 (a table)")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import warnings
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -54,6 +56,41 @@ def model_cost(cfg: Config, lr_size: int = 128) -> dict:
         f"gmacs_{lr_size}": round(_literal_macs(inference, x) / 1e9, 3),
         f"gmacs_{lr_size}_executed": round(count_macs(inference, x) / 1e9, 3),  # upsampling convs, code stem folded
     }
+
+
+@functools.cache
+def _lpips_vgg_structure() -> torch.nn.Module:
+    """LPIPS-VGG's layers on the meta device: the shapes of the perceptual term, no weights needed."""
+    import lpips
+
+    with warnings.catch_warnings():  # torchvision's notes about lpips' `pretrained=False`
+        warnings.simplefilter("ignore", UserWarning)
+        net = lpips.LPIPS(net="vgg", version="0.1", pretrained=False, pnet_rand=True, verbose=False)
+    return net.eval().requires_grad_(False).to("meta")  # built on the CPU: lpips makes CPU buffers
+
+
+def train_step_cost(cfg: Config) -> dict:
+    """TFLOP of one training step (forward and backward of the network and its loss, at cfg's batch and
+    crops), counted on meta tensors: no weights, no compute. The LPIPS-VGG term's share is reported apart."""
+    from dictsr_core.losses import DictSRLoss, PairedLoss
+    from dictsr_core.train import training_objective
+
+    t = cfg.train
+    with torch.device("meta"):
+        model = DictSR(cfg.model) if cfg.method == "dictsr" else PlainSR(cfg.model)
+        hr = torch.empty(t.batch_size, 3, t.hr_crop, t.hr_crop)
+        hr_down = torch.empty(t.batch_size, 3, t.hr_crop // 4, t.hr_crop // 4)
+        lr = torch.empty(t.batch_size, 3, t.lr_crop, t.lr_crop) if cfg.method == "dictsr" else hr_down
+    flops = {}
+    for name, weight in (("with", t.perceptual_weight), ("without", 0.0)):
+        perceptual = _lpips_vgg_structure() if weight > 0 else None
+        criterion = DictSRLoss(perceptual, weight, t.dis_weight) if cfg.method == "dictsr" else PairedLoss(perceptual, weight)
+        with FlopCounterMode(display=False) as counter:
+            training_objective(model, criterion)(hr, hr_down, lr)["total"].backward()
+        flops[name] = counter.get_total_flops()
+        model.zero_grad(set_to_none=True)
+    return {"train_step_tflop": round(flops["with"] / 1e12, 3),
+            "train_step_perceptual_tflop": round((flops["with"] - flops["without"]) / 1e12, 3)}
 
 
 def _literal_macs(module, x) -> int:

@@ -78,6 +78,10 @@ def test_gpu_block_says_what_was_not_measured():
     assert "| training step, paper batch, compiled | not measured |" in text
     recorded = dict(quick, train_step_ms=24.0, train_step_source="compiled, from the run")
     assert "| training step, paper batch, compiled, from the run | 24.0 |" in bench_markdown(recorded)
+    counted = dict(recorded, train_step_tflop=10.2)  # achieved TFLOP/s = TFLOP per step / step time
+    text = bench_markdown(counted)
+    assert "| training step, paper batch, eager (170 TFLOP/s) | 60.0 |" in text
+    assert "| training step, paper batch, compiled, from the run (425 TFLOP/s) | 24.0 |" in text
 
 
 def test_a_treatment_does_not_leak_into_the_next(tiny_inference):

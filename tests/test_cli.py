@@ -22,6 +22,7 @@ def test_python_m_entry_point_and_info_json():
     assert info["inference_conv_layers"] == 18
     assert 116 <= info["gmacs_128"] <= 142
     assert info["params"] > info["inference_params"] > 0
+    assert info["train_step_tflop"] > info["train_step_perceptual_tflop"] > 0  # paper batch, LPIPS term on
 
 
 @pytest.mark.parametrize(

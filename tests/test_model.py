@@ -234,6 +234,31 @@ def test_paper_preset_cost_matches_the_paper():
     assert stem_saving == pytest.approx(512 * 512 * 9 * 64 * 64 / 1e9, rel=0.01)  # one 512 -> 512 conv at the code grid
 
 
+def test_training_step_cost_counts_forward_and_backward_and_the_lpips_share():
+    """Paper batch: LPIPS-VGG runs forward on 24 outputs and 24 targets and backward (input gradients only,
+    its weights are frozen) on the outputs: 3x one VGG16 trunk pass over 24 images of 256^2."""
+    import torchvision
+
+    from dictsr_core.cost import train_step_cost
+
+    cost = train_step_cost(get_config("paper"))
+    with torch.device("meta"):
+        trunk = torchvision.models.vgg16().features[:30]  # up to relu5_3, the last layer LPIPS reads
+        vgg_flop = 2 * count_macs(trunk, torch.empty(24, 3, 256, 256))
+    assert cost["train_step_perceptual_tflop"] == pytest.approx(3 * vgg_flop / 1e12, rel=0.01)
+    without = train_step_cost(get_config("paper", overrides={"train.perceptual_weight": 0.0}))
+    assert without["train_step_perceptual_tflop"] == 0
+    assert cost["train_step_tflop"] == pytest.approx(without["train_step_tflop"] + cost["train_step_perceptual_tflop"], abs=2e-3)
+    # the network alone: forward, then backward for activations and weights (about 2x the forward)
+    with torch.device("meta"):
+        model = DictSR(get_config("paper").model)
+        hr, small = torch.empty(24, 3, 256, 256), torch.empty(24, 3, 64, 64)
+    forward_tflop = 2 * count_macs(model, hr, small, small) / 1e12
+    assert 2.5 < without["train_step_tflop"] / forward_tflop < 3.5
+    half = train_step_cost(get_config("paper", overrides={"train.batch_size": 12}))
+    assert half["train_step_tflop"] == pytest.approx(cost["train_step_tflop"] / 2, rel=0.01)
+
+
 def _trained_like_inference(cfg):
     """An inference model whose weights are all nonzero (biases included), entries spread like real ones."""
     torch.manual_seed(3)
