@@ -42,7 +42,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "cpu": Profile(
         "cpu", preset="cpu", ablations=("A1", "C1", "C2", "E1", "G1"), ablation_overrides={"train.epochs": 1},
-        about="the README's main job on 2 CPU cores: cpu preset (750 steps), baselines, 5 ablations at 250 steps",
+        about="the README's main job on 2 CPU cores: cpu preset (3750 steps), baselines, 5 ablations at 1250 steps",
     ),
     "gpu": Profile(
         "gpu", preset="gpu", source="photos", ablations=("A1", "B1", "B2", "C1", "C2", "D1", "D2", "E1", "G1"),
