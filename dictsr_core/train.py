@@ -147,7 +147,9 @@ def train(
 
     cfg = cfg.validated()
     dev = pick_device(device)
+    owns_group = not dist.is_initialized()
     rank, world = _distributed(dev)
+    owns_group = owns_group and dist.is_initialized()  # torchrun: this call made the process group
     out_dir, data_dir = Path(out_dir), Path(data_dir)
     ckpt_path = out_dir / "checkpoints" / "last.pt"
     metrics_path = out_dir / "metrics.jsonl"
@@ -353,6 +355,8 @@ def train(
             bar.close()
     if dist.is_initialized():
         dist.barrier()
+        if owns_group:  # left alive, its threads can abort the process at exit ("terminate called ...")
+            dist.destroy_process_group()
     summary.update(step=step, total_steps=total, stopped_early=step < end_step, checkpoint=str(ckpt_path), device=str(dev), world_size=world, rank=rank,
                    train_wall_s=prior_wall + time.time() - wall0)
     return summary
