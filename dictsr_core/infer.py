@@ -147,7 +147,7 @@ def cpu_bf16_supported() -> bool:
 
 def use_bf16(precision: str, device) -> bool:
     """--precision -> bf16 autocast on/off. auto: bf16 on CUDA, fp32 on the CPU (scores stay exact there;
-    bf16 on an AVX512-BF16/AMX CPU is about 1.8x faster and agrees with fp32 to ~47 dB PSNR)."""
+    bf16 on an AVX512-BF16/AMX CPU is about 1.8x faster and agrees with fp32 to 47-50 dB PSNR)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
     device = torch.device(device)
