@@ -188,10 +188,11 @@ PRESETS: dict[str, Config] = {
         ),
     ),
     # small enough that 2 CPU cores learn something visible in about 7 minutes: L1 + VQ losses, no LPIPS term.
-    # At this size LPIPS-VGG is 85 % of a step's FLOPs (`dictsr info --preset cpu`): 750 steps at weight 0.1
-    # took as long as 3750 without it, and were worse on every metric (photos-aim, 10 validation pairs:
-    # RGB PSNR 18.2 -> 22.8, LPIPS-Alex 0.80 -> 0.67; sample-aim: 23.0 -> 24.6, 0.61 -> 0.55). At weight 1
-    # it dominates L1 early (300 steps: L1_hr 0.193 at weight 1, 0.111 at 0). The gpu and paper presets keep it.
+    # At this size LPIPS-VGG is 85 % of a step's FLOPs (`dictsr info --preset cpu --set perceptual_weight=0.1`):
+    # 750 steps at weight 0.1 took as long as 3750 without it, and were worse on every metric (photos-aim,
+    # 10 validation pairs: RGB PSNR 18.2 -> 22.8, LPIPS-Alex 0.80 -> 0.67; sample-aim: 23.0 -> 24.6,
+    # 0.61 -> 0.55). At weight 1 it dominates L1 early (300 steps: L1_hr 0.193 at weight 1, 0.111 at 0).
+    # The gpu and paper presets keep it.
     "cpu": Config(
         preset="cpu",
         model=ModelConfig(entries=1024, offsets=8, hr_widths=(16, 32, 64, 128), lr_width=32),
