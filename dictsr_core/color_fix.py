@@ -40,7 +40,7 @@ def wavelet_color_fix(sr: np.ndarray, lr: np.ndarray, levels: int = LEVELS) -> n
     if sr.shape[:2] != (4 * lr.shape[0], 4 * lr.shape[1]):
         raise ValueError(f"color fix: SR {sr.shape[:2]} is not 4x the LR {lr.shape[:2]}")
     with torch.no_grad():
-        content = torch.from_numpy(np.ascontiguousarray(sr)).permute(2, 0, 1)[None].float()
+        content = torch.tensor(sr).permute(2, 0, 1)[None].float()  # a copy: sr may be a read-only array
         style = torch.from_numpy(imresize_np(lr, 4)).permute(2, 0, 1)[None].float()
         fixed = content - low_band(content, levels) + low_band(style, levels)
         return fixed.clamp_(0, 255).round_()[0].permute(1, 2, 0).to(torch.uint8).numpy()
