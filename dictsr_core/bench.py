@@ -121,8 +121,7 @@ def graph_infer_ms(module, device, batch: int, size: int) -> float:
 
 def train_step(device, compile_model: bool, perceptual: bool = True) -> dict:
     """One paper-batch training step (24 x 256^2 HR + 24 x 64^2 LR), bf16 on CUDA."""
-    from dictsr_core.losses import DictSRLoss
-    from dictsr_core.train import build_perceptual, downscale_hr, training_objective
+    from dictsr_core.train import build_criterion, build_perceptual, downscale_hr, training_objective
 
     cfg = get_config("paper", overrides={"train.perceptual_weight": 1.0 if perceptual else 0.0})
     torch.manual_seed(0)
@@ -137,7 +136,7 @@ def train_step(device, compile_model: bool, perceptual: bool = True) -> dict:
         hr, lr = hr.contiguous(memory_format=torch.channels_last), lr.contiguous(memory_format=torch.channels_last)
     hr_down = downscale_hr(hr)
     model.dictionaries.initialize(*model.coupled_embeddings(hr, hr_down))
-    criterion = DictSRLoss(build_perceptual(cfg, device), cfg.train.perceptual_weight, cfg.train.dis_weight)
+    criterion = build_criterion(cfg, build_perceptual(cfg, device))
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, fused=device.type == "cuda")
     objective = training_objective(model, criterion)  # what train() runs (and compiles) per step
     forward = torch.compile(objective) if compile_model else objective

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import warnings
+from dataclasses import replace
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -72,8 +73,7 @@ def _lpips_vgg_structure() -> torch.nn.Module:
 def train_step_cost(cfg: Config) -> dict:
     """TFLOP of one training step (forward and backward of the network and its loss, at cfg's batch and
     crops), counted on meta tensors: no weights, no compute. The LPIPS-VGG term's share is reported apart."""
-    from dictsr_core.losses import DictSRLoss, PairedLoss
-    from dictsr_core.train import training_objective
+    from dictsr_core.train import build_criterion, training_objective
 
     t = cfg.train
     with torch.device("meta"):
@@ -81,16 +81,17 @@ def train_step_cost(cfg: Config) -> dict:
         hr = torch.empty(t.batch_size, 3, t.hr_crop, t.hr_crop)
         hr_down = torch.empty(t.batch_size, 3, t.hr_crop // 4, t.hr_crop // 4)
         lr = torch.empty(t.batch_size, 3, t.lr_crop, t.lr_crop) if cfg.method == "dictsr" else hr_down
-    flops = {}
-    for name, weight in (("with", t.perceptual_weight), ("without", 0.0)):
-        perceptual = _lpips_vgg_structure() if weight > 0 else None
-        criterion = DictSRLoss(perceptual, weight, t.dis_weight) if cfg.method == "dictsr" else PairedLoss(perceptual, weight)
+
+    def step_flops(config: Config) -> int:
+        perceptual = _lpips_vgg_structure() if config.train.perceptual_weight > 0 else None
         with FlopCounterMode(display=False) as counter:
-            training_objective(model, criterion)(hr, hr_down, lr)["total"].backward()
-        flops[name] = counter.get_total_flops()
+            training_objective(model, build_criterion(config, perceptual))(hr, hr_down, lr)["total"].backward()
         model.zero_grad(set_to_none=True)
-    return {"train_step_tflop": round(flops["with"] / 1e12, 3),
-            "train_step_perceptual_tflop": round((flops["with"] - flops["without"]) / 1e12, 3)}
+        return counter.get_total_flops()
+
+    total = step_flops(cfg)
+    without = step_flops(replace(cfg, train=replace(t, perceptual_weight=0.0))) if t.perceptual_weight > 0 else total
+    return {"train_step_tflop": round(total / 1e12, 3), "train_step_perceptual_tflop": round((total - without) / 1e12, 3)}
 
 
 def _literal_macs(module, x) -> int:

@@ -194,7 +194,7 @@ def super_resolve(
     h, w = array.shape[:2]
     if min(h, w) < MIN_SIZE:
         raise ValueError(f"image is {w}x{h}; super_resolve needs at least {MIN_SIZE}x{MIN_SIZE} pixels")
-    device = device or next(model.parameters()).device
+    device = model_device(model, device)
     if cuda_graphs and torch.device(device).type != "cuda":
         raise ValueError(f"cuda_graphs needs a CUDA device, not {device}")
     lr = torch.from_numpy(array if array.flags.writeable else array.copy()).permute(2, 0, 1).unsqueeze(0)  # CPU

@@ -119,6 +119,13 @@ def build_perceptual(cfg: Config, device: torch.device):
     return build_lpips("vgg", device=device)
 
 
+def build_criterion(cfg: Config, perceptual):
+    """cfg's loss: DictSRLoss for DictSR, PairedLoss for the paired baselines (perceptual: LPIPS-VGG or None)."""
+    if cfg.method == "dictsr":
+        return DictSRLoss(perceptual, cfg.train.perceptual_weight, cfg.train.dis_weight)
+    return PairedLoss(perceptual, cfg.train.perceptual_weight)
+
+
 def downscale_hr(hr: torch.Tensor) -> torch.Tensor:
     """I_hr_down: MATLAB bicubic x1/4 on the device, clamped and rounded as an 8-bit file would be."""
     from dictsr_core.data.resize import imresize_torch
@@ -183,11 +190,8 @@ def train(
     memory_format = torch.channels_last if (use_cuda and t_cfg.channels_last) else torch.contiguous_format
     model = model.to(dev, memory_format=memory_format)
     dicts = model.dictionaries if is_dictsr else None
-    perceptual = build_perceptual(cfg, dev)
-    if is_dictsr:
-        criterion, log_terms, groups = DictSRLoss(perceptual, t_cfg.perceptual_weight, t_cfg.dis_weight), TERMS, param_groups(model, t_cfg)
-    else:
-        criterion, log_terms, groups = PairedLoss(perceptual, t_cfg.perceptual_weight), PAIRED_TERMS, model.parameters()
+    criterion = build_criterion(cfg, build_perceptual(cfg, dev))
+    log_terms, groups = (TERMS, param_groups(model, t_cfg)) if is_dictsr else (PAIRED_TERMS, model.parameters())
     optimizer = torch.optim.Adam(groups, lr=t_cfg.lr, betas=tuple(t_cfg.adam_betas), fused=use_cuda)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=t_cfg.halve_every * t_cfg.steps_per_epoch, gamma=0.5)
     if payload is not None:
@@ -229,6 +233,7 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         return terms
+
     state = {"bad": torch.zeros((), dtype=torch.bool, device=dev), "last_good": start_step if payload else None}
     wall0 = time.time()
     prior_wall = float(payload.get("train_wall_s", 0.0)) if payload else 0.0
