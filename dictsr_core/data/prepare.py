@@ -4,7 +4,8 @@ HR-domain, LR-domain and validation images come from three disjoint sets of phot
 unpaired protocol). Clean sources are degraded here with a seeded recipe, each image with
 its own seed (seed, crc32(name)), so re-running with the same arguments gives
 byte-identical files whatever the number of worker processes. Everything is written
-into a temporary folder beside DIR that replaces DIR only when complete. Unusable input
+into a temporary folder beside DIR that replaces DIR only when complete, and only when DIR is
+missing, empty or provably a dataset `dictsr prepare` made (see check_replaceable). Unusable input
 files are all reported by name; with ``--skip-bad`` they are left out, otherwise nothing
 is written and the exit code is 1.
 """
@@ -12,6 +13,7 @@ is written and the exit code is 1.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -34,7 +36,9 @@ from dictsr_core.data.sources.records import SourceImage, SourcePlan
 from dictsr_core.data.sources.sample import sample_plan
 
 OUTPUT_FOLDERS = ("train_hr", "train_lr", "val_lr", "val_hr")
-MANIFEST_VERSION = 1
+MANIFEST_FORMAT = "dictsr-dataset-v1"
+LEGACY_MANIFEST_FORMATS = (None, 1)  # what older versions wrote (no key at all, or the number 1)
+MADE_BY = "dictsr prepare"
 SCALE = 4
 HR_PATCH = 256
 LR_PATCH = 64
@@ -176,12 +180,52 @@ def _staging_dir(out: Path) -> Path:
     return out.parent / f".{out.name}.preparing-{os.getpid()}"
 
 
+def _not_ours(out: Path, why: str) -> PrepareError:
+    return PrepareError(f"{out} is not a dataset made by `dictsr prepare` ({why}); nothing was changed. "
+                        "Choose another --out, or remove the folder yourself")
+
+
+def check_replaceable(out: Path) -> None:
+    """Raise PrepareError unless ``out`` is missing, empty, or provably a dataset `dictsr prepare` made.
+
+    Provably ours: manifest.json has dictsr's own schema (made_by, counts of the four splits, images) and a
+    format key of ours (or none, as older versions wrote), and the folder holds nothing but the four split
+    folders (files only) and manifest.json. Anything else in it could be someone's work: refuse.
+    """
+    if not out.exists():
+        return
+    if not out.is_dir() or out.is_symlink():
+        raise PrepareError(f"{out} exists and is not a folder; choose another --out")
+    entries = sorted(out.iterdir())
+    if not entries:
+        return
+    manifest_path = out / "manifest.json"
+    if not manifest_path.is_file():
+        raise _not_ours(out, "it is not empty and has no manifest.json")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise _not_ours(out, f"its manifest.json is not readable JSON: {error}") from None
+    schema = (isinstance(manifest, dict) and manifest.get("made_by") == MADE_BY
+              and isinstance(manifest.get("images"), list) and isinstance(manifest.get("counts"), dict)
+              and set(manifest["counts"]) == set(OUTPUT_FOLDERS))
+    if not schema:
+        raise _not_ours(out, "its manifest.json was not written by dictsr")
+    if manifest.get("format") != MANIFEST_FORMAT and manifest.get("format") not in LEGACY_MANIFEST_FORMATS:
+        raise _not_ours(out, f"its manifest.json has an unknown format {manifest.get('format')!r}")
+    allowed = set(OUTPUT_FOLDERS) | {"manifest.json"}
+    foreign = [entry.name for entry in entries if entry.name not in allowed or entry.is_symlink()
+               or (entry.name in OUTPUT_FOLDERS and not entry.is_dir())]
+    foreign += [f"{entry.name}/{child.name}" for entry in entries if entry.name in OUTPUT_FOLDERS and entry.is_dir()
+                and not entry.is_symlink() for child in sorted(entry.iterdir()) if not child.is_file() or child.is_symlink()]
+    if foreign:
+        raise _not_ours(out, "it also holds " + ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else ""))
+
+
 def _replace_dir(staging: Path, out: Path) -> None:
-    """Move the finished staging folder to ``out``, replacing a previous prepared dataset."""
+    """Move the finished staging folder to ``out``, replacing a previous prepared dataset (checked again here)."""
     if out.exists():
-        if not (out / "manifest.json").is_file() and any(out.iterdir()):
-            raise PrepareError(f"{out} exists, is not empty and is not a dataset made by `dictsr prepare` "
-                               "(no manifest.json); choose another --out or remove it")
+        check_replaceable(out)
         retired = out.parent / f".{out.name}.replaced-{os.getpid()}"
         out.rename(retired)
         staging.rename(out)
@@ -223,8 +267,7 @@ def prepare_dataset(out, source: str = "sample", degradation: str = "aim", seed:
                     workers: int | None = None, log=print) -> dict:
     """Prepare the dataset at ``out``; return the manifest. Raises BadInputError, PrepareError and the sources' errors."""
     out = Path(out).resolve()
-    if out.exists() and not out.is_dir():
-        raise PrepareError(f"{out} exists and is not a folder")
+    check_replaceable(out)  # before any work: refuse a folder dictsr did not make
     recipe = make_degradation(degradation).recipe()
     plan = make_plan(source, root=root, dirs=dirs, download=download, cache_dir=cache_dir, log=log)
     jobs = plan_jobs(plan, recipe, seed)
@@ -248,8 +291,8 @@ def prepare_dataset(out, source: str = "sample", degradation: str = "aim", seed:
         if empty:
             raise PrepareError(f"no usable images left for {', '.join(empty)}; nothing was written")
         manifest = {
-            "format": MANIFEST_VERSION,
-            "made_by": "dictsr prepare",
+            "format": MANIFEST_FORMAT,
+            "made_by": MADE_BY,
             "source": plan.source,
             "source_notes": plan.notes,
             "degradation": None if plan.real_lr else recipe,
