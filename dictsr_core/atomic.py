@@ -16,7 +16,27 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
-def atomic_write_bytes(path, data: bytes) -> Path:
+def _publish(tmp: str, path: Path, overwrite: bool) -> None:
+    """Rename the finished temp file to `path`; with overwrite=False never replace an existing file
+    (a hard link fails atomically when `path` exists; where links are unsupported, a check then a rename)."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise FileExistsError(f"{path} exists; it was left as it is") from None
+    except OSError:  # no hard links on this file system
+        if os.path.lexists(path):
+            raise FileExistsError(f"{path} exists; it was left as it is") from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+def atomic_write_bytes(path, data: bytes, *, overwrite: bool = True) -> Path:
+    """Write `data` to `path` through a temp file in the same folder, then rename; overwrite=False
+    raises FileExistsError instead of replacing a file that is already there."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -26,7 +46,7 @@ def atomic_write_bytes(path, data: bytes) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
+        _publish(tmp, path, overwrite)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

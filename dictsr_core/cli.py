@@ -40,18 +40,22 @@ def cmd_train(args) -> int:
 
 def cmd_sr(args) -> int:
     from dictsr_core.checkpoint import load_inference_model
-    from dictsr_core.data.io import ImageError, read_rgb, write_rgb
+    from dictsr_core.data.io import ImageError, check_output_folder, plan_outputs, read_rgb, write_rgb
     from dictsr_core.infer import FastInference, super_resolve, use_bf16
     from dictsr_core.train import pick_device
 
+    out_dir = Path(args.out)
+    # before any work: never into an input's folder, one output name per input, earlier outputs only with --overwrite
+    check_output_folder(out_dir, {Path(name).parent: f"input {name}" for name in args.inputs})
+    targets = plan_outputs([(name, Path(name).stem + ".png") for name in args.inputs], out_dir, inputs=args.inputs,
+                           overwrite=args.overwrite)
     device = pick_device(args.device)
     amp = use_bf16(args.precision, device)
     model, _, step = load_inference_model(args.checkpoint, device=device)
     if args.compile or device.type == "cuda":
         model = FastInference(model, compile=args.compile)
-    out_dir = Path(args.out)
     failed = 0
-    for name in args.inputs:
+    for name, target in zip(args.inputs, targets):
         try:
             image = read_rgb(name)
             sr = super_resolve(model, image, tile=args.tile, device=device, amp=amp,
@@ -60,7 +64,7 @@ def cmd_sr(args) -> int:
             print(f"error: {error}" if isinstance(error, ImageError) else f"error: {name}: {error}", file=sys.stderr)
             failed += 1
             continue
-        target = write_rgb(out_dir / (Path(name).stem + ".png"), sr)
+        write_rgb(target, sr, overwrite=args.overwrite)
         print(f"{name} -> {target} ({image.shape[1]}x{image.shape[0]} -> {sr.shape[1]}x{sr.shape[0]})")
     if failed:
         print(f"{failed} of {len(args.inputs)} input(s) failed", file=sys.stderr)
@@ -103,6 +107,11 @@ def cmd_evaluate(args) -> int:
     from dictsr_core.train import pick_device
 
     method = _evaluation_method(args)
+    if args.save_sr is not None:
+        from dictsr_core.data.io import check_output_folder
+
+        check_output_folder(args.save_sr, {args.lr: f"the LR inputs (--lr {args.lr})",
+                                           args.hr: f"the references (--hr {args.hr})"}, option="--save-sr")
     device = pick_device(args.device)
     step = None
     predict = bicubic_upscale
@@ -119,7 +128,12 @@ def cmd_evaluate(args) -> int:
         if args.color_fix != "none":
             method = f"{method}+{args.color_fix}"
     pairs = PairedImages(args.lr, args.hr)
-    result = evaluate_pairs(pairs, predict, out_dir=args.save_sr, device=device, desc=method)
+    if args.save_sr is not None:  # never into the LR or the reference folder; earlier outputs only with --overwrite
+        from dictsr_core.data.io import plan_outputs
+
+        plan_outputs([(name, f"{name}.png") for name in pairs.names], args.save_sr, overwrite=args.overwrite,
+                     option="--save-sr")
+    result = evaluate_pairs(pairs, predict, out_dir=args.save_sr, overwrite=args.overwrite, device=device, desc=method)
     return _report(args, result, method, method=method, checkpoint=args.checkpoint, step=step, device=str(device),
                    lr_dir=args.lr, hr_dir=args.hr)
 
@@ -244,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sr", help="super-resolve images with a checkpoint")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("inputs", nargs="+", metavar="INPUT")
-    p.add_argument("--out", required=True, help="output folder (PNG, same stem)")
+    p.add_argument("--out", required=True, help="output folder (PNG, same stem); never an input's folder")
+    p.add_argument("--overwrite", action="store_true", help="replace earlier outputs in --out (inputs are never replaced)")
     p.add_argument("--tile", type=int, default=256, help="LR tile side; 0 = whole image at once")
     p.add_argument("--batch-tiles", type=int, default=4, help="tiles of equal size run together")
     p.add_argument("--device", default=None)
@@ -263,7 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=("dictsr", "bicubic"), default=None, help="default: dictsr when --checkpoint is given")
     p.add_argument("--json", default=None, help="write the per-image rows and summary to this JSON file")
     p.add_argument("--csv", default=None, help="write one row per image and a mean row to this CSV file")
-    p.add_argument("--save-sr", default=None, metavar="DIR", help="also save each SR image here (PNG, same stem)")
+    p.add_argument("--save-sr", default=None, metavar="DIR",
+                   help="also save each SR image here (PNG, same stem); never the --lr or --hr folder")
+    p.add_argument("--overwrite", action="store_true", help="replace earlier outputs in --save-sr")
     p.add_argument("--tile", type=int, default=256, help="LR tile side; 0 = whole image at once")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="auto: bf16 on CUDA, fp32 on the CPU")
@@ -354,7 +371,8 @@ def main(argv=None) -> int:
     except Exception as error:  # errors of ours carry the file or field in their message
         from dictsr_core.checkpoint import CheckpointError
 
-        if isinstance(error, CheckpointError) or type(error).__name__ in ("MissingWeightsError", "ImageError", "DataError", "PairingError"):
+        if isinstance(error, CheckpointError) or type(error).__name__ in ("MissingWeightsError", "ImageError", "DataError", "PairingError",
+                                                                             "OutputError"):
             print(f"error: {error}", file=sys.stderr)
             return 2
         raise

@@ -59,13 +59,13 @@ def _score_all(triples: Iterable[tuple[str, np.ndarray, np.ndarray]], *, total: 
     return {"images": rows, "summary": summarize(rows), "seconds": time.time() - started}
 
 
-def _predictions(pairs, predict, out_dir) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+def _predictions(pairs, predict, out_dir, overwrite: bool = False) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     for item in pairs:
         sr = predict(item["lr"])
         if sr.shape != item["hr"].shape:
             raise ValueError(f"{item['name']}: prediction is {sr.shape}, HR is {item['hr'].shape}")
         if out_dir is not None:
-            write_rgb(Path(out_dir) / f"{item['name']}.png", sr)
+            write_rgb(Path(out_dir) / f"{item['name']}.png", sr, overwrite=overwrite)
         yield item["name"], sr, item["hr"]
 
 
@@ -74,12 +74,15 @@ def evaluate_pairs(
     predict: Callable[[np.ndarray], np.ndarray],
     *,
     out_dir=None,
+    overwrite: bool = False,
     device=None,
     progress: bool = True,
     desc: str = "evaluate",
 ) -> dict:
-    """Run `predict(lr) -> sr` on every pair, score it against HR, optionally save each SR image as PNG."""
-    return _score_all(_predictions(pairs, predict, out_dir), total=len(pairs), device=device, progress=progress, desc=desc)
+    """Run `predict(lr) -> sr` on every pair, score it against HR, optionally save each SR image as PNG
+    into `out_dir` (an existing file there is a FileExistsError unless `overwrite`)."""
+    return _score_all(_predictions(pairs, predict, out_dir, overwrite), total=len(pairs), device=device,
+                      progress=progress, desc=desc)
 
 
 def _read_matched(matched) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:

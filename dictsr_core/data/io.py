@@ -73,8 +73,9 @@ def read_rgb(path, min_size: int = 1) -> np.ndarray:
     return array
 
 
-def write_rgb(path, array: np.ndarray, **save_kwargs) -> Path:
-    """Write an HxWx3 uint8 image atomically (temp file in the same folder, then rename)."""
+def write_rgb(path, array: np.ndarray, *, overwrite: bool = True, **save_kwargs) -> Path:
+    """Write an HxWx3 uint8 image atomically (temp file in the same folder, then rename);
+    overwrite=False raises FileExistsError rather than replace an existing file."""
     path = Path(path)
     array = np.asarray(array)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
@@ -85,7 +86,7 @@ def write_rgb(path, array: np.ndarray, **save_kwargs) -> Path:
         raise ValueError(f"{path}: unknown image extension {path.suffix!r}")
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **save_kwargs)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue(), overwrite=overwrite)
     return path
 
 
@@ -120,3 +121,50 @@ def pair_by_stem(dir_a, dir_b) -> list[tuple[str, Path, Path]]:
     if unmatched:
         raise PairingError("images without a partner of the same name in the other folder: " + ", ".join(unmatched))
     return [(stem, a[stem], b[stem]) for stem in sorted(a)]
+
+
+class OutputError(ValueError):
+    """An output that would overwrite an input, a reference, another output or an earlier result."""
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def check_output_folder(out_dir, protected: dict, option: str = "--out") -> Path:
+    """Refuse an output folder that is one of the `protected` folders ({folder: what it holds}).
+
+    Outputs never go into an input's or a reference's folder, --overwrite or not."""
+    out_dir = Path(out_dir)
+    for folder, what in protected.items():
+        if _same_folder(out_dir, Path(folder)):
+            raise OutputError(f"{option} {out_dir} is the folder of {what}; dictsr never writes beside its inputs "
+                              f"or references (it could replace them): choose another folder")
+    return out_dir
+
+
+def plan_outputs(items, out_dir, *, inputs=(), overwrite: bool = False, option: str = "--out") -> list[Path]:
+    """The output path of each (source, file name) in `items`, all under `out_dir`, checked before any work:
+    two sources may not share an output name, no output may be one of `inputs`, and an output file that
+    already exists is an error unless `overwrite` (earlier outputs only: inputs are never replaced)."""
+    out_dir = Path(out_dir)
+    input_paths = {Path(p).resolve() for p in inputs}
+    targets, owners, existing = [], {}, []
+    for source, name in items:
+        target = out_dir / name
+        if target.name in owners:
+            raise OutputError(f"{owners[target.name]} and {source} would both be written as {target}; "
+                              "rename one of them or run them separately")
+        owners[target.name] = source
+        if target.resolve() in input_paths:
+            raise OutputError(f"{target} is an input; dictsr never overwrites its inputs: choose another {option}")
+        if target.exists() or target.is_symlink():
+            existing.append(str(target))
+        targets.append(target)
+    if existing and not overwrite:
+        raise OutputError(f"{len(existing)} output file(s) exist already: " + ", ".join(existing[:5])
+                          + (" ..." if len(existing) > 5 else "") + f"; pass --overwrite to replace them or choose another {option}")
+    return targets
