@@ -40,7 +40,8 @@ def cmd_train(args) -> int:
 
 def cmd_sr(args) -> int:
     from dictsr_core.checkpoint import load_inference_model
-    from dictsr_core.data.io import ImageError, check_output_folder, plan_outputs, read_rgb, write_rgb
+    from dictsr_core.data.io import (MAX_SR_INPUT_PIXELS, ImageError, check_output_folder, plan_outputs, read_rgb,
+                                     write_rgb)
     from dictsr_core.infer import FastInference, super_resolve, use_bf16
     from dictsr_core.train import pick_device
 
@@ -57,11 +58,12 @@ def cmd_sr(args) -> int:
     failed = 0
     for name, target in zip(args.inputs, targets):
         try:
-            image = read_rgb(name)
+            image = read_rgb(name, max_pixels=MAX_SR_INPUT_PIXELS, what="sr accepts (its 4x output must stay readable)")
             sr = super_resolve(model, image, tile=args.tile, device=device, amp=amp,
                                batch_tiles=args.batch_tiles, cuda_graphs=args.cuda_graphs, color_fix=args.color_fix)
-        except (ImageError, ValueError) as error:
-            print(f"error: {error}" if isinstance(error, ImageError) else f"error: {name}: {error}", file=sys.stderr)
+        except (ImageError, ValueError, MemoryError) as error:
+            reason = error if isinstance(error, ImageError) else f"{name}: {error or 'out of memory'}"
+            print(f"error: {reason}", file=sys.stderr)
             failed += 1
             continue
         write_rgb(target, sr, overwrite=args.overwrite)

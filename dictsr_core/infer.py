@@ -14,8 +14,9 @@ import torch
 from PIL import Image
 
 from dictsr_core.color_fix import apply_color_fix, check_color_fix
-from dictsr_core.data.io import pil_to_rgb
+from dictsr_core.data.io import MAX_SR_INPUT_PIXELS, pil_to_rgb
 from dictsr_core.model import DictSRInference
+from dictsr_core.model.lowpass_base import base_margin
 
 MIN_SIZE = 8  # LR pixels: smaller images carry no usable content for 2x2 codes and 3x3 convs
 
@@ -36,6 +37,8 @@ def receptive_margin(model: DictSRInference) -> int:
             scale /= 2
             radius += 2 * scale  # nearest x2 (half a source pixel) + 3x3 conv
     radius += scale  # tail conv
+    if getattr(cfg, "base_sigma", 0) > 0:
+        radius = max(radius, base_margin(cfg.base_sigma))
     step = cfg.code_patch
     return int(math.ceil((radius + step) / step) * step)
 
@@ -194,6 +197,9 @@ def super_resolve(
     h, w = array.shape[:2]
     if min(h, w) < MIN_SIZE:
         raise ValueError(f"image is {w}x{h}; super_resolve needs at least {MIN_SIZE}x{MIN_SIZE} pixels")
+    if h * w > MAX_SR_INPUT_PIXELS:  # its output would be over what dictsr reads (data.io.MAX_PIXELS)
+        raise ValueError(f"image is {w}x{h}; super_resolve takes at most {MAX_SR_INPUT_PIXELS / 1e6:.1f} million "
+                         "pixels, so that its 4x output stays readable; crop or downscale it")
     device = model_device(model, device)
     if cuda_graphs and torch.device(device).type != "cuda":
         raise ValueError(f"cuda_graphs needs a CUDA device, not {device}")

@@ -2,6 +2,8 @@
 inputs or references, reports bad files by name and goes on, and resumes across torn files."""
 
 import json
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -15,6 +17,23 @@ QUIET = {"log": lambda *_: None}
 
 def _image(shape, seed=0):
     return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def _smooth(shape, seed=0):
+    """A smooth colour ramp: compresses to a few kB even at 256x256."""
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    return np.stack([yy % 256, xx % 256, np.full_like(yy, 40 * seed % 256)], axis=-1).astype(np.uint8)
+
+
+def _png_header(path, width, height):
+    """A PNG that declares width x height but holds no pixels: a huge image without allocating one."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    return path
 
 
 # 1. prepare replaces only a folder that dictsr provably made
@@ -164,3 +183,46 @@ def test_evaluate_save_sr_replaces_earlier_outputs_only_with_overwrite(small_pai
     assert cli_main(argv + ["--overwrite"]) == 0
     assert sorted(_folder_bytes(small_pairs / "sr")) == ["a.png", "b.png"]
     assert Image.open(small_pairs / "sr" / "b.png").size == (48, 48)
+
+
+# 3. images over the pixel limit: a named error per file, and dictsr reads whatever it writes
+
+
+def test_dictsr_reads_the_output_of_the_largest_input_sr_accepts(tmp_path):
+    from dictsr_core.data.io import MAX_PIXELS, MAX_SR_INPUT_PIXELS, ImageError, read_rgb
+
+    assert 4000 * 3000 <= MAX_SR_INPUT_PIXELS and 16 * MAX_SR_INPUT_PIXELS <= MAX_PIXELS
+    # dictsr's output of a 4000x3000 photo passes the size check (then fails only for having no pixels)
+    with pytest.raises(ImageError, match="truncated") as caught:
+        read_rgb(_png_header(tmp_path / "sr_of_4000x3000.png", 16000, 12000))
+    assert "sr_of_4000x3000.png" in str(caught.value)
+    with pytest.raises(ImageError, match="pixel") as caught:
+        read_rgb(_png_header(tmp_path / "bomb.png", 20000, 20000))
+    assert "bomb.png" in str(caught.value) and "20000x20000" in str(caught.value)
+
+
+def test_sr_reports_a_bomb_sized_input_and_writes_the_others(tiny_checkpoint, tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    for name in ("a", "c"):
+        Image.fromarray(_image((12, 16, 3))).save(tmp_path / "in" / f"{name}.png")
+    bomb = _png_header(tmp_path / "in" / "b.png", 30000, 30000)
+    big = _png_header(tmp_path / "in" / "d.png", 5000, 4000)  # readable, but its 4x output would not be
+    out = tmp_path / "o"
+    code = _sr(tiny_checkpoint, tmp_path / "in" / "a.png", bomb, big, tmp_path / "in" / "c.png", "--out", out)
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "b.png" in err and "30000x30000" in err and "d.png" in err and "5000x4000" in err, err
+    assert "2 of 4 input(s) failed" in err
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.png"]
+
+
+def test_prepare_skip_bad_skips_a_bomb_sized_image(tmp_path):
+    (tmp_path / "mine").mkdir()
+    for i in range(7):
+        Image.fromarray(_smooth((256, 256, 3), i)).save(tmp_path / "mine" / f"p{i}.png")
+    _png_header(tmp_path / "mine" / "p7.png", 20000, 20000)
+    messages = []
+    manifest = prepare_dataset(tmp_path / "out", "folder", root=tmp_path / "mine", skip_bad=True, workers=1,
+                               log=messages.append)
+    assert len(manifest["skipped"]) == 1 and "p7.png" in manifest["skipped"][0] and "pixel" in manifest["skipped"][0]
+    assert sum(manifest["counts"].values()) == 8  # 7 photos: 2 + 2 train, 2 validation pairs (or as split)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from dictsr_core.atomic import atomic_write_bytes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+
+# Pixel limits, chosen so that dictsr always reads what it writes. `sr` takes inputs of up to
+# MAX_SR_INPUT_PIXELS (4096 x 4096; a 4000 x 3000 photo is 12 MP) and writes 4x outputs, 16 times the
+# pixels; every reader accepts up to MAX_PIXELS = 16 * MAX_SR_INPUT_PIXELS (16384 x 16384, 0.8 GB as
+# uint8 RGB). Pillow's own default (a warning at 89 MP, an error at 179 MP) would refuse the 16000 x 12000
+# output of a 4000 x 3000 photo, so it is raised to ours; past a limit a file is an ImageError that names it.
+MAX_SR_INPUT_PIXELS = 4096 * 4096
+MAX_PIXELS = 16 * MAX_SR_INPUT_PIXELS
+if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < MAX_PIXELS:
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow then warns past MAX_PIXELS (read_rgb refuses first) and errors past 2x
 
 
 class ImageError(ValueError):
@@ -49,10 +60,31 @@ def pil_to_rgb(image: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
 
 
-def read_rgb(path, min_size: int = 1) -> np.ndarray:
+def check_pixels(path, width: int, height: int, max_pixels: int = MAX_PIXELS, what: str = "dictsr reads") -> None:
+    """ImageError naming the file when width x height is over `max_pixels`."""
+    if width * height > max_pixels:
+        raise ImageError(path, f"image is {width}x{height} ({width * height / 1e6:.1f} million pixels), over the "
+                               f"{max_pixels / 1e6:.1f} million pixels {what}; crop or downscale it")
+
+
+def _header_size(path) -> tuple[int, int] | None:
+    """(width, height) from the file's header alone, past Pillow's size check (nothing is decoded)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = None
+        with Image.open(path) as image:
+            return image.size
+    except Exception:  # noqa: BLE001 - only for the error message
+        return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def read_rgb(path, min_size: int = 1, max_pixels: int = MAX_PIXELS, what: str = "dictsr reads") -> np.ndarray:
     """Decode an image file fully into HxWx3 uint8; raise ImageError naming the file otherwise.
 
-    The EXIF orientation tag is applied, so a photo comes out the way viewers show it.
+    The EXIF orientation tag is applied, so a photo comes out the way viewers show it. An image over
+    `max_pixels` is refused from its header, before any pixel is decoded (see MAX_PIXELS).
     """
     path = Path(path)
     if not path.is_file():
@@ -60,11 +92,25 @@ def read_rgb(path, min_size: int = 1) -> np.ndarray:
     if path.stat().st_size == 0:
         raise ImageError(path, "empty file (0 bytes)")
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies just below
+            opened = Image.open(path)
+        with opened as image:
+            check_pixels(path, image.width, image.height, max_pixels, what)
             image.load()  # force a full decode so truncation is found here, not later
             array = pil_to_rgb(ImageOps.exif_transpose(image))
     except UnidentifiedImageError:
         raise ImageError(path, "not an image file (unrecognised format)") from None
+    except Image.DecompressionBombError as error:  # over 2x Pillow's limit: refused at open; name the size anyway
+        size = _header_size(path)
+        if size is None:
+            raise ImageError(path, f"image is too large to decode safely ({error})") from None
+        check_pixels(path, *size, max_pixels=min(max_pixels, MAX_PIXELS), what=what)
+        raise ImageError(path, f"image is too large to decode safely ({error})") from None
+    except MemoryError:
+        raise ImageError(path, "not enough memory to decode this image") from None
+    except ImageError:
+        raise
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageError(path, f"cannot decode image ({error}); the file may be truncated or corrupt") from None
     height, width = array.shape[:2]
