@@ -21,6 +21,7 @@ from dictsr_core.data.datasets import PairedImages
 from dictsr_core.data.io import PairingError, pair_by_stem, read_rgb, write_rgb
 from dictsr_core.data.resize import imresize_np
 from dictsr_core.metrics import score_pair
+from dictsr_core.regions import REGION_KEYS, region_scores
 
 METRIC_KEYS = ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y", "lpips_alex", "lpips_vgg")
 METRIC_TITLES = ("PSNR (RGB)", "SSIM (RGB)", "PSNR (Y, crop 4)", "SSIM (Y, crop 4)", "LPIPS-Alex", "LPIPS-VGG")
@@ -33,10 +34,13 @@ def bicubic_upscale(lr: np.ndarray, scale: int = 4) -> np.ndarray:
 
 
 def summarize(rows: list[dict]) -> dict:
-    """Mean of each metric; non-finite values (PSNR is inf for identical images) are left out, NaN if none is left."""
+    """Mean of each metric and of the flat / textured region keys (`regions.REGION_KEYS`, present when the rows
+    have them); non-finite or missing values (PSNR is inf for identical images, a region PSNR NaN or None for an
+    image without such blocks) are left out, NaN if none is left."""
     summary = {}
-    for key in METRIC_KEYS:
-        values = [row[key] for row in rows if key in row and math.isfinite(row[key])]
+    region_keys = tuple(key for key in REGION_KEYS if any(key in row for row in rows))
+    for key in METRIC_KEYS + region_keys:
+        values = [row[key] for row in rows if row.get(key) is not None and math.isfinite(row[key])]
         summary[key] = float(np.mean(values)) if values else float("nan")
     return summary
 
@@ -49,13 +53,14 @@ def non_finite_counts(rows: list[dict]) -> dict:
 
 def _score_all(triples: Iterable[tuple[str, np.ndarray, np.ndarray]], *, total: int, device, progress: bool,
                desc: str) -> dict:
-    """Score every (name, pred, ref); `seconds` includes whatever producing the triples costs."""
+    """Score every (name, pred, ref), plus the flat / textured split of `regions.region_scores` per row;
+    `seconds` includes whatever producing the triples costs."""
     from tqdm.auto import tqdm
 
     rows = []
     started = time.time()
     for name, pred, ref in tqdm(triples, total=total, desc=desc, disable=not progress, dynamic_ncols=True):
-        rows.append({"name": name, **score_pair(pred, ref, device=device)})
+        rows.append({"name": name, **score_pair(pred, ref, device=device), **region_scores(pred, ref)})
     return {"images": rows, "summary": summarize(rows), "seconds": time.time() - started}
 
 

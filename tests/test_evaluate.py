@@ -14,6 +14,7 @@ from dictsr_core.data.io import read_rgb, write_rgb
 from dictsr_core.data.resize import imresize_np
 from dictsr_core.evaluate import METRIC_KEYS, bicubic_upscale, non_finite_counts, report_record, summarize
 from dictsr_core.metrics import score_pair
+from dictsr_core.regions import REGION_KEYS, region_scores
 
 NAMES = ("a", "b", "c")
 REPORT_KEYS = {"method", "checkpoint", "step", "device", "seconds", "summary", "images"}
@@ -80,6 +81,28 @@ def test_bicubic_evaluate_matches_score_pair_on_bicubic_upscale(pair_dirs, bicub
         assert np.array_equal(read_rgb(bicubic_run["dir"] / "sr" / f"{row['name']}.png"), bicubic_upscale(lr))
 
 
+def test_rows_carry_the_flat_textured_split_of_the_reference(pair_dirs, bicubic_run):
+    for row in bicubic_run["report"]["images"]:
+        lr, hr = read_rgb(pair_dirs / "lr" / f"{row['name']}.png"), read_rgb(pair_dirs / "hr" / f"{row['name']}.png")
+        expected = region_scores(bicubic_upscale(lr), hr)
+        assert row["flat_fraction"] == expected["flat_fraction"] == 0.0  # noise std 12: no flat block
+        assert row["psnr_rgb_flat"] is None  # NaN (no flat block) is null in the JSON
+        assert row["psnr_rgb_textured"] == pytest.approx(row["psnr_rgb"], rel=1e-12)  # every pixel is textured
+
+
+def test_summary_averages_region_keys_leaving_out_none_and_nan():
+    rows = [{"name": "x", **dict.fromkeys(METRIC_KEYS, 0.5), "flat_fraction": 0.25, "psnr_rgb_flat": 40.0,
+             "psnr_rgb_textured": 20.0},
+            {"name": "y", **dict.fromkeys(METRIC_KEYS, 0.5), "flat_fraction": 0.75, "psnr_rgb_flat": math.nan,
+             "psnr_rgb_textured": None},
+            {"name": "z", **dict.fromkeys(METRIC_KEYS, 0.5), "flat_fraction": 0.5, "psnr_rgb_flat": 30.0,
+             "psnr_rgb_textured": 24.0}]
+    summary = summarize(rows)
+    assert summary["flat_fraction"] == pytest.approx(0.5)
+    assert summary["psnr_rgb_flat"] == pytest.approx(35.0) and summary["psnr_rgb_textured"] == pytest.approx(22.0)
+    assert not set(REGION_KEYS) & set(summarize([{"name": "old", **dict.fromkeys(METRIC_KEYS, 0.5)}]))
+
+
 def test_report_json_has_metadata_rows_and_means(pair_dirs, bicubic_run):
     report = bicubic_run["report"]
     assert set(report) == REPORT_KEYS | {"lr_dir", "hr_dir"}
@@ -87,9 +110,9 @@ def test_report_json_has_metadata_rows_and_means(pair_dirs, bicubic_run):
     assert report["lr_dir"] == str(pair_dirs / "lr") and report["hr_dir"] == str(pair_dirs / "hr")
     assert report["seconds"] > 0
     for row in report["images"]:
-        assert set(row) == {"name", *METRIC_KEYS}
+        assert set(row) == {"name", *METRIC_KEYS, *REGION_KEYS}
     summary = report["summary"]
-    assert set(summary) == {*METRIC_KEYS, "count", "non_finite"}
+    assert set(summary) == {*METRIC_KEYS, *REGION_KEYS, "count", "non_finite"}
     assert summary["count"] == len(NAMES) and summary["non_finite"] == {}
     for key in METRIC_KEYS:
         assert summary[key] == pytest.approx(np.mean([row[key] for row in report["images"]]), rel=1e-12)
