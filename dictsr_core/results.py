@@ -21,7 +21,11 @@ CHECKPOINT = Path("checkpoints") / "last.pt"
 BICUBIC_RUN = "bicubic"  # the bicubic record's name, so no run folder may be called this
 COST_KEYS = ("inference_conv_layers", "gmacs_128", "gmacs_128_executed", "params")
 RECORD_KEYS = ("run", "run_dir", "method", "preset", "ablation", "steps", "total_steps", "train_wall_s", "device",
-               "eval_device", "dataset", "data_dir", "config", "cost", "activated_entries", "entries", "codebook", "evaluation")
+               "eval_device", "dataset", "data_dir", "config", "cost", "activated_entries", "entries", "codebook", "evaluation",
+               "comparison")
+# `comparison`: {reference method: comparison.compare_records(record, reference)}, set by `attach_comparisons` from
+# the records collected together (vs bicubic for every non-bicubic record, and vs paired-bicubic when such a run
+# is among them); None for the bicubic record. A record stored before this key existed is evaluated again.
 
 
 class ResultsError(ValueError):
@@ -270,4 +274,30 @@ def collect_records(run_dirs, data_dir, *, results_root="results", device=None, 
     for record in records[1:]:
         if record["total_steps"] is not None and record["steps"] < record["total_steps"]:
             log(f"[table] note: {record['run']} stopped at step {record['steps']} of {record['total_steps']}")
+    for record in attach_comparisons(records):
+        write_run_results(record, results_root, dataset)
     return records
+
+
+def attach_comparisons(records: list[dict]) -> list[dict]:
+    """Set each record's `comparison` from the records collected together (RECORD_KEYS' note); the records whose
+    comparison changed (reused records keep their file untouched when it did not: the bootstrap is seeded)."""
+    from dictsr_core.atomic import json_safe
+    from dictsr_core.comparison import compare_records
+
+    bicubic = next((r for r in records if r["method"] == "bicubic"), None)
+    paired = next((r for r in records if r["method"] == "paired-bicubic"), None)
+    changed = []
+    for record in records:
+        comparison = None
+        if record["method"] != "bicubic":
+            comparison = {}
+            if bicubic is not None:
+                comparison["bicubic"] = compare_records(record, bicubic)
+            if paired is not None and record["method"] != "paired-bicubic":
+                comparison["paired-bicubic"] = compare_records(record, paired)
+            comparison = json_safe(comparison)
+        if record.get("comparison") != comparison:
+            record["comparison"] = comparison
+            changed.append(record)
+    return changed
