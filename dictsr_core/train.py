@@ -81,10 +81,26 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """On resume, drop log lines written after the checkpoint being resumed from."""
+    """On resume, drop log lines written after the checkpoint being resumed from, and any line that is not
+    a whole JSON record (the torn tail of a write cut short by a full disk or a power loss), saying so."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+    kept, torn = [], 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            torn += 1
+            continue
+        if not isinstance(record, dict):
+            torn += 1
+        elif record.get("step", 0) <= step:
+            kept.append(line)
+    if torn:
+        print(f"[train] --resume: dropped {torn} torn line(s) of {path} (a write cut short); "
+              f"kept the {len(kept)} whole record(s) up to step {step}")
     atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 

@@ -226,3 +226,24 @@ def test_prepare_skip_bad_skips_a_bomb_sized_image(tmp_path):
                                log=messages.append)
     assert len(manifest["skipped"]) == 1 and "p7.png" in manifest["skipped"][0] and "pixel" in manifest["skipped"][0]
     assert sum(manifest["counts"].values()) == 8  # 7 photos: 2 + 2 train, 2 validation pairs (or as split)
+
+
+# 4. a torn last line in metrics.jsonl (disk full, power loss) does not stop --resume
+
+
+def test_resume_drops_a_torn_metrics_tail_and_says_so(tiny_data, tmp_path, capsys):
+    from dictsr_core.checkpoint import load_checkpoint
+    from dictsr_core.config import get_config
+    from dictsr_core.train import train
+
+    cfg = get_config("tiny")
+    run = tmp_path / "run"
+    train(cfg, tiny_data, run, progress=False, stop_after=7)
+    metrics = run / "metrics.jsonl"
+    metrics.write_text(metrics.read_text() + '{"step": 8, "lr": 0.0002, "to')  # the write that never finished
+    capsys.readouterr()
+    summary = train(cfg, tiny_data, run, progress=False, resume=True)
+    out = capsys.readouterr().out
+    assert summary["step"] == 20 and load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 20
+    assert "metrics.jsonl" in out and "torn" in out, out
+    assert [json.loads(line)["step"] for line in metrics.read_text().splitlines()] == [5, 7, 10, 15, 20]
