@@ -283,7 +283,7 @@ def attach_comparisons(records: list[dict]) -> list[dict]:
     """Set each record's `comparison` from the records collected together (RECORD_KEYS' note); the records whose
     comparison changed (reused records keep their file untouched when it did not: the bootstrap is seeded)."""
     from dictsr_core.atomic import json_safe
-    from dictsr_core.comparison import compare_records
+    from dictsr_core.comparison import ComparisonError, compare_records
 
     bicubic = next((r for r in records if r["method"] == "bicubic"), None)
     paired = next((r for r in records if r["method"] == "paired-bicubic"), None)
@@ -292,10 +292,13 @@ def attach_comparisons(records: list[dict]) -> list[dict]:
         comparison = None
         if record["method"] != "bicubic":
             comparison = {}
-            if bicubic is not None:
-                comparison["bicubic"] = compare_records(record, bicubic)
-            if paired is not None and record["method"] != "paired-bicubic":
-                comparison["paired-bicubic"] = compare_records(record, paired)
+            try:
+                if bicubic is not None:
+                    comparison["bicubic"] = compare_records(record, bicubic)
+                if paired is not None and record["method"] != "paired-bicubic":
+                    comparison["paired-bicubic"] = compare_records(record, paired)
+            except ComparisonError as error:
+                raise ResultsError(str(error)) from None
             comparison = json_safe(comparison)
         if record.get("comparison") != comparison:
             record["comparison"] = comparison
