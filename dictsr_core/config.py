@@ -39,6 +39,9 @@ class ModelConfig:
     enc_lr_blocks: int = 1
     dec_lr_blocks: int = 1
     activation: str = "leaky_relu"
+    # not in the paper: > 0 makes every decoder add its output to a Gaussian low-pass (this sigma, LR pixels) of its
+    # LR-side input, upsampled; the codes then carry the detail, the base the colour (see model/lowpass_base.py)
+    base_sigma: float = 0.0
     # dictionary initialisation and health
     init: str = "sample"  # "sample" | "kmeans": content entries from the first batch's embeddings
     deg_init_scale: float = 0.05  # D_deg offsets start at this fraction of the embeddings' std
@@ -139,6 +142,7 @@ class Config:
         _check(m.lr_width >= 1, "model.lr_width", m.lr_width, "at least 1")
         for name in ("enc_hr_blocks", "dec_hr_blocks", "enc_lr_blocks", "dec_lr_blocks"):
             _check(getattr(m, name) >= 1, f"model.{name}", getattr(m, name), "at least 1")
+        _check(m.base_sigma >= 0 and math.isfinite(m.base_sigma), "model.base_sigma", m.base_sigma, "0 (off) or a positive number")
         _check(m.activation in ("leaky_relu", "relu", "silu", "gelu"), "model.activation", m.activation, "leaky_relu, relu, silu or gelu")
         _check(m.init in ("sample", "kmeans"), "model.init", m.init, "'sample' or 'kmeans'")
         _check(m.hr_grad in ("ste", "both"), "model.hr_grad", m.hr_grad, "'ste' or 'both'")

@@ -21,6 +21,7 @@ from dictsr_core.infer import as_rgb_array, image_tensor, model_device, pad_to_g
 from dictsr_core.model import DictSR
 from dictsr_core.model.dictionaries import nearest_entry, nearest_offset
 from dictsr_core.model.dictsr import to_signed, to_unit
+from dictsr_core.model.lowpass_base import add_base
 
 __all__ = ["ImageCodes", "Location", "load_training_model", "encode_image", "inspect_location", "location_figure",
            "figure_png", "explorer_widget"]
@@ -171,10 +172,13 @@ def inspect_location(model: DictSR, lr_image, y: int, x: int, neighbours: int = 
     maps = window.unsqueeze(0).repeat(len(vectors), 1, 1, 1)
     maps[:, r - w0, c - v0] = torch.stack(vectors)
     weight = d.lr_out.weight
-    lr = _uint8(to_unit(model.dec_lr(d.lr_out(maps.permute(0, 3, 1, 2).to(weight.dtype)))))
+    sigma = model.cfg.base_sigma  # with a low-pass base the decoders add detail to the window's own base
+    lr_window = image_tensor(codes.padded[w0 * p : w1 * p, v0 * p : v1 * p], weight.device)
+    decoded = model.dec_lr(d.lr_out(maps.permute(0, 3, 1, 2).to(weight.dtype)))
+    lr = _uint8(add_base(decoded, lr_window.expand(len(vectors), -1, -1, -1), sigma, 1))
     lr = [a[rows, cols] for a in lr]
 
-    sr = to_unit(model.dec_hr(d.hr_features(codes.entries[w0:w1, v0:v1][None])))
+    sr = add_base(model.dec_hr(d.hr_features(codes.entries[w0:w1, v0:v1][None])), lr_window, sigma, 4)
     sr = _uint8(sr)[0][4 * rows.start : 4 * rows.stop, 4 * cols.start : 4 * cols.stop]
 
     atoms = _hr_atoms(model, [j] + order)

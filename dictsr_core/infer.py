@@ -16,6 +16,7 @@ from PIL import Image
 from dictsr_core.color_fix import apply_color_fix, check_color_fix
 from dictsr_core.data.io import MAX_SR_INPUT_PIXELS, pil_to_rgb
 from dictsr_core.model import DictSRInference
+from dictsr_core.model.lowpass_base import base_margin
 
 MIN_SIZE = 8  # LR pixels: smaller images carry no usable content for 2x2 codes and 3x3 convs
 
@@ -36,6 +37,8 @@ def receptive_margin(model: DictSRInference) -> int:
             scale /= 2
             radius += 2 * scale  # nearest x2 (half a source pixel) + 3x3 conv
     radius += scale  # tail conv
+    if getattr(cfg, "base_sigma", 0) > 0:
+        radius = max(radius, base_margin(cfg.base_sigma))
     step = cfg.code_patch
     return int(math.ceil((radius + step) / step) * step)
 

@@ -177,6 +177,8 @@ def evaluate_run(run_dir, data_dir, device=None, tile: int = 256, progress: bool
     evaluation = evaluate_pairs(pairs, lambda lr: super_resolve(model, lr, tile=tile, device=device, amp=amp),
                                 device=device, progress=progress, desc=run_dir.name)
     is_dictsr = method == "dictsr"
+    if is_dictsr:
+        _add_index_agreement(evaluation, model, pairs, data_dir, device=device, tile=tile, amp=amp)
     cost = model_cost(cfg)
     return _record(
         run=run_dir.name, run_dir=run_dir, method=method, data_dir=data_dir, eval_device=device, evaluation=evaluation,
@@ -187,6 +189,16 @@ def evaluate_run(run_dir, data_dir, device=None, tile: int = 256, progress: bool
         entries=cfg.model.entries if is_dictsr else None,
         codebook=validation_codebook_health(model, pairs, device=device) if is_dictsr else None,
     )
+
+
+def _add_index_agreement(evaluation: dict, model, pairs, data_dir, **kwargs) -> None:
+    """Per-image and mean index agreement (clean vs degraded LR, two degradation draws) into an evaluation."""
+    from dictsr_core.index_consistency import data_degradation, validation_agreement
+
+    found = validation_agreement(model, pairs, degradation=data_degradation(data_dir), **kwargs)
+    for row in evaluation["images"]:
+        row.update(found["images"][row["name"]])
+    evaluation["summary"].update(found["summary"])
 
 
 def bicubic_record(data_dir, device=None, progress: bool = True) -> dict:

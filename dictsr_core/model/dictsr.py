@@ -14,6 +14,7 @@ from dictsr_core.model.code_stem import CodeStem
 from dictsr_core.model.decoders import Decoder
 from dictsr_core.model.dictionaries import CoupledDictionaries, LookupResult
 from dictsr_core.model.encoders import Encoder
+from dictsr_core.model.lowpass_base import add_base
 
 
 def to_signed(x: torch.Tensor) -> torch.Tensor:
@@ -86,8 +87,12 @@ class DictSR(nn.Module):
             rec_hrd, rec_lr = self.dec_lr(torch.cat([b2.features, b3.features])).split([hr_down.shape[0], lr.shape[0]])
         else:
             rec_hrd, rec_lr = self.dec_lr(b2.features), self.dec_lr(b3.features)
+        sigma = self.cfg.base_sigma
         return BranchOutputs(
-            hr=to_unit(self.dec_hr(b1.features)), hr_down=to_unit(rec_hrd), lr=to_unit(rec_lr), lookups=(b1, b2, b3)
+            hr=add_base(self.dec_hr(b1.features), hr_down, sigma, 4),
+            hr_down=add_base(rec_hrd, hr_down, sigma, 1),
+            lr=add_base(rec_lr, lr, sigma, 1),
+            lookups=(b1, b2, b3),
         )
 
     @torch.no_grad()
@@ -123,17 +128,20 @@ class DictSRInference(nn.Module):
     def indices(self, lr: torch.Tensor) -> torch.Tensor:
         return self.dictionaries.content_indices(self.enc_lr(to_signed(lr)))
 
-    def decode(self, indices: torch.Tensor) -> torch.Tensor:
+    def decode(self, indices: torch.Tensor, lr: torch.Tensor | None = None) -> torch.Tensor:
+        """SR from an index map; with a low-pass base (model.base_sigma > 0) `lr` gives the base, and without
+        it the output is the decoded detail alone, around mid-grey (what the atlas and explorer show)."""
         if self.stem is None:
-            return to_unit(self.dec_hr(self.dictionaries.hr_features(indices)))
-        x = self.stem(F.embedding(indices, self.dictionaries.d_hr).permute(0, 3, 1, 2))
-        for layer in list(self.dec_hr)[1:]:
-            x = layer(x)
-        return to_unit(x)
+            x = self.dec_hr(self.dictionaries.hr_features(indices))
+        else:
+            x = self.stem(F.embedding(indices, self.dictionaries.d_hr).permute(0, 3, 1, 2))
+            for layer in list(self.dec_hr)[1:]:
+                x = layer(x)
+        return add_base(x, lr, self.cfg.base_sigma if lr is not None else 0.0, 4)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         """[B, 3, h, w] in [0, 1] (h, w multiples of code_patch) -> [B, 3, 4h, 4w], not clamped."""
-        return self.decode(self.indices(lr))
+        return self.decode(self.indices(lr), lr)
 
     def folded(self) -> "DictSRInference":
         """The same function with hr_out folded into the decoder's first conv (see CodeStem), for inference

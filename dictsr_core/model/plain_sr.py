@@ -9,7 +9,8 @@ from torch import nn
 
 from dictsr_core.config import ModelConfig
 from dictsr_core.model.blocks import count_convs
-from dictsr_core.model.dictsr import build_hr_decoder, build_lr_encoder, to_signed, to_unit
+from dictsr_core.model.dictsr import build_hr_decoder, build_lr_encoder, to_signed
+from dictsr_core.model.lowpass_base import add_base
 
 
 class PlainSR(nn.Module):
@@ -25,7 +26,7 @@ class PlainSR(nn.Module):
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         """[B, 3, h, w] in [0, 1] (h, w multiples of code_patch) -> [B, 3, 4h, 4w], not clamped."""
-        return to_unit(self.dec_hr(self.bridge(self.enc_lr(to_signed(lr)))))
+        return add_base(self.dec_hr(self.bridge(self.enc_lr(to_signed(lr)))), lr, self.cfg.base_sigma, 4)
 
     def conv_layers(self) -> int:
         return count_convs(self.enc_lr) + count_convs(self.dec_hr)
