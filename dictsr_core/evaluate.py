@@ -18,9 +18,9 @@ import numpy as np
 
 from dictsr_core.atomic import json_safe
 from dictsr_core.data.datasets import PairedImages
-from dictsr_core.data.io import PairingError, pair_by_stem, read_rgb, write_rgb
+from dictsr_core.data.io import ImageError, PairingError, pair_by_stem, read_rgb, write_rgb
 from dictsr_core.data.resize import imresize_np
-from dictsr_core.metrics import score_pair
+from dictsr_core.metrics import score_pair, score_size_problem
 from dictsr_core.regions import REGION_KEYS, region_scores
 
 METRIC_KEYS = ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y", "lpips_alex", "lpips_vgg")
@@ -64,9 +64,27 @@ def _score_all(triples: Iterable[tuple[str, np.ndarray, np.ndarray]], *, total: 
     return {"images": rows, "summary": summarize(rows), "seconds": time.time() - started}
 
 
+def _pair_paths(pairs, index: int, name: str) -> tuple[str, str]:
+    """(LR file, HR file) of a pair, for error messages (the stem where the dataset keeps no paths)."""
+    paths = getattr(pairs, "paths", None)
+    return tuple(str(p) for p in paths[index]) if paths else (f"{name} (LR)", f"{name} (HR)")
+
+
+def _check_scorable(pairs) -> None:
+    """Every HR image large enough for the metrics, before any prediction runs; ImageError naming the file."""
+    for index, item in enumerate(pairs):
+        problem = score_size_problem(item["hr"].shape[1], item["hr"].shape[0])
+        if problem:
+            raise ImageError(_pair_paths(pairs, index, item["name"])[1], problem)
+
+
 def _predictions(pairs, predict, out_dir, overwrite: bool = False) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    for item in pairs:
-        sr = predict(item["lr"])
+    _check_scorable(pairs)
+    for index, item in enumerate(pairs):
+        try:
+            sr = predict(item["lr"])
+        except ValueError as error:  # the method cannot take this LR image (too small for the network, ...)
+            raise ImageError(_pair_paths(pairs, index, item["name"])[0], str(error)) from None
         if sr.shape != item["hr"].shape:
             raise ValueError(f"{item['name']}: prediction is {sr.shape}, HR is {item['hr'].shape}")
         if out_dir is not None:
@@ -96,6 +114,9 @@ def _read_matched(matched) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         if pred.shape != ref.shape:
             raise PairingError(f"{pred_path} ({pred.shape[1]}x{pred.shape[0]}) and {ref_path} "
                                f"({ref.shape[1]}x{ref.shape[0]}) differ in size")
+        problem = score_size_problem(pred.shape[1], pred.shape[0])
+        if problem:
+            raise ImageError(pred_path, problem)
         yield name, pred, ref
 
 

@@ -23,6 +23,16 @@ BT601_Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0
 BT601_Y_OFFSET = 16.0
 SSIM_SIGMA = 1.5
 SSIM_WINDOW = 11  # what skimage derives from sigma 1.5 (truncate 3.5): 2 * int(3.5 * 1.5 + 0.5) + 1
+Y_CROP = 4  # border pixels cropped before the Y metrics (BasicSR)
+MIN_SCORE_SIZE = SSIM_WINDOW + 2 * Y_CROP  # 19: the smallest side score_pair can score
+
+
+def score_size_problem(width: int, height: int) -> str | None:
+    """Why score_pair cannot score an image of this size (None if it can): SSIM's 11x11 window, after the Y crop."""
+    if min(width, height) >= MIN_SCORE_SIZE:
+        return None
+    return (f"image is {width}x{height}; the metrics need at least {MIN_SCORE_SIZE}x{MIN_SCORE_SIZE} pixels "
+            f"(SSIM's {SSIM_WINDOW}x{SSIM_WINDOW} window after the {Y_CROP}-pixel border crop of the Y metrics)")
 
 
 def _describe(image) -> str:

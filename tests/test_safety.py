@@ -247,3 +247,38 @@ def test_resume_drops_a_torn_metrics_tail_and_says_so(tiny_data, tmp_path, capsy
     assert summary["step"] == 20 and load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 20
     assert "metrics.jsonl" in out and "torn" in out, out
     assert [json.loads(line)["step"] for line in metrics.read_text().splitlines()] == [5, 7, 10, 15, 20]
+
+
+# 5. images too small for SSIM's window, the Y crop or the network: a named error, not a traceback
+
+
+def _pair_folders(root, lr_size, hr_size, names=("a",)):
+    (root / "lr").mkdir(parents=True)
+    (root / "hr").mkdir()
+    for seed, name in enumerate(names):
+        Image.fromarray(_image((lr_size, lr_size, 3), seed)).save(root / "lr" / f"{name}.png")
+        Image.fromarray(_image((hr_size, hr_size, 3), 10 + seed)).save(root / "hr" / f"{name}.png")
+    return root
+
+
+@pytest.mark.parametrize("size", [10, 16])  # under SSIM's 11 px window; under 19 px with the 4-px Y crop
+def test_metrics_names_an_image_too_small_to_score(tmp_path, capsys, size):
+    root = _pair_folders(tmp_path, size, size)
+    code = cli_main(["metrics", "--pred", str(root / "lr"), "--ref", str(root / "hr"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code != 0 and "a.png" in err and f"{size}x{size}" in err and "19x19" in err, err
+
+
+def test_evaluate_names_an_hr_image_too_small_to_score(tmp_path, capsys):
+    root = _pair_folders(tmp_path, 4, 16)
+    code = cli_main(["evaluate", "--method", "bicubic", "--lr", str(root / "lr"), "--hr", str(root / "hr"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and str(root / "hr" / "a.png") in err and "19x19" in err, err
+
+
+def test_evaluate_names_an_lr_image_too_small_for_the_network(tiny_checkpoint, tmp_path, capsys):
+    root = _pair_folders(tmp_path, 6, 24)
+    code = cli_main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--lr", str(root / "lr"), "--hr", str(root / "hr"),
+                     "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and str(root / "lr" / "a.png") in err and "8x8" in err, err

@@ -123,7 +123,7 @@ class PairedImages(Dataset):
 
     def __init__(self, lr_dir, hr_dir, scale: int = 4):
         self.scale = int(scale)
-        self.names, self.pairs = [], []
+        self.names, self.pairs, self.paths = [], [], []
         for name, lr_path, hr_path in pair_by_stem(lr_dir, hr_dir):
             lr, hr = read_rgb(lr_path), read_rgb(hr_path)
             if (hr.shape[0], hr.shape[1]) != (lr.shape[0] * self.scale, lr.shape[1] * self.scale):
@@ -132,6 +132,7 @@ class PairedImages(Dataset):
                     f"are not exactly 1:{self.scale}")
             self.names.append(name)
             self.pairs.append((lr, hr))
+            self.paths.append((lr_path, hr_path))
 
     def __len__(self) -> int:
         return len(self.pairs)
