@@ -83,6 +83,14 @@ class Column:
 
 
 @dataclass(frozen=True)
+class Cell:
+    """A cell made of several numbers: `markdown` (rounded) in the Markdown table, `csv` (full precision) in the CSV."""
+
+    markdown: str
+    csv: str
+
+
+@dataclass(frozen=True)
 class Table:
     """Rows of plain values (None = not available) under titled columns; one source for Markdown and CSV."""
 
@@ -97,6 +105,8 @@ class Table:
         def cell(value, fmt):
             if value is None or (isinstance(value, float) and not math.isfinite(value)):
                 return "-"
+            if isinstance(value, Cell):
+                return value.markdown
             return format(value, fmt) if isinstance(value, (int, float)) and fmt else str(value)
 
         lines = ["| " + " | ".join(self.titles()) + " |", "|---" * len(self.columns) + "|"]
@@ -109,6 +119,8 @@ class Table:
         def cell(value):
             if value is None or (isinstance(value, float) and not math.isfinite(value)):
                 return ""
+            if isinstance(value, Cell):
+                return value.csv
             return repr(value) if isinstance(value, float) else str(value)
 
         buffer = io.StringIO()
@@ -140,6 +152,70 @@ def _paper_columns(benchmark: str) -> tuple[Column, ...]:
 
 def _our_metric_columns() -> tuple[Column, ...]:
     return Column("LPIPS-Alex", ".4f"), Column("PSNR (RGB)", ".2f"), Column("SSIM (RGB)", ".4f")
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def delta_cell(record: dict, reference: str, metric: str, digits: int) -> Cell | None:
+    """`+0.42 [+0.10, +0.75]`: the record's mean paired difference to `reference` (a method) in `metric` and its
+    bootstrap interval, from the record's `comparison`; `[-]` without an interval (one photo), None when absent."""
+    found = ((record.get("comparison") or {}).get(reference) or {}).get(metric)
+    if not found or not _finite(found.get("mean_diff")):
+        return None
+    mean, low, high = found["mean_diff"], found.get("ci_low"), found.get("ci_high")
+    if not (_finite(low) and _finite(high)):
+        return Cell(f"{mean:+.{digits}f} [-]", f"{mean:+} [-]")
+    return Cell(f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]", f"{mean:+} [{low:+}, {high:+}]")
+
+
+def _pair_cell(first, second, fmt: str) -> Cell | None:
+    """`a / b` of two numbers (either may be missing: "-"); None when both are."""
+    if not (_finite(first) or _finite(second)):
+        return None
+    shown = [format(v, fmt) if _finite(v) else "-" for v in (first, second)]
+    full = [repr(float(v)) if _finite(v) else "" for v in (first, second)]
+    return Cell(" / ".join(shown), " / ".join(full))
+
+
+def regions_cell(record: dict) -> Cell | None:
+    """Mean RGB PSNR over flat / textured 8x8 HR blocks (`regions`), as `31.20 / 22.41`."""
+    summary = record["evaluation"]["summary"]
+    return _pair_cell(summary.get("psnr_rgb_flat"), summary.get("psnr_rgb_textured"), ".2f")
+
+
+def index_agreement_cell(record: dict) -> Cell | None:
+    """`evaluation.summary.index_agreement` (clean vs degraded LR), with `index_agreement_draws` (two degradation
+    draws) after a slash when present; None when the record has neither."""
+    summary = record["evaluation"]["summary"]
+    agreement, draws = summary.get("index_agreement"), summary.get("index_agreement_draws")
+    if draws is None:
+        return None if not _finite(agreement) else Cell(format(agreement, ".2f"), repr(float(agreement)))
+    return _pair_cell(agreement, draws, ".2f")
+
+
+DELTA_TITLES = ("ΔPSNR vs bicubic [95% CI]", "ΔLPIPS-Alex vs bicubic [95% CI]",
+                "ΔLPIPS-Alex vs paired-bicubic [95% CI]")
+CI_NOTE = ("Δ columns: mean over the validation images of the paired difference (this row minus the reference, "
+           "images matched by name; PSNR higher is better, LPIPS lower) and its 95 % percentile bootstrap interval "
+           "of the mean paired difference, resampling photos (the crops of one photo move together; 10000 "
+           "resamples, seed 0; \"[-]\": one photo, no interval)")
+REGION_NOTE = ("PSNR flat / textured: RGB PSNR over the pixels of the 8x8 HR blocks whose luma std (0-255) is "
+               "below 3 / at least 3, averaged over the images that have such blocks")
+AGREEMENT_NOTE = ("index agreement: share of code cells whose D_lr content index is the same for the clean LR (HR "
+                  "bicubic x1/4) and the degraded LR (after the slash: for two draws of the degradation, where the "
+                  "data folder records it); DictSR runs only")
+
+
+def _comparison_cells(record: dict) -> tuple:
+    """The Δ cells of DELTA_TITLES, then PSNR flat / textured and index agreement, of one record."""
+    return (delta_cell(record, "bicubic", "psnr_rgb", 2), delta_cell(record, "bicubic", "lpips_alex", 4),
+            delta_cell(record, "paired-bicubic", "lpips_alex", 4), regions_cell(record), index_agreement_cell(record))
+
+
+def _comparison_columns() -> tuple[Column, ...]:
+    return (*(Column(title) for title in DELTA_TITLES), Column("PSNR flat / textured"), Column("index agreement"))
 
 
 def _scope(records: list[dict]) -> str:
@@ -181,15 +257,17 @@ def comparison_table(records: list[dict], paper: str = "aim") -> Table:
             cost = record["cost"]
             rows.append((method_label(method), record["run"] if record["run_dir"] else None, record["preset"],
                          record["steps"], cost["inference_conv_layers"], cost["gmacs_128"], *_ours(record),
-                         *paper_cells))
+                         *_comparison_cells(record), *paper_cells))
         if not mine:
-            rows.append((method_label(method), None, None, None, None, None, None, None, None, *paper_cells))
+            rows.append((method_label(method), None, None, None, None, None, None, None, None,
+                         *(None,) * len(_comparison_columns()), *paper_cells))
     columns = (Column("method"), Column("run"), Column("preset"), Column("steps"), Column("#layers"),
-               Column("GMACs (128x128 LR)", ".1f"), *_our_metric_columns(),
+               Column("GMACs (128x128 LR)", ".1f"), *_our_metric_columns(), *_comparison_columns(),
                Column("paper #layers"), Column("paper GMACs", ".0f"), *_paper_columns(benchmark))
     caption = (f"Table {PAPER_TABLE[paper]} style. Our columns: {_scope(ours)}, {CONVENTION}; #layers and GMACs of "
                "the inference path at 128x128 LR, upsampling counted as written (nearest x2 + conv3x3), as the "
-               f"paper counts. Columns titled \"paper\": DictSR (CVPR 2024) Table {PAPER_TABLE[paper]}, "
+               f"paper counts. {CI_NOTE}. {REGION_NOTE}. {AGREEMENT_NOTE}. Per-image numbers: table1_images.md / "
+               f".csv. Columns titled \"paper\": DictSR (CVPR 2024) Table {PAPER_TABLE[paper]}, "
                f"{benchmark} (100 validation images), as printed; not computed here, and not the same images "
                f"unless the data folder is {benchmark} itself. Written by `dictsr table`; do not edit.")
     return Table(columns, tuple(rows), caption)
@@ -219,24 +297,66 @@ def ablation_table(records: list[dict]) -> Table:
         ident = ablation_id(record)
         paper_row = PAPER_ABLATIONS.get(ident)
         rows.append((ident, record["run"], record["preset"], _change(ident), record["steps"], record["entries"],
-                     record["activated_entries"], *_ours(record),
+                     record["activated_entries"], *_ours(record), delta_cell(record, "bicubic", "lpips_alex", 4),
+                     index_agreement_cell(record),
                      None if paper_row is None else paper_row.entries,
                      None if paper_row is None else paper_row.activated, *_paper_metrics(paper_row)))
     benchmark = BENCHMARKS[PAPER_ABLATION_BENCHMARK]
     columns = (Column("id"), Column("run"), Column("preset"), Column("change"), Column("steps"), Column("N"),
-               Column("activated D_lr entries (validation)"), *_our_metric_columns(),
-               Column("paper N"), Column(f"paper activated D_lr entries ({benchmark})"), *_paper_columns(benchmark))
+               Column("activated D_lr entries (validation)"), *_our_metric_columns(), Column(DELTA_TITLES[1]),
+               Column("index agreement"), Column("paper N"), Column(f"paper activated D_lr entries ({benchmark})"),
+               *_paper_columns(benchmark))
     caption = (f"Tables 3 / 4 style. Our columns: {_scope(dictsr)}, {CONVENTION}; activated entries = distinct "
-               "D_lr content entries chosen over all validation LR images, out of N. Columns titled \"paper\": "
+               f"D_lr content entries chosen over all validation LR images, out of N. {CI_NOTE}. {AGREEMENT_NOTE}. "
+               "Columns titled \"paper\": "
                f"DictSR (CVPR 2024) Tables 3 and 4, {benchmark}, as printed (\"-\": not given); not computed here. "
                "Written by `dictsr table`; do not edit.")
     return Table(columns, tuple(rows), caption)
 
 
+def _image_label(record: dict) -> str:
+    label = method_label(record["method"])
+    return label if record["run"] == record["method"] else f"{label} ({record['run']})"
+
+
+def image_table(records: list[dict]) -> Table:
+    """One row per validation image (then the means): its photo, the share of flat 8x8 HR blocks, and each
+    record's RGB PSNR and LPIPS-Alex, one column per record (the records of Table 1: ablation runs left out)."""
+    from dictsr_core.comparison import photo_of
+
+    ours = [r for r in records if not (r["method"] == "dictsr" and r["ablation"])]
+    ours.sort(key=lambda r: METHOD_ORDER.index(r["method"]) if r["method"] in METHOD_ORDER else len(METHOD_ORDER))
+    per_record = [{row["name"]: row for row in r["evaluation"]["images"]} for r in ours]
+    names = list(dict.fromkeys(name for rows in per_record for name in rows))
+    rows = []
+    for name in names:
+        first = next(rows[name] for rows in per_record if name in rows)
+        flat = next((rows[name].get("flat_fraction") for rows in per_record
+                     if rows.get(name, {}).get("flat_fraction") is not None), None)
+        cells = [name, first.get("photo") or photo_of(name), flat]
+        for key in ("psnr_rgb", "lpips_alex"):
+            cells += [rows.get(name, {}).get(key) for rows in per_record]
+        rows.append(tuple(cells))
+    summaries = [r["evaluation"]["summary"] for r in ours]
+    flat_mean = next((s.get("flat_fraction") for s in summaries if s.get("flat_fraction") is not None), None)
+    rows.append(("mean", None, flat_mean, *(s.get("psnr_rgb") for s in summaries),
+                 *(s.get("lpips_alex") for s in summaries)))
+    labels = [_image_label(r) for r in ours]
+    columns = (Column("image"), Column("photo"), Column("flat_fraction", ".3f"),
+               *(Column(f"PSNR (RGB) {label}", ".2f") for label in labels),
+               *(Column(f"LPIPS-Alex {label}", ".4f") for label in labels))
+    caption = (f"Per-image scores of the Table 1 records: {_scope(ours)}, {CONVENTION}. flat_fraction: share of the "
+               "8x8 HR blocks whose luma std (0-255) is below 3. The last row: the means of Table 1. \"-\": not available "
+               "(the PSNR of identical images is infinite, stored as null, and left out of the means). Written by "
+               "`dictsr table`; do not edit.")
+    return Table(columns, tuple(rows), caption)
+
+
 def write_tables(records: list[dict], out_dir, paper: str = "aim") -> tuple[list[Path], str]:
-    """Write table1.md/.csv (and table3.md/.csv when wanted) into `out_dir` atomically; (paths, Markdown)."""
+    """Write table1.md/.csv, table1_images.md/.csv (one row per validation image) and, when wanted, table3.md/.csv
+    into `out_dir` atomically; (paths, Markdown of table1 and table3: the per-image table is only written)."""
     out_dir = Path(out_dir)
-    tables = {"table1": comparison_table(records, paper)}
+    tables = {"table1": comparison_table(records, paper), "table1_images": image_table(records)}
     if wants_ablation_table(records):
         tables["table3"] = ablation_table(records)
     written, texts = [], []
@@ -244,7 +364,8 @@ def write_tables(records: list[dict], out_dir, paper: str = "aim") -> tuple[list
         text = table.markdown()
         written.append(atomic_write_text(out_dir / f"{name}.md", text))
         written.append(atomic_write_text(out_dir / f"{name}.csv", table.csv()))
-        texts.append(text)
+        if name != "table1_images":
+            texts.append(text)
     return written, "\n".join(texts)
 
 

@@ -103,6 +103,15 @@ def test_results_json_per_run_with_the_documented_keys(table_run, runs):
     assert Path(ours["run_dir"]).resolve() == runs["ours"].resolve()
     assert (bicubic["method"], bicubic["run_dir"], bicubic["steps"], bicubic["activated_entries"]) == ("bicubic", None, None, None)
     assert set(bicubic["cost"].values()) == {None}
+    assert bicubic["comparison"] is None and set(ours["comparison"]) == set(a1["comparison"]) == {"bicubic"}
+    for name in ("ours", "a1"):
+        rows = {row["name"]: row for row in records[name]["evaluation"]["images"]}
+        reference = {row["name"]: row for row in bicubic["evaluation"]["images"]}
+        versus = records[name]["comparison"]["bicubic"]["psnr_rgb"]
+        assert versus["mean_diff"] == pytest.approx(np.mean([rows[n]["psnr_rgb"] - reference[n]["psnr_rgb"] for n in rows]))
+        assert (versus["n"], versus["clusters"], versus["dropped"]) == (2, 2, 0)  # cat and cup: two photos
+        assert versus["ci_low"] <= versus["mean_diff"] <= versus["ci_high"]
+        assert {"flat_fraction", "psnr_rgb_flat", "psnr_rgb_textured"} <= set(rows["cat"])
 
 
 def test_bicubic_record_scores_match_a_direct_computation(table_run, data_dir):
@@ -166,8 +175,16 @@ def test_table1_rows_hold_our_numbers_and_the_papers_apart(table_run):
     assert [by_method["Bicubic"][0][f"paper {m} (AIM-RWSR)"] for m in ("LPIPS", "PSNR", "SSIM")] == ["0.537", "22.35", "0.617"]
     esrgan = by_method["Real-ESRGAN"][0]
     assert esrgan["LPIPS-Alex"] == esrgan["run"] == "" and esrgan["paper LPIPS (AIM-RWSR)"] == "0.238"
+    versus = table_run["records"]["ours"]["comparison"]["bicubic"]["psnr_rgb"]
+    assert dictsr["ΔPSNR vs bicubic [95% CI]"] == f"{versus['mean_diff']:+} [{versus['ci_low']:+}, {versus['ci_high']:+}]"
+    assert dictsr["ΔLPIPS-Alex vs bicubic [95% CI]"].endswith("]") and dictsr["ΔLPIPS-Alex vs paired-bicubic [95% CI]"] == ""
+    assert by_method["Bicubic"][0]["ΔPSNR vs bicubic [95% CI]"] == ""
     markdown = (table_run["folder"] / "table1.md").read_text()
     assert "| DictSR | ours | tiny | 4 |" in markdown and "| 0.259 | 22.46 | 0.629 |" in markdown
+    assert f"| {versus['mean_diff']:+.2f} [{versus['ci_low']:+.2f}, {versus['ci_high']:+.2f}] |" in markdown
+    images = read_csv(table_run["folder"] / "table1_images.csv")
+    assert [row["image"] for row in images] == [*sorted(VAL_SIZES), "mean"]
+    assert float(images[0]["PSNR (RGB) DictSR (ours)"]) == table_run["records"]["ours"]["evaluation"]["images"][0]["psnr_rgb"]
     assert markdown in table_run["stdout"]
 
 
@@ -210,7 +227,8 @@ def test_rerun_reuses_results_and_force_reevaluates(table_run, runs, data_dir):
 
     code, _, stderr = run_cli(argv[:3] + argv[4:] + ["--force"])  # without the A1 run: two evaluations, not three
     assert code == 0 and "reusing" not in stderr
-    assert [p.stat().st_ino != ino for p, (ino, _) in zip(files[:2], before)] == [True, True]
+    # rewritten (a record is written when evaluated and again with its comparison: the inode alone may come back)
+    assert [(p.stat().st_ino, p.stat().st_mtime_ns) != stamp for p, stamp in zip(files[:2], before)] == [True, True]
 
 
 def test_paper_ntire_puts_table2_beside_ours(table_run, runs, data_dir, tmp_path):
@@ -285,3 +303,120 @@ def test_validation_codebook_health_counts_offsets(tiny_inference):
     assert health["offsets"] == 64 * 4
     assert 1 <= health["activated_offsets"] <= 3 * 5 * 7  # at most one (j, k) pair per code cell
     assert 1.0 <= health["perplexity"] <= 64
+
+
+# ---- comparison columns, region PSNRs, index agreement, per-image table (synthetic records) ------------------------
+
+def _synthetic_record(run, method, psnr, lpips, *, ablation=None, agreement=None, draws=None):
+    """A result record as results.collect_records leaves it, without evaluating anything."""
+    names = [f"p{p}__c{c}" for p in range(4) for c in range(2)]
+    rows = [{"name": n, "psnr_rgb": psnr + 0.1 * i, "ssim_rgb": 0.7, "lpips_alex": lpips - 0.001 * i,
+             "flat_fraction": 0.25, "psnr_rgb_flat": psnr + 5, "psnr_rgb_textured": psnr - 1} for i, n in enumerate(names)]
+    summary = {"psnr_rgb": float(np.mean([r["psnr_rgb"] for r in rows])), "ssim_rgb": 0.7,
+               "lpips_alex": float(np.mean([r["lpips_alex"] for r in rows])), "flat_fraction": 0.25,
+               "psnr_rgb_flat": psnr + 5, "psnr_rgb_textured": psnr - 1, "count": len(rows), "non_finite": {}}
+    if agreement is not None:
+        summary.update(index_agreement=agreement, index_agreement_draws=draws)
+    return {**dict.fromkeys(RECORD_KEYS), "run": run, "method": method, "ablation": ablation, "dataset": DATASET,
+            "run_dir": None if method == "bicubic" else f"/runs/{run}", "preset": "tiny", "steps": 4,
+            "cost": dict.fromkeys(("inference_conv_layers", "gmacs_128", "gmacs_128_executed", "params")),
+            "evaluation": {"summary": summary, "images": rows}}
+
+
+@pytest.fixture()
+def synthetic_records():
+    from dictsr_core.results import attach_comparisons
+
+    records = [_synthetic_record("bicubic", "bicubic", 25.0, 0.60),
+               _synthetic_record("paired-bicubic", "paired-bicubic", 25.5, 0.55),
+               _synthetic_record("dictsr", "dictsr", 26.0, 0.45, agreement=0.62, draws=0.55),
+               _synthetic_record("ablation-A1", "dictsr", 24.0, 0.50, ablation="A1", agreement=0.4)]
+    changed = attach_comparisons(records)
+    assert [r["run"] for r in changed] == ["paired-bicubic", "dictsr", "ablation-A1"]
+    assert attach_comparisons(records) == [], "the same records give the same comparisons (seeded)"
+    return records
+
+
+def test_comparisons_are_attached_against_bicubic_and_paired_bicubic(synthetic_records):
+    bicubic, paired, dictsr, _ = synthetic_records
+    assert bicubic["comparison"] is None
+    assert set(paired["comparison"]) == {"bicubic"} and set(dictsr["comparison"]) == {"bicubic", "paired-bicubic"}
+    versus = dictsr["comparison"]["bicubic"]["psnr_rgb"]
+    assert versus["mean_diff"] == pytest.approx(1.0) and versus["clusters"] == 4 and versus["n"] == 8
+    assert versus["ci_low"] == pytest.approx(1.0) and versus["ci_high"] == pytest.approx(1.0)  # constant difference
+    assert dictsr["comparison"]["paired-bicubic"]["lpips_alex"]["mean_diff"] == pytest.approx(-0.10)
+    assert dictsr["comparison"]["bicubic"]["psnr_rgb_flat"]["mean_diff"] == pytest.approx(1.0)
+    json.dumps(dictsr["comparison"], allow_nan=False)  # standard JSON as stored
+
+
+def test_mismatched_images_are_a_results_error_naming_both_runs(synthetic_records):
+    from dictsr_core.results import ResultsError, attach_comparisons
+
+    bicubic, _, dictsr, _ = synthetic_records
+    dictsr = {**dictsr, "evaluation": {**dictsr["evaluation"], "images": dictsr["evaluation"]["images"][1:]}}
+    with pytest.raises(ResultsError, match="'dictsr' and 'bicubic'"):
+        attach_comparisons([bicubic, dictsr])
+
+
+def test_table1_shows_the_intervals_region_psnrs_and_index_agreement(synthetic_records):
+    table = comparison_table(synthetic_records)
+    rows = {row[0]: dict(zip(table.titles(), row)) for row in table.rows}
+    dictsr = rows["DictSR"]
+    assert dictsr["ΔPSNR vs bicubic [95% CI]"].markdown == "+1.00 [+1.00, +1.00]"
+    assert dictsr["ΔLPIPS-Alex vs bicubic [95% CI]"].markdown == "-0.1500 [-0.1500, -0.1500]"
+    assert dictsr["ΔLPIPS-Alex vs paired-bicubic [95% CI]"].markdown == "-0.1000 [-0.1000, -0.1000]"
+    assert dictsr["PSNR flat / textured"].markdown == "31.00 / 25.00"
+    assert dictsr["index agreement"].markdown == "0.62 / 0.55"
+    assert rows["paired-bicubic"]["ΔLPIPS-Alex vs paired-bicubic [95% CI]"] is None
+    assert rows["paired-bicubic"]["index agreement"] is None
+    assert rows["Bicubic"]["ΔPSNR vs bicubic [95% CI]"] is None
+    markdown = table.markdown()
+    assert "95 % percentile bootstrap interval of the mean paired difference, resampling photos" in markdown
+    assert "| +1.00 [+1.00, +1.00] | -0.1500 [-0.1500, -0.1500] | -0.1000 [-0.1000, -0.1000] | 31.00 / 25.00 | 0.62 / 0.55 |" in markdown
+    assert "| Real-ESRGAN | - |" in markdown
+    csv_rows = {row["method"]: row for row in read_csv_text(table.csv())}
+    low, high = csv_rows["DictSR"]["ΔPSNR vs bicubic [95% CI]"].split(" [")[1].rstrip("]").split(", ")
+    assert float(low) == pytest.approx(1.0) and float(high) == pytest.approx(1.0)
+    assert csv_rows["Bicubic"]["index agreement"] == ""
+
+
+def test_interval_cells_with_a_real_spread_and_without_an_interval():
+    from dictsr_core.tables import delta_cell
+
+    record = {"comparison": {"bicubic": {"psnr_rgb": {"mean_diff": 0.4213, "ci_low": 0.1, "ci_high": 0.7549},
+                                         "lpips_alex": {"mean_diff": -0.02, "ci_low": None, "ci_high": None}}}}
+    assert delta_cell(record, "bicubic", "psnr_rgb", 2).markdown == "+0.42 [+0.10, +0.75]"
+    assert delta_cell(record, "bicubic", "psnr_rgb", 2).csv == "+0.4213 [+0.1, +0.7549]"
+    assert delta_cell(record, "bicubic", "lpips_alex", 4).markdown == "-0.0200 [-]"
+    assert delta_cell(record, "paired-bicubic", "psnr_rgb", 2) is None and delta_cell({}, "bicubic", "psnr_rgb", 2) is None
+
+
+def test_ablation_table_gains_the_lpips_interval_and_index_agreement(synthetic_records):
+    table = ablation_table(synthetic_records)
+    rows = {row[0]: dict(zip(table.titles(), row)) for row in table.rows}
+    assert list(rows) == ["Ours", "A1"]
+    assert rows["A1"]["ΔLPIPS-Alex vs bicubic [95% CI]"].markdown == "-0.1000 [-0.1000, -0.1000]"
+    assert rows["A1"]["index agreement"].markdown == "0.40" and rows["Ours"]["index agreement"].markdown == "0.62 / 0.55"
+    assert "resampling photos" in table.caption
+
+
+def test_write_tables_writes_a_per_image_table_next_to_table1(synthetic_records, tmp_path):
+    from dictsr_core.tables import write_tables
+
+    written, markdown = write_tables(synthetic_records, tmp_path)
+    assert {p.name for p in written} == {"table1.md", "table1.csv", "table1_images.md", "table1_images.csv",
+                                         "table3.md", "table3.csv"}
+    assert "| p0__c0 |" not in markdown, "the per-image table is written, not printed"
+    assert "DictSR (CVPR 2024) Table 1, AIM-RWSR" in markdown
+    rows = read_csv(tmp_path / "table1_images.csv")
+    assert [row["image"] for row in rows] == [f"p{p}__c{c}" for p in range(4) for c in range(2)] + ["mean"]
+    assert list(rows[0]) == ["image", "photo", "flat_fraction", "PSNR (RGB) Bicubic", "PSNR (RGB) paired-bicubic",
+                             "PSNR (RGB) DictSR", "LPIPS-Alex Bicubic", "LPIPS-Alex paired-bicubic", "LPIPS-Alex DictSR"]
+    assert (rows[3]["photo"], float(rows[3]["flat_fraction"])) == ("p1", 0.25)
+    assert float(rows[3]["PSNR (RGB) DictSR"]) == pytest.approx(26.3)
+    assert float(rows[-1]["LPIPS-Alex Bicubic"]) == synthetic_records[0]["evaluation"]["summary"]["lpips_alex"]
+    assert "| p0__c0 | p0 | 0.250 | 25.00 | 25.50 | 26.00 | 0.6000 |" in (tmp_path / "table1_images.md").read_text()
+
+
+def read_csv_text(text) -> list[dict]:
+    return list(csv.DictReader(text.splitlines()))
