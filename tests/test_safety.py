@@ -282,3 +282,17 @@ def test_evaluate_names_an_lr_image_too_small_for_the_network(tiny_checkpoint, t
                      "--device", "cpu"])
     err = capsys.readouterr().err
     assert code == 2 and str(root / "lr" / "a.png") in err and "8x8" in err, err
+
+
+# 6. prepare with fewer than 3 photos: a named error
+
+
+def test_prepare_with_too_few_photos_names_the_folder(tmp_path, capsys):
+    (tmp_path / "mine").mkdir()
+    for i in range(2):
+        Image.fromarray(_smooth((256, 256, 3), i)).save(tmp_path / "mine" / f"p{i}.png")
+    code = cli_main(["prepare", "--source", "folder", "--root", str(tmp_path / "mine"), "--out", str(tmp_path / "out"),
+                     "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and str(tmp_path / "mine") in err and "at least 3" in err and "got 2" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]

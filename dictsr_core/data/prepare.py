@@ -32,7 +32,7 @@ from dictsr_core.data.resize import imresize_np
 from dictsr_core.data.sources.download import DATASET_URLS, DownloadError, download_dataset
 from dictsr_core.data.sources.folder import LayoutError, folder_plan
 from dictsr_core.data.sources.photos import PhotosUnavailable, default_cache_dir, photos_plan
-from dictsr_core.data.sources.records import SourceImage, SourcePlan
+from dictsr_core.data.sources.records import SourceImage, SourcePlan, SplitError
 from dictsr_core.data.sources.sample import sample_plan
 
 OUTPUT_FOLDERS = ("train_hr", "train_lr", "val_lr", "val_hr")
@@ -253,12 +253,16 @@ def make_plan(source: str, *, root=None, dirs: dict | None = None, download: str
             raise PrepareError(f"--download gives a folder dataset; it cannot be combined with --source {source}")
         root = download_dataset(download, cache_dir, log=log)
         source = "folder"
-    if source == "sample":
-        return sample_plan()
-    if source == "photos":
-        return photos_plan(cache_dir, log)
-    if source == "folder":
-        return folder_plan(root=root, **dirs)
+    try:
+        if source == "sample":
+            return sample_plan()
+        if source == "photos":
+            return photos_plan(cache_dir, log)
+        if source == "folder":
+            return folder_plan(root=root, **dirs)
+    except SplitError as error:  # too few photos for the three disjoint sets
+        where = root if root else ", ".join(str(v) for v in dirs.values() if v) or f"--source {source}"
+        raise PrepareError(f"{where}: {error} (HR domain, LR domain and validation)") from None
     raise PrepareError(f"unknown source {source!r}")
 
 

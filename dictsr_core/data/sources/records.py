@@ -60,6 +60,10 @@ class SourcePlan:
     notes: dict = dataclasses.field(default_factory=dict)
 
 
+class SplitError(ValueError):
+    """Too few distinct photos to make the disjoint sets."""
+
+
 def _stable_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -76,7 +80,7 @@ def assign_splits(images: list[SourceImage], val_fraction: float = 0.2) -> dict[
         groups.setdefault(image.group or image.name, []).append(image)
     needed = 3 if val_fraction > 0 else 2
     if len(groups) < needed:
-        raise ValueError(f"need at least {needed} distinct photos to make disjoint sets, got {len(groups)}")
+        raise SplitError(f"need at least {needed} distinct photos to make disjoint sets, got {len(groups)}")
     order = sorted(groups, key=_stable_key)
     n_val = max(1, round(len(order) * val_fraction)) if val_fraction > 0 else 0
     splits = {"train_hr": [], "train_lr": [], "val": []}
