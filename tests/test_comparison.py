@@ -142,6 +142,10 @@ def test_block_flatness_uses_the_luma_std_threshold_of_3():
     ref[:, :8] = np.where(np.arange(8) % 2, 102, 98)[None, :, None]  # luma std exactly 2: flat
     ref[:, 8:] = np.where(np.arange(8) % 2, 104, 96)[None, :, None]  # luma std 4: textured
     assert flat_blocks(ref).tolist() == [[True, False]]
+    coloured = np.full((8, 16, 3), 100, dtype=np.uint8)
+    coloured[:, :8, 0] = np.where(np.arange(8) % 2, 20, 0)[None, :]  # red 0 / 20: luma std 0.299 * 10 = 2.99, flat
+    coloured[:, 8:, 1] = np.where(np.arange(8) % 2, 12, 0)[None, :]  # green 0 / 12: luma std 0.587 * 6 = 3.52
+    assert flat_blocks(coloured).tolist() == [[True, False]]
 
 
 def test_images_without_flat_or_textured_blocks_give_nan_and_edges_form_smaller_blocks():
