@@ -104,7 +104,8 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 def _sr(checkpoint, *args):
-    return cli_main(["sr", "--checkpoint", str(checkpoint), *map(str, args), "--device", "cpu"])
+    args = [str(a) for a in args]
+    return cli_main(["sr", "--checkpoint", str(checkpoint), *args] + ([] if "--device" in args else ["--device", "cpu"]))
 
 
 def test_sr_into_an_inputs_own_folder_keeps_the_input(tiny_checkpoint, tmp_path, capsys):
@@ -296,3 +297,21 @@ def test_prepare_with_too_few_photos_names_the_folder(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and str(tmp_path / "mine") in err and "at least 3" in err and "got 2" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+
+
+# 7. an unknown or missing device: a named error that says what is available
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:99", "cpu:x"])
+def test_train_names_a_device_that_is_not_there(tiny_data, tmp_path, capsys, device):
+    code = cli_main(["train", "--preset", "tiny", "--data", str(tiny_data), "--out", str(tmp_path / "run"),
+                     "--device", device])
+    err = capsys.readouterr().err
+    assert code == 2 and f"'{device}'" in err and "available: cpu" in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_sr_names_a_device_that_is_not_there(tiny_checkpoint, tmp_path, capsys):
+    Image.fromarray(_image((12, 16, 3))).save(tmp_path / "a.png")
+    assert _sr(tiny_checkpoint, tmp_path / "a.png", "--out", tmp_path / "o", "--device", "cuda:99") == 2
+    assert "'cuda:99'" in capsys.readouterr().err
