@@ -16,6 +16,38 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
+class NotWritableError(OSError):
+    """An output folder that cannot be created or written; the message names the option and the folder."""
+
+
+def ensure_writable_dir(folder, option: str = "--out") -> Path:
+    """Create `folder` (with its parents) and prove a file can be written in it, before any work is done.
+
+    On failure, folders this call created are removed again and a NotWritableError names `option` and the folder."""
+    folder = Path(folder)
+    created = []
+    try:
+        missing = [parent for parent in [folder, *folder.parents] if not parent.exists()]
+        for parent in reversed(missing):
+            try:
+                parent.mkdir()
+            except FileExistsError:  # made meanwhile by someone else: not ours to remove
+                continue
+            created.append(parent)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".dictsr-write-probe.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        for parent in reversed(created):
+            try:
+                parent.rmdir()
+            except OSError:
+                pass
+        reason = error.strerror or str(error)
+        raise NotWritableError(f"{option} {folder}: cannot write there ({reason}); choose another folder") from None
+    return folder
+
+
 def _publish(tmp: str, path: Path, overwrite: bool) -> None:
     """Rename the finished temp file to `path`; with overwrite=False never replace an existing file
     (a hard link fails atomically when `path` exists; where links are unsupported, a check then a rename)."""

@@ -39,6 +39,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_sr(args) -> int:
+    from dictsr_core.atomic import ensure_writable_dir
     from dictsr_core.checkpoint import load_inference_model
     from dictsr_core.data.io import (MAX_SR_INPUT_PIXELS, ImageError, check_output_folder, plan_outputs, read_rgb,
                                      write_rgb)
@@ -50,6 +51,7 @@ def cmd_sr(args) -> int:
     check_output_folder(out_dir, {Path(name).parent: f"input {name}" for name in args.inputs})
     targets = plan_outputs([(name, Path(name).stem + ".png") for name in args.inputs], out_dir, inputs=args.inputs,
                            overwrite=args.overwrite)
+    ensure_writable_dir(out_dir, "--out")
     device = pick_device(args.device)
     amp = use_bf16(args.precision, device)
     model, _, step = load_inference_model(args.checkpoint, device=device)
@@ -66,7 +68,12 @@ def cmd_sr(args) -> int:
             print(f"error: {reason}", file=sys.stderr)
             failed += 1
             continue
-        write_rgb(target, sr, overwrite=args.overwrite)
+        try:
+            write_rgb(target, sr, overwrite=args.overwrite)
+        except OSError as error:  # disk full, a file that appeared meanwhile, ...: this output is lost, not the batch
+            print(f"error: {name}: cannot write {target} ({error.strerror or error})", file=sys.stderr)
+            failed += 1
+            continue
         print(f"{name} -> {target} ({image.shape[1]}x{image.shape[0]} -> {sr.shape[1]}x{sr.shape[0]})")
     if failed:
         print(f"{failed} of {len(args.inputs)} input(s) failed", file=sys.stderr)
@@ -85,6 +92,17 @@ def _report(args, result: dict, label: str, **metadata) -> int:
         atomic_write_text(args.csv, report_csv(record))
     print(summary_markdown(record, label), end="")
     return 0
+
+
+def _check_report_folders(args) -> None:
+    """--json / --csv (and --save-sr) folders writable before the work whose results they would hold."""
+    from dictsr_core.atomic import ensure_writable_dir
+
+    for option, value in (("--json", args.json), ("--csv", args.csv)):
+        if value:
+            ensure_writable_dir(Path(value).parent, option)
+    if getattr(args, "save_sr", None):
+        ensure_writable_dir(args.save_sr, "--save-sr")
 
 
 def _evaluation_method(args) -> str:
@@ -115,6 +133,7 @@ def cmd_evaluate(args) -> int:
         check_output_folder(args.save_sr, {args.lr: f"the LR inputs (--lr {args.lr})",
                                            args.hr: f"the references (--hr {args.hr})"}, option="--save-sr")
     device = pick_device(args.device)
+    _check_report_folders(args)
     step = None
     predict = bicubic_upscale
     if method == "dictsr":
@@ -145,6 +164,7 @@ def cmd_metrics(args) -> int:
     from dictsr_core.train import pick_device
 
     device = pick_device(args.device)
+    _check_report_folders(args)
     result = score_folders(args.pred, args.ref, device=device)
     return _report(args, result, Path(args.pred).name, method=None, checkpoint=None, step=None, device=str(device),
                    pred_dir=args.pred, ref_dir=args.ref)
@@ -374,7 +394,7 @@ def main(argv=None) -> int:
         from dictsr_core.checkpoint import CheckpointError
 
         if isinstance(error, CheckpointError) or type(error).__name__ in ("MissingWeightsError", "ImageError", "DataError", "PairingError",
-                                                                             "OutputError"):
+                                                                             "OutputError", "NotWritableError"):
             print(f"error: {error}", file=sys.stderr)
             return 2
         raise

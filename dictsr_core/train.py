@@ -16,7 +16,7 @@ import torch.distributed as dist
 import yaml
 from torch.utils.data import DataLoader
 
-from dictsr_core.atomic import atomic_write_text
+from dictsr_core.atomic import atomic_write_text, ensure_writable_dir
 from dictsr_core.checkpoint import load_checkpoint, save_checkpoint
 from dictsr_core.config import Config, ConfigError
 from dictsr_core.losses import PAIRED_TERMS, TERMS, DictSRLoss, PairedLoss
@@ -214,6 +214,8 @@ def train(
     t_cfg = cfg.train
     if not resume and ckpt_path.exists():
         raise FileExistsError(f"{ckpt_path} exists; pass --resume to continue it or choose another --out")
+    if rank == 0:
+        ensure_writable_dir(out_dir, "--out")  # a read-only --out is a named error before any work
 
     torch.manual_seed(t_cfg.seed + rank)
     is_dictsr = cfg.method == "dictsr"

@@ -4,6 +4,7 @@ inputs or references, reports bad files by name and goes on, and resumes across 
 import json
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -315,3 +316,49 @@ def test_sr_names_a_device_that_is_not_there(tiny_checkpoint, tmp_path, capsys):
     Image.fromarray(_image((12, 16, 3))).save(tmp_path / "a.png")
     assert _sr(tiny_checkpoint, tmp_path / "a.png", "--out", tmp_path / "o", "--device", "cuda:99") == 2
     assert "'cuda:99'" in capsys.readouterr().err
+
+
+# 8. a read-only --out: a named error before any work, not a traceback
+
+
+@pytest.fixture()
+def read_only_dir(tmp_path):
+    """A folder nothing can be written into: mode 0555, or (root ignores modes) a read-only file system."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        probe = folder / ".probe"
+        probe.touch()
+        probe.unlink()
+    except PermissionError:
+        yield folder
+        folder.chmod(0o755)
+        return
+    folder.chmod(0o755)
+    for candidate in (Path("/sys/kernel"), Path("/proc/sys")):
+        try:
+            probe = candidate / ".dictsr-probe"
+            probe.touch()
+            probe.unlink()
+        except OSError:
+            yield candidate
+            return
+    pytest.skip("no folder here refuses writes (running as root without a read-only file system)")
+
+
+@pytest.mark.parametrize("sub", ["", "run"])  # the read-only folder itself, or a new folder inside it
+def test_train_into_a_read_only_folder_is_a_named_error(tiny_data, read_only_dir, capsys, sub):
+    out = read_only_dir / sub if sub else read_only_dir
+    code = cli_main(["train", "--preset", "tiny", "--data", str(tiny_data), "--out", str(out), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"--out {out}" in err and "cannot write" in err, err
+
+
+@pytest.mark.parametrize("sub", ["", "sr"])
+def test_sr_into_a_read_only_folder_is_a_named_error(tiny_checkpoint, tmp_path, read_only_dir, capsys, sub):
+    Image.fromarray(_image((12, 16, 3))).save(tmp_path / "a.png")
+    out = read_only_dir / sub if sub else read_only_dir
+    assert _sr(tiny_checkpoint, tmp_path / "a.png", "--out", out) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out}" in err and "cannot write" in err, err
