@@ -17,7 +17,7 @@ import yaml
 from torch.utils.data import DataLoader
 
 from dictsr_core.atomic import atomic_write_text, ensure_writable_dir
-from dictsr_core.checkpoint import load_checkpoint, save_checkpoint
+from dictsr_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from dictsr_core.config import Config, ConfigError
 from dictsr_core.losses import PAIRED_TERMS, TERMS, DictSRLoss, PairedLoss
 from dictsr_core.model import DictSR, PlainSR
@@ -224,10 +224,16 @@ def train(
     payload = None
     if resume and ckpt_path.exists():
         payload = load_checkpoint(ckpt_path)
+        if payload["config"].method != cfg.method:
+            raise ConfigError(f"--resume: {ckpt_path} was trained with --method {payload['config'].method}, not "
+                              f"--method {cfg.method}; resume it with --method {payload['config'].method} or choose another --out")
         changed = [k for k in _config_changes(payload["config"], cfg) if k not in RESUMABLE_CHANGES]
         if changed:
             raise ConfigError(f"--resume: {ckpt_path} was trained with a different config ({', '.join(changed)} differ)")
-        model.load_state_dict(payload["model"])
+        try:
+            model.load_state_dict(payload["model"])
+        except RuntimeError as error:
+            raise CheckpointError(f"{ckpt_path}: weights do not match its config: {str(error).splitlines()[0]}") from None
         start_step = int(payload["step"])
     elif resume and rank == 0:
         print(f"[train] --resume: no checkpoint at {ckpt_path}, starting from scratch")

@@ -362,3 +362,20 @@ def test_sr_into_a_read_only_folder_is_a_named_error(tiny_checkpoint, tmp_path, 
     assert _sr(tiny_checkpoint, tmp_path / "a.png", "--out", out) == 2
     err = capsys.readouterr().err
     assert f"--out {out}" in err and "cannot write" in err, err
+
+
+# 9. --resume with a different --method: a named config difference
+
+
+def test_resume_with_another_method_names_it(tiny_data, tmp_path, capsys):
+    from dictsr_core.config import get_config
+    from dictsr_core.train import train
+
+    run = tmp_path / "run"
+    train(get_config("tiny"), tiny_data, run, progress=False, stop_after=2)
+    before = (run / "checkpoints" / "last.pt").read_bytes()
+    code = cli_main(["train", "--preset", "tiny", "--method", "paired-bicubic", "--data", str(tiny_data), "--out", str(run),
+                     "--resume", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--method dictsr" in err and "paired-bicubic" in err and "last.pt" in err, err
+    assert (run / "checkpoints" / "last.pt").read_bytes() == before
