@@ -1,6 +1,7 @@
 """`dictsr prepare`: the sample and folder sources, disjoint splits, reproducibility, atomicity, bad input."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -215,3 +216,34 @@ def test_cli_sample_and_usage_errors(tmp_path, capsys):
     assert (tmp_path / "s" / "manifest.json").is_file()
     assert cli_main(["prepare", "--source", "sample", "--root", str(tmp_path), "--out", str(tmp_path / "t")]) == 2
     assert "--source folder" in capsys.readouterr().err
+
+
+def test_cropped_validation_gives_several_pairs_per_photo(tmp_path, monkeypatch):
+    """A source with val_crops: each validation photo gives that many fixed crops, named <photo>__c<k>."""
+    from dictsr_core.data.prepare import val_crop_box
+    from dictsr_core.data.sources import folder as folder_source
+
+    for i in range(5):
+        write_rgb(tmp_path / "mine" / f"p{i}.png", _image((300, 360, 3), i))
+    real_plan = folder_source.folder_plan
+
+    def cropped_plan(**kwargs):
+        plan = real_plan(**kwargs)
+        plan.val_crops, plan.val_crop = 4, 128
+        return plan
+
+    monkeypatch.setattr(prepare_module, "folder_plan", cropped_plan)
+    manifest = prepare_dataset(tmp_path / "out", "folder", root=tmp_path / "mine", workers=1, **QUIET)
+    assert manifest["counts"]["val_hr"] == 4 and manifest["val_crops"] == {"per_photo": 4, "side": 128}
+    val = [r for r in manifest["images"] if r["split"] == "val_hr"]
+    photo = val[0]["photo"]
+    assert sorted(Path(r["file"]).stem for r in val) == [f"{photo}__c{k}" for k in range(4)]
+    source = read_rgb(tmp_path / "mine" / f"{photo}.png")
+    for k in range(4):
+        top, left = val_crop_box(300, 360, 128, k, 4)
+        assert top % 4 == 0 and left % 4 == 0 and top + 128 <= 300 and left + 128 <= 360
+        hr = read_rgb(tmp_path / "out" / "val_hr" / f"{photo}__c{k}.png")
+        assert np.array_equal(hr, source[top : top + 128, left : left + 128])
+        assert read_rgb(tmp_path / "out" / "val_lr" / f"{photo}__c{k}.png").shape == (32, 32, 3)
+    # quadrant centres: four distinct boxes
+    assert len({val_crop_box(300, 360, 128, k, 4) for k in range(4)}) == 4

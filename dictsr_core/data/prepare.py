@@ -13,6 +13,7 @@ is written and the exit code is 1.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -67,6 +68,9 @@ class Job:
     partner: SourceImage | None = None  # the HR image of a real validation pair
     degradation: dict = field(default_factory=dict)
     seed: int = 0
+    crop: int | None = None  # "val" of a cropped source: which of the photo's `crops` crops (see val_crop_box)
+    crops: int = 0
+    crop_side: int = 0
 
 
 def image_seed(seed: int, name: str) -> list[int]:
@@ -124,6 +128,21 @@ def run_job(job: Job, staging: Path) -> tuple[list[dict], list[str]]:
                 write_rgb(staging / "train_lr" / f"{image.name}.png", lr)
                 return [_record(image, "train_lr", lr, steps + [f"degradation {degradation.name}"],
                                 degradation=degradation.recipe(), seed=seed)], []
+            if job.crop is not None:
+                if min(array.shape[:2]) < job.crop_side:
+                    raise _too_small(image, array, job.crop_side, "a cropped validation photo")
+                top, left = val_crop_box(array.shape[0], array.shape[1], job.crop_side, job.crop, job.crops)
+                hr = np.ascontiguousarray(array[top : top + job.crop_side, left : left + job.crop_side])
+                crop = [f"crop {job.crop} of {job.crops}: {job.crop_side}x{job.crop_side} at x={left}, y={top}"]
+                image = dataclasses.replace(image, name=f"{image.name}__c{job.crop}")
+                seed = image_seed(job.seed, image.name)
+                lr = degradation(hr, seed)
+                write_rgb(staging / "val_hr" / f"{image.name}.png", hr)
+                write_rgb(staging / "val_lr" / f"{image.name}.png", lr)
+                return [_record(image, "val_hr", hr, steps + crop, pair=f"val_lr/{image.name}.png", photo=job.image.name),
+                        _record(image, "val_lr", lr, steps + crop + [f"degradation {degradation.name}"],
+                                pair=f"val_hr/{image.name}.png", degradation=degradation.recipe(), seed=seed,
+                                photo=job.image.name)], []
             height, width = (array.shape[0] // SCALE) * SCALE, (array.shape[1] // SCALE) * SCALE
             if min(height, width) < MIN_VAL_LR * SCALE:
                 raise _too_small(image, array, MIN_VAL_LR * SCALE, "a validation image")
@@ -156,6 +175,18 @@ def run_job(job: Job, staging: Path) -> tuple[list[dict], list[str]]:
         return [], [str(error)]
 
 
+def val_crop_box(height: int, width: int, side: int, index: int, count: int) -> tuple[int, int]:
+    """(top, left) of crop `index` of `count`: centred in the cells of a near-square grid over the photo
+    (4 crops: the quadrants), on the 4-pixel grid, inside the photo. Fixed positions, never chosen by content."""
+    rows = max(1, int(np.floor(np.sqrt(count))))
+    cols = int(np.ceil(count / rows))
+    row, col = divmod(index, cols)
+    def start(extent: int, cells: int, cell: int) -> int:
+        centre = (cell + 0.5) * extent / cells
+        return int(min(max(0, round((centre - side / 2) / SCALE) * SCALE), (extent - side) // SCALE * SCALE))
+    return start(height, rows, row), start(width, cols, col)
+
+
 def plan_jobs(plan: SourcePlan, degradation: dict, seed: int) -> list[Job]:
     """The jobs of a source plan, in a fixed order."""
     if plan.real_lr:
@@ -164,12 +195,16 @@ def plan_jobs(plan: SourcePlan, degradation: dict, seed: int) -> list[Job]:
         jobs += [Job("val_real", lr, partner=hr) for lr, hr in plan.splits["val"]]
     else:
         jobs = [Job("hr", image, seed=seed) for image in plan.splits["train_hr"]]
-        jobs += [Job(kind, image, degradation=degradation, seed=seed)
-                 for kind, split in (("lr", "train_lr"), ("val", "val")) for image in plan.splits[split]]
+        jobs += [Job("lr", image, degradation=degradation, seed=seed) for image in plan.splits["train_lr"]]
+        if plan.val_crops:
+            jobs += [Job("val", image, degradation=degradation, seed=seed, crop=k, crops=plan.val_crops,
+                         crop_side=plan.val_crop) for image in plan.splits["val"] for k in range(plan.val_crops)]
+        else:
+            jobs += [Job("val", image, degradation=degradation, seed=seed) for image in plan.splits["val"]]
     names = {}
     for job in jobs:
         split = {"hr": "train_hr", "hr_real": "train_hr", "lr": "train_lr", "lr_real": "train_lr"}.get(job.kind, "val")
-        key = (split, job.image.name)
+        key = (split, job.image.name if job.crop is None else f"{job.image.name}__c{job.crop}")
         if key in names:
             raise PrepareError(f"two inputs would both be written as {split}/{job.image.name}.png: {names[key]} and {job.image.ref}")
         names[key] = job.image.ref
@@ -305,6 +340,7 @@ def prepare_dataset(out, source: str = "sample", degradation: str = "aim", seed:
             "counts": counts,
             "skipped": problems,
             "protocol": "unpaired: train_hr, train_lr and val come from disjoint sets of photos",
+            "val_crops": {"per_photo": plan.val_crops, "side": plan.val_crop} if plan.val_crops else None,
             "images": records,
         }
         atomic_write_json(staging / "manifest.json", manifest)

@@ -34,6 +34,8 @@ PHOTO_PACKAGES = (
 )
 MIN_LONG_SIDE = 1280
 PRE_SCALE = 0.5
+VAL_CROPS = 4  # 10 validation photos x 4 crops = 40 pairs (the bootstrap resamples photos, not crops)
+VAL_CROP = 256  # HR pixels (64 LR)
 
 _LOMIRI = "usr/share/backgrounds/"
 _LXQT = "usr/share/lxqt/wallpapers/"
@@ -194,6 +196,7 @@ def photo_images(cache_dir=None, log=print) -> list[SourceImage]:
 def photos_plan(cache_dir=None, log=print) -> SourcePlan:
     """The photographs split three ways, disjointly (see records.assign_splits)."""
     return SourcePlan(source="photos", splits=assign_splits(photo_images(cache_dir, log)), real_lr=False,
+                      val_crops=VAL_CROPS, val_crop=VAL_CROP,
                       notes={"selection": "hand-picked list in dictsr_core/data/sources/photos.py",
                              "min_long_side": MIN_LONG_SIDE, "pre_scale": PRE_SCALE,
                              "split": "by a hash of the photo name, 20% validation, the rest alternating HR / LR"})

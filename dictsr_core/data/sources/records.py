@@ -58,6 +58,10 @@ class SourcePlan:
     splits: dict
     real_lr: bool
     notes: dict = dataclasses.field(default_factory=dict)
+    # clean sources: each validation photo gives this many crops of val_crop x val_crop HR pixels (0: the whole
+    # photo), at the centres of a grid of its quadrants: more pairs for the same disjoint photos
+    val_crops: int = 0
+    val_crop: int = 256
 
 
 class SplitError(ValueError):
