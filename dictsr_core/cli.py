@@ -165,9 +165,17 @@ def cmd_metrics(args) -> int:
 
     device = pick_device(args.device)
     _check_report_folders(args)
-    result = score_folders(args.pred, args.ref, device=device)
-    return _report(args, result, Path(args.pred).name, method=None, checkpoint=None, step=None, device=str(device),
-                   pred_dir=args.pred, ref_dir=args.ref)
+    result = score_folders(args.pred, args.ref, device=device, keep_going=True)
+    _report(args, result, Path(args.pred).name, method=None, checkpoint=None, step=None, device=str(device),
+            pred_dir=args.pred, ref_dir=args.ref)
+    failed = result["failed"]
+    for failure in failed:
+        print(f"error: {failure['error']}", file=sys.stderr)
+    if failed:
+        total = len(failed) + len(result["images"])
+        print(f"{len(failed)} of {total} image pair(s) could not be scored; the report holds the other "
+              f"{len(result['images'])} and lists these under 'failed'", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_info(args) -> int:

@@ -108,25 +108,45 @@ def evaluate_pairs(
                       progress=progress, desc=desc)
 
 
-def _read_matched(matched) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+def _read_pair(pred_path, ref_path) -> tuple[np.ndarray, np.ndarray]:
+    pred, ref = read_rgb(pred_path), read_rgb(ref_path)
+    if pred.shape != ref.shape:
+        raise PairingError(f"{pred_path} ({pred.shape[1]}x{pred.shape[0]}) and {ref_path} "
+                           f"({ref.shape[1]}x{ref.shape[0]}) differ in size")
+    problem = score_size_problem(pred.shape[1], pred.shape[0])
+    if problem:
+        raise ImageError(pred_path, problem)
+    return pred, ref
+
+
+def _read_matched(matched, failed: list | None = None) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """The readable pairs; with a `failed` list, a pair that cannot be scored is added to it and skipped
+    ({"name", "pred", "ref", "error"}), else its error stops everything."""
     for name, pred_path, ref_path in matched:
-        pred, ref = read_rgb(pred_path), read_rgb(ref_path)
-        if pred.shape != ref.shape:
-            raise PairingError(f"{pred_path} ({pred.shape[1]}x{pred.shape[0]}) and {ref_path} "
-                               f"({ref.shape[1]}x{ref.shape[0]}) differ in size")
-        problem = score_size_problem(pred.shape[1], pred.shape[0])
-        if problem:
-            raise ImageError(pred_path, problem)
+        try:
+            pred, ref = _read_pair(pred_path, ref_path)
+        except (ImageError, PairingError) as error:
+            if failed is None:
+                raise
+            failed.append({"name": name, "pred": str(pred_path), "ref": str(ref_path), "error": str(error)})
+            continue
         yield name, pred, ref
 
 
-def score_folders(pred_dir, ref_dir, *, device=None, progress: bool = True, desc: str = "metrics") -> dict:
+def score_folders(pred_dir, ref_dir, *, device=None, progress: bool = True, desc: str = "metrics",
+                  keep_going: bool = False) -> dict:
     """Score the images of `pred_dir` (any method's outputs) against `ref_dir`, matched by file stem.
 
-    Images are read one pair at a time, so a size mismatch is found when its pair is reached.
+    Images are read one pair at a time, so a bad file (unreadable, too large or too small, a size mismatch)
+    is found when its pair is reached: an error, or with `keep_going` an entry of the result's `failed` list
+    while the other pairs are scored. Images without a partner are an error before any scoring.
     """
     matched = pair_by_stem(pred_dir, ref_dir)
-    return _score_all(_read_matched(matched), total=len(matched), device=device, progress=progress, desc=desc)
+    failed = [] if keep_going else None
+    result = _score_all(_read_matched(matched, failed), total=len(matched), device=device, progress=progress, desc=desc)
+    if keep_going:
+        result["failed"] = failed
+    return result
 
 
 def report_record(result: dict, **metadata) -> dict:
@@ -136,7 +156,8 @@ def report_record(result: dict, **metadata) -> dict:
     """
     rows = result["images"]
     summary = {**result["summary"], "count": len(rows), "non_finite": non_finite_counts(rows)}
-    return json_safe({**metadata, "seconds": result["seconds"], "summary": summary, "images": rows})
+    failed = {"failed": result["failed"]} if result.get("failed") else {}  # pairs that could not be scored
+    return json_safe({**metadata, "seconds": result["seconds"], "summary": summary, "images": rows, **failed})
 
 
 def report_csv(record: dict) -> str:

@@ -200,9 +200,10 @@ def test_metrics_names_both_files_of_a_size_mismatch(pair_dirs, tmp_path, capsys
     code = main(["metrics", "--pred", str(tmp_path / "pred"), "--ref", str(pair_dirs / "hr"), "--device", "cpu",
                  "--json", str(tmp_path / "m.json")])
     err = capsys.readouterr().err
-    assert code == 2
+    assert code == 1  # the other pairs are scored and reported; b is listed as failed
     assert f"{tmp_path / 'pred' / 'b.png'} (60x64) and {pair_dirs / 'hr' / 'b.png'} (64x64) differ in size" in err
-    assert not (tmp_path / "m.json").exists()
+    report = load_strict_json(tmp_path / "m.json")
+    assert [row["name"] for row in report["images"]] == ["a", "c"] and [row["name"] for row in report["failed"]] == ["b"]
 
 
 def test_evaluate_names_unpaired_and_wrongly_sized_images(pair_dirs, tmp_path, capsys):

@@ -379,3 +379,30 @@ def test_resume_with_another_method_names_it(tiny_data, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "--method dictsr" in err and "paired-bicubic" in err and "last.pt" in err, err
     assert (run / "checkpoints" / "last.pt").read_bytes() == before
+
+
+# 10. metrics scores every pair it can, lists the others, writes the partial report and exits non-zero
+
+
+def test_metrics_scores_the_rest_and_lists_the_failures(tmp_path, capsys):
+    pred, ref = tmp_path / "pred", tmp_path / "ref"
+    pred.mkdir()
+    ref.mkdir()
+    for seed, name in enumerate("abcde"):
+        Image.fromarray(_image((32, 32, 3), seed)).save(ref / f"{name}.png")
+        Image.fromarray(_image((32, 32, 3), 10 + seed)).save(pred / f"{name}.png")
+    (pred / "b.png").write_bytes((pred / "b.png").read_bytes()[:100])  # truncated
+    Image.fromarray(_image((32, 28, 3))).save(pred / "c.png")  # size mismatch
+    _png_header(pred / "e.png", 20000, 20000)  # over the pixel limit
+    code = cli_main(["metrics", "--pred", str(pred), "--ref", str(ref), "--device", "cpu",
+                     "--json", str(tmp_path / "m.json"), "--csv", str(tmp_path / "m.csv")])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    for name in ("b.png", "c.png", "e.png"):
+        assert str(pred / name) in err, err
+    assert "3 of 5 image pair(s) could not be scored" in err
+    report = json.loads((tmp_path / "m.json").read_text())
+    assert [row["name"] for row in report["images"]] == ["a", "d"] and report["summary"]["count"] == 2
+    assert [row["name"] for row in report["failed"]] == ["b", "c", "e"]
+    assert "truncated" in report["failed"][0]["error"] and "differ in size" in report["failed"][1]["error"]
+    assert (tmp_path / "m.csv").read_text().count("\n") == 4  # header, a, d, mean
