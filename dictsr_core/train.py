@@ -184,6 +184,38 @@ def downscale_hr(hr: torch.Tensor) -> torch.Tensor:
     return (imresize_torch(hr, 0.25).clamp_(0, 1) * 255).round_().div_(255)
 
 
+# temp files of atomic writes into a run folder (".<name>.<random>.tmp"): what a killed process leaves behind
+RUN_TEMP_PATTERNS = {"checkpoints": (".last.pt.*.tmp",),
+                     ".": (".config.yaml.*.tmp", ".metrics.jsonl.*.tmp", ".dictsr-write-probe.*.tmp")}
+
+
+def _remove_stale_temp_files(out_dir: Path) -> None:
+    """Remove the temp files an earlier process was killed before renaming (a SIGKILL mid-save); say so."""
+    removed = []
+    for sub, patterns in RUN_TEMP_PATTERNS.items():
+        for pattern in patterns:
+            for path in sorted((out_dir / sub).glob(pattern)):
+                if path.is_file() and not path.is_symlink():
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+    if removed:
+        print(f"[train] removed {len(removed)} temp file(s) of an interrupted write: " + ", ".join(map(str, removed)))
+
+
+def _remove_failed_start(out_dir: Path, made: list[Path], had_config: bool) -> None:
+    """After a train that failed before its first checkpoint and first log line: remove what it wrote
+    (config.yaml, an empty checkpoints/) and the folders it made, so no run folder holding only config.yaml stays."""
+    if (out_dir / "checkpoints" / "last.pt").exists() or (out_dir / "metrics.jsonl").exists():
+        return
+    if not had_config:
+        (out_dir / "config.yaml").unlink(missing_ok=True)
+    for folder in [out_dir / "checkpoints", *made]:  # made: deepest first
+        try:
+            folder.rmdir()  # only when empty
+        except OSError:
+            pass
+
+
 def train(
     cfg: Config,
     data_dir,
@@ -200,7 +232,21 @@ def train(
 
     `stop_after` ends this call after that many steps, `max_wall_s` after that many seconds of this call
     (checked on the host every step; under DDP at log steps, where every rank agrees on it); either way the
-    stop is checkpointed and can be resumed."""
+    stop is checkpointed and can be resumed. A call that fails before its first checkpoint and log line
+    (bad data, say) leaves no run folder behind."""
+    out_dir = Path(out_dir)
+    made = [folder for folder in [out_dir, *out_dir.parents] if not folder.exists()]
+    had_config = (out_dir / "config.yaml").exists()
+    try:
+        return _train(cfg, data_dir, out_dir, resume=resume, device=device, stop_after=stop_after,
+                      max_wall_s=max_wall_s, progress=progress, on_log=on_log)
+    except BaseException:
+        if os.environ.get("RANK", "0") == "0":
+            _remove_failed_start(out_dir, made, had_config)
+        raise
+
+
+def _train(cfg: Config, data_dir, out_dir, *, resume, device, stop_after, max_wall_s, progress, on_log) -> dict:
     from dictsr_core.data.datasets import DegradedPairs, UnpairedPatches
 
     cfg = cfg.validated()
@@ -216,6 +262,7 @@ def train(
         raise FileExistsError(f"{ckpt_path} exists; pass --resume to continue it or choose another --out")
     if rank == 0:
         ensure_writable_dir(out_dir, "--out")  # a read-only --out is a named error before any work
+        _remove_stale_temp_files(out_dir)
 
     torch.manual_seed(t_cfg.seed + rank)
     is_dictsr = cfg.method == "dictsr"

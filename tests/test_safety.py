@@ -406,3 +406,38 @@ def test_metrics_scores_the_rest_and_lists_the_failures(tmp_path, capsys):
     assert [row["name"] for row in report["failed"]] == ["b", "c", "e"]
     assert "truncated" in report["failed"][0]["error"] and "differ in size" in report["failed"][1]["error"]
     assert (tmp_path / "m.csv").read_text().count("\n") == 4  # header, a, d, mean
+
+
+# 11. no leftovers: a train that fails on its data leaves no run folder; a killed save's temp file goes on the next start
+
+
+def test_train_that_fails_on_its_data_leaves_no_run_folder(tmp_path, capsys):
+    (tmp_path / "data").mkdir()  # no train_hr / train_lr
+    for out, existed in ((tmp_path / "new" / "run", False), (tmp_path / "empty", True)):
+        if existed:
+            out.mkdir()
+        code = cli_main(["train", "--preset", "tiny", "--data", str(tmp_path / "data"), "--out", str(out), "--device", "cpu"])
+        err = capsys.readouterr().err
+        assert code == 2 and "train_hr" in err, err
+        if existed:
+            assert out.is_dir() and list(out.iterdir()) == []  # the folder was there before: kept, and left empty
+        else:
+            assert not (tmp_path / "new").exists()
+
+
+def test_a_killed_saves_temp_file_is_removed_on_the_next_start(tiny_data, tmp_path, capsys):
+    from dictsr_core.checkpoint import load_checkpoint
+    from dictsr_core.config import get_config
+    from dictsr_core.train import train
+
+    run = tmp_path / "run"
+    train(get_config("tiny"), tiny_data, run, progress=False, stop_after=2)
+    leftover = run / "checkpoints" / ".last.pt.k1ll3d.tmp"  # what atomic_torch_save leaves when SIGKILLed mid-write
+    leftover.write_bytes(b"PK\x03\x04 half a checkpoint")
+    mine = run / "checkpoints" / "notes.tmp"  # not a name dictsr writes: not dictsr's to remove
+    mine.write_text("keep")
+    capsys.readouterr()
+    summary = train(get_config("tiny"), tiny_data, run, progress=False, resume=True)
+    assert summary["step"] == 20 and load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 20
+    assert not leftover.exists() and mine.read_text() == "keep"
+    assert ".last.pt.k1ll3d.tmp" in capsys.readouterr().out
