@@ -162,6 +162,13 @@ def param_groups(model: DictSR, t_cfg) -> list[dict]:
     return [{"params": rest}, {"params": entries, "lr": t_cfg.lr * t_cfg.dictionary_lr_scale}]
 
 
+def perceptual_weight_at(t_cfg, step: int) -> float:
+    """The perceptual term's weight at `step`: 0 before `perceptual_from` (a fraction of the schedule), then
+    `perceptual_weight`. A first phase of L1 + VQ lets the coupled HR branch learn colour and layout before
+    LPIPS, which leaves colour free and is most of a step's FLOPs, joins in."""
+    return t_cfg.perceptual_weight if step >= round(t_cfg.perceptual_from * t_cfg.total_steps) else 0.0
+
+
 def build_perceptual(cfg: Config, device: torch.device):
     if cfg.train.perceptual_weight <= 0:
         return None
@@ -402,6 +409,7 @@ def _train(cfg: Config, data_dir, out_dir, *, resume, device, stop_after, max_wa
                 objective = training_objective(wrapped, criterion)
                 forward = _compiled(objective) if t_cfg.compile else objective
                 first_compiled_step = forward is not objective
+            criterion.perceptual_weight = perceptual_weight_at(t_cfg, step)
             try:
                 terms = forward_backward(forward, hr, hr_down, lr)
             except Exception as error:  # noqa: BLE001 - compiling (forward or backward graph) happens in the first step

@@ -104,8 +104,12 @@ def test_a_notebook_that_does_not_write_its_outputs_fails(tmp_path):
 def test_profiles_and_context(tmp_path):
     assert set(PROFILES) == {"smoke", "cpu", "gpu", "paper"}
     ctx = context("cpu", root=tmp_path, device="cpu")
-    assert ctx.data_dir == tmp_path / "data" / "sample-aim" and ctx.run_root == tmp_path / "runs" / "cpu"
+    assert ctx.data_dir == tmp_path / "data" / "photos-aim" and ctx.run_root == tmp_path / "runs" / "cpu"
     assert ctx.figure_dir == tmp_path / "figures" / "cpu" and ctx.device.type == "cpu"
+    # another data folder gets its own runs and figures, so photos-ntire never overwrites photos-aim
+    other = context("cpu", root=tmp_path, device="cpu", data_dir=tmp_path / "data" / "photos-ntire")
+    assert other.run_root == tmp_path / "runs" / "cpu-photos-ntire"
+    assert other.figure_dir == tmp_path / "figures" / "cpu-photos-ntire"
     with pytest.raises(WorkbookError, match="profile 'huge'"):
         context("huge", root=tmp_path)
     from dictsr_core.config import ABLATIONS
@@ -164,3 +168,31 @@ def test_jupyterlab_starts_on_localhost_serves_the_workbook_kernel_and_stops_by_
             os.killpg(lab.pid, signal.SIGKILL)
             lab.wait()
     assert lab.returncode is not None
+
+
+def test_preparable_data_folders_and_the_loud_sample_fallback(tmp_path, monkeypatch, capsys):
+    from dictsr_core.data.sources import photos
+    from dictsr_core.workbook import runner
+    from dictsr_core.workbook.profiles import preparable
+
+    assert preparable("data/photos-ntire") == ("photos", "ntire")
+    assert preparable("data/sample-aim") == ("sample", "aim")
+    assert preparable("data/mine") is None and preparable("data/photos-blur") is None
+
+    def no_apt(*args, **kwargs):
+        raise photos.PhotosUnavailable("`apt-get` was not found")
+
+    monkeypatch.setattr(photos, "photos_plan", no_apt)
+    import dictsr_core.data.prepare as prepare_module
+
+    monkeypatch.setattr(prepare_module, "photos_plan", no_apt)
+    ctx = context("cpu", root=tmp_path, device="cpu")
+    chosen = runner._with_data(ctx, explicit=False, run_root=None, figure_dir=None)
+    out = capsys.readouterr().out
+    assert "WARNING: falling back to the bundled sample data" in out and "NOT evidence" in out
+    assert chosen.data_dir == tmp_path / "data" / "sample-aim" and (chosen.data_dir / "val_hr").is_dir()
+    assert chosen.run_root == tmp_path / "runs" / "cpu-sample-aim"
+    # asked for the photos explicitly: an error that names the folder, no silent fallback
+    explicit = context("cpu", root=tmp_path, device="cpu", data_dir=tmp_path / "data" / "photos-ntire")
+    with pytest.raises(WorkbookError, match="photos-ntire"):
+        runner._with_data(explicit, explicit=True, run_root=None, figure_dir=None)

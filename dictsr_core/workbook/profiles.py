@@ -41,8 +41,9 @@ PROFILES: dict[str, Profile] = {
         about="seconds of training on the tiny preset: checks that every notebook runs (CI); numbers mean nothing",
     ),
     "cpu": Profile(
-        "cpu", preset="cpu", ablations=("A1", "C1", "C2", "E1", "G1"), ablation_overrides={"train.epochs": 1},
-        about="the README's main job on 2 CPU cores: cpu preset (3750 steps), baselines, 5 ablations at 1250 steps",
+        "cpu", preset="cpu", source="photos", ablations=("A1", "C1", "C2", "E1", "G1"), ablation_overrides={"train.epochs": 1},
+        about="the README's main job on 2 CPU cores: real photos (photos-aim; sample-aim where apt cannot fetch them), "
+              "cpu preset, baselines, 5 ablations",
     ),
     "gpu": Profile(
         "gpu", preset="gpu", source="photos", ablations=("A1", "B1", "B2", "C1", "C2", "D1", "D2", "E1", "G1"),
@@ -114,6 +115,19 @@ class Context:
         return paths
 
 
+def default_data_dir(profile: Profile, root) -> Path:
+    return Path(root) / "data" / f"{profile.source}-{profile.degradation}"
+
+
+def preparable(data_dir) -> tuple[str, str] | None:
+    """(source, degradation) when a data folder's name says how `dictsr prepare` makes it (`photos-ntire`,
+    `sample-aim`), else None: such a folder is prepared on first use."""
+    from dictsr_core.data.degradations import DEGRADATIONS
+
+    source, _, degradation = Path(data_dir).name.partition("-")
+    return (source, degradation) if source in ("sample", "photos") and degradation in DEGRADATIONS else None
+
+
 def context(profile: str = "smoke", data_dir=None, run_root=None, figure_dir=None, device: str = "auto",
             seed: int = 0, root=None) -> Context:
     """The Context for these notebook parameters; None means the profile's default folder under the project root."""
@@ -121,13 +135,15 @@ def context(profile: str = "smoke", data_dir=None, run_root=None, figure_dir=Non
 
     chosen = resolve_profile(profile)
     root = Path(root).resolve() if root else project_root()
-    default_data = root / "data" / f"{chosen.source}-{chosen.degradation}"
+    data = Path(data_dir).resolve() if data_dir else default_data_dir(chosen, root)
+    # another data folder than the profile's own gets its own runs and figures (runs/cpu-photos-ntire/)
+    suffix = "" if data == default_data_dir(chosen, root) else f"-{data.name}"
     return Context(
         profile=chosen,
         root=root,
-        data_dir=Path(data_dir).resolve() if data_dir else default_data,
-        run_root=Path(run_root).resolve() if run_root else root / "runs" / chosen.name,
-        figure_dir=Path(figure_dir).resolve() if figure_dir else root / "figures" / chosen.name,
+        data_dir=data,
+        run_root=Path(run_root).resolve() if run_root else root / "runs" / f"{chosen.name}{suffix}",
+        figure_dir=Path(figure_dir).resolve() if figure_dir else root / "figures" / f"{chosen.name}{suffix}",
         device=pick_device(None if device in (None, "auto") else device),
         seed=int(seed),
     )

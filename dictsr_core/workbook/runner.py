@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dictsr_core.atomic import atomic_write_json, atomic_write_text
-from dictsr_core.workbook.profiles import Context, WorkbookError, context
+from dictsr_core.workbook.profiles import Context, WorkbookError, context, preparable
 
 KERNEL_NAME = "dictsr-workbook"
 NOTEBOOKS = ("01_data", "02_train", "03_evaluate", "04_ablations", "05_dictionaries", "06_qualitative", "07_explore")
@@ -168,8 +168,10 @@ def run_workbook(profile: str = "auto", data_dir=None, force: bool = False, run_
                  device: str = "auto", seed: int = 0, only=None, readme=None) -> Path:
     """Every stage of `plan` in order (or the notebooks named in `only`), then RUN_ROOT/report.md; returns the report."""
     ctx = context(profile, data_dir=data_dir, run_root=run_root, figure_dir=figure_dir, device=device, seed=seed)
-    if data_dir is not None and not Path(data_dir).is_dir():
-        raise WorkbookError(f"--data {data_dir}: no such folder")
+    if data_dir is not None and not Path(data_dir).is_dir() and not preparable(data_dir):
+        raise WorkbookError(f"--data {data_dir}: no such folder (a folder named <sample|photos>-<aim|ntire> is prepared "
+                            "on first use)")
+    ctx = _with_data(ctx, explicit=data_dir is not None, run_root=run_root, figure_dir=figure_dir)
     from dictsr_core.weights import fetch_weights
 
     fetch_weights()  # once here, not in every kernel: the LPIPS backbones (offline copies)
@@ -194,6 +196,29 @@ def run_workbook(profile: str = "auto", data_dir=None, force: bool = False, run_
         print(f"[workbook] figures block of {update_readme_figures(readme, ctx)} rewritten", flush=True)
     print(f"[workbook] finished in {time.time() - start:.0f} s; report {report}", flush=True)
     return report
+
+
+def _with_data(ctx: Context, *, explicit: bool, run_root, figure_dir) -> Context:
+    """Prepare the context's data folder now; where the photos cannot be fetched (no apt, no network) and no
+    --data was given, fall back to the bundled sample photos, loudly: those numbers rest on 2 images."""
+    from dictsr_core.data.sources.photos import PhotosUnavailable
+    from dictsr_core.workbook.stages import prepare_data
+
+    try:
+        prepare_data(ctx)
+        return ctx
+    except PhotosUnavailable as error:
+        if explicit or ctx.profile.source != "photos":
+            raise WorkbookError(f"{ctx.data_dir}: {error}") from None
+        fallback = ctx.root / "data" / f"sample-{ctx.profile.degradation}"
+        banner = "!" * 100
+        print(f"{banner}\n[workbook] WARNING: the real photos could not be fetched ({error})\n"
+              f"[workbook] WARNING: falling back to the bundled sample data {fallback}: 2 validation images, so the "
+              f"numbers of this run are NOT evidence of anything.\n{banner}", flush=True)
+        ctx = context(ctx.profile.name, data_dir=fallback, run_root=run_root, figure_dir=figure_dir,
+                      device=str(ctx.device), seed=ctx.seed, root=ctx.root)
+        prepare_data(ctx)
+        return ctx
 
 
 def stage_seconds(ctx: Context) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from dictsr_core.workbook.profiles import Context, WorkbookError
+from dictsr_core.workbook.profiles import Context, WorkbookError, preparable
 
 SPLITS = ("train_hr", "train_lr", "val_lr", "val_hr")
 
@@ -22,16 +22,29 @@ def prepare_data(ctx: Context, force: bool = False) -> Path:
     from dictsr_core.data.prepare import prepare_dataset
 
     data_dir = ctx.data_dir
-    default = ctx.root / "data" / f"{ctx.profile.source}-{ctx.profile.degradation}"
+    spec = preparable(data_dir)  # a folder named <source>-<degradation> (photos-aim, sample-ntire) is made here
     missing = [split for split in SPLITS if not (data_dir / split).is_dir() or not list_images(data_dir / split)]
-    if data_dir.resolve() == default.resolve() and (force or missing):
-        print(f"preparing {data_dir} from source {ctx.profile.source!r} with the {ctx.profile.degradation!r} degradation")
-        prepare_dataset(data_dir, source=ctx.profile.source, degradation=ctx.profile.degradation, seed=ctx.seed)
+    stale = bool(spec) and not missing and _older_protocol(data_dir, spec[0])
+    if spec and (force or missing or stale):
+        why = "made before validation crops" if stale else "missing" if missing else "--force"
+        print(f"preparing {data_dir} ({why}) from source {spec[0]!r} with the {spec[1]!r} degradation", flush=True)
+        prepare_dataset(data_dir, source=spec[0], degradation=spec[1], seed=ctx.seed)
     elif missing:
         raise WorkbookError(f"{data_dir}: missing or empty {', '.join(missing)} (prepare it: `dictsr prepare --out {data_dir} ...`)")
     else:
         print(f"using {data_dir}")
     return data_dir
+
+
+def _older_protocol(data_dir: Path, source: str) -> bool:
+    """A photos dataset prepared before validation photos were cut into crops (10 pairs instead of 40)."""
+    import json
+
+    try:
+        manifest = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return source == "photos" and manifest.get("made_by") == "dictsr prepare" and not manifest.get("val_crops")
 
 
 def data_overview(ctx: Context, gallery_images: int = 3) -> dict:
