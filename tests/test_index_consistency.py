@@ -58,3 +58,19 @@ def test_validation_agreement_means_and_tiling(tiny_inference):
         (1.0 + whole["images"]["b"]["index_agreement"]) / 2)
     assert whole["summary"]["index_agreement_draws"] is None  # no degradation recipe given
     assert tiled["summary"] == whole["summary"]
+
+
+def test_agreement_figure_shows_both_maps_and_where_they_agree():
+    from dictsr_core.figures.index_agreement import index_agreement_figure
+
+    lr = np.zeros((8, 8, 3), np.uint8)
+    clean = np.arange(16).reshape(4, 4)
+    degraded = clean.copy()
+    degraded[:, :1] = 99  # 4 of 16 cells differ
+    rows = [{"name": "a", "index_agreement": 0.75}, {"name": "b", "index_agreement": 0.2}]
+    figure = index_agreement_figure(lr, lr, clean, degraded, entries=100, name="a", rows=rows)
+    titles = [ax.get_title() for ax in figure.axes]
+    assert "agreement 75% of cells" in titles
+    assert len(figure.axes) == 6  # two LR images, two index maps, the agreement map, the per-image bars
+    shown = figure.axes[4].images[0].get_array()
+    assert shown.sum() == 12 and shown[:, 0].sum() == 0

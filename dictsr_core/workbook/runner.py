@@ -80,7 +80,8 @@ def plan(ctx: Context, force: bool = False) -> list[Stage]:
                             + [table / "ablations" / "table3.md", table / "ablations" / "table3.csv"]
                             + [ctx.run_dir(run) / "checkpoints" / "last.pt" for run in ablation_runs(ctx, variants).values()]))
     stages.append(Stage("05_dictionaries", "05_dictionaries", {**common, "run": "dictsr", "embedding": "umap"},
-                        _figures(ctx, "fig4_dictionary_map", "fig4_degradation_offsets", "fig4_hr_atoms")))
+                        _figures(ctx, "fig4_dictionary_map", "fig4_degradation_offsets", "fig4_hr_atoms",
+                                 "fig_index_agreement")))
     stages.append(Stage("06_qualitative", "06_qualitative", {**common, "runs": methods},
                         _figures(ctx, "fig3_qualitative")))
     stages.append(Stage("07_explore", "07_explore", {**common, "run": "dictsr", "interactive": False},
@@ -280,6 +281,7 @@ README_FIGURES = (
     ("fig4_dictionary_map", "Fig. 4 style: D_lr entries and validation LR embeddings, one UMAP fit (`05_dictionaries`)"),
     ("fig4_degradation_offsets", "D_deg offsets around the most used D_lr entries (`05_dictionaries`)"),
     ("fig4_hr_atoms", "D_hr entries decoded into HR patches, most used first (`05_dictionaries`)"),
+    ("fig_index_agreement", "Index consistency: content indices of a clean and a degraded LR, and where they agree (`05_dictionaries`)"),
     ("ablation_bars", "Ablations: activated entries, d, LPIPS and PSNR per variant (`04_ablations`)"),
     ("train_curves_dictsr", "Training curves of the main DictSR run (`02_train`)"),
     ("data_gallery", "Validation pairs: HR, clean LR, degraded LR, and the LR training domain (`01_data`)"),

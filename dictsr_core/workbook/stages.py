@@ -250,6 +250,38 @@ def dictionary_figures(ctx: Context, run: str = "dictsr", embedding: str = "umap
 
 # ---- 06_qualitative -----------------------------------------------------------------------
 
+def index_agreement_view(ctx: Context, run: str = "dictsr", image: str | None = None) -> dict:
+    """Index consistency of a run over the validation set: per-image agreement of the content index maps
+    (clean vs degraded LR, two degradation draws), and the figure for one image (default: the median one)."""
+    import numpy as np
+
+    from dictsr_core.figures.index_agreement import index_agreement_figure
+    from dictsr_core.index_consistency import clean_lr, data_degradation, image_agreement
+
+    model, cfg = load_run_model(ctx, run)
+    if cfg.method != "dictsr":
+        raise WorkbookError(f"run {run!r} is a {cfg.method} baseline: it has no index maps")
+    pairs = validation_pairs(ctx)
+    degradation = data_degradation(ctx.data_dir)
+    found = {p["name"]: image_agreement(model, p["lr"], p["hr"], name=p["name"], degradation=degradation,
+                                        device=ctx.device, keep_maps=True) for p in pairs}
+    rows = [{"name": name, "index_agreement": v["index_agreement"], "index_agreement_draws": v["index_agreement_draws"]}
+            for name, v in found.items()]
+    if image is None:
+        image = sorted(rows, key=lambda r: r["index_agreement"])[len(rows) // 2]["name"]
+    if image not in found:
+        raise WorkbookError(f"image {image!r} is not a validation image of {ctx.data_dir}")
+    pair = next(p for p in pairs if p["name"] == image)
+    maps = found[image]["maps"]
+    figure = index_agreement_figure(clean_lr(pair["hr"]), pair["lr"], maps["clean"], maps["degraded"],
+                                    entries=cfg.model.entries, name=image, rows=rows)
+    ctx.save(figure, "fig_index_agreement")
+    draws = [r["index_agreement_draws"] for r in rows if r["index_agreement_draws"] is not None]
+    summary = {"run": run, "images": len(rows), "index_agreement": float(np.mean([r["index_agreement"] for r in rows])),
+               "index_agreement_draws": float(np.mean(draws)) if draws else None, "shown": image}
+    return {"summary": summary, "rows": rows, "figure": figure}
+
+
 def validation_outputs(ctx: Context, runs: list[str], max_images: int | None = None) -> list[dict]:
     """Per validation pair: {"name", "LR", "HR", "bicubic", <method of each run>: SR image}, all HR-sized uint8."""
     from dictsr_core.evaluate import bicubic_upscale
