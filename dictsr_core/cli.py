@@ -8,6 +8,29 @@ import sys
 from pathlib import Path
 
 
+def _tile(text: str) -> int:
+    """--tile: 0 (the whole image) or at least infer.MIN_TILE LR pixels."""
+    from dictsr_core.infer import TILE_RANGE, check_tiling
+
+    try:
+        value = int(text)
+        check_tiling(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be {TILE_RANGE}") from None
+    return value
+
+
+def _batch_tiles(text: str) -> int:
+    """--batch-tiles: at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be at least 1")
+    return value
+
+
 def _config_from_args(args):
     from dictsr_core.config import get_config, parse_set_args
 
@@ -290,8 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("--out", required=True, help="output folder (PNG, same stem); never an input's folder")
     p.add_argument("--overwrite", action="store_true", help="replace earlier outputs in --out (inputs are never replaced)")
-    p.add_argument("--tile", type=int, default=256, help="LR tile side; 0 = whole image at once")
-    p.add_argument("--batch-tiles", type=int, default=4, help="tiles of equal size run together")
+    p.add_argument("--tile", type=_tile, default=256, help="LR tile side: 0 = whole image at once, else at least 8")
+    p.add_argument("--batch-tiles", type=_batch_tiles, default=4, help="tiles of equal size run together (at least 1)")
     p.add_argument("--device", default=None)
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="auto: bf16 on CUDA, fp32 on the CPU; bf16 on a CPU with AVX512-BF16/AMX is ~1.8x faster")
@@ -311,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-sr", default=None, metavar="DIR",
                    help="also save each SR image here (PNG, same stem); never the --lr or --hr folder")
     p.add_argument("--overwrite", action="store_true", help="replace earlier outputs in --save-sr")
-    p.add_argument("--tile", type=int, default=256, help="LR tile side; 0 = whole image at once")
+    p.add_argument("--tile", type=_tile, default=256, help="LR tile side: 0 = whole image at once, else at least 8")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="auto: bf16 on CUDA, fp32 on the CPU")
     p.add_argument("--color-fix", choices=("none", "wavelet"), default="none",
@@ -360,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results", help="results root: writes OUT/<dataset>/<run>.json and table1/table3 .md/.csv")
     p.add_argument("--paper", choices=("aim", "ntire"), default="aim", help="the paper's table beside ours: 1 (AIM-RWSR) or 2 (NTIRE-RWSR)")
     p.add_argument("--force", action="store_true", help="re-evaluate even where a results JSON of the same checkpoint step exists")
-    p.add_argument("--tile", type=int, default=256, help="LR tile side; 0 = whole image at once")
+    p.add_argument("--tile", type=_tile, default=256, help="LR tile side: 0 = whole image at once, else at least 8")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
     p.add_argument("--readme", default=None, help="also write the tables into this README between their markers")
     p.set_defaults(func=cmd_table)

@@ -19,6 +19,16 @@ from dictsr_core.model import DictSRInference
 from dictsr_core.model.lowpass_base import base_margin
 
 MIN_SIZE = 8  # LR pixels: smaller images carry no usable content for 2x2 codes and 3x3 convs
+MIN_TILE = 8  # LR pixels: a smaller tile is almost all margin (the receptive field), so extremely slow
+TILE_RANGE = f"0 (the whole image) or at least {MIN_TILE} LR pixels"
+
+
+def check_tiling(tile: int | None, batch_tiles: int = 1) -> None:
+    """ValueError naming the allowed range for a tile side or a tile batch outside it."""
+    if tile is not None and not (tile == 0 or tile >= MIN_TILE):
+        raise ValueError(f"tile {tile}: must be {TILE_RANGE}")
+    if batch_tiles < 1:
+        raise ValueError(f"batch_tiles {batch_tiles}: must be at least 1")
 
 
 def receptive_margin(model: DictSRInference) -> int:
@@ -193,6 +203,7 @@ def super_resolve(
     (kept per model for the next images; up to MAX_GRAPHS shapes, the rest run eagerly).
     color_fix: "wavelet" takes the low frequencies from the bicubic LR (not the paper; see color_fix.py).
     """
+    check_tiling(tile, batch_tiles)
     array = as_rgb_array(image)
     h, w = array.shape[:2]
     if min(h, w) < MIN_SIZE:

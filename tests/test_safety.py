@@ -441,3 +441,36 @@ def test_a_killed_saves_temp_file_is_removed_on_the_next_start(tiny_data, tmp_pa
     assert summary["step"] == 20 and load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 20
     assert not leftover.exists() and mine.read_text() == "keep"
     assert ".last.pt.k1ll3d.tmp" in capsys.readouterr().out
+
+
+# 12. --tile and --batch-tiles are validated, naming the allowed range
+
+
+@pytest.mark.parametrize("option, value, allowed", [("--tile", "-5", "0 (the whole image) or at least 8"),
+                                                    ("--tile", "1", "0 (the whole image) or at least 8"),
+                                                    ("--tile", "x", "0 (the whole image) or at least 8"),
+                                                    ("--batch-tiles", "0", "at least 1")])
+def test_sr_refuses_a_tile_outside_its_range(tiny_checkpoint, tmp_path, capsys, option, value, allowed):
+    Image.fromarray(_image((12, 16, 3))).save(tmp_path / "a.png")
+    with pytest.raises(SystemExit) as caught:
+        _sr(tiny_checkpoint, tmp_path / "a.png", "--out", tmp_path / "o", option, value)
+    err = capsys.readouterr().err
+    assert caught.value.code == 2 and option in err and allowed in err and value in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_evaluate_refuses_a_tile_outside_its_range(small_pairs, capsys):
+    with pytest.raises(SystemExit) as caught:
+        cli_main(["evaluate", "--method", "bicubic", "--lr", str(small_pairs / "lr"), "--hr", str(small_pairs / "hr"),
+                  "--tile", "2"])
+    assert caught.value.code == 2 and "--tile" in capsys.readouterr().err
+
+
+def test_super_resolve_refuses_a_tile_outside_its_range(tiny_inference):
+    from dictsr_core.infer import super_resolve
+
+    image = _image((12, 16, 3))
+    for kwargs, message in (({"tile": 1}, "at least 8"), ({"tile": -5}, "at least 8"), ({"batch_tiles": 0}, "at least 1")):
+        with pytest.raises(ValueError, match=message):
+            super_resolve(tiny_inference, image, **kwargs)
+    assert super_resolve(tiny_inference, image, tile=8).shape == (48, 64, 3)
