@@ -474,3 +474,48 @@ def test_super_resolve_refuses_a_tile_outside_its_range(tiny_inference):
         with pytest.raises(ValueError, match=message):
             super_resolve(tiny_inference, image, **kwargs)
     assert super_resolve(tiny_inference, image, tile=8).shape == (48, 64, 3)
+
+
+# 13. a checksum of the checkpoint's tensors, verified on load
+
+
+def _flip_a_byte_inside_the_largest_tensor(path):
+    """Flip one byte in the middle of the largest tensor's storage, in place (a bit rot the zip format lets through)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        entry = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    data = bytearray(path.read_bytes())
+    name_length, extra_length = struct.unpack("<HH", data[entry.header_offset + 26 : entry.header_offset + 30])
+    start = entry.header_offset + 30 + name_length + extra_length
+    data[start + entry.file_size // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_corrupted_tensor_is_detected_and_the_file_named(tiny_checkpoint, tmp_path, capsys):
+    import shutil
+
+    from dictsr_core.checkpoint import CheckpointError, load_checkpoint
+
+    assert load_checkpoint(tiny_checkpoint)["step"] == 0
+    corrupt = tmp_path / "corrupt.pt"
+    shutil.copyfile(tiny_checkpoint, corrupt)
+    _flip_a_byte_inside_the_largest_tensor(corrupt)
+    with pytest.raises(CheckpointError, match="checksum") as caught:
+        load_checkpoint(corrupt)
+    assert str(corrupt) in str(caught.value)
+    Image.fromarray(_image((12, 16, 3))).save(tmp_path / "a.png")
+    assert _sr(corrupt, tmp_path / "a.png", "--out", tmp_path / "o") == 2
+    assert "corrupt.pt" in capsys.readouterr().err and not list((tmp_path / "o").glob("*.png"))
+
+
+def test_a_checkpoint_without_a_checksum_still_loads(tiny_checkpoint, tmp_path):
+    import torch
+
+    from dictsr_core.checkpoint import load_checkpoint
+
+    payload = torch.load(tiny_checkpoint, weights_only=True)
+    payload.pop("checksum", None)  # as checkpoints before the checksum were written
+    torch.save(payload, tmp_path / "old.pt")
+    loaded = load_checkpoint(tmp_path / "old.pt")
+    assert loaded["step"] == 0 and set(loaded["model"]) == set(payload["model"])
