@@ -74,10 +74,10 @@ def cmd_sr(args) -> int:
     check_output_folder(out_dir, {Path(name).parent: f"input {name}" for name in args.inputs})
     targets = plan_outputs([(name, Path(name).stem + ".png") for name in args.inputs], out_dir, inputs=args.inputs,
                            overwrite=args.overwrite)
-    ensure_writable_dir(out_dir, "--out")
     device = pick_device(args.device)
     amp = use_bf16(args.precision, device)
     model, _, step = load_inference_model(args.checkpoint, device=device)
+    ensure_writable_dir(out_dir, "--out")  # after the checkpoint is known good: a bad one leaves no empty --out
     if args.compile or device.type == "cuda":
         model = FastInference(model, compile=args.compile)
     failed = 0
@@ -156,7 +156,6 @@ def cmd_evaluate(args) -> int:
         check_output_folder(args.save_sr, {args.lr: f"the LR inputs (--lr {args.lr})",
                                            args.hr: f"the references (--hr {args.hr})"}, option="--save-sr")
     device = pick_device(args.device)
-    _check_report_folders(args)
     step = None
     predict = bicubic_upscale
     if method == "dictsr":
@@ -177,6 +176,7 @@ def cmd_evaluate(args) -> int:
 
         plan_outputs([(name, f"{name}.png") for name in pairs.names], args.save_sr, overwrite=args.overwrite,
                      option="--save-sr")
+    _check_report_folders(args)  # after the checkpoint and the pairs are known good, before any prediction
     result = evaluate_pairs(pairs, predict, out_dir=args.save_sr, overwrite=args.overwrite, device=device, desc=method)
     return _report(args, result, method, method=method, checkpoint=args.checkpoint, step=step, device=str(device),
                    lr_dir=args.lr, hr_dir=args.hr)
