@@ -119,19 +119,23 @@ def graph_infer_ms(module, device, batch: int, size: int) -> float:
     return time_ms(lambda: graph(x), device, warmup=3, iters=50)
 
 
-def train_step(device, compile_model: bool, perceptual: bool = True) -> dict:
-    """One paper-batch training step (24 x 256^2 HR + 24 x 64^2 LR), bf16 on CUDA."""
+def train_step(device, compile_model: bool, perceptual: bool = True, preset: str = "paper",
+               channels_last: bool | None = None, bf16: bool | None = None) -> dict:
+    """One training step of a preset's batch (paper: 24 x 256^2 HR + 24 x 64^2 LR); by default bf16 and
+    channels_last on CUDA, fp32 contiguous on the CPU."""
     from dictsr_core.train import build_criterion, build_perceptual, downscale_hr, training_objective
 
-    cfg = get_config("paper", overrides={"train.perceptual_weight": 1.0 if perceptual else 0.0})
+    cfg = get_config(preset)
+    cfg = get_config(preset, overrides={"train.perceptual_weight": (cfg.train.perceptual_weight or 1.0) if perceptual else 0.0})
     torch.manual_seed(0)
     model = DictSR(cfg.model).to(device)
-    cl = device.type == "cuda"
+    cl = device.type == "cuda" if channels_last is None else channels_last
+    amp = device.type == "cuda" if bf16 is None else bf16
     if cl:
         model = model.to(memory_format=torch.channels_last)
-    batch = cfg.train.batch_size
-    hr = torch.rand(batch, 3, 256, 256, device=device)
-    lr = torch.rand(batch, 3, 64, 64, device=device)
+    batch, t = cfg.train.batch_size, cfg.train
+    hr = torch.rand(batch, 3, t.hr_crop, t.hr_crop, device=device)
+    lr = torch.rand(batch, 3, t.lr_crop, t.lr_crop, device=device)
     if cl:
         hr, lr = hr.contiguous(memory_format=torch.channels_last), lr.contiguous(memory_format=torch.channels_last)
     hr_down = downscale_hr(hr)
@@ -142,7 +146,7 @@ def train_step(device, compile_model: bool, perceptual: bool = True) -> dict:
     forward = torch.compile(objective) if compile_model else objective
 
     def step():
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             terms = forward(hr, downscale_hr(hr), lr)
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
@@ -154,6 +158,35 @@ def train_step(device, compile_model: bool, perceptual: bool = True) -> dict:
     ms = time_ms(step, device, warmup=3 if compile_model else 2, iters=10)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
     return {"ms": ms, "peak_gb": peak}
+
+
+CPU_TRAIN_TREATMENTS = {"fp32": {}, "fp32_channels_last": {"channels_last": True}, "bf16": {"bf16": True}}
+
+
+def cpu_training(preset: str = "cpu") -> dict:
+    """The preset's training step on the CPU in each treatment, with and without the LPIPS term: ms, and the
+    achieved GFLOP/s (forward + backward FLOPs of cost.train_step_cost) against the conv ceiling's."""
+    dev = torch.device("cpu")
+    bf16_native = cpu_bf16_supported()
+    out = {"train_preset": preset}
+    for perceptual in (False, True):
+        cfg = get_config(preset)
+        cfg = get_config(preset, overrides={"train.perceptual_weight": (cfg.train.perceptual_weight or 1.0) if perceptual else 0.0})
+        tag = "perceptual" if perceptual else "l1"
+        out[f"train_{tag}_gflop"] = train_step_cost(cfg)["train_step_gflop"]
+        for name, options in CPU_TRAIN_TREATMENTS.items():
+            if options.get("bf16") and not bf16_native:
+                continue
+            ms = train_step(dev, compile_model=False, perceptual=perceptual, preset=preset,
+                            channels_last=options.get("channels_last", False), bf16=options.get("bf16", False))["ms"]
+            out[f"train_{tag}_{name}_ms"] = ms
+            out[f"train_{tag}_{name}_gflop_s"] = out[f"train_{tag}_gflop"] / ms * 1e3
+            print(f"[bench] {preset} training step, {tag}, {name}: {ms:.1f} ms "
+                  f"({out[f'train_{tag}_{name}_gflop_s']:.0f} GFLOP/s)", flush=True)
+    out["conv_ceiling_fp32_gflop_s"] = 2 * conv_ceiling_gmacs(bf16=False)
+    if bf16_native:
+        out["conv_ceiling_bf16_gflop_s"] = 2 * conv_ceiling_gmacs(bf16=True)
+    return out
 
 
 def conv_ceiling_gmacs(bf16: bool) -> float:
@@ -213,6 +246,7 @@ def run_bench(device: str = "auto", checkpoint=None, compile: bool = True, quick
     if dev.type == "cpu":
         out.update(cpu_inference(dictsr, rrdb, size=cpu_size, compile=compile and not quick,
                                  dictsr_gmacs_128=macs["dictsr_gmacs_128_executed"]))
+        out.update(cpu_training("tiny" if quick else "cpu"))
         return out
     for name, net in (("", dictsr), ("rrdb_", rrdb)):
         out[f"{name}infer_b16_fp32_ms"] = infer_ms(net, dev, 16, 128, bf16=False)
@@ -286,7 +320,7 @@ def bench_markdown(result: dict) -> str:
             lines.append(_ratio_row(f"bound: DictSR's executed MACs at this CPU's conv ceiling "
                                     f"({result['conv_ceiling_gmac_s']:.0f} GMAC/s), against RRDBNet's fastest",
                                     result[f"ceiling_infer_{size}_ms"], result[f"rrdb_infer_{size}_ms"]))
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + cpu_training_markdown(result)
     rows = (("batch 16, 128x128 LR, fp32", "infer_b16_fp32_ms", ""),
             ("batch 16, bf16, channels_last, eager", "infer_b16_bf16_eager_ms", ""),
             ("batch 16, bf16, channels_last, compiled", "infer_b16_bf16_ms", ">= 5x"),
@@ -307,6 +341,25 @@ def bench_markdown(result: dict) -> str:
     else:
         lines.append("| training step, paper batch, compiled | not measured | - | - | <= 25 ms |")
     lines.append(f"| peak training memory (GB) | {result['peak_train_mem_gb']:.2f} | - | - | <= 10 GB |")
+    return "\n".join(lines) + "\n"
+
+
+def cpu_training_markdown(result: dict) -> str:
+    """The `cpu_training` rows: step time and achieved GFLOP/s per treatment, beside the conv ceiling."""
+    if "train_preset" not in result:
+        return ""
+    ceiling = result.get("conv_ceiling_bf16_gflop_s") or result["conv_ceiling_fp32_gflop_s"]
+    lines = ["", f"Training step of the `{result['train_preset']}` preset's batch (forward + backward, network and loss; "
+             f"L1 + VQ: {result['train_l1_gflop']:.1f} GFLOP, with the LPIPS-VGG term: {result['train_perceptual_gflop']:.1f} "
+             f"GFLOP). Conv ceiling: fp32 {result['conv_ceiling_fp32_gflop_s']:.0f} GFLOP/s"
+             + (f", bf16 {result['conv_ceiling_bf16_gflop_s']:.0f} GFLOP/s" if "conv_ceiling_bf16_gflop_s" in result else "")
+             + ".", "", "| step | treatment | ms | GFLOP/s | of the best conv ceiling |", "|---|---|---|---|---|"]
+    for tag, label in (("l1", "L1 + VQ"), ("perceptual", "with LPIPS-VGG")):
+        for name in CPU_TRAIN_TREATMENTS:
+            if f"train_{tag}_{name}_ms" in result:
+                rate = result[f"train_{tag}_{name}_gflop_s"]
+                lines.append(f"| {label} | {name.replace('_', ' ')} | {result[f'train_{tag}_{name}_ms']:.1f} | {rate:.0f} | "
+                             f"{rate / ceiling:.0%} |")
     return "\n".join(lines) + "\n"
 
 

@@ -91,7 +91,8 @@ def train_step_cost(cfg: Config) -> dict:
 
     total = step_flops(cfg)
     without = step_flops(replace(cfg, train=replace(t, perceptual_weight=0.0))) if t.perceptual_weight > 0 else total
-    return {"train_step_tflop": round(total / 1e12, 3), "train_step_perceptual_tflop": round((total - without) / 1e12, 3)}
+    return {"train_step_tflop": round(total / 1e12, 3), "train_step_perceptual_tflop": round((total - without) / 1e12, 3),
+            "train_step_gflop": round(total / 1e9, 3)}
 
 
 def _literal_macs(module, x) -> int:

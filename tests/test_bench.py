@@ -36,6 +36,13 @@ def test_cpu_bench_times_each_treatment_for_both_networks(cpu_bench):
     floor_ms = result["dictsr_gmacs_128_executed"] / 64 / result["conv_ceiling_gmac_s"] * 1e3
     assert result["conv_ceiling_gmac_s"] > 0 and result["ceiling_infer_16_ms"] == pytest.approx(floor_ms, rel=1e-3)
     assert result["ceiling_speedup_16"] == pytest.approx(result["rrdb_infer_16_ms"] / floor_ms, rel=1e-3)
+    # the training step of a preset (quick: tiny) in each treatment, its achieved GFLOP/s from the FLOP count
+    assert result["train_preset"] == "tiny" and result["train_perceptual_gflop"] > result["train_l1_gflop"] > 0
+    for tag in ("l1", "perceptual"):
+        ms = result[f"train_{tag}_fp32_ms"]
+        assert ms > 0 and result[f"train_{tag}_fp32_gflop_s"] == pytest.approx(result[f"train_{tag}_gflop"] / ms * 1e3)
+        assert (f"train_{tag}_bf16_ms" in result) == cpu_bf16_supported()
+    assert result["conv_ceiling_fp32_gflop_s"] > 0
     # paper-style counts: DictSR well under half of RRDBNet's MACs; executed (folded) below the paper count
     assert result["dictsr_gmacs_128"] == pytest.approx(129, rel=0.1)
     assert result["dictsr_gmacs_128_executed"] < result["dictsr_gmacs_128"] < 0.5 * result["rrdb_gmacs_128"]
@@ -64,6 +71,7 @@ def test_readme_block_from_a_saved_result(cpu_bench, tmp_path):
     verdict = "met" if result["speedup_16"] >= 6 else "not met"
     assert f"| {result['speedup_16']:.2f}x | >= 6x: {verdict} |" in text
     assert f"conv ceiling ({result['conv_ceiling_gmac_s']:.0f} GMAC/s), against RRDBNet's fastest | {result['ceiling_infer_16_ms']:.2f} |" in text
+    assert f"| L1 + VQ | fp32 | {result['train_l1_fp32_ms']:.1f} | {result['train_l1_fp32_gflop_s']:.0f} |" in text
 
 
 def test_gpu_block_says_what_was_not_measured():
