@@ -73,6 +73,8 @@ class TrainConfig:
     halve_every: int = 25  # epochs between learning-rate halvings
     dis_weight: float = 10.0  # lambda on the three discretization losses
     perceptual_weight: float = 1.0  # LPIPS-VGG term on the HR branch; 0 disables it
+    # not in the paper: > 0 adds w * ||z(HR-down + real LR-domain noise) - sg[D_lr(j_clean)]||^2 (data/noise_bank.py)
+    consistency_weight: float = 0.0
     perceptual_from: float = 0.0  # fraction of the schedule trained with L1 + VQ only before the LPIPS term joins (paper: 0)
     usage_window: int = 1000  # steps: an entry is "activated" if used within this window
     restart_every: int = 200  # steps between dead-entry restarts; 0 disables restarts
@@ -160,6 +162,8 @@ class Config:
         _check(t.halve_every >= 1, "train.halve_every", t.halve_every, "at least 1")
         _check(t.dis_weight >= 0, "train.dis_weight", t.dis_weight, "non-negative")
         _check(t.perceptual_weight >= 0, "train.perceptual_weight", t.perceptual_weight, "non-negative")
+        _check(t.consistency_weight >= 0 and math.isfinite(t.consistency_weight), "train.consistency_weight",
+               t.consistency_weight, "0 (off) or a positive number")
         _check(0 <= t.perceptual_from < 1, "train.perceptual_from", t.perceptual_from, "a fraction in [0, 1)")
         _check(t.usage_window >= 1, "train.usage_window", t.usage_window, "at least 1")
         _check(t.restart_every >= 0, "train.restart_every", t.restart_every, "0 (off) or more")

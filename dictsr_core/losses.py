@@ -1,6 +1,7 @@
 """The training objective: L = L_rec + lambda * (L_dis1 + L_dis2 + L_dis3).
 
 L_rec = |I^_hr - I_hr|_1 + w_p * LPIPS-VGG(I^_hr, I_hr) + |I^_hr_down - I_hr_down|_1 + |I^_lr - I_lr|_1
+Not in the paper, off by default: + w_c * ||z(HR-down + real LR noise) - sg[D_lr(j_clean)]||^2 (index consistency).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from torch import nn
 
 from dictsr_core.model.dictsr import BranchOutputs
 
-TERMS = ("total", "rec", "l1_hr", "perceptual", "l1_hr_down", "l1_lr", "dis_hr", "dis_hr_down", "dis_lr")
+TERMS = ("total", "rec", "l1_hr", "perceptual", "l1_hr_down", "l1_lr", "dis_hr", "dis_hr_down", "dis_lr", "consistency")
 
 
 def perceptual_term(perceptual: nn.Module | None, weight: float, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -24,13 +25,15 @@ def perceptual_term(perceptual: nn.Module | None, weight: float, pred: torch.Ten
 class DictSRLoss(nn.Module):
     """Returns every term (detached copies are cheap to log) and the total to backpropagate."""
 
-    def __init__(self, perceptual: nn.Module | None = None, perceptual_weight: float = 1.0, dis_weight: float = 10.0):
+    def __init__(self, perceptual: nn.Module | None = None, perceptual_weight: float = 1.0, dis_weight: float = 10.0,
+                 consistency_weight: float = 0.0):
         super().__init__()
         if perceptual_weight > 0 and perceptual is None:
             raise ValueError("perceptual_weight > 0 needs a perceptual network (LPIPS-VGG); pass one or set it to 0")
         self.perceptual = perceptual
         self.perceptual_weight = perceptual_weight
         self.dis_weight = dis_weight
+        self.consistency_weight = consistency_weight
 
     def forward(self, out: BranchOutputs, hr: torch.Tensor, hr_down: torch.Tensor, lr: torch.Tensor) -> dict[str, torch.Tensor]:
         terms = {
@@ -43,6 +46,9 @@ class DictSRLoss(nn.Module):
         terms.update(dis_hr=b1.loss, dis_hr_down=b2.loss, dis_lr=b3.loss)
         terms["rec"] = terms["l1_hr"] + self.perceptual_weight * terms["perceptual"] + terms["l1_hr_down"] + terms["l1_lr"]
         terms["total"] = terms["rec"] + self.dis_weight * (b1.loss + b2.loss + b3.loss)
+        terms["consistency"] = out.consistency if out.consistency is not None else hr.new_zeros(())
+        if out.consistency is not None:
+            terms["total"] = terms["total"] + self.consistency_weight * out.consistency
         return terms
 
 

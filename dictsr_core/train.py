@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from dictsr_core.atomic import atomic_write_text, ensure_writable_dir
 from dictsr_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from dictsr_core.config import Config, ConfigError
+from dictsr_core.data.noise_bank import inject
 from dictsr_core.losses import PAIRED_TERMS, TERMS, DictSRLoss, PairedLoss
 from dictsr_core.model import DictSR, PlainSR
 
@@ -180,7 +181,7 @@ def build_perceptual(cfg: Config, device: torch.device):
 def build_criterion(cfg: Config, perceptual):
     """cfg's loss: DictSRLoss for DictSR, PairedLoss for the paired baselines (perceptual: LPIPS-VGG or None)."""
     if cfg.method == "dictsr":
-        return DictSRLoss(perceptual, cfg.train.perceptual_weight, cfg.train.dis_weight)
+        return DictSRLoss(perceptual, cfg.train.perceptual_weight, cfg.train.dis_weight, cfg.train.consistency_weight)
     return PairedLoss(perceptual, cfg.train.perceptual_weight)
 
 
@@ -318,6 +319,8 @@ def _train(cfg: Config, data_dir, out_dir, *, resume, device, stop_after, max_wa
     if is_dictsr:
         dataset = UnpairedPatches(data_dir / "train_hr", data_dir / "train_lr", hr_patch=t_cfg.hr_crop,
                                   lr_patch=t_cfg.lr_crop, seed=t_cfg.seed, length=length)
+        if t_cfg.consistency_weight > 0:
+            dataset.noise_patches = noise_bank(dataset, t_cfg, rank)
     else:
         dataset = DegradedPairs(data_dir / "train_hr", baseline_degradation(cfg.method, data_dir),
                                 hr_patch=t_cfg.hr_crop, seed=t_cfg.seed, length=length)
@@ -335,14 +338,15 @@ def _train(cfg: Config, data_dir, out_dir, *, resume, device, stop_after, max_wa
         hr = batch["hr"].to(dev, non_blocking=True).float().div_(255).contiguous(memory_format=memory_format)
         lr = batch["lr"].to(dev, non_blocking=True).float().div_(255).contiguous(memory_format=memory_format)
         hr_down = downscale_hr(hr).contiguous(memory_format=memory_format) if is_dictsr else None
-        return hr, hr_down, lr
+        injected = inject(hr_down, batch["noise"].to(dev, non_blocking=True)) if "noise" in batch else None
+        return hr, hr_down, lr, injected
 
     forward, first_compiled_step = None, False
     step = start_step
 
-    def forward_backward(fn, hr, hr_down, lr):
+    def forward_backward(fn, hr, hr_down, lr, injected):
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp_on):
-            terms = fn(hr, hr_down, lr)
+            terms = fn(hr, hr_down, lr, injected)
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         return terms
@@ -395,7 +399,7 @@ def _train(cfg: Config, data_dir, out_dir, *, resume, device, stop_after, max_wa
         return bool(flag)
     try:
         for batch in loader:
-            hr, hr_down, lr = to_device(batch)
+            hr, hr_down, lr, injected = to_device(batch)
             if not initialized:
                 z_lr, z_hr = model.coupled_embeddings(hr, hr_down)
                 dicts.initialize(z_lr, z_hr)
@@ -411,13 +415,13 @@ def _train(cfg: Config, data_dir, out_dir, *, resume, device, stop_after, max_wa
                 first_compiled_step = forward is not objective
             criterion.perceptual_weight = perceptual_weight_at(t_cfg, step)
             try:
-                terms = forward_backward(forward, hr, hr_down, lr)
+                terms = forward_backward(forward, hr, hr_down, lr, injected)
             except Exception as error:  # noqa: BLE001 - compiling (forward or backward graph) happens in the first step
                 if not first_compiled_step:
                     raise
                 print(f"[train] torch.compile failed ({type(error).__name__}: {error}); running eager")
                 forward = objective
-                terms = forward_backward(forward, hr, hr_down, lr)  # no optimizer step was taken: a clean retry
+                terms = forward_backward(forward, hr, hr_down, lr, injected)  # no optimizer step was taken: a clean retry
             first_compiled_step = False
             if t_cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), t_cfg.grad_clip, foreach=True)
@@ -482,15 +486,27 @@ def _train(cfg: Config, data_dir, out_dir, *, resume, device, stop_after, max_wa
 
 
 def training_objective(model, criterion):
-    """(hr, hr_down, lr) -> loss terms: the network and its loss as one function, so that torch.compile
+    """(hr, hr_down, lr[, injected]) -> loss terms: the network and its loss as one function, so that torch.compile
     sees (and fuses) the perceptual network and the loss terms together with the model."""
     if isinstance(criterion, DictSRLoss):
-        def objective(hr, hr_down, lr):
-            return criterion(model(hr, hr_down, lr), hr, hr_down, lr)
+        def objective(hr, hr_down, lr, injected=None):
+            return criterion(model(hr, hr_down, lr, injected), hr, hr_down, lr)
     else:
-        def objective(hr, hr_down, lr):
+        def objective(hr, hr_down, lr, injected=None):
             return criterion(model(lr), hr)
     return objective
+
+
+def noise_bank(dataset, t_cfg, rank: int = 0):
+    """Noise patches of the HR-down size from the flattest windows of the LR training images (index consistency)."""
+    from dictsr_core.data.noise_bank import extract_noise_patches
+
+    patches = extract_noise_patches(dataset.lr_images, t_cfg.hr_crop // 4)
+    if rank == 0:
+        spread = float(patches.reshape(len(patches), -1).std(1).mean())
+        print(f"[train] index consistency: {len(patches)} noise patches from flat windows of "
+              f"{len(dataset.lr_images)} LR training images (mean std {spread:.1f} grey levels)", flush=True)
+    return patches
 
 
 def _restart(model: DictSR, hr, hr_down, t_cfg, world: int) -> int:

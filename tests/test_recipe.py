@@ -31,3 +31,49 @@ def test_training_logs_no_perceptual_term_before_its_phase(tiny_data, tmp_path):
     assert [r["step"] for r in logged] == [5, 10, 15, 20]
     assert [r["perceptual"] for r in logged[:2]] == [0.0, 0.0]
     assert all(r["perceptual"] > 0 for r in logged[2:])
+
+
+def test_noise_patches_come_from_flat_windows_and_are_zero_mean():
+    import numpy as np
+
+    from dictsr_core.data.noise_bank import extract_noise_patches
+
+    rng = np.random.default_rng(0)
+    image = np.zeros((64, 128, 3))
+    image[:, :64] = 120 + rng.normal(0, 6, (64, 64, 3))  # flat grey with noise: the only source of patches
+    image[:, 64:] = np.linspace(0, 255, 64)[None, :, None] + rng.normal(0, 6, (64, 64, 3))  # a ramp: content
+    patches = extract_noise_patches([np.clip(image, 0, 255).astype(np.uint8)], 16)
+    assert patches.dtype == np.int16 and patches.shape[1:] == (16, 16, 3)
+    assert np.abs(patches.reshape(len(patches), -1, 3).mean(1)).max() <= 0.5  # zero mean per channel
+    assert 5 < patches.std() < 7  # the noise, not the ramp's 255 levels
+    import pytest
+
+    with pytest.raises(ValueError, match="flat enough"):
+        extract_noise_patches([np.tile(np.linspace(0, 255, 64, dtype=np.uint8)[None, :, None], (64, 1, 3))], 16)
+
+
+def test_consistency_term_trains_the_encoder_toward_the_clean_code(tiny_data, tmp_path):
+    import json
+
+    import torch
+
+    from dictsr_core.model import DictSR
+    from dictsr_core.train import train
+
+    cfg = get_config("tiny", overrides={"train.consistency_weight": 10.0})
+    train(cfg, tiny_data, tmp_path / "run", device="cpu", progress=False)
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["consistency"] > 0 for r in logged)
+    # off (the paper): the term is neither computed nor logged as anything but 0
+    net = DictSR(get_config("tiny").model)
+    hr = torch.rand(2, 3, 32, 32)
+    hr_down = torch.nn.functional.avg_pool2d(hr, 4)
+    net.dictionaries.initialize(*net.coupled_embeddings(hr, hr_down))
+    assert net(hr, hr_down, torch.rand(2, 3, 8, 8)).consistency is None
+    out = net(hr, hr_down, torch.rand(2, 3, 8, 8), injected=hr_down)
+    # the injected copy equal to HR-down: the term is the clean embedding's own distance to its entry
+    z = net.dictionaries.lr_in(net.enc_lr(hr_down * 2 - 1)).permute(0, 2, 3, 1).reshape(-1, cfg.model.dim)
+    expected = torch.nn.functional.mse_loss(z, net.dictionaries.d_lr[out.lookups[1].indices.reshape(-1)])
+    assert torch.allclose(out.consistency, expected, atol=1e-6)
+    out.consistency.backward()
+    assert net.dictionaries.d_lr.grad is None and net.enc_lr[0].weight.grad is not None

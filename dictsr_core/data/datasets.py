@@ -67,13 +67,14 @@ class UnpairedPatches(Dataset):
     """
 
     def __init__(self, hr_dir, lr_dir, hr_patch: int = 256, lr_patch: int = 64, seed: int = 0,
-                 augment: bool = True, length: int = 10**9, skip_small: bool = False):
+                 augment: bool = True, length: int = 10**9, skip_small: bool = False, noise_patches=None):
         if hr_patch < 1 or lr_patch < 1:
             raise ValueError(f"patch sizes must be positive, got hr_patch={hr_patch}, lr_patch={lr_patch}")
         self.hr_patch, self.lr_patch = int(hr_patch), int(lr_patch)
         self.seed, self.augment, self.length = int(seed), bool(augment), int(length)
         self.hr_paths, self.hr_images = load_folder(hr_dir, self.hr_patch, skip_small)
         self.lr_paths, self.lr_images = load_folder(lr_dir, self.lr_patch, skip_small)
+        self.noise_patches = noise_patches  # [M, s, s, 3] int16 (data/noise_bank.py): items also get a "noise" patch
 
     def __len__(self) -> int:
         return self.length
@@ -88,8 +89,12 @@ class UnpairedPatches(Dataset):
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} items")
         rng = np.random.default_rng([self.seed, int(index)])
-        return {"hr": self._patch(self.hr_images, self.hr_patch, rng),
+        item = {"hr": self._patch(self.hr_images, self.hr_patch, rng),
                 "lr": self._patch(self.lr_images, self.lr_patch, rng)}
+        if self.noise_patches is not None:
+            noise = self.noise_patches[int(rng.integers(0, len(self.noise_patches)))]
+            item["noise"] = _to_chw_tensor(_random_dihedral(noise, rng) if self.augment else noise)
+        return item
 
 
 class DegradedPairs(Dataset):

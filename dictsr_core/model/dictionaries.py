@@ -173,6 +173,12 @@ class CoupledDictionaries(nn.Module):
             z=z,
         )
 
+    def consistency_loss(self, features: torch.Tensor, clean_indices: torch.Tensor) -> torch.Tensor:
+        """||z - sg[D_lr(j_clean)]||^2 for the embedding of a degraded copy of an image whose clean content
+        indices are known: it moves the encoder, never the dictionary (not in the paper)."""
+        z = to_rows(self.lr_in(features).float())
+        return F.mse_loss(z, self.d_lr[clean_indices.reshape(-1)].detach().float())
+
     @torch.no_grad()
     def content_indices(self, features: torch.Tensor) -> torch.Tensor:
         """Inference: the content index map of an LR embedding (eq. 4's j, or the joint rule's j)."""

@@ -58,6 +58,7 @@ class BranchOutputs:
     hr_down: torch.Tensor  # reconstruction of I_hr_down (branch 2)
     lr: torch.Tensor  # reconstruction of I_lr (branch 3)
     lookups: tuple[LookupResult, LookupResult, LookupResult]  # branches 1, 2, 3
+    consistency: torch.Tensor | None = None  # ||z(injected HR-down) - sg[D_lr(j of HR-down)]||^2 (not in the paper)
 
 
 class DictSR(nn.Module):
@@ -73,13 +74,20 @@ class DictSR(nn.Module):
         self.dec_lr = Decoder((cfg.lr_width,) * cfg.lr_stages, cfg.dec_lr_blocks, act=cfg.activation)
         self.dictionaries = build_dictionaries(cfg)
 
-    def forward(self, hr: torch.Tensor, hr_down: torch.Tensor, lr: torch.Tensor) -> BranchOutputs:
+    def forward(self, hr: torch.Tensor, hr_down: torch.Tensor, lr: torch.Tensor,
+                injected: torch.Tensor | None = None) -> BranchOutputs:
+        """`injected`: HR-down with real LR-domain noise added (data/noise_bank.py); its embedding is pulled to
+        the clean HR-down's content entry, so a degraded image keeps its clean code (not in the paper)."""
         dicts = self.dictionaries
+        f_inj = None
         if hr_down.shape[1:] == lr.shape[1:]:  # one E_lr / D_lr pass over both LR-side batches
-            f_both = self.enc_lr(to_signed(torch.cat([hr_down, lr])))
-            f_hrd, f_lr = f_both.split([hr_down.shape[0], lr.shape[0]])
+            extra = [] if injected is None else [injected]
+            f_all = self.enc_lr(to_signed(torch.cat([hr_down, lr, *extra])))
+            f_hrd, f_lr, *f_extra = f_all.split([hr_down.shape[0], lr.shape[0]] + [e.shape[0] for e in extra])
+            f_inj = f_extra[0] if f_extra else None
         else:
             f_hrd, f_lr = self.enc_lr(to_signed(hr_down)), self.enc_lr(to_signed(lr))
+            f_inj = None if injected is None else self.enc_lr(to_signed(injected))
         b2 = dicts.lookup_lr(f_hrd, degraded=False)
         b3 = dicts.lookup_lr(f_lr, degraded=True)
         b1 = dicts.lookup_hr(self.enc_hr(to_signed(hr)), b2.indices if dicts.coupled else None)
@@ -93,6 +101,7 @@ class DictSR(nn.Module):
             hr_down=add_base(rec_hrd, hr_down, sigma, 1),
             lr=add_base(rec_lr, lr, sigma, 1),
             lookups=(b1, b2, b3),
+            consistency=None if f_inj is None else dicts.consistency_loss(f_inj, b2.indices),
         )
 
     @torch.no_grad()
