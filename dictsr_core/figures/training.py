@@ -7,7 +7,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-LOSS_TERMS = ("total", "l1_hr", "l1_hr_down", "l1_lr", "perceptual", "dis_hr", "dis_hr_down", "dis_lr")
+LOSS_TERMS = ("total", "l1_hr", "l1_hr_down", "l1_lr", "perceptual", "dis_hr", "dis_hr_down", "dis_lr", "consistency")
 
 
 def read_metrics(path) -> list[dict]:
@@ -31,8 +31,9 @@ def training_curves(records: list[dict], title: str = "", entries: int | None = 
     steps = [r["step"] for r in records]
     for term in LOSS_TERMS:
         values = [r.get(term) for r in records]
-        if records and all(v is not None and v > 0 for v in values):
-            ax_loss.plot(steps, values, label=term, lw=2.2 if term == "total" else 1.2)
+        if any(v is not None and v > 0 for v in values):  # a term of a later phase (LPIPS) starts at its step
+            shown = [v if v is not None and v > 0 else float("nan") for v in values]
+            ax_loss.plot(steps, shown, label=term, lw=2.2 if term == "total" else 1.2)
     ax_loss.set_yscale("log")
     ax_loss.set(xlabel="step", ylabel="loss (mean over log interval)", title="losses")
     if ax_loss.lines:
