@@ -235,21 +235,38 @@ def _deeper(m: ModelConfig) -> ModelConfig:  # D2: 4x4 LR / 16x16 HR patches
     return replace(m, code_patch=m.code_patch * 2, hr_widths=m.hr_widths + m.hr_widths[-1:])
 
 
-ABLATIONS: dict[str, tuple[str, Callable[[ModelConfig], ModelConfig]]] = {
-    "A1": ("no degradation dictionary", lambda m: replace(m, hierarchical=False)),
-    "B1": ("N = N/2 (paper 2048)", lambda m: replace(m, entries=m.entries // 2)),
-    "B2": ("N = 2N (paper 8192)", lambda m: replace(m, entries=m.entries * 2)),
-    "C1": ("d = 16", lambda m: replace(m, dim=16)),
-    "C2": ("d = 64", lambda m: replace(m, dim=64)),
-    "D1": ("patches 1x1 LR / 4x4 HR (shallower encoders)", _shallower),
-    "D2": ("patches 4x4 LR / 16x16 HR (deeper encoders)", _deeper),
-    "E1": ("no coupling: HR branch looks up its own index", lambda m: replace(m, coupled=False)),
-    "F1": ("E_hr 20 layers", lambda m: replace(m, enc_hr_blocks=2)),
-    "F2": ("D_hr 20 layers", lambda m: replace(m, dec_hr_blocks=2)),
-    "F3": ("E_lr 14 layers", lambda m: replace(m, enc_lr_blocks=3)),
-    "F4": ("D_lr 14 layers", lambda m: replace(m, dec_lr_blocks=3)),
-    "J1": ("joint (j, k) lookup at inference", lambda m: replace(m, joint_lookup=True)),
-    "G1": ("coupled HR branch straight-through only: D_hr learns through L_dis alone", lambda m: replace(m, hr_grad="ste")),
+def _model(change: Callable[[ModelConfig], ModelConfig]) -> Callable[["Config"], "Config"]:
+    return lambda cfg: replace(cfg, model=change(cfg.model))
+
+
+def _set(**fields_) -> Callable[["Config"], "Config"]:
+    """An ablation that sets config fields (`model__base_sigma=0.0` sets model.base_sigma)."""
+    def change(cfg: "Config") -> "Config":
+        model = {k.split("__", 1)[1]: v for k, v in fields_.items() if k.startswith("model__")}
+        train = {k.split("__", 1)[1]: v for k, v in fields_.items() if k.startswith("train__")}
+        return replace(cfg, model=replace(cfg.model, **model), train=replace(cfg.train, **train))
+    return change
+
+
+ABLATIONS: dict[str, tuple[str, Callable[["Config"], "Config"]]] = {
+    "A1": ("no degradation dictionary", _model(lambda m: replace(m, hierarchical=False))),
+    "B1": ("N = N/2 (paper 2048)", _model(lambda m: replace(m, entries=m.entries // 2))),
+    "B2": ("N = 2N (paper 8192)", _model(lambda m: replace(m, entries=m.entries * 2))),
+    "C1": ("d = 16", _model(lambda m: replace(m, dim=16))),
+    "C2": ("d = 64", _model(lambda m: replace(m, dim=64))),
+    "D1": ("patches 1x1 LR / 4x4 HR (shallower encoders)", _model(_shallower)),
+    "D2": ("patches 4x4 LR / 16x16 HR (deeper encoders)", _model(_deeper)),
+    "E1": ("no coupling: HR branch looks up its own index", _model(lambda m: replace(m, coupled=False))),
+    "F1": ("E_hr 20 layers", _model(lambda m: replace(m, enc_hr_blocks=2))),
+    "F2": ("D_hr 20 layers", _model(lambda m: replace(m, dec_hr_blocks=2))),
+    "F3": ("E_lr 14 layers", _model(lambda m: replace(m, enc_lr_blocks=3))),
+    "F4": ("D_lr 14 layers", _model(lambda m: replace(m, dec_lr_blocks=3))),
+    "J1": ("joint (j, k) lookup at inference", _model(lambda m: replace(m, joint_lookup=True))),
+    "G1": ("coupled HR branch straight-through only: D_hr learns through L_dis alone", _model(lambda m: replace(m, hr_grad="ste"))),
+    # the cpu recipe's departures from the paper, each removed on its own (no-ops where a preset lacks them)
+    "R1": ("no low-pass base (decoders paint every pixel, as in the paper)", _set(model__base_sigma=0.0)),
+    "R2": ("no index-consistency term", _set(train__consistency_weight=0.0)),
+    "R3": ("no perceptual phase (L1 + VQ losses throughout)", _set(train__perceptual_weight=0.0)),
 }
 
 
@@ -263,7 +280,7 @@ def get_config(
     if ablation:
         if ablation not in ABLATIONS:
             raise ConfigError(f"unknown ablation {ablation!r}; choose one of {', '.join(ABLATIONS)}")
-        cfg = replace(cfg, model=ABLATIONS[ablation][1](cfg.model), ablation=ablation)
+        cfg = replace(ABLATIONS[ablation][1](cfg), ablation=ablation)
     return apply_overrides(cfg, overrides or {}).validated()
 
 
