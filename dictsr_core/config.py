@@ -148,7 +148,7 @@ class Config:
         _check(m.base_sigma >= 0 and math.isfinite(m.base_sigma), "model.base_sigma", m.base_sigma, "0 (off) or a positive number")
         _check(m.activation in ("leaky_relu", "relu", "silu", "gelu"), "model.activation", m.activation, "leaky_relu, relu, silu or gelu")
         _check(m.init in ("sample", "kmeans"), "model.init", m.init, "'sample' or 'kmeans'")
-        _check(m.hr_grad in ("ste", "both"), "model.hr_grad", m.hr_grad, "'ste' or 'both'")
+        _check(m.hr_grad in ("ste", "both", "entries"), "model.hr_grad", m.hr_grad, "'ste', 'both' or 'entries'")
         _check(m.deg_init_scale >= 0, "model.deg_init_scale", m.deg_init_scale, "non-negative")
         _check(m.lookup_chunk >= 1024, "model.lookup_chunk", m.lookup_chunk, "at least 1024")
         _check(t.batch_size >= 1, "train.batch_size", t.batch_size, "at least 1")

@@ -155,20 +155,25 @@ class CoupledDictionaries(nn.Module):
         i = nearest_entry(z, self.d_hr, self.lookup_chunk) if indices is None else indices.reshape(-1)
         if i.shape[0] != z.shape[0]:
             raise ValueError(f"HR embedding grid has {z.shape[0]} positions but the coupled index map has {i.shape[0]}")
-        both = indices is not None and self.hr_grad == "both"
-        return self._quantized(z, self.d_hr[i], self.hr_out, features.shape, i, grad_to_entries=both)
+        coupled = indices is not None
+        return self._quantized(z, self.d_hr[i], self.hr_out, features.shape, i,
+                               grad_to_entries=coupled and self.hr_grad in ("both", "entries"),
+                               codebook_term=not (coupled and self.hr_grad == "entries"))
 
-    def _quantized(self, z, q, project_out, shape, index, offset=None, grad_to_entries: bool = False) -> LookupResult:
+    def _quantized(self, z, q, project_out, shape, index, offset=None, grad_to_entries: bool = False,
+                   codebook_term: bool = True) -> LookupResult:
         """Straight-through quantised rows projected back to a feature map, with the branch's index maps and loss.
 
         grad_to_entries: the value is still q, but the reconstruction gradient reaches the entries q as well as z
-        (only where the index did not come from an argmin over z: the coupled HR branch)."""
+        (only where the index did not come from an argmin over z: the coupled HR branch). codebook_term False
+        keeps only the commitment term: the entries then learn from the reconstruction alone (hr_grad "entries")."""
         grid = (shape[0], shape[2], shape[3])
         rows = q + (z - z.detach()) if grad_to_entries else straight_through(z, q)
+        loss = discretization_loss(z, q, self.beta) if codebook_term else self.beta * F.mse_loss(z, q.detach())
         return LookupResult(
             features=project_out(to_map(rows, shape)),
             indices=index.view(grid),
-            loss=discretization_loss(z, q, self.beta),
+            loss=loss,
             offsets=None if offset is None else offset.view(grid),
             z=z,
         )
