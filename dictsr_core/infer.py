@@ -80,7 +80,10 @@ def model_device(model: torch.nn.Module, device=None) -> torch.device:
 
 def image_tensor(image: np.ndarray, device=None) -> torch.Tensor:
     """HxWx3 uint8 -> [1, 3, H, W] float in [0, 1] on `device`."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(device).float().div_(255)
+    array = np.ascontiguousarray(image)
+    if not array.flags.writeable:  # torch warns on read-only memory (e.g. a decoded image in a dataset)
+        array = array.copy()
+    return torch.from_numpy(array).permute(2, 0, 1)[None].to(device).float().div_(255)
 
 
 def pad_to_grid(x: torch.Tensor, grid: int) -> torch.Tensor:
