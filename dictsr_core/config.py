@@ -197,18 +197,22 @@ PRESETS: dict[str, Config] = {
             checkpoint_every=1200, compile=True,
         ),
     ),
-    # small enough that 2 CPU cores learn something visible in about 7 minutes: L1 + VQ losses, no LPIPS term.
-    # At this size LPIPS-VGG is 85 % of a step's FLOPs (`dictsr info --preset cpu --set perceptual_weight=0.1`):
-    # 750 steps at weight 0.1 took as long as 3750 without it, and were worse on every metric (photos-aim,
-    # 10 validation pairs: RGB PSNR 18.2 -> 22.8, LPIPS-Alex 0.80 -> 0.67; sample-aim: 23.0 -> 24.6,
-    # 0.61 -> 0.55). At weight 1 it dominates L1 early (300 steps: L1_hr 0.193 at weight 1, 0.111 at 0).
-    # The gpu and paper presets keep it.
+    # 2 CPU cores, about 20 minutes of one core (photos-aim, 40 validation crops; README "Results"). Departures from
+    # the paper, each an option with an ablation row (R1, R2, R4): a low-pass base under the decoders (base_sigma;
+    # without it every colour must come from N codes), D_hr learning from the reconstruction alone (hr_grad
+    # "entries"; with the codebook term D_hr collapsed, std 0.002, and the decoder added nothing), and index
+    # consistency against real LR noise (consistency_weight). Measured at 3750 steps (cpu, 1 core, photos-aim):
+    # paper path 23.33 dB / LPIPS-Alex 0.610; + base 27.10 / 0.559; + entries 28.03 / 0.515; + consistency
+    # 28.07 / 0.493 (bicubic 27.97 / 0.566). L1 + VQ only: LPIPS-VGG would be 85 % of a step's FLOPs; a late
+    # perceptual phase is `train.perceptual_from`. Constant lr, halved once in the last fifth.
     "cpu": Config(
         preset="cpu",
-        model=ModelConfig(entries=1024, offsets=8, hr_widths=(16, 32, 64, 128), lr_width=32),
+        model=ModelConfig(entries=1024, offsets=8, hr_widths=(16, 32, 64, 128), lr_width=32, base_sigma=1.5,
+                          hr_grad="entries"),
         train=TrainConfig(
-            batch_size=4, hr_crop=96, lr_crop=24, lr=5e-4, epochs=3, steps_per_epoch=1250, halve_every=2,
-            perceptual_weight=0.0, usage_window=200, restart_every=100, log_every=25, checkpoint_every=1250, num_workers=1,
+            batch_size=4, hr_crop=96, lr_crop=24, lr=5e-4, epochs=5, steps_per_epoch=1200, halve_every=4,
+            perceptual_weight=0.0, consistency_weight=10.0, usage_window=200, restart_every=100, log_every=25,
+            checkpoint_every=1200, num_workers=1,
         ),
     ),
     # seconds; for tests
@@ -267,6 +271,7 @@ ABLATIONS: dict[str, tuple[str, Callable[["Config"], "Config"]]] = {
     "R1": ("no low-pass base (decoders paint every pixel, as in the paper)", _set(model__base_sigma=0.0)),
     "R2": ("no index-consistency term", _set(train__consistency_weight=0.0)),
     "R3": ("no perceptual phase (L1 + VQ losses throughout)", _set(train__perceptual_weight=0.0)),
+    "R4": ("D_hr also pulled toward E_hr's embeddings (codebook term, hr_grad both)", _set(model__hr_grad="both")),
 }
 
 

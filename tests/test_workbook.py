@@ -107,11 +107,11 @@ def test_readme_figure_block_is_generated_and_replaced_in_place(smoke, tmp_path)
     from dictsr_core.workbook.runner import update_readme_figures
 
     readme = tmp_path / "README.md"
-    readme.write_text("# Title\n\n<!-- dictsr workbook smoke: start -->\nold\n<!-- dictsr workbook smoke: end -->\n\n## After\n")
+    readme.write_text("# Title\n\n<!-- dictsr workbook smoke: start -->\nSTALE-BLOCK\n<!-- dictsr workbook smoke: end -->\n\n## After\n")
     update_readme_figures(readme, smoke["ctx"])
     update_readme_figures(readme, smoke["ctx"])
     text = readme.read_text()
-    assert text.count("<!-- dictsr workbook smoke: start -->") == 1 and "old" not in text and text.endswith("## After\n")
+    assert text.count("<!-- dictsr workbook smoke: start -->") == 1 and "STALE-BLOCK" not in text and text.endswith("## After\n")
     assert "`dictsr workbook --profile smoke" in text and "CPU (" in text
     for name in ("fig3_qualitative", "fig4_dictionary_map", "fig4_hr_atoms", "ablation_bars"):
         link = text.split(f"![{name}](")[1].split(")")[0]

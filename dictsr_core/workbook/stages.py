@@ -90,6 +90,8 @@ def training_config(ctx: Context, method: str = "dictsr", ablation: str | None =
     if schedule not in ("main", "ablation"):
         raise WorkbookError(f"schedule {schedule!r}: choose main or ablation")
     merged = dict(ctx.profile.overrides)
+    if method != "dictsr":
+        merged.update(ctx.profile.baseline_overrides)
     if schedule == "ablation":
         merged.update(ctx.profile.ablation_overrides)
     merged["train.seed"] = ctx.seed
