@@ -111,3 +111,15 @@ def test_hr_grad_entries_lets_d_hr_learn_from_the_reconstruction_alone():
         assert net.dictionaries.d_hr.grad.abs().sum() > 0  # the reconstruction reaches the used entries
     assert grads["entries"] is None or grads["entries"].abs().sum() == 0  # no codebook pull on D_hr
     assert grads["both"].abs().sum() > 0
+
+
+def test_recipe_ablations_remove_one_departure_each():
+    cpu = get_config("cpu")
+    assert (cpu.model.base_sigma, cpu.model.hr_grad, cpu.train.consistency_weight) == (1.5, "entries", 10.0)
+    r1, r2, r4 = (get_config("cpu", ident) for ident in ("R1", "R2", "R4"))
+    assert r1.model.base_sigma == 0.0 and r1.model.hr_grad == "entries" and r1.train.consistency_weight == 10.0
+    assert r2.train.consistency_weight == 0.0 and r2.model.base_sigma == 1.5
+    assert r4.model.hr_grad == "both" and r4.model.base_sigma == 1.5 and r4.ablation == "R4"
+    # on the paper preset R1 and R2 change nothing but the label: it has none of the departures
+    paper, paper_r1 = get_config("paper").to_dict(), get_config("paper", "R1").to_dict()
+    assert {k: v for k, v in paper_r1.items() if k != "ablation"} == {k: v for k, v in paper.items() if k != "ablation"}
