@@ -97,3 +97,29 @@ def validation_agreement(model, pairs, *, degradation=None, device=None, tile: i
         values = [row[key] for row in per_image.values() if row[key] is not None]
         summary[key] = float(np.mean(values)) if values else None
     return {"images": per_image, "summary": summary}
+
+
+@torch.no_grad()
+def agreement_worth(model, lr: np.ndarray, hr: np.ndarray, *, device=None, near: int = 8) -> dict:
+    """What agreement would buy on one pair: RGB PSNR of the SR decoded from the degraded LR's own indices and
+    from its clean LR's indices (same degraded-LR base where the model has one), and the share of cells whose
+    degraded index is among the `near` entries of D_lr nearest to the clean index (a looser agreement)."""
+    from dictsr_core.infer import image_tensor, model_device, pad_to_grid
+    from dictsr_core.metrics import psnr_rgb
+
+    device = model_device(model, device)
+    grid = model.code_patch
+    x = pad_to_grid(image_tensor(lr, device), grid)
+    clean = pad_to_grid(image_tensor(clean_lr(hr), device), grid)
+    j_degraded, j_clean = model.indices(x), model.indices(clean)
+    h, w = 4 * lr.shape[0], 4 * lr.shape[1]
+
+    def to_uint8(y):
+        return y[0, :, :h, :w].float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+    own, swapped = to_uint8(model.decode(j_degraded, x)), to_uint8(model.decode(j_clean, x))
+    entries = model.dictionaries.d_lr.float()
+    neighbours = torch.cdist(entries, entries).topk(min(near, len(entries)), largest=False).indices  # [N, near]
+    close = (neighbours[j_clean.reshape(-1)] == j_degraded.reshape(-1, 1)).any(1).float().mean()
+    return {"psnr_own_indices": psnr_rgb(own, hr), "psnr_clean_indices": psnr_rgb(swapped, hr),
+            "index_agreement": float((j_clean == j_degraded).float().mean()), f"agreement_near{near}": float(close)}

@@ -74,3 +74,15 @@ def test_agreement_figure_shows_both_maps_and_where_they_agree():
     assert len(figure.axes) == 6  # two LR images, two index maps, the agreement map, the per-image bars
     shown = figure.axes[4].images[0].get_array()
     assert shown.sum() == 12 and shown[:, 0].sum() == 0
+
+
+def test_agreement_worth_is_zero_when_the_maps_agree(tiny_inference):
+    from dictsr_core.index_consistency import agreement_worth
+
+    hr = photo(64, 64, seed=4)
+    same = agreement_worth(tiny_inference, clean_lr(hr), hr)
+    assert same["index_agreement"] == 1.0 and same["agreement_near8"] == 1.0
+    assert same["psnr_own_indices"] == same["psnr_clean_indices"]
+    noisy = np.clip(clean_lr(hr).astype(int) + np.random.default_rng(0).normal(0, 30, (16, 16, 3)), 0, 255).astype(np.uint8)
+    moved = agreement_worth(tiny_inference, noisy, hr)
+    assert moved["index_agreement"] <= moved["agreement_near8"] <= 1.0 and moved["index_agreement"] < 1.0
