@@ -44,7 +44,7 @@ PROFILES: dict[str, Profile] = {
         about="seconds of training on the tiny preset: checks that every notebook runs (CI); numbers mean nothing",
     ),
     "cpu": Profile(
-        "cpu", preset="cpu", source="photos", ablations=("A1", "E1", "R1", "R2", "R4"), ablation_overrides={"train.epochs": 1},
+        "cpu", preset="cpu", source="photos", ablations=("A1", "R1", "R2", "R4"), ablation_overrides={"train.epochs": 1},
         baseline_overrides={"train.steps_per_epoch": 2160},  # 1.8x the steps: PlainSR steps take 0.55x DictSR's
         about="the README's main job on 2 CPU cores: real photos (photos-aim; sample-aim where apt cannot fetch them), "
               "cpu preset, baselines, 5 ablations",
