@@ -34,7 +34,8 @@ def test_a_subset_of_photos_is_fetched_credited_and_split(tmp_path, monkeypatch)
     assert len(subset) == 6
     monkeypatch.setattr(photos_module, "PHOTOS", tuple(subset))
     manifest = prepare_dataset(tmp_path / "out", "photos", "aim", workers=2, **QUIET)
-    assert manifest["counts"] == {"train_hr": 3, "train_lr": 2, "val_lr": 1, "val_hr": 1}
+    assert manifest["counts"] == {"train_hr": 3, "train_lr": 2, "val_lr": 4, "val_hr": 4}  # 4 crops of one photo
+    assert manifest["val_crops"] == {"per_photo": 4, "side": 256}
     for record in manifest["images"]:
         assert record["source"]["debian_package"] in PHOTO_PACKAGES and record["source"]["version"]
         assert record["author"] and record["license"]
@@ -42,14 +43,15 @@ def test_a_subset_of_photos_is_fetched_credited_and_split(tmp_path, monkeypatch)
     plasma = [r for r in manifest["images"] if r["source"]["debian_package"] == "plasma-workspace-wallpapers"]
     assert plasma[0]["author"] == "Risto Saukonpää" and plasma[0]["source"]["path"].endswith("2560x1600.jpg")
     UnpairedPatches(tmp_path / "out" / "train_hr", tmp_path / "out" / "train_lr")
-    assert len(PairedImages(tmp_path / "out" / "val_lr", tmp_path / "out" / "val_hr")) == 1
+    val = PairedImages(tmp_path / "out" / "val_lr", tmp_path / "out" / "val_hr")
+    assert len(val) == 4 and {val[i]["hr"].shape for i in range(4)} == {(256, 256, 3)}
 
 
 @needs_apt
 @pytest.mark.slow
 def test_all_fifty_photos(tmp_path):
     manifest = prepare_dataset(tmp_path / "out", "photos", "aim", **QUIET)
-    assert manifest["counts"] == {"train_hr": 20, "train_lr": 20, "val_lr": 10, "val_hr": 10}
+    assert manifest["counts"] == {"train_hr": 20, "train_lr": 20, "val_lr": 40, "val_hr": 40}
     by_split = {}
     for record in manifest["images"]:
         by_split.setdefault(record["split"].replace("val_lr", "val_hr"), set()).add(record["source"]["path"])
