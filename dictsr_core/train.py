@@ -146,12 +146,13 @@ def baseline_degradation(method: str, data_dir: Path):
 
     if method == "paired-bicubic":
         return make_degradation("aim", noise_sigma=0.0, jpeg_quality=None)  # bicubic x1/4 to 8 bits, nothing else
-    manifest = data_dir / "manifest.json"
-    recipe = json.loads(manifest.read_text()).get("degradation") if manifest.is_file() else None
-    if not recipe:
-        raise ConfigError(f"method oracle needs the synthetic degradation recorded in {manifest}; "
+    from dictsr_core.index_consistency import data_degradation
+
+    degradation = data_degradation(data_dir)
+    if degradation is None:
+        raise ConfigError(f"method oracle needs the synthetic degradation recorded in {data_dir / 'manifest.json'}; "
                           "real LR data has no true pairs to train an oracle on")
-    return make_degradation(recipe["name"], **{k: v for k, v in recipe.items() if k != "name"})
+    return degradation
 
 
 def param_groups(model: DictSR, t_cfg) -> list[dict]:

@@ -14,11 +14,12 @@ exactly as inference upsamples the base of the real LR image.
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
 import torch.nn.functional as F
+
+from dictsr_core.model.dictionaries import _fp32
 
 
 def gaussian_kernel(sigma: float, dtype=torch.float32, device=None) -> torch.Tensor:
@@ -64,9 +65,3 @@ def add_base(decoded: torch.Tensor, lr: torch.Tensor | None, sigma: float, scale
     with _fp32(lr.device):  # the base carries the colour: never in bf16 (8 bits of mantissa ~ 1 grey level)
         base = lowpass_base(lr.float(), sigma, scale)
     return base + decoded.float() * 0.5
-
-
-def _fp32(device: torch.device):
-    if device.type not in ("cpu", "cuda"):
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, enabled=False)
