@@ -61,6 +61,22 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _main_checkpoint(command: str) -> str:
+    """The checkpoint `make main` trained, for `sr` / `evaluate` without --checkpoint; a ConfigError saying how
+    to get one when there is none."""
+    from dictsr_core.config import ConfigError
+    from dictsr_core.workbook.profiles import main_checkpoint
+
+    found, looked = main_checkpoint()
+    if found is None:
+        raise ConfigError(f"{command}: no --checkpoint given, and the main job has not trained one yet (looked for "
+                          f"{looked[0]}{f' and {len(looked) - 1} other places' if len(looked) > 1 else ''}). "
+                          "Run `make main` (or `dictsr main`) first, or pass --checkpoint CKPT, e.g. a run folder's "
+                          "checkpoints/last.pt from `dictsr train`")
+    print(f"[{command}] no --checkpoint: using the main job's DictSR checkpoint {found}", file=sys.stderr)
+    return str(found)
+
+
 def cmd_sr(args) -> int:
     from dictsr_core.atomic import ensure_writable_dir
     from dictsr_core.checkpoint import load_inference_model
@@ -76,6 +92,7 @@ def cmd_sr(args) -> int:
                            overwrite=args.overwrite)
     device = pick_device(args.device)
     amp = use_bf16(args.precision, device)
+    args.checkpoint = args.checkpoint or _main_checkpoint("sr")
     model, _, step = load_inference_model(args.checkpoint, device=device)
     ensure_writable_dir(out_dir, "--out")  # after the checkpoint is known good: a bad one leaves no empty --out
     if args.compile or device.type == "cuda":
@@ -132,15 +149,13 @@ def _evaluation_method(args) -> str:
     """--method, defaulting to dictsr when a checkpoint is given; a ConfigError for a method/checkpoint mismatch."""
     from dictsr_core.config import ConfigError
 
-    method = args.method or ("dictsr" if args.checkpoint else None)
-    if method is None:
-        raise ConfigError("evaluate: give --checkpoint CKPT (DictSR) or --method bicubic")
-    if method == "dictsr" and not args.checkpoint:
-        raise ConfigError("evaluate --method dictsr needs --checkpoint CKPT")
+    method = args.method or "dictsr"
     if method == "bicubic" and args.color_fix != "none":
         raise ConfigError(f"evaluate --method bicubic has nothing to colour-fix; drop --color-fix {args.color_fix}")
     if method == "bicubic" and args.checkpoint:
         raise ConfigError(f"evaluate --method bicubic does not use a checkpoint; drop --checkpoint {args.checkpoint}")
+    if method == "dictsr" and not args.checkpoint:
+        args.checkpoint = _main_checkpoint("evaluate")
     return method
 
 
@@ -308,10 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("sr", help="super-resolve images with a checkpoint")
-    p.add_argument("--checkpoint", required=True)
+    p = sub.add_parser("sr", help="super-resolve images with a checkpoint (default: the one `make main` trained)")
+    p.add_argument("--checkpoint", default=None, help="trained weights (default: the main job's DictSR checkpoint, "
+                   "runs/<profile>/dictsr/checkpoints/last.pt)")
     p.add_argument("inputs", nargs="+", metavar="INPUT")
-    p.add_argument("--out", required=True, help="output folder (PNG, same stem); never an input's folder")
+    p.add_argument("--out", default="sr", help="output folder (PNG, same stem; default ./sr); never an input's folder")
     p.add_argument("--overwrite", action="store_true", help="replace earlier outputs in --out (inputs are never replaced)")
     p.add_argument("--tile", type=_tile, default=256, help="LR tile side: 0 = whole image at once, else at least 8")
     p.add_argument("--batch-tiles", type=_batch_tiles, default=4, help="tiles of equal size run together (at least 1)")
@@ -327,8 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="super-resolve paired LR images and score them against HR (per image and mean)")
     p.add_argument("--lr", required=True, help="folder of LR images")
     p.add_argument("--hr", required=True, help="folder of HR images, same file stems, exactly 4x the LR size")
-    p.add_argument("--checkpoint", default=None, help="trained weights (DictSR or a paired baseline; needed by --method dictsr)")
-    p.add_argument("--method", choices=("dictsr", "bicubic"), default=None, help="default: dictsr when --checkpoint is given")
+    p.add_argument("--checkpoint", default=None, help="trained weights (DictSR or a paired baseline; default for --method "
+                   "dictsr: the main job's DictSR checkpoint)")
+    p.add_argument("--method", choices=("dictsr", "bicubic"), default=None, help="default: dictsr")
     p.add_argument("--json", default=None, help="write the per-image rows and summary to this JSON file")
     p.add_argument("--csv", default=None, help="write one row per image and a mean row to this CSV file")
     p.add_argument("--save-sr", default=None, metavar="DIR",

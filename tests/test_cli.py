@@ -86,6 +86,38 @@ def test_sr_with_a_bad_checkpoint_names_it(tmp_path, capsys):
     assert "model.pt" in capsys.readouterr().err
 
 
+def _project(tmp_path):
+    """An empty project folder (what DICTSR_ROOT names): no runs yet."""
+    root = tmp_path / "project"
+    (root / "notebooks").mkdir(parents=True)
+    (root / "pyproject.toml").write_text("")
+    return root
+
+
+def test_sr_without_checkpoint_uses_the_main_jobs_and_says_which(trained_run, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from dictsr_core.workbook.profiles import resolve_profile
+
+    root = _project(tmp_path)
+    monkeypatch.setenv("DICTSR_ROOT", str(root))
+    monkeypatch.chdir(tmp_path)
+    image = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (12, 14, 3), dtype=np.uint8)).save(image)
+    assert main(["sr", str(image), "--device", "cpu"]) == 2  # nothing trained yet: how to get a checkpoint
+    err = capsys.readouterr().err
+    assert "the main job has not trained one yet" in err and "make main" in err and "--checkpoint" in err
+    assert not (tmp_path / "sr").exists()
+    # where `make main` on the bundled sample leaves it (the photos could not be fetched)
+    ckpt = root / "runs" / f"{resolve_profile('auto').name}-sample-aim" / "dictsr" / "checkpoints" / "last.pt"
+    ckpt.parent.mkdir(parents=True)
+    shutil.copy(trained_run / "checkpoints" / "last.pt", ckpt)
+    assert main(["sr", str(image), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert f"using the main job's DictSR checkpoint {ckpt}" in err
+    assert Image.open(tmp_path / "sr" / "photo.png").size == (56, 48)  # default --out: ./sr
+
+
 def test_info_all_lists_every_preset_ablation_and_rrdbnet(capsys):
     from dictsr_core.config import ABLATIONS, PRESETS
 

@@ -222,13 +222,14 @@ def test_evaluate_names_unpaired_and_wrongly_sized_images(pair_dirs, tmp_path, c
 @pytest.mark.parametrize(
     "extra,message",
     [
-        (["--method", "dictsr"], "--method dictsr needs --checkpoint"),
-        ([], "give --checkpoint CKPT (DictSR) or --method bicubic"),
+        (["--method", "dictsr"], "no --checkpoint given, and the main job has not trained one yet"),
+        ([], "Run `make main` (or `dictsr main`) first, or pass --checkpoint CKPT"),
         (["--method", "bicubic", "--checkpoint", "model.pt"], "does not use a checkpoint"),
         (["--method", "bicubic", "--color-fix", "wavelet"], "nothing to colour-fix; drop --color-fix wavelet"),
     ],
 )
-def test_evaluate_method_and_checkpoint_must_agree(pair_dirs, tmp_path, capsys, extra, message):
+def test_evaluate_method_and_checkpoint_must_agree(pair_dirs, tmp_path, capsys, monkeypatch, extra, message):
+    monkeypatch.setenv("DICTSR_ROOT", str(tmp_path))  # a project folder where `make main` has not run
     argv = ["evaluate", "--lr", str(pair_dirs / "lr"), "--hr", str(pair_dirs / "hr"), "--json", str(tmp_path / "r.json")]
     assert main(argv + extra) == 2
     assert message in capsys.readouterr().err

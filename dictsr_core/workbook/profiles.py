@@ -151,3 +151,23 @@ def context(profile: str = "smoke", data_dir=None, run_root=None, figure_dir=Non
         device=pick_device(None if device in (None, "auto") else device),
         seed=int(seed),
     )
+
+
+def main_checkpoint(root=None) -> tuple[Path | None, list[Path]]:
+    """(the DictSR checkpoint `dictsr main` trained, every place looked in): its profile's run on the default
+    photos, or on the bundled sample it falls back to; the project folder is the cwd's (or DICTSR_ROOT), else
+    the one this package is installed from."""
+    if root is not None or os.environ.get("DICTSR_ROOT"):
+        roots = [Path(root).resolve() if root else project_root()]
+    else:
+        roots = [project_root(), Path(__file__).resolve().parents[2]]
+    looked: list[Path] = []
+    for folder in dict.fromkeys(roots):
+        for name in dict.fromkeys([resolve_profile("auto").name, "gpu", "cpu"]):
+            profile = PROFILES[name]
+            for data in (default_data_dir(profile, folder), folder / "data" / f"sample-{profile.degradation}"):
+                ckpt = context(name, data_dir=data, root=folder, device="cpu").run_dir("dictsr") / "checkpoints" / "last.pt"
+                if ckpt not in looked:
+                    looked.append(ckpt)
+    found = next((path for path in looked if path.is_file()), None)
+    return found, looked

@@ -14,12 +14,14 @@ import hashlib
 import json
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dictsr_core.atomic import atomic_write_json, atomic_write_text
 from dictsr_core.workbook.profiles import Context, WorkbookError, context, preparable
+from dictsr_core.workbook.progress import StageProgress, plan_lines, summary_lines
 
 KERNEL_NAME = "dictsr-workbook"
 NOTEBOOKS = ("01_data", "02_train", "03_evaluate", "04_ablations", "05_dictionaries", "06_qualitative", "07_explore")
@@ -31,6 +33,8 @@ class Stage:
     notebook: str  # source: ROOT/notebooks/<notebook>.ipynb
     parameters: dict
     outputs: list[Path] = field(default_factory=list)
+    runs: list = field(default_factory=list)  # (run folder, Config) of each run this stage trains
+    about: str = ""  # what it does, for the plan
 
 
 def ensure_kernel() -> str:
@@ -60,33 +64,68 @@ def _figures(ctx: Context, *names: str) -> list[Path]:
 
 def plan(ctx: Context, force: bool = False) -> list[Stage]:
     """The stages of a full workbook run for this context's profile, in order."""
-    from dictsr_core.workbook.stages import ablation_runs
+    from dictsr_core.workbook.stages import ablation_runs, training_config
 
     common = {**common_parameters(ctx), "force": force}
     table = ctx.table_dir
     stages = [Stage("01_data", "01_data", dict(common), _figures(ctx, "data_gallery", "data_degradation_stats")
-                    + [table / "data_splits.md", table / "degradation_stats.md"])]
+                    + [table / "data_splits.md", table / "degradation_stats.md"], about="splits, gallery, degradation statistics")]
     methods = ["dictsr", *ctx.profile.baselines]
     for method in methods:
+        cfg = training_config(ctx, method)
         stages.append(Stage(f"02_train-{method}", "02_train",
                             {**common, "method": method, "ablation": None, "schedule": "main", "run_name": method},
-                            _figures(ctx, f"train_curves_{method}") + [ctx.run_dir(method) / "checkpoints" / "last.pt"]))
+                            _figures(ctx, f"train_curves_{method}") + [ctx.run_dir(method) / "checkpoints" / "last.pt"],
+                            runs=[(ctx.run_dir(method), cfg)], about=f"train {method}: {cfg.train.total_steps} steps"))
     stages.append(Stage("03_evaluate", "03_evaluate", {**common, "runs": methods, "table_dir": None, "figure_name": "eval_metrics"},
-                        _figures(ctx, "eval_metrics") + [table / "table1.md", table / "table1.csv"]))
+                        _figures(ctx, "eval_metrics") + [table / "table1.md", table / "table1.csv"],
+                        about=f"bicubic and {len(methods)} runs on the validation pairs, Table 1"))
     if ctx.profile.ablations:
         variants = list(ctx.profile.ablations)
+        runs = ablation_runs(ctx, variants)
+        trained = [(ctx.run_dir(run), training_config(ctx, "dictsr", None if ident == "Ours" else ident, schedule="ablation"))
+                   for ident, run in runs.items() if run != "dictsr"]
         stages.append(Stage("04_ablations", "04_ablations", {**common, "variants": variants},
                             _figures(ctx, "ablation_bars", "ablation_metrics")
                             + [table / "ablations" / "table3.md", table / "ablations" / "table3.csv"]
-                            + [ctx.run_dir(run) / "checkpoints" / "last.pt" for run in ablation_runs(ctx, variants).values()]))
+                            + [ctx.run_dir(run) / "checkpoints" / "last.pt" for run in runs.values()],
+                            runs=trained, about=f"train {', '.join(i for i, r in runs.items() if r != 'dictsr')}, evaluate, Table 3"
+                            + (" (Ours is the main run)" if "dictsr" in runs.values() else "")))
     stages.append(Stage("05_dictionaries", "05_dictionaries", {**common, "run": "dictsr", "embedding": "umap"},
                         _figures(ctx, "fig4_dictionary_map", "fig4_degradation_offsets", "fig4_hr_atoms",
-                                 "fig_index_agreement")))
+                                 "fig_index_agreement"), about="Fig. 4: dictionary map (UMAP), offsets, atoms, index agreement"))
     stages.append(Stage("06_qualitative", "06_qualitative", {**common, "runs": methods},
-                        _figures(ctx, "fig3_qualitative")))
+                        _figures(ctx, "fig3_qualitative"), about="Fig. 3: crops where the methods differ most"))
     stages.append(Stage("07_explore", "07_explore", {**common, "run": "dictsr", "interactive": False},
-                        _figures(ctx, "explore_location")))
+                        _figures(ctx, "explore_location"), about="the explorer, one view"))
     return stages
+
+
+def stage_estimates(ctx: Context, stages: list[Stage], force: bool = False) -> tuple[list[dict], str]:
+    """For the plan: per stage, whether it will be reused, and otherwise its seconds (training: remaining steps at
+    a step time measured here; the rest: typical seconds, see workbook/estimate.py)."""
+    from dictsr_core.data.io import list_images
+    from dictsr_core.workbook import estimate
+
+    clock = estimate.StepClock(ctx.data_dir, ctx.device, say=lambda line: print(line, flush=True))
+    pairs = len(list_images(ctx.data_dir / "val_hr"))
+    rows, rerun = [], force
+    for stage in stages:
+        output = ctx.notebook_dir / f"{stage.key}.ipynb"
+        if not rerun and reusable(_source(ctx.root, stage.notebook), output, stage.parameters, stage.outputs):
+            rows.append({"stage": stage.key, "reused": True, "seconds": 0.0, "what": stage.about})
+            continue
+        rerun = True
+        seconds = estimate.KERNEL_START_S + estimate.training_seconds(stage.runs, clock)
+        if stage.notebook == "03_evaluate":
+            seconds += estimate.evaluation_seconds(pairs, len(stage.parameters["runs"]))
+        elif stage.notebook == "04_ablations":
+            seconds += estimate.evaluation_seconds(pairs, len(stage.runs) + 1) + estimate.KERNEL_START_S * len(stage.runs)
+        seconds += estimate.TYPICAL_STAGE_S.get(stage.notebook, 0.0)
+        rows.append({"stage": stage.key, "reused": False, "seconds": seconds, "what": stage.about})
+    measured = ", ".join(f"{kind} {1 / s:.1f} it/s" for kind, s in clock.seconds.items())
+    basis = (f"training at step rates measured here on {ctx.device} ({measured})" if measured else "no training left")
+    return rows, basis + "; the other stages at typical seconds of the 2-core reference machine"
 
 
 def _source(root: Path, notebook: str) -> Path:
@@ -120,6 +159,27 @@ def reusable(source: Path, output: Path, parameters: dict, outputs: list[Path]) 
     return same and all(Path(p).exists() for p in outputs)
 
 
+def _local_transport(folder: str) -> dict:
+    """Papermill's kernel over IPC sockets in `folder` rather than TCP on localhost: nothing listens on a port,
+    and ipykernel's "running over TCP without encryption" warning (printed once per stage) has no cause.
+    Windows has no IPC transport; there the default TCP stays."""
+    if os.name == "nt":
+        return {}
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class IPCKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _default_transport(self):
+            return "ipc"
+
+        @default("ip")
+        def _default_ip(self):
+            return os.path.join(folder, "kernel")
+
+    return {"kernel_manager_class": IPCKernelManager}
+
+
 def execute_notebook(notebook: str, output, parameters: dict, *, root, outputs=(), force: bool = False,
                      log_output: bool = False, timeout: int | None = None) -> dict:
     """Run ROOT/notebooks/<notebook>.ipynb with papermill into `output` unless a matching stamp says it is done.
@@ -144,9 +204,10 @@ def execute_notebook(notebook: str, output, parameters: dict, *, root, outputs=(
     print(f"[workbook] {output.stem}: executing {source.name} ...", flush=True)
     start = time.time()
     try:
-        papermill.execute_notebook(str(source), str(partial), parameters=parameters, kernel_name=ensure_kernel(),
-                                   cwd=str(source.parent), progress_bar=False, log_output=log_output,
-                                   execution_timeout=timeout)
+        with tempfile.TemporaryDirectory(prefix="dictsr-kernel-") as sockets:
+            papermill.execute_notebook(str(source), str(partial), parameters=parameters, kernel_name=ensure_kernel(),
+                                       cwd=str(source.parent), progress_bar=False, log_output=log_output,
+                                       execution_timeout=timeout, **_local_transport(sockets))
     except Exception as error:  # noqa: BLE001 - papermill raises its own and kernel errors; all mean "stage failed"
         if partial.exists():
             os.replace(partial, failed)
@@ -184,18 +245,23 @@ def run_workbook(profile: str = "auto", data_dir=None, force: bool = False, run_
         if unknown:
             raise WorkbookError(f"--only {', '.join(sorted(unknown))}: choose from {', '.join(NOTEBOOKS)}")
         stages = [s for s in stages if s.notebook in only]
+    start = time.time()
+    rows, basis = stage_estimates(ctx, stages, force)
+    print("\n".join(plan_lines(rows, basis)), flush=True)
+    estimates = {row["stage"]: row["seconds"] for row in rows}
     rerun = force
     done = []
-    start = time.time()
     for stage in stages:
-        result = execute_notebook(stage.notebook, ctx.notebook_dir / f"{stage.key}.ipynb", stage.parameters,
-                                  root=ctx.root, outputs=stage.outputs, force=rerun, timeout=ctx.profile.cell_timeout_s)
+        with StageProgress(stage.key, [run_dir for run_dir, _ in stage.runs], estimate_s=estimates.get(stage.key)):
+            result = execute_notebook(stage.notebook, ctx.notebook_dir / f"{stage.key}.ipynb", stage.parameters,
+                                      root=ctx.root, outputs=stage.outputs, force=rerun, timeout=ctx.profile.cell_timeout_s)
         rerun = rerun or result["executed"]
         done.append((stage, result))
     report = write_report(ctx, done, time.time() - start)
     if readme:
         print(f"[workbook] figures block of {update_readme_figures(readme, ctx)} rewritten", flush=True)
-    print(f"[workbook] finished in {time.time() - start:.0f} s; report {report}", flush=True)
+    print("\n".join(summary_lines(table_csv=ctx.table_dir / "table1.csv", report=report, figure_dir=ctx.figure_dir,
+                                  notebook_dir=ctx.notebook_dir, data_dir=ctx.data_dir, seconds=time.time() - start)), flush=True)
     return report
 
 

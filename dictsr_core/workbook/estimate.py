@@ -1,0 +1,101 @@
+"""How long a workbook run will take here: each training run's remaining steps times a step time measured on
+this machine (a few dozen real training steps, loader and all), plus typical seconds for the stages that
+only evaluate or draw (measured on the 2-core reference machine; they are minutes against the training's tens)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import tempfile
+from pathlib import Path
+
+# seconds on the 2-core reference machine (stage stamps of the cpu profile on photos-aim)
+TYPICAL_STAGE_S = {"01_data": 30.0, "05_dictionaries": 60.0, "06_qualitative": 20.0, "07_explore": 10.0}
+KERNEL_START_S = 10.0  # a papermill kernel's start, imports and the curves figure of a training stage
+EVAL_S_PER_PAIR = 1.3  # one validation pair through one method, all metrics and the index agreement
+
+
+def measure_step_seconds(cfg, data_dir, device, steps: int = 30, log_every: int = 10) -> float:
+    """Seconds per training step of `cfg` on `device`: `steps` real steps into a scratch folder, the rate taken
+    between the first and the last log line (so the loader's start and the first slow steps do not count)."""
+    from dictsr_core.config import Config
+    from dictsr_core.train import train
+
+    data = cfg.to_dict()
+    data["train"].update(log_every=log_every, checkpoint_every=10 ** 9)
+    cfg = Config.from_dict(data)
+    with tempfile.TemporaryDirectory(prefix="dictsr-measure-") as scratch:
+        with contextlib.redirect_stdout(io.StringIO()):
+            done = train(cfg, data_dir, Path(scratch) / "run", device=str(device), stop_after=steps, progress=False)
+        points = [json.loads(line) for line in (Path(scratch) / "run" / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    if len(points) >= 2:
+        (s0, w0), (s1, w1) = (points[0]["step"], points[0]["wall_s"]), (points[-1]["step"], points[-1]["wall_s"])
+        if s1 > s0 and w1 > w0:
+            return (w1 - w0) / (s1 - s0)
+    return float(done["train_wall_s"]) / max(int(done["step"]), 1)  # too few steps for two log lines: startup included
+
+
+def steps_done(run_dir: Path, cfg) -> int:
+    """Steps a run folder already holds for this very config (0 when it is absent or was trained otherwise)."""
+    import yaml
+
+    try:
+        stored = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))
+        lines = (Path(run_dir) / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    except (OSError, yaml.YAMLError):
+        return 0
+    if stored != cfg.to_dict() or not (Path(run_dir) / "checkpoints" / "last.pt").is_file():
+        return 0
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line)["step"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return 0
+
+
+def phase_steps(cfg, done: int) -> tuple[int, int]:
+    """(steps without, steps with the perceptual term) still to train."""
+    total = cfg.train.total_steps
+    start = round(cfg.train.perceptual_from * total) if cfg.train.perceptual_weight > 0 else total
+    return max(0, min(total, start) - done), max(0, total - max(start, done))
+
+
+class StepClock:
+    """Measured seconds per step, one measurement per kind of step (DictSR with or without the perceptual term,
+    the paired baselines' PlainSR), reused for every run of that kind."""
+
+    def __init__(self, data_dir, device, steps: int = 30, say=print):
+        self.data_dir, self.device, self.steps, self.say = data_dir, device, steps, say
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, cfg, perceptual: bool) -> float:
+        from dictsr_core.config import Config
+
+        kind = f"{cfg.method if cfg.method == 'dictsr' else 'paired'}{'+perceptual' if perceptual else ''}"
+        if kind not in self.seconds:
+            data = cfg.to_dict()
+            data["train"]["perceptual_from"] = 0.0
+            if not perceptual:
+                data["train"]["perceptual_weight"] = 0.0
+            self.say(f"[workbook] plan: measuring {self.steps} {kind} training steps on {self.device} ...")
+            self.seconds[kind] = measure_step_seconds(Config.from_dict(data), self.data_dir, self.device, self.steps)
+        return self.seconds[kind]
+
+
+def training_seconds(runs: list[tuple[Path, object]], clock: StepClock) -> float:
+    """Seconds to finish each (run folder, config), at the measured step times."""
+    total = 0.0
+    for run_dir, cfg in runs:
+        plain, perceptual = phase_steps(cfg, steps_done(run_dir, cfg))
+        if plain:
+            total += plain * clock(cfg, perceptual=False)
+        if perceptual:
+            total += perceptual * clock(cfg, perceptual=True)
+    return total
+
+
+def evaluation_seconds(pairs: int, methods: int) -> float:
+    """Bicubic plus `methods` runs over `pairs` validation pairs."""
+    return EVAL_S_PER_PAIR * pairs * (methods + 1)
