@@ -20,6 +20,7 @@ from dictsr_core.atomic import atomic_write_text, ensure_writable_dir
 from dictsr_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from dictsr_core.config import Config, ConfigError
 from dictsr_core.data.noise_bank import inject
+from dictsr_core.infer import cpu_bf16_supported
 from dictsr_core.losses import PAIRED_TERMS, TERMS, DictSRLoss, PairedLoss
 from dictsr_core.model import DictSR, PlainSR
 
@@ -164,6 +165,14 @@ def param_groups(model: DictSR, t_cfg) -> list[dict]:
     return [{"params": rest}, {"params": entries, "lr": t_cfg.lr * t_cfg.dictionary_lr_scale}]
 
 
+def bf16_autocast(amp: str, perceptual_weight: float, use_cuda: bool, native_bf16: bool) -> bool:
+    """Whether a step runs under bf16 autocast: train.amp, and for "perceptual" whether the LPIPS term is on now
+    and the device has native bf16 (emulated bf16 on a CPU would be slower than fp32)."""
+    if amp == "perceptual":
+        return perceptual_weight > 0 and native_bf16
+    return amp == "bf16" or (amp == "auto" and use_cuda)
+
+
 def perceptual_weight_at(t_cfg, step: int) -> float:
     """The perceptual term's weight at `step`: 0 before `perceptual_from` (a fraction of the schedule), then
     `perceptual_weight`. A first phase of L1 + VQ lets the coupled HR branch learn colour and layout before
@@ -301,7 +310,7 @@ def _train(cfg: Config, data_dir, out_dir, *, resume, device, stop_after, max_wa
             _truncate_metrics(metrics_path, start_step)
 
     use_cuda = dev.type == "cuda"
-    amp_on = t_cfg.amp == "bf16" or (t_cfg.amp == "auto" and use_cuda)
+    native_bf16 = use_cuda or (t_cfg.amp == "perceptual" and cpu_bf16_supported())
     memory_format = torch.channels_last if (use_cuda and t_cfg.channels_last) else torch.contiguous_format
     model = model.to(dev, memory_format=memory_format)
     dicts = model.dictionaries if is_dictsr else None
@@ -346,7 +355,8 @@ def _train(cfg: Config, data_dir, out_dir, *, resume, device, stop_after, max_wa
     step = start_step
 
     def forward_backward(fn, hr, hr_down, lr, injected):
-        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp_on):
+        bf16 = bf16_autocast(t_cfg.amp, criterion.perceptual_weight, use_cuda, native_bf16)
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
             terms = fn(hr, hr_down, lr, injected)
         optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()

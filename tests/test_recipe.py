@@ -15,6 +15,28 @@ def test_perceptual_phase_starts_at_its_fraction_of_the_schedule():
         get_config("tiny", overrides={"train.perceptual_from": 1.0})
 
 
+def test_bf16_only_in_the_perceptual_phase_and_only_where_it_is_native():
+    from dictsr_core.train import bf16_autocast
+
+    assert [bf16_autocast("perceptual", w, False, True) for w in (0.0, 1.0)] == [False, True]
+    assert not bf16_autocast("perceptual", 1.0, False, False)  # emulated bf16 on this CPU: stays fp32
+    assert bf16_autocast("auto", 0.0, True, True) and not bf16_autocast("auto", 1.0, False, True)
+    assert bf16_autocast("bf16", 0.0, False, False) and not bf16_autocast("off", 1.0, True, True)
+
+
+def test_cpu_recipe_and_its_baselines_get_the_same_600_perceptual_steps_at_the_end():
+    from dictsr_core.workbook.profiles import context
+    from dictsr_core.workbook.stages import training_config
+
+    ctx = context("cpu", data_dir="data/photos-aim", device="cpu")
+    for method, steps in (("dictsr", 6600), ("paired-bicubic", 10800), ("oracle", 10800)):
+        t = training_config(ctx, method).train
+        first = next(s for s in range(t.total_steps) if perceptual_weight_at(t, s) > 0)
+        assert (t.total_steps, t.total_steps - first, t.amp) == (steps, 600, "perceptual"), method
+        assert t.halve_every * t.steps_per_epoch == (4800 if method == "dictsr" else round(0.8 * steps))
+    assert training_config(ctx, "dictsr", "R3", schedule="ablation").train.perceptual_weight == 0.0
+
+
 def test_paper_preset_keeps_the_papers_method():
     m, t = get_config("paper").model, get_config("paper").train
     assert m.base_sigma == 0.0 and t.perceptual_from == 0.0 and t.perceptual_weight == 1.0
