@@ -87,7 +87,7 @@ class TrainConfig:
     # on CUDA or a CPU with native bf16 (there it makes that phase's steps 1.5x faster; the L1 phase stays fp32)
     amp: str = "auto"
     compile: bool = False
-    channels_last: bool = True  # CUDA only
+    channels_last: bool = True  # CUDA and CPU (`dictsr bench`: the cpu preset's step 112 -> 92 ms on 2 cores)
 
     @property
     def total_steps(self) -> int:

@@ -311,7 +311,7 @@ def _train(cfg: Config, data_dir, out_dir, *, resume, device, stop_after, max_wa
 
     use_cuda = dev.type == "cuda"
     native_bf16 = use_cuda or (t_cfg.amp == "perceptual" and cpu_bf16_supported())
-    memory_format = torch.channels_last if (use_cuda and t_cfg.channels_last) else torch.contiguous_format
+    memory_format = torch.channels_last if t_cfg.channels_last else torch.contiguous_format
     model = model.to(dev, memory_format=memory_format)
     dicts = model.dictionaries if is_dictsr else None
     criterion = build_criterion(cfg, build_perceptual(cfg, dev))
