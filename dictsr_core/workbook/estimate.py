@@ -16,7 +16,7 @@ KERNEL_START_S = 10.0  # a papermill kernel's start, imports and the curves figu
 EVAL_S_PER_PAIR = 1.3  # one validation pair through one method, all metrics and the index agreement
 
 
-def measure_step_seconds(cfg, data_dir, device, steps: int = 30, log_every: int = 10) -> float:
+def measure_step_seconds(cfg, data_dir, device, steps: int = 24, log_every: int = 6) -> float:
     """Seconds per training step of `cfg` on `device`: `steps` real steps into a scratch folder, the rate taken
     between the first and the last log line (so the loader's start and the first slow steps do not count)."""
     from dictsr_core.config import Config
@@ -66,7 +66,7 @@ class StepClock:
     """Measured seconds per step, one measurement per kind of step (DictSR with or without the perceptual term,
     the paired baselines' PlainSR), reused for every run of that kind."""
 
-    def __init__(self, data_dir, device, steps: int = 30, say=print):
+    def __init__(self, data_dir, device, steps: int = 24, say=print):
         self.data_dir, self.device, self.steps, self.say = data_dir, device, steps, say
         self.seconds: dict[str, float] = {}
 
