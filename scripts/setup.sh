@@ -19,8 +19,27 @@ pip_q() {
   fi
   rm -f "$log"
 }
+# Debian's chromium and its driver for tests/test_browser.py (JupyterLab in a real headless browser), from apt
+# only: installed when running as root with apt-get, skipped quietly otherwise (that test then skips and says how).
+browser_q() {
+  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then return 0; fi
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then return 0; fi
+  echo "[setup] apt-get install chromium chromium-driver (for tests/test_browser.py)"
+  local log; log=$(mktemp)
+  local install=(apt-get install -y -q --no-install-recommends chromium chromium-driver)
+  if ! DEBIAN_FRONTEND=noninteractive "${install[@]}" >"$log" 2>&1; then
+    # an image whose package lists were never fetched: update once, then try again
+    apt-get update -q >>"$log" 2>&1 || true
+    if ! DEBIAN_FRONTEND=noninteractive "${install[@]}" >>"$log" 2>&1; then
+      echo "[setup] warning: could not install chromium chromium-driver (tests/test_browser.py will skip):" >&2
+      tail -n 5 "$log" >&2
+    fi
+  fi
+  rm -f "$log"
+}
 pip_q torch==2.14.1 torchvision==0.29.1
 pip_q -e ".[test,workbook]"
+browser_q
 "$VENV/bin/python" -c "import torch, dictsr_core; print('[setup] torch', torch.__version__, 'cuda' if torch.cuda.is_available() else 'cpu')"
 "$VENV/bin/python" -c "from dictsr_core.workbook.runner import ensure_kernel; print('[setup] jupyter kernel', ensure_kernel())"
 "$VENV/bin/dictsr" weights --calibration

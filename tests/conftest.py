@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -39,3 +41,20 @@ def tiny_inference():
     hr = torch.rand(2, 3, 64, 64)
     net.dictionaries.initialize(*net.coupled_embeddings(hr, torch.nn.functional.avg_pool2d(hr, 4)))
     return net.inference().eval()
+
+
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory):
+    """One `dictsr workbook --profile smoke` run in a subprocess (papermill kernels, UMAP's numba compile), paid once
+    per session: test_workbook.py checks what it produced, test_browser.py opens its notebooks in JupyterLab."""
+    from dictsr_core.data.prepare import prepare_dataset
+    from dictsr_core.workbook import context
+
+    root = tmp_path_factory.mktemp("workbook")
+    data = root / "sample-aim"
+    prepare_dataset(data, source="sample", degradation="aim", seed=0)
+    args = ["--profile", "smoke", "--data", str(data), "--run-root", str(root / "runs"), "--figure-dir", str(root / "figures")]
+    done = subprocess.run([sys.executable, "-m", "dictsr_core", "workbook", *args], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    ctx = context("smoke", data_dir=data, run_root=root / "runs", figure_dir=root / "figures")
+    return {"root": root, "ctx": ctx, "args": args, "stdout": done.stdout}

@@ -1,4 +1,5 @@
-"""`dictsr workbook --profile smoke` end to end (what CI runs), then assertions on everything it produced."""
+"""`dictsr workbook --profile smoke` end to end (what CI runs; the `smoke` fixture in conftest.py, shared with
+test_browser.py), then assertions on everything it produced."""
 
 import json
 import subprocess
@@ -6,26 +7,9 @@ import sys
 
 import nbformat
 import numpy as np
-import pytest
 from PIL import Image
 
-from dictsr_core.workbook import context
 from dictsr_core.workbook.runner import plan
-
-
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """One smoke workbook run in a subprocess (papermill kernels, UMAP's numba compile: paid once here)."""
-    from dictsr_core.data.prepare import prepare_dataset
-
-    root = tmp_path_factory.mktemp("workbook")
-    data = root / "sample-aim"
-    prepare_dataset(data, source="sample", degradation="aim", seed=0)
-    args = ["--profile", "smoke", "--data", str(data), "--run-root", str(root / "runs"), "--figure-dir", str(root / "figures")]
-    done = subprocess.run([sys.executable, "-m", "dictsr_core", "workbook", *args], capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    ctx = context("smoke", data_dir=data, run_root=root / "runs", figure_dir=root / "figures")
-    return {"root": root, "ctx": ctx, "args": args, "stdout": done.stdout}
 
 
 def _executed(smoke):
