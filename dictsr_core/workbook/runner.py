@@ -247,7 +247,10 @@ def run_workbook(profile: str = "auto", data_dir=None, force: bool = False, run_
         stages = [s for s in stages if s.notebook in only]
     start = time.time()
     rows, basis = stage_estimates(ctx, stages, force)
-    print("\n".join(plan_lines(rows, basis)), flush=True)
+    plan_text = "\n".join(plan_lines(rows, basis))
+    print(plan_text, flush=True)
+    if not all(row["reused"] for row in rows):  # the plan of the call that ran something, for the README block
+        atomic_write_text(ctx.run_root / "plan.txt", f"{time.strftime('%Y-%m-%d %H:%M')} on {_machine(ctx)}\n{plan_text}\n")
     estimates = {row["stage"]: row["seconds"] for row in rows}
     rerun = force
     done = []
@@ -260,8 +263,10 @@ def run_workbook(profile: str = "auto", data_dir=None, force: bool = False, run_
     report = write_report(ctx, done, time.time() - start)
     if readme:
         print(f"[workbook] figures block of {update_readme_figures(readme, ctx)} rewritten", flush=True)
-    print("\n".join(summary_lines(table_csv=ctx.table_dir / "table1.csv", report=report, figure_dir=ctx.figure_dir,
-                                  notebook_dir=ctx.notebook_dir, data_dir=ctx.data_dir, seconds=time.time() - start)), flush=True)
+    summary = "\n".join(summary_lines(table_csv=ctx.table_dir / "table1.csv", report=report, figure_dir=ctx.figure_dir,
+                                      notebook_dir=ctx.notebook_dir, data_dir=ctx.data_dir, seconds=time.time() - start))
+    print(summary, flush=True)
+    atomic_write_text(ctx.run_root / "summary.txt", summary + "\n")
     return report
 
 
@@ -366,6 +371,10 @@ def update_readme_figures(readme, ctx: Context) -> Path:
              f"{time.strftime('%Y-%m-%d')}, on `{ctx.data_dir.name}`, in {stage_seconds(ctx) / 60:.0f} min; full report: "
              f"[{link(ctx.run_root / 'report.md')}]({link(ctx.run_root / 'report.md')}) (not in git). "
              "Generated, never pasted: rerun the command to replace this block.", ""]
+    for name, caption in (("plan.txt", "The plan printed by the latest call that executed stages (before the first one ran)"),
+                          ("summary.txt", "The summary printed at the end of the latest call")):
+        if (ctx.run_root / name).is_file():
+            lines += [f"**{caption}**", "", "```text", (ctx.run_root / name).read_text().rstrip(), "```", ""]
     for name, caption in README_FIGURES:
         path = ctx.figure_dir / f"{name}.png"
         if path.is_file():
