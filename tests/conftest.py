@@ -57,4 +57,4 @@ def smoke(tmp_path_factory):
     done = subprocess.run([sys.executable, "-m", "dictsr_core", "workbook", *args], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     ctx = context("smoke", data_dir=data, run_root=root / "runs", figure_dir=root / "figures")
-    return {"root": root, "ctx": ctx, "args": args, "stdout": done.stdout}
+    return {"root": root, "ctx": ctx, "args": args, "stdout": done.stdout, "stderr": done.stderr}

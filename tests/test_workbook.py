@@ -78,12 +78,25 @@ def test_results_records_and_report(smoke):
                 assert f"]({path.relative_to(smoke['root']).as_posix().replace('figures/', '../figures/')})" in report
 
 
+def test_the_run_prints_its_plan_live_progress_and_a_summary(smoke):
+    out, runs = smoke["stdout"], smoke["root"] / "runs"
+    plan_at = out.index("[workbook] plan:\n")
+    assert "train dictsr: 20 steps" in out and out.index("01_data: executing") > plan_at
+    assert "[workbook] 02_train-dictsr · dictsr: step 20/20 (100%) · loss" in out  # followed from metrics.jsonl
+    assert "[workbook] report:" in out and "make lab" in out and "DictSR" in out.split("[workbook] done in")[1]
+    assert "without encryption" not in out + smoke["stderr"]  # kernels over IPC, not TCP
+    assert "\r" not in out and "\x1b" not in out  # a log, not a terminal: plain lines
+    assert (runs / "plan.txt").read_text().count("[workbook]   ") == len(plan(smoke["ctx"])) + 1
+    assert "[workbook] done in" in (runs / "summary.txt").read_text()
+
+
 def test_a_second_run_reuses_every_stage(smoke):
     stamps = {p: p.read_text() for p in (smoke["root"] / "runs" / "notebooks").glob("*.stamp.json")}
     done = subprocess.run([sys.executable, "-m", "dictsr_core", "workbook", *smoke["args"]], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count(": reusing ") == len(plan(smoke["ctx"])) and "executing" not in done.stdout
+    assert "measuring" not in done.stdout and "~0 min" in done.stdout  # nothing to train: nothing measured
     assert {p: p.read_text() for p in stamps} == stamps
 
 
