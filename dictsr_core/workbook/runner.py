@@ -234,7 +234,7 @@ def run_workbook(profile: str = "auto", data_dir=None, force: bool = False, run_
         raise WorkbookError(f"--data {data_dir}: no such folder (a folder named <sample|photos>-<aim|ntire> is prepared "
                             "on first use)")
     ctx = _with_data(ctx, explicit=data_dir is not None, run_root=run_root, figure_dir=figure_dir)
-    from dictsr_core.weights import fetch_weights
+    from dictsr_core.perceptual.weights import fetch_weights
 
     fetch_weights()  # once here, not in every kernel: the LPIPS backbones (offline copies)
     print(f"[workbook] profile {ctx.profile.name} ({ctx.profile.about}) on {ctx.device}\n"
@@ -358,7 +358,7 @@ README_FIGURES = (
 
 def update_readme_figures(readme, ctx: Context) -> Path:
     """The README's figure block for this profile, rewritten from the figures on disk and the ablation table."""
-    from dictsr_core.tables import replace_readme_block
+    from dictsr_core.evaluation.tables import replace_readme_block
 
     readme = Path(readme)
     link = lambda path: os.path.relpath(path, readme.resolve().parent)  # noqa: E731

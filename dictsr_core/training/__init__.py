@@ -1,0 +1,1 @@
+"""Training: the trainer (the loop), its losses, checkpoints, devices and DDP helpers."""
