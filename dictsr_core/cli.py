@@ -79,10 +79,11 @@ def _main_checkpoint(command: str) -> str:
 
 def cmd_sr(args) -> int:
     from dictsr_core.atomic import ensure_writable_dir
-    from dictsr_core.training.checkpoint import load_inference_model
     from dictsr_core.data.io import (MAX_SR_INPUT_PIXELS, ImageError, check_output_folder, plan_outputs, read_rgb,
                                      write_rgb)
-    from dictsr_core.inference.tiled import FastInference, super_resolve, use_bf16
+    from dictsr_core.inference.fast import FastInference, use_bf16
+    from dictsr_core.inference.tiled import super_resolve
+    from dictsr_core.training.checkpoint import load_inference_model
     from dictsr_core.training.trainer import pick_device
 
     out_dir = Path(args.out)
@@ -176,8 +177,9 @@ def cmd_evaluate(args) -> int:
     if method == "dictsr":
         from functools import partial
 
+        from dictsr_core.inference.fast import use_bf16
+        from dictsr_core.inference.tiled import super_resolve
         from dictsr_core.training.checkpoint import load_inference_model
-        from dictsr_core.inference.tiled import super_resolve, use_bf16
 
         model, cfg, step = load_inference_model(args.checkpoint, device=device)
         method = cfg.method  # dictsr, or the paired baseline the checkpoint was trained as

@@ -15,11 +15,11 @@ import tempfile
 from pathlib import Path
 
 from dictsr_core.atomic import atomic_write_json, atomic_write_text
-from dictsr_core.performance.bench import card_name
-from dictsr_core.inference.color_fix import wavelet_color_fix
 from dictsr_core.data.datasets import PairedImages
 from dictsr_core.data.io import read_rgb, write_rgb
 from dictsr_core.evaluation.evaluate import bicubic_upscale, evaluate_pairs, markdown_table, score_folders
+from dictsr_core.inference.color_fix import wavelet_color_fix
+from dictsr_core.performance.bench import card_name
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,11 +13,11 @@ from skimage import data as skdata
 from skimage.transform import resize
 
 from dictsr_core.analysis.dictionary_analysis import (
-    decode_hr_atoms, dictionary_map, embed_2d, entry_usage, lr_patch_embeddings,
-)
+                                                      decode_hr_atoms, dictionary_map, embed_2d, entry_usage, lr_patch_embeddings,
+                                                      )
 from dictsr_core.analysis.figures import degradation_offsets_figure, dictionary_umap_figure, hr_atom_atlas_figure
+from dictsr_core.inference.index_maps import content_index_map
 from dictsr_core.inference.tiled import pad_to_grid
-from dictsr_core.evaluation.results import content_index_map
 
 
 def _photo(image, h, w):

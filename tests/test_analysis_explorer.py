@@ -7,12 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
-from dictsr_core.training.checkpoint import CheckpointError, save_checkpoint
-from dictsr_core.config import get_config
 from dictsr_core.analysis.explorer import encode_image, explorer_widget, inspect_location, load_training_model, location_figure
+from dictsr_core.config import get_config
 from dictsr_core.inference.tiled import pad_to_grid, super_resolve
 from dictsr_core.model import DictSR, PlainSR
 from dictsr_core.model.dictsr import to_signed, to_unit
+from dictsr_core.training.checkpoint import CheckpointError, save_checkpoint
 
 
 def tiny_model(ablation=None, seed=0):

@@ -3,7 +3,7 @@ import pytest
 
 from dictsr_core.data.degradations import make_degradation
 from dictsr_core.evaluation.index_consistency import (agreement, agreement_map, clean_lr, image_agreement,
-                                           validation_agreement)
+                                                      validation_agreement)
 
 
 def test_agreement_counts_equal_cells():

@@ -10,15 +10,15 @@ import torch
 from PIL import Image
 
 from dictsr_core.evaluation.metrics import (
-    codebook_usage,
-    lpips_distance,
-    psnr_rgb,
-    psnr_y,
-    rgb_to_y,
-    score_pair,
-    ssim_rgb,
-    ssim_y,
-)
+                                            codebook_usage,
+                                            lpips_distance,
+                                            psnr_rgb,
+                                            psnr_y,
+                                            rgb_to_y,
+                                            score_pair,
+                                            ssim_rgb,
+                                            ssim_y,
+                                            )
 from dictsr_core.perceptual.weights import fetch_calibration_images, fetch_weights
 
 

@@ -12,9 +12,10 @@ import torch
 from dictsr_core.cli import main
 from dictsr_core.data.io import write_rgb
 from dictsr_core.data.resize import imresize_np
-from dictsr_core.evaluation.results import RECORD_KEYS, content_index_map
+from dictsr_core.evaluation.results import RECORD_KEYS
 from dictsr_core.evaluation.tables import (PAPER_ABLATIONS, PAPER_COMPARISON, ablation_table, comparison_table,
-                                wants_ablation_table)
+                                           wants_ablation_table)
+from dictsr_core.inference.index_maps import content_index_map
 
 DATASET = "tiny-val"
 VAL_SIZES = {"cat": (64, 80), "cup": (48, 64)}  # HR height, width; LR is a quarter of each
@@ -127,8 +128,8 @@ def test_bicubic_record_scores_match_a_direct_computation(table_run, data_dir):
 
 
 def test_activated_entries_count_the_distinct_indices_over_the_validation_images(table_run, runs, data_dir):
-    from dictsr_core.training.checkpoint import load_inference_model
     from dictsr_core.data.io import read_rgb
+    from dictsr_core.training.checkpoint import load_inference_model
 
     model, _, _ = load_inference_model(runs["ours"] / "checkpoints" / "last.pt")
     seen = set()

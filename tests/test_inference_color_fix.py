@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from dictsr_core.inference.color_fix import low_band, wavelet_color_fix
 from dictsr_core.data.resize import imresize_np
+from dictsr_core.inference.color_fix import low_band, wavelet_color_fix
 from dictsr_core.inference.tiled import super_resolve
 
 

@@ -98,7 +98,7 @@ def test_cuda_graph_tiles_equal_eager_tiles(model):
 @pytest.mark.slow
 @pytest.mark.parametrize("compile", [False, True])
 def test_fast_inference_gives_the_same_image(model, compile):
-    from dictsr_core.inference.tiled import FastInference
+    from dictsr_core.inference.fast import FastInference
 
     torch._dynamo.reset()
     fast = FastInference(copy.deepcopy(model), compile=compile)
@@ -110,7 +110,7 @@ def test_fast_inference_gives_the_same_image(model, compile):
 
 
 def test_fast_inference_falls_back_to_eager_when_compiling_fails(model, monkeypatch, capsys):
-    from dictsr_core.inference.tiled import FastInference
+    from dictsr_core.inference.fast import FastInference
 
     def broken(*args, **kwargs):
         raise RuntimeError("no compiler here")

@@ -2,15 +2,15 @@ import pytest
 import torch
 
 from dictsr_core.config import get_config
-from dictsr_core.performance.cost import count_macs, as_written
 from dictsr_core.model import DictSR, DictSRInference
 from dictsr_core.model.dictionaries import (
-    CoupledDictionaries,
-    discretization_loss,
-    nearest_entry,
-    nearest_offset,
-    nearest_pair,
-)
+                                            CoupledDictionaries,
+                                            discretization_loss,
+                                            nearest_entry,
+                                            nearest_offset,
+                                            nearest_pair,
+                                            )
+from dictsr_core.performance.cost import count_macs, as_written
 
 
 def tiny_model(ablation=None, **overrides):

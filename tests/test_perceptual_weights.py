@@ -14,15 +14,15 @@ from PIL import Image
 from dictsr_core.perceptual import weights
 from dictsr_core.perceptual.lpips_models import LPIPS_TRUNKS, build_lpips
 from dictsr_core.perceptual.weights import (
-    BACKBONE_FILENAMES,
-    MissingWeightsError,
-    WeightsVerificationError,
-    backbone_path,
-    fetch_calibration_images,
-    fetch_weights,
-    load_backbone_state,
-    load_numpy_pickle,
-)
+                                            BACKBONE_FILENAMES,
+                                            MissingWeightsError,
+                                            WeightsVerificationError,
+                                            backbone_path,
+                                            fetch_calibration_images,
+                                            fetch_weights,
+                                            load_backbone_state,
+                                            load_numpy_pickle,
+                                            )
 
 # pyiqa 0.1.16 ResultsCalibra/calibration_summary.csv, row "lpips" (LPIPS-Alex v0.1), dist vs ref.
 PUBLISHED_LPIPS_ALEX = {"I03": 0.7237, "I04": 0.2572, "I06": 0.0508, "I08": 0.0521, "I19": 0.4253}

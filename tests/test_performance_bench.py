@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
+from dictsr_core.inference.fast import cpu_bf16_supported, use_bf16
 from dictsr_core.performance.bench import CPU_TREATMENTS, main_bench
-from dictsr_core.inference.tiled import cpu_bf16_supported, use_bf16
 
 
 @pytest.fixture(scope="module")

@@ -90,9 +90,9 @@ def tiny_checkpoint(tmp_path_factory):
     """An untrained tiny-preset checkpoint (dictionaries initialised from random images): fast to make."""
     import torch
 
-    from dictsr_core.training.checkpoint import save_checkpoint
     from dictsr_core.config import get_config
     from dictsr_core.model import DictSR
+    from dictsr_core.training.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     cfg = get_config("tiny")
@@ -234,8 +234,8 @@ def test_prepare_skip_bad_skips_a_bomb_sized_image(tmp_path):
 
 
 def test_resume_drops_a_torn_metrics_tail_and_says_so(tiny_data, tmp_path, capsys):
-    from dictsr_core.training.checkpoint import load_checkpoint
     from dictsr_core.config import get_config
+    from dictsr_core.training.checkpoint import load_checkpoint
     from dictsr_core.training.trainer import train
 
     cfg = get_config("tiny")
@@ -426,8 +426,8 @@ def test_train_that_fails_on_its_data_leaves_no_run_folder(tmp_path, capsys):
 
 
 def test_a_killed_saves_temp_file_is_removed_on_the_next_start(tiny_data, tmp_path, capsys):
-    from dictsr_core.training.checkpoint import load_checkpoint
     from dictsr_core.config import get_config
+    from dictsr_core.training.checkpoint import load_checkpoint
     from dictsr_core.training.trainer import train
 
     run = tmp_path / "run"

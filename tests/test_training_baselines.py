@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from dictsr_core.training.checkpoint import load_inference_model
 from dictsr_core.config import ConfigError, get_config
-from dictsr_core.performance.cost import model_cost
 from dictsr_core.data.datasets import DegradedPairs
 from dictsr_core.data.degradations import make_degradation
 from dictsr_core.inference.tiled import super_resolve
 from dictsr_core.model import PlainSR
+from dictsr_core.performance.cost import model_cost
+from dictsr_core.training.checkpoint import load_inference_model
 from dictsr_core.training.trainer import baseline_degradation, train
 
 

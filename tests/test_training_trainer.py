@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dictsr_core.training.checkpoint import CheckpointError, load_checkpoint, load_inference_model
 from dictsr_core.config import ConfigError, get_config
+from dictsr_core.training.checkpoint import CheckpointError, load_checkpoint, load_inference_model
 from dictsr_core.training.trainer import NonFiniteLossError, StepBatches, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,8 +24,8 @@ def test_step_batches_are_a_function_of_step_and_rank():
 
 
 def test_tiny_batch_overfits():
-    from dictsr_core.training.losses import DictSRLoss
     from dictsr_core.model import DictSR
+    from dictsr_core.training.losses import DictSRLoss
     from dictsr_core.training.trainer import downscale_hr
 
     torch.manual_seed(0)

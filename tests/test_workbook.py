@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from dictsr_core.workbook import context
-from dictsr_core.workbook.runner import plan
+from dictsr_core.workbook.plan import plan
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dictsr_core.inference.index_maps import content_index_map
 from dictsr_core.inference.tiled import as_rgb_array, image_tensor, model_device, pad_to_grid
 from dictsr_core.model.dictionaries import to_rows
 from dictsr_core.model.dictsr import to_signed
-from dictsr_core.evaluation.results import content_index_map
 
 EMBED_METHODS = ("umap", "pca")
 

@@ -16,12 +16,12 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from dictsr_core.training.checkpoint import CheckpointError, load_checkpoint
 from dictsr_core.inference.tiled import as_rgb_array, image_tensor, model_device, pad_to_grid, receptive_margin
 from dictsr_core.model import DictSR
 from dictsr_core.model.dictionaries import nearest_entry, nearest_offset
 from dictsr_core.model.dictsr import to_signed, to_unit
 from dictsr_core.model.lowpass_base import add_base
+from dictsr_core.training.checkpoint import CheckpointError, load_checkpoint
 
 __all__ = ["ImageCodes", "Location", "load_training_model", "encode_image", "inspect_location", "location_figure",
            "figure_png", "explorer_widget"]

@@ -16,9 +16,7 @@ Agreement is the fraction of code cells whose content index is equal: 1 for iden
 
 from __future__ import annotations
 
-import json
 import zlib
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -52,27 +50,10 @@ def clean_lr(hr: np.ndarray) -> np.ndarray:
     return np.clip(np.round(lr * 255.0), 0, 255).astype(np.uint8)
 
 
-def data_degradation(data_dir):
-    """The synthetic degradation recorded in DATA/manifest.json as a callable (image, seed) -> LR, or None
-    (real LR data, or a folder without a recipe)."""
-    from dictsr_core.data.degradations import make_degradation
-
-    manifest = Path(data_dir) / "manifest.json"
-    if not manifest.is_file():
-        return None
-    try:
-        recipe = json.loads(manifest.read_text(encoding="utf-8")).get("degradation")
-    except (OSError, ValueError):
-        return None
-    if not recipe:
-        return None
-    return make_degradation(recipe["name"], **{k: v for k, v in recipe.items() if k != "name"})
-
-
 def image_agreement(model, lr: np.ndarray, hr: np.ndarray, *, name: str = "", degradation=None, device=None,
                     tile: int | None = 256, amp: bool = False, keep_maps: bool = False) -> dict:
     """Per-image index agreement: clean vs degraded (always), two draws of `degradation` (when given)."""
-    from dictsr_core.evaluation.results import content_index_map
+    from dictsr_core.inference.index_maps import content_index_map
 
     def index_map(image):
         return content_index_map(model, image, tile=tile, device=device, amp=amp).numpy()
@@ -104,8 +85,8 @@ def agreement_worth(model, lr: np.ndarray, hr: np.ndarray, *, device=None, near:
     """What agreement would buy on one pair: RGB PSNR of the SR decoded from the degraded LR's own indices and
     from its clean LR's indices (same degraded-LR base where the model has one), and the share of cells whose
     degraded index is among the `near` entries of D_lr nearest to the clean index (a looser agreement)."""
-    from dictsr_core.inference.tiled import image_tensor, model_device, pad_to_grid
     from dictsr_core.evaluation.metrics import psnr_rgb
+    from dictsr_core.inference.tiled import image_tensor, model_device, pad_to_grid
 
     device = model_device(model, device)
     grid = model.code_patch

@@ -9,7 +9,6 @@ and are reused while the run's checkpoint step and the validation image names ar
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Callable
 
@@ -61,44 +60,10 @@ def validation_names(data_dir) -> list[str]:
     return [name for name, _, _ in pair_by_stem(*_validation_dirs(data_dir))]
 
 
-@torch.no_grad()
-def _window_indices(model, lr_uint8: torch.Tensor, device, amp: bool) -> torch.Tensor:
-    from dictsr_core.inference.tiled import pad_to_grid
-
-    x = pad_to_grid(lr_uint8.to(device).float().div_(255), model.code_patch)
-    with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
-        return model.indices(x)[0].cpu()
-
-
-def content_index_map(model, image, *, tile: int | None = 256, device=None, amp: bool = False) -> torch.Tensor:
-    """The content index map (one D_lr index per code cell, ceil(h/p) x ceil(w/p)) that super_resolve decodes.
-
-    Tiled like super_resolve (same tiles, same receptive-field margin, only each tile's core kept), so it
-    is the index map of the whole image however large the image is.
-    """
-    from dictsr_core.inference.tiled import as_rgb_array, receptive_margin, tile_plan
-
-    array = as_rgb_array(image)
-    h, w = array.shape[:2]
-    device = device or next(model.parameters()).device
-    lr = torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0)
-    grid = model.code_patch
-    if not tile or (h <= tile and w <= tile):
-        return _window_indices(model, lr, device, amp)
-    tile = max(grid, tile // grid * grid)
-    margin = receptive_margin(model)
-    out = torch.empty(math.ceil(h / grid), math.ceil(w / grid), dtype=torch.long)
-    for (t0, t1, l0, l1), (top, bottom, left, right) in tile_plan(h, w, tile, margin):
-        cells = _window_indices(model, lr[..., t0:t1, l0:l1], device, amp)
-        rows, cols = math.ceil(bottom / grid) - top // grid, math.ceil(right / grid) - left // grid
-        r0, c0 = (top - t0) // grid, (left - l0) // grid
-        out[top // grid : top // grid + rows, left // grid : left // grid + cols] = cells[r0 : r0 + rows, c0 : c0 + cols]
-    return out
-
-
 def validation_activated_entries(model, pairs, *, tile: int | None = 256, device=None, amp: bool = False) -> int:
     """Distinct D_lr content entries chosen over all validation LR images (the paper's "activated entries")."""
     from dictsr_core.evaluation.metrics import codebook_usage
+    from dictsr_core.inference.index_maps import content_index_map
 
     maps = [content_index_map(model, item["lr"], tile=tile, device=device, amp=amp).reshape(-1) for item in pairs]
     return codebook_usage(torch.cat(maps), model.dictionaries.entries)["activated"]
@@ -108,8 +73,8 @@ def validation_activated_entries(model, pairs, *, tile: int | None = 256, device
 def validation_codebook_health(model, pairs, device=None) -> dict:
     """Over the validation LR images (whole, eq. 4 lookups): perplexity of the D_lr indices and how many
     of the N*K degradation offsets of D_deg are chosen."""
-    from dictsr_core.inference.tiled import image_tensor, model_device, pad_to_grid
     from dictsr_core.evaluation.metrics import codebook_usage
+    from dictsr_core.inference.tiled import image_tensor, model_device, pad_to_grid
     from dictsr_core.model.dictsr import to_signed
 
     device = model_device(model, device)
@@ -158,11 +123,11 @@ def _record(*, run: str, run_dir, method: str, data_dir, eval_device: torch.devi
 
 def evaluate_run(run_dir, data_dir, device=None, tile: int = 256, progress: bool = True) -> dict:
     """The result record of a trained run: RUN/checkpoints/last.pt scored on DATA/val_lr -> DATA/val_hr."""
-    from dictsr_core.training.checkpoint import inference_model, load_checkpoint
-    from dictsr_core.performance.cost import model_cost
     from dictsr_core.data.datasets import PairedImages
     from dictsr_core.evaluation.evaluate import evaluate_pairs
     from dictsr_core.inference.tiled import super_resolve
+    from dictsr_core.performance.cost import model_cost
+    from dictsr_core.training.checkpoint import inference_model, load_checkpoint
     from dictsr_core.training.trainer import pick_device
 
     run_dir = Path(run_dir)
@@ -193,7 +158,8 @@ def evaluate_run(run_dir, data_dir, device=None, tile: int = 256, progress: bool
 
 def _add_index_agreement(evaluation: dict, model, pairs, data_dir, **kwargs) -> None:
     """Per-image and mean index agreement (clean vs degraded LR, two degradation draws) into an evaluation."""
-    from dictsr_core.evaluation.index_consistency import data_degradation, validation_agreement
+    from dictsr_core.data.degradations import data_degradation
+    from dictsr_core.evaluation.index_consistency import validation_agreement
 
     found = validation_agreement(model, pairs, degradation=data_degradation(data_dir), **kwargs)
     for row in evaluation["images"]:

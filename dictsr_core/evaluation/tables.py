@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from dictsr_core.atomic import atomic_write_text
+from dictsr_core.atomic import atomic_write_text, replace_readme_block
 
 
 @dataclass(frozen=True)
@@ -376,18 +376,3 @@ def update_readme(readme, dataset: str, markdown: str) -> Path:
     everything is replaced on each run.
     """
     return replace_readme_block(readme, f"dictsr table {dataset}", markdown, f"### Results on `{dataset}`")
-
-
-def replace_readme_block(readme, key: str, markdown: str, heading: str) -> Path:
-    """Replace the text between `<!-- KEY: start -->` and `<!-- KEY: end -->` (or append heading + block)."""
-    readme = Path(readme)
-    start, end = f"<!-- {key}: start -->", f"<!-- {key}: end -->"
-    text = readme.read_text() if readme.exists() else ""
-    block = f"{start}\n{markdown.rstrip()}\n{end}"
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        text = head + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + f"\n\n{heading}\n\n{block}\n"
-    atomic_write_text(readme, text)
-    return readme

@@ -16,17 +16,12 @@ from pathlib import Path
 
 import torch
 
-from dictsr_core.atomic import atomic_write_json
+from dictsr_core.atomic import atomic_write_json, replace_readme_block
 from dictsr_core.config import get_config
-from dictsr_core.performance.cost import as_written, count_macs, train_step_cost
-from dictsr_core.inference.tiled import cpu_bf16_supported
+from dictsr_core.inference.fast import cpu_bf16_supported
 from dictsr_core.model import DictSR, DictSRInference
-
-
-def build_rrdbnet() -> torch.nn.Module:
-    from spandrel.architectures.ESRGAN import ESRGAN
-
-    return ESRGAN(in_nc=3, out_nc=3, num_filters=64, num_blocks=23, scale=4)
+from dictsr_core.performance.cost import as_written, count_macs, train_step_cost
+from dictsr_core.performance.rrdbnet import build_rrdbnet
 
 
 def random_dictsr_inference(checkpoint=None) -> DictSRInference:
@@ -364,8 +359,6 @@ def cpu_training_markdown(result: dict) -> str:
 
 
 def write_bench_readme(result: dict, readme) -> None:
-    from dictsr_core.evaluation.tables import replace_readme_block
-
     card = card_name(result)
     replace_readme_block(readme, f"dictsr bench {card}", bench_markdown(result), f"### Bench: {card}")
 

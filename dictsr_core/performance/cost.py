@@ -106,7 +106,7 @@ def cost_table(presets=None, lr_size: int = 128) -> list[dict]:
 
     rows = [model_cost(get_config(preset, ablation), lr_size)
             for preset in (presets or PRESETS) for ablation in (None, *ABLATIONS)]
-    from dictsr_core.performance.bench import build_rrdbnet
+    from dictsr_core.performance.rrdbnet import build_rrdbnet
 
     with torch.device("meta"):
         rrdb, x = build_rrdbnet(), torch.empty(1, 3, lr_size, lr_size)

@@ -17,12 +17,12 @@ import yaml
 from torch.utils.data import DataLoader
 
 from dictsr_core.atomic import atomic_write_text, ensure_writable_dir
-from dictsr_core.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from dictsr_core.config import Config, ConfigError
 from dictsr_core.data.noise_bank import inject
-from dictsr_core.inference.tiled import cpu_bf16_supported
-from dictsr_core.training.losses import PAIRED_TERMS, TERMS, DictSRLoss, PairedLoss
+from dictsr_core.inference.fast import cpu_bf16_supported
 from dictsr_core.model import DictSR, PlainSR
+from dictsr_core.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from dictsr_core.training.losses import PAIRED_TERMS, TERMS, DictSRLoss, PairedLoss
 
 # fields that may differ between a checkpoint's config and the one a resumed run asks for
 RESUMABLE_CHANGES = {"train.epochs", "train.log_every", "train.checkpoint_every", "train.num_workers", "train.compile"}
@@ -143,12 +143,10 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 def baseline_degradation(method: str, data_dir: Path):
     """How a paired baseline makes the LR of each HR crop: bicubic, or the data's own synthetic degradation."""
-    from dictsr_core.data.degradations import make_degradation
+    from dictsr_core.data.degradations import data_degradation, make_degradation
 
     if method == "paired-bicubic":
         return make_degradation("aim", noise_sigma=0.0, jpeg_quality=None)  # bicubic x1/4 to 8 bits, nothing else
-    from dictsr_core.evaluation.index_consistency import data_degradation
-
     degradation = data_degradation(data_dir)
     if degradation is None:
         raise ConfigError(f"method oracle needs the synthetic degradation recorded in {data_dir / 'manifest.json'}; "

@@ -9,6 +9,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from dictsr_core.workbook.execute import execute_notebook
+from dictsr_core.workbook.plan import ablation_runs, common_parameters, training_config  # notebooks call stages.training_config
 from dictsr_core.workbook.profiles import Context, WorkbookError, preparable
 
 SPLITS = ("train_hr", "train_lr", "val_lr", "val_hr")
@@ -49,9 +51,9 @@ def _older_protocol(data_dir: Path, source: str) -> bool:
 
 def data_overview(ctx: Context, gallery_images: int = 3) -> dict:
     """Split summary, degradation statistics (tables under TABLE_DIR) and notebook 01's two figures."""
+    from dictsr_core.analysis.figures.data import data_gallery, degradation_statistics_figure
     from dictsr_core.atomic import atomic_write_text
     from dictsr_core.data.statistics import degradation_statistics, split_summary, statistics_table
-    from dictsr_core.analysis.figures.data import data_gallery, degradation_statistics_figure
 
     splits = split_summary(ctx.data_dir)
     split_md = "| split | images | smallest | largest |\n|---|---|---|---|\n" + "".join(
@@ -82,28 +84,11 @@ def _csv(rows: list[dict]) -> str:
 
 # ---- 02_train -----------------------------------------------------------------------------
 
-def training_config(ctx: Context, method: str = "dictsr", ablation: str | None = None, schedule: str = "main",
-                    overrides: dict | None = None):
-    """The profile's preset (+ ablation), its overrides, the ablation schedule when asked, the context's seed."""
-    from dictsr_core.config import get_config
-
-    if schedule not in ("main", "ablation"):
-        raise WorkbookError(f"schedule {schedule!r}: choose main or ablation")
-    merged = dict(ctx.profile.overrides)
-    if method != "dictsr":
-        merged.update(ctx.profile.baseline_overrides)
-    if schedule == "ablation":
-        merged.update(ctx.profile.ablation_overrides)
-    merged["train.seed"] = ctx.seed
-    merged.update(overrides or {})
-    return get_config(ctx.profile.preset, ablation or None, merged, method=method)
-
-
 def train_run(ctx: Context, run_name: str, cfg, force: bool = False, live: bool = True) -> dict:
     """Train RUN_ROOT/run_name (resuming a partial run, reusing a finished one with the same config) and save
     its curves as figure train_curves_<run_name>."""
-    from dictsr_core.training.checkpoint import load_checkpoint
     from dictsr_core.analysis.figures.training import LiveTrainingPlot, read_metrics, training_curves
+    from dictsr_core.training.checkpoint import load_checkpoint
     from dictsr_core.training.trainer import train
 
     run_dir = ctx.run_dir(run_name)
@@ -151,20 +136,12 @@ def evaluate_runs(ctx: Context, runs: list[str], table_dir=None, paper: str = "a
 
 # ---- 04_ablations -------------------------------------------------------------------------
 
-def ablation_runs(ctx: Context, variants=None) -> dict[str, str]:
-    """{ablation id: run name}. "Ours" is the main run when the profile trains ablations on the main schedule."""
-    variants = list(variants if variants is not None else ctx.profile.ablations)
-    ours = "dictsr" if not ctx.profile.ablation_overrides else "ablation-Ours"
-    return {"Ours": ours, **{v: f"ablation-{v}" for v in variants if v != "Ours"}}
-
-
 def run_ablations(ctx: Context, variants=None, force: bool = False) -> dict:
     """Each variant trained by notebook 02 and all scored by notebook 03 (papermill, executed copies under
     NOTEBOOK_DIR/ablations), then Table 3 and the ablation bar charts."""
     from dictsr_core.analysis.figures.results import ablation_bars
     from dictsr_core.evaluation.results import collect_records
     from dictsr_core.evaluation.tables import ablation_table
-    from dictsr_core.workbook.runner import common_parameters, execute_notebook
 
     runs = ablation_runs(ctx, variants)
     out = ctx.notebook_dir / "ablations"
@@ -212,8 +189,8 @@ def validation_pairs(ctx: Context, max_images: int | None = None) -> list[dict]:
 
 def load_run_model(ctx: Context, run: str):
     """(inference module on the context's device, Config) of RUN_ROOT/run's last checkpoint."""
-    from dictsr_core.training.checkpoint import inference_model, load_checkpoint
     from dictsr_core.evaluation.results import checkpoint_path
+    from dictsr_core.training.checkpoint import inference_model, load_checkpoint
 
     path = checkpoint_path(ctx.run_dir(run))
     payload = load_checkpoint(path)
@@ -258,7 +235,8 @@ def index_agreement_view(ctx: Context, run: str = "dictsr", image: str | None = 
     import numpy as np
 
     from dictsr_core.analysis.figures.index_agreement import index_agreement_figure
-    from dictsr_core.evaluation.index_consistency import clean_lr, data_degradation, image_agreement
+    from dictsr_core.data.degradations import data_degradation
+    from dictsr_core.evaluation.index_consistency import clean_lr, image_agreement
 
     model, cfg = load_run_model(ctx, run)
     if cfg.method != "dictsr":
