@@ -84,7 +84,7 @@ def cmd_sr(args) -> int:
     from dictsr_core.inference.fast import FastInference, use_bf16
     from dictsr_core.inference.tiled import super_resolve
     from dictsr_core.training.checkpoint import load_inference_model
-    from dictsr_core.training.trainer import pick_device
+    from dictsr_core.training.devices import pick_device
 
     out_dir = Path(args.out)
     # before any work: never into an input's folder, one output name per input, earlier outputs only with --overwrite
@@ -163,7 +163,7 @@ def _evaluation_method(args) -> str:
 def cmd_evaluate(args) -> int:
     from dictsr_core.data.datasets import PairedImages
     from dictsr_core.evaluation.evaluate import bicubic_upscale, evaluate_pairs
-    from dictsr_core.training.trainer import pick_device
+    from dictsr_core.training.devices import pick_device
 
     method = _evaluation_method(args)
     if args.save_sr is not None:
@@ -201,7 +201,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_metrics(args) -> int:
     from dictsr_core.evaluation.evaluate import score_folders
-    from dictsr_core.training.trainer import pick_device
+    from dictsr_core.training.devices import pick_device
 
     device = pick_device(args.device)
     _check_report_folders(args)

@@ -340,7 +340,7 @@ def test_training_objective_and_inference_trace_as_single_graphs():
     """No graph breaks: torch.compile sees the whole step (lookups, restarts' bookkeeping, losses) and the
     whole folded inference path as one graph each, so CUDA runs them without host round trips."""
     from dictsr_core.training.losses import DictSRLoss
-    from dictsr_core.training.trainer import downscale_hr, training_objective
+    from dictsr_core.training.step import downscale_hr, training_objective
 
     torch._dynamo.reset()
     cfg = get_config("tiny").model

@@ -11,8 +11,9 @@ from dictsr_core.data.degradations import make_degradation
 from dictsr_core.inference.tiled import super_resolve
 from dictsr_core.model import PlainSR
 from dictsr_core.performance.cost import model_cost
+from dictsr_core.training.batches import baseline_degradation
 from dictsr_core.training.checkpoint import load_inference_model
-from dictsr_core.training.trainer import baseline_degradation, train
+from dictsr_core.training.trainer import train
 
 
 def test_baseline_costs_what_dictsr_inference_costs():

@@ -3,7 +3,7 @@
 import pytest
 
 from dictsr_core.config import ConfigError, get_config
-from dictsr_core.training.trainer import perceptual_weight_at
+from dictsr_core.training.step import perceptual_weight_at
 
 
 def test_perceptual_phase_starts_at_its_fraction_of_the_schedule():
@@ -16,7 +16,7 @@ def test_perceptual_phase_starts_at_its_fraction_of_the_schedule():
 
 
 def test_bf16_only_in_the_perceptual_phase_and_only_where_it_is_native():
-    from dictsr_core.training.trainer import bf16_autocast
+    from dictsr_core.training.step import bf16_autocast
 
     assert [bf16_autocast("perceptual", w, False, True) for w in (0.0, 1.0)] == [False, True]
     assert not bf16_autocast("perceptual", 1.0, False, False)  # emulated bf16 on this CPU: stays fp32

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from dictsr_core.config import ConfigError, get_config
+from dictsr_core.training.batches import StepBatches
 from dictsr_core.training.checkpoint import CheckpointError, load_checkpoint, load_inference_model
-from dictsr_core.training.trainer import NonFiniteLossError, StepBatches, train
+from dictsr_core.training.trainer import NonFiniteLossError, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +27,7 @@ def test_step_batches_are_a_function_of_step_and_rank():
 def test_tiny_batch_overfits():
     from dictsr_core.model import DictSR
     from dictsr_core.training.losses import DictSRLoss
-    from dictsr_core.training.trainer import downscale_hr
+    from dictsr_core.training.step import downscale_hr
 
     torch.manual_seed(0)
     cfg = get_config("tiny")
@@ -119,7 +120,7 @@ def test_ctrl_c_saves_a_checkpoint(tiny_data, tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
-    import dictsr_core.training.trainer as train_module
+    import dictsr_core.training.losses as train_module
 
     real = train_module.DictSRLoss.forward
     calls = {"n": 0}
@@ -175,7 +176,7 @@ def test_torchrun_two_gloo_processes(tiny_data, tmp_path, wall):
 
 def test_dictionary_entries_get_their_own_learning_rate():
     from dictsr_core.model import DictSR
-    from dictsr_core.training.trainer import param_groups
+    from dictsr_core.training.build import param_groups
 
     cfg = get_config("tiny", overrides={"train.dictionary_lr_scale": 10.0, "train.lr": 1e-3})
     model = DictSR(cfg.model)

@@ -41,7 +41,7 @@ def agreement(a, b) -> float:
 
 
 def clean_lr(hr: np.ndarray) -> np.ndarray:
-    """The clean LR of an HR image: MATLAB bicubic x1/4 rounded to uint8 (as train.downscale_hr makes I_hr_down)."""
+    """The clean LR of an HR image: MATLAB bicubic x1/4 rounded to uint8 (as training.step.downscale_hr makes I_hr_down)."""
     from dictsr_core.data.resize import imresize_np
 
     if hr.shape[0] % 4 or hr.shape[1] % 4:

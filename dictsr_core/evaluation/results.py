@@ -128,7 +128,7 @@ def evaluate_run(run_dir, data_dir, device=None, tile: int = 256, progress: bool
     from dictsr_core.inference.tiled import super_resolve
     from dictsr_core.performance.cost import model_cost
     from dictsr_core.training.checkpoint import inference_model, load_checkpoint
-    from dictsr_core.training.trainer import pick_device
+    from dictsr_core.training.devices import pick_device
 
     run_dir = Path(run_dir)
     ckpt = checkpoint_path(run_dir)
@@ -171,7 +171,7 @@ def bicubic_record(data_dir, device=None, progress: bool = True) -> dict:
     """The bicubic row: MATLAB-compatible bicubic x4 of DATA/val_lr scored against DATA/val_hr; no cost, no run."""
     from dictsr_core.data.datasets import PairedImages
     from dictsr_core.evaluation.evaluate import bicubic_upscale, evaluate_pairs
-    from dictsr_core.training.trainer import pick_device
+    from dictsr_core.training.devices import pick_device
 
     device = pick_device(device) if not isinstance(device, torch.device) else device
     pairs = PairedImages(*_validation_dirs(data_dir))
@@ -215,7 +215,7 @@ def collect_records(run_dirs, data_dir, *, results_root="results", device=None, 
     """Bicubic first, then one record per run; each reused from its results JSON when still valid, else evaluated
     and written there. Every run folder is checked before anything is evaluated."""
     from dictsr_core.training.checkpoint import load_checkpoint
-    from dictsr_core.training.trainer import pick_device
+    from dictsr_core.training.devices import pick_device
 
     run_dirs = [Path(run) for run in run_dirs]
     seen: dict[str, Path] = {}

@@ -31,7 +31,7 @@ def random_dictsr_inference(checkpoint=None) -> DictSRInference:
         return load_inference_model(checkpoint)[0]
     model = DictSR(get_config("paper").model)
     hr = torch.rand(2, 3, 256, 256)
-    from dictsr_core.training.trainer import downscale_hr
+    from dictsr_core.training.step import downscale_hr
 
     model.dictionaries.initialize(*model.coupled_embeddings(hr, downscale_hr(hr)))
     return model.inference().eval().folded()
@@ -118,7 +118,7 @@ def train_step(device, compile_model: bool, perceptual: bool = True, preset: str
                channels_last: bool | None = None, bf16: bool | None = None) -> dict:
     """One training step of a preset's batch (paper: 24 x 256^2 HR + 24 x 64^2 LR); by default bf16 and
     channels_last on CUDA, fp32 contiguous on the CPU."""
-    from dictsr_core.training.trainer import build_criterion, build_perceptual, downscale_hr, training_objective
+    from dictsr_core.training.step import build_criterion, build_perceptual, downscale_hr, training_objective
 
     cfg = get_config(preset)
     cfg = get_config(preset, overrides={"train.perceptual_weight": (cfg.train.perceptual_weight or 1.0) if perceptual else 0.0})

@@ -73,7 +73,7 @@ def _lpips_vgg_structure() -> torch.nn.Module:
 def train_step_cost(cfg: Config) -> dict:
     """TFLOP of one training step (forward and backward of the network and its loss, at cfg's batch and
     crops), counted on meta tensors: no weights, no compute. The LPIPS-VGG term's share is reported apart."""
-    from dictsr_core.training.trainer import build_criterion, training_objective
+    from dictsr_core.training.step import build_criterion, training_objective
 
     t = cfg.train
     with torch.device("meta"):

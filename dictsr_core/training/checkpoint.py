@@ -102,3 +102,17 @@ def load_inference_model(path, device="cpu"):
     """(inference module, Config, step) from a training checkpoint file."""
     payload = load_checkpoint(path)
     return inference_model(payload, device, source=str(path)), payload["config"], payload["step"]
+
+
+def rng_state(device: torch.device) -> dict:
+    """The global RNG state a checkpoint carries (CPU, and the device's on CUDA), so a resume continues its draws."""
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)

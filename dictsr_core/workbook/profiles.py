@@ -139,7 +139,7 @@ def preparable(data_dir) -> tuple[str, str] | None:
 def context(profile: str = "smoke", data_dir=None, run_root=None, figure_dir=None, device: str = "auto",
             seed: int = 0, root=None) -> Context:
     """The Context for these notebook parameters; None means the profile's default folder under the project root."""
-    from dictsr_core.training.trainer import pick_device
+    from dictsr_core.training.devices import pick_device
 
     chosen = resolve_profile(profile)
     root = Path(root).resolve() if root else project_root()
