@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader never sees a half-written checkpoint, JSON or text file."""
+"""Atomic file writes: a reader never sees a half-written checkpoint, JSON or text file (nor a half-rewritten
+README block)."""
 
 from __future__ import annotations
 
@@ -123,3 +124,18 @@ def atomic_torch_save(path, obj) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def replace_readme_block(readme, key: str, markdown: str, heading: str) -> Path:
+    """Replace the text between `<!-- KEY: start -->` and `<!-- KEY: end -->` (or append heading + block)."""
+    readme = Path(readme)
+    start, end = f"<!-- {key}: start -->", f"<!-- {key}: end -->"
+    text = readme.read_text() if readme.exists() else ""
+    block = f"{start}\n{markdown.rstrip()}\n{end}"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + f"\n\n{heading}\n\n{block}\n"
+    atomic_write_text(readme, text)
+    return readme

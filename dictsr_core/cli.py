@@ -10,7 +10,7 @@ from pathlib import Path
 
 def _tile(text: str) -> int:
     """--tile: 0 (the whole image) or at least infer.MIN_TILE LR pixels."""
-    from dictsr_core.infer import TILE_RANGE, check_tiling
+    from dictsr_core.inference.tiled import TILE_RANGE, check_tiling
 
     try:
         value = int(text)
@@ -46,7 +46,7 @@ def _add_config_arguments(parser) -> None:
 
 
 def cmd_train(args) -> int:
-    from dictsr_core.train import NonFiniteLossError, train
+    from dictsr_core.training.trainer import NonFiniteLossError, train
 
     cfg = _config_from_args(args)
     try:
@@ -79,11 +79,12 @@ def _main_checkpoint(command: str) -> str:
 
 def cmd_sr(args) -> int:
     from dictsr_core.atomic import ensure_writable_dir
-    from dictsr_core.checkpoint import load_inference_model
     from dictsr_core.data.io import (MAX_SR_INPUT_PIXELS, ImageError, check_output_folder, plan_outputs, read_rgb,
                                      write_rgb)
-    from dictsr_core.infer import FastInference, super_resolve, use_bf16
-    from dictsr_core.train import pick_device
+    from dictsr_core.inference.fast import FastInference, use_bf16
+    from dictsr_core.inference.tiled import super_resolve
+    from dictsr_core.training.checkpoint import load_inference_model
+    from dictsr_core.training.devices import pick_device
 
     out_dir = Path(args.out)
     # before any work: never into an input's folder, one output name per input, earlier outputs only with --overwrite
@@ -123,7 +124,7 @@ def cmd_sr(args) -> int:
 def _report(args, result: dict, label: str, **metadata) -> int:
     """Write the --json / --csv report files (atomically) and print the summary table."""
     from dictsr_core.atomic import atomic_write_json, atomic_write_text
-    from dictsr_core.evaluate import report_csv, report_record, summary_markdown
+    from dictsr_core.evaluation.evaluate import report_csv, report_record, summary_markdown
 
     record = report_record(result, **metadata)
     if args.json:
@@ -161,8 +162,8 @@ def _evaluation_method(args) -> str:
 
 def cmd_evaluate(args) -> int:
     from dictsr_core.data.datasets import PairedImages
-    from dictsr_core.evaluate import bicubic_upscale, evaluate_pairs
-    from dictsr_core.train import pick_device
+    from dictsr_core.evaluation.evaluate import bicubic_upscale, evaluate_pairs
+    from dictsr_core.training.devices import pick_device
 
     method = _evaluation_method(args)
     if args.save_sr is not None:
@@ -176,8 +177,9 @@ def cmd_evaluate(args) -> int:
     if method == "dictsr":
         from functools import partial
 
-        from dictsr_core.checkpoint import load_inference_model
-        from dictsr_core.infer import super_resolve, use_bf16
+        from dictsr_core.inference.fast import use_bf16
+        from dictsr_core.inference.tiled import super_resolve
+        from dictsr_core.training.checkpoint import load_inference_model
 
         model, cfg, step = load_inference_model(args.checkpoint, device=device)
         method = cfg.method  # dictsr, or the paired baseline the checkpoint was trained as
@@ -198,8 +200,8 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_metrics(args) -> int:
-    from dictsr_core.evaluate import score_folders
-    from dictsr_core.train import pick_device
+    from dictsr_core.evaluation.evaluate import score_folders
+    from dictsr_core.training.devices import pick_device
 
     device = pick_device(args.device)
     _check_report_folders(args)
@@ -217,10 +219,10 @@ def cmd_metrics(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from dictsr_core.cost import model_cost
+    from dictsr_core.performance.cost import model_cost
 
     if args.all:
-        from dictsr_core.cost import cost_table
+        from dictsr_core.performance.cost import cost_table
 
         rows = cost_table()
         if args.json:
@@ -231,7 +233,7 @@ def cmd_info(args) -> int:
             for row in rows:
                 print("| " + " | ".join("-" if row.get(k) is None else str(row[k]) for k in keys) + " |")
         return 0
-    from dictsr_core.cost import train_step_cost
+    from dictsr_core.performance.cost import train_step_cost
 
     cfg = _config_from_args(args)
     info = {**model_cost(cfg), **train_step_cost(cfg)}
@@ -250,11 +252,11 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_weights(args) -> int:
-    from dictsr_core.weights import fetch_weights
+    from dictsr_core.perceptual.weights import fetch_weights
 
     fetch_weights(cache_dir=args.cache_dir, force=args.force)
     if args.calibration:
-        from dictsr_core.weights import fetch_calibration_images
+        from dictsr_core.perceptual.weights import fetch_calibration_images
 
         fetch_calibration_images(cache_dir=args.cache_dir)
     return 0
@@ -279,7 +281,7 @@ def cmd_lab(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from dictsr_core.bench import main_bench
+    from dictsr_core.performance.bench import main_bench
 
     main_bench(args.device, args.json, args.checkpoint, compile=not args.no_compile, quick=args.quick,
                readme=args.readme, from_json=args.from_json)
@@ -287,8 +289,8 @@ def cmd_bench(args) -> int:
 
 
 def cmd_table(args) -> int:
-    from dictsr_core.results import ResultsError, collect_records, dataset_name
-    from dictsr_core.tables import write_tables
+    from dictsr_core.evaluation.results import ResultsError, collect_records, dataset_name
+    from dictsr_core.evaluation.tables import write_tables
 
     def log(message: str) -> None:
         print(message, file=sys.stderr)
@@ -301,7 +303,7 @@ def cmd_table(args) -> int:
         return 2
     written, markdown = write_tables(records, Path(args.out) / dataset_name(args.data), paper=args.paper)
     if args.readme:
-        from dictsr_core.tables import update_readme
+        from dictsr_core.evaluation.tables import update_readme
 
         written.append(update_readme(args.readme, dataset_name(args.data), markdown))
     print(markdown, end="")
@@ -439,7 +441,7 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except Exception as error:  # errors of ours carry the file or field in their message
-        from dictsr_core.checkpoint import CheckpointError
+        from dictsr_core.training.checkpoint import CheckpointError
 
         if isinstance(error, CheckpointError) or type(error).__name__ in ("MissingWeightsError", "ImageError", "DataError", "PairingError",
                                                                              "OutputError", "NotWritableError"):

@@ -15,11 +15,11 @@ import tempfile
 from pathlib import Path
 
 from dictsr_core.atomic import atomic_write_json, atomic_write_text
-from dictsr_core.bench import card_name
-from dictsr_core.color_fix import wavelet_color_fix
 from dictsr_core.data.datasets import PairedImages
 from dictsr_core.data.io import read_rgb, write_rgb
-from dictsr_core.evaluate import bicubic_upscale, evaluate_pairs, markdown_table, score_folders
+from dictsr_core.evaluation.evaluate import bicubic_upscale, evaluate_pairs, markdown_table, score_folders
+from dictsr_core.inference.color_fix import wavelet_color_fix
+from dictsr_core.performance.bench import card_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,7 +63,7 @@ def main(argv=None) -> dict:
         "entries": train["config"]["model"]["entries"],
         "config": train["config"],
         "dictsr": dictsr,
-        "dictsr_wavelet": wavelet,  # not the paper's method: see dictsr_core/color_fix.py
+        "dictsr_wavelet": wavelet,  # not the paper's method: see dictsr_core/inference/color_fix.py
         "bicubic": bicubic,
         "ratios": {
             "lpips_alex_vs_bicubic": dictsr["summary"]["lpips_alex"] / bicubic["summary"]["lpips_alex"],

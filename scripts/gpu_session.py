@@ -25,12 +25,13 @@ from pathlib import Path
 import torch
 
 from dictsr_core.atomic import atomic_write_json
-from dictsr_core.bench import main_bench
-from dictsr_core.checkpoint import load_inference_model
 from dictsr_core.config import get_config, parse_set_args
 from dictsr_core.data.io import list_images, read_rgb, write_rgb
-from dictsr_core.infer import FastInference, super_resolve
-from dictsr_core.train import train
+from dictsr_core.inference.fast import FastInference
+from dictsr_core.inference.tiled import super_resolve
+from dictsr_core.performance.bench import main_bench
+from dictsr_core.training.checkpoint import load_inference_model
+from dictsr_core.training.trainer import train
 
 RESERVE_S = 75  # after training: loading, SR of the validation images, the archive, and a margin
 

@@ -7,10 +7,10 @@ import json
 
 import numpy as np
 
-from dictsr_core.checkpoint import inference_model, load_checkpoint
 from dictsr_core.data.datasets import PairedImages
-from dictsr_core.index_consistency import agreement_worth
-from dictsr_core.results import checkpoint_path
+from dictsr_core.evaluation.index_consistency import agreement_worth
+from dictsr_core.evaluation.results import checkpoint_path
+from dictsr_core.training.checkpoint import inference_model, load_checkpoint
 
 
 def main() -> None:

@@ -42,7 +42,7 @@ def main() -> None:
                     "--python-version", "3.12", "--implementation", "py", "--platform", "any",
                     "-d", str(carry / "whl"), *WHEELS], check=True)
 
-    from dictsr_core.weights import export_half_copies
+    from dictsr_core.perceptual.weights import export_half_copies
 
     export_half_copies(carry / "cache", names=("vgg16",))
 

@@ -41,7 +41,7 @@ pip_q torch==2.14.1 torchvision==0.29.1
 pip_q -e ".[test,workbook]"
 browser_q
 "$VENV/bin/python" -c "import torch, dictsr_core; print('[setup] torch', torch.__version__, 'cuda' if torch.cuda.is_available() else 'cpu')"
-"$VENV/bin/python" -c "from dictsr_core.workbook.runner import ensure_kernel; print('[setup] jupyter kernel', ensure_kernel())"
+"$VENV/bin/python" -c "from dictsr_core.workbook.execute import ensure_kernel; print('[setup] jupyter kernel', ensure_kernel())"
 "$VENV/bin/dictsr" weights --calibration
 rm -f "$VENV"/.dictsr-setup-*
 touch "$stamp"

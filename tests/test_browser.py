@@ -100,7 +100,8 @@ def _write_notebooks(smoke, folder: Path) -> None:
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
 
-    from dictsr_core.workbook.runner import common_parameters, ensure_kernel
+    from dictsr_core.workbook.execute import ensure_kernel
+    from dictsr_core.workbook.plan import common_parameters
 
     ctx = smoke["ctx"]
     notebooks = folder / "notebooks"

@@ -2,15 +2,15 @@ import pytest
 import torch
 
 from dictsr_core.config import get_config
-from dictsr_core.cost import count_macs, as_written
 from dictsr_core.model import DictSR, DictSRInference
 from dictsr_core.model.dictionaries import (
-    CoupledDictionaries,
-    discretization_loss,
-    nearest_entry,
-    nearest_offset,
-    nearest_pair,
-)
+                                            CoupledDictionaries,
+                                            discretization_loss,
+                                            nearest_entry,
+                                            nearest_offset,
+                                            nearest_pair,
+                                            )
+from dictsr_core.performance.cost import count_macs, as_written
 
 
 def tiny_model(ablation=None, **overrides):
@@ -239,7 +239,7 @@ def test_training_step_cost_counts_forward_and_backward_and_the_lpips_share():
     its weights are frozen) on the outputs: 3x one VGG16 trunk pass over 24 images of 256^2."""
     import torchvision
 
-    from dictsr_core.cost import train_step_cost
+    from dictsr_core.performance.cost import train_step_cost
 
     cost = train_step_cost(get_config("paper"))
     with torch.device("meta"):
@@ -339,8 +339,8 @@ def test_ablation_depths(ablation, layers):
 def test_training_objective_and_inference_trace_as_single_graphs():
     """No graph breaks: torch.compile sees the whole step (lookups, restarts' bookkeeping, losses) and the
     whole folded inference path as one graph each, so CUDA runs them without host round trips."""
-    from dictsr_core.losses import DictSRLoss
-    from dictsr_core.train import downscale_hr, training_objective
+    from dictsr_core.training.losses import DictSRLoss
+    from dictsr_core.training.step import downscale_hr, training_objective
 
     torch._dynamo.reset()
     cfg = get_config("tiny").model

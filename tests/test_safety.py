@@ -90,9 +90,9 @@ def tiny_checkpoint(tmp_path_factory):
     """An untrained tiny-preset checkpoint (dictionaries initialised from random images): fast to make."""
     import torch
 
-    from dictsr_core.checkpoint import save_checkpoint
     from dictsr_core.config import get_config
     from dictsr_core.model import DictSR
+    from dictsr_core.training.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     cfg = get_config("tiny")
@@ -234,9 +234,9 @@ def test_prepare_skip_bad_skips_a_bomb_sized_image(tmp_path):
 
 
 def test_resume_drops_a_torn_metrics_tail_and_says_so(tiny_data, tmp_path, capsys):
-    from dictsr_core.checkpoint import load_checkpoint
     from dictsr_core.config import get_config
-    from dictsr_core.train import train
+    from dictsr_core.training.checkpoint import load_checkpoint
+    from dictsr_core.training.trainer import train
 
     cfg = get_config("tiny")
     run = tmp_path / "run"
@@ -369,7 +369,7 @@ def test_sr_into_a_read_only_folder_is_a_named_error(tiny_checkpoint, tmp_path, 
 
 def test_resume_with_another_method_names_it(tiny_data, tmp_path, capsys):
     from dictsr_core.config import get_config
-    from dictsr_core.train import train
+    from dictsr_core.training.trainer import train
 
     run = tmp_path / "run"
     train(get_config("tiny"), tiny_data, run, progress=False, stop_after=2)
@@ -426,9 +426,9 @@ def test_train_that_fails_on_its_data_leaves_no_run_folder(tmp_path, capsys):
 
 
 def test_a_killed_saves_temp_file_is_removed_on_the_next_start(tiny_data, tmp_path, capsys):
-    from dictsr_core.checkpoint import load_checkpoint
     from dictsr_core.config import get_config
-    from dictsr_core.train import train
+    from dictsr_core.training.checkpoint import load_checkpoint
+    from dictsr_core.training.trainer import train
 
     run = tmp_path / "run"
     train(get_config("tiny"), tiny_data, run, progress=False, stop_after=2)
@@ -467,7 +467,7 @@ def test_evaluate_refuses_a_tile_outside_its_range(small_pairs, capsys):
 
 
 def test_super_resolve_refuses_a_tile_outside_its_range(tiny_inference):
-    from dictsr_core.infer import super_resolve
+    from dictsr_core.inference.tiled import super_resolve
 
     image = _image((12, 16, 3))
     for kwargs, message in (({"tile": 1}, "at least 8"), ({"tile": -5}, "at least 8"), ({"batch_tiles": 0}, "at least 1")):
@@ -495,7 +495,7 @@ def _flip_a_byte_inside_the_largest_tensor(path):
 def test_a_corrupted_tensor_is_detected_and_the_file_named(tiny_checkpoint, tmp_path, capsys):
     import shutil
 
-    from dictsr_core.checkpoint import CheckpointError, load_checkpoint
+    from dictsr_core.training.checkpoint import CheckpointError, load_checkpoint
 
     assert load_checkpoint(tiny_checkpoint)["step"] == 0
     corrupt = tmp_path / "corrupt.pt"
@@ -512,7 +512,7 @@ def test_a_corrupted_tensor_is_detected_and_the_file_named(tiny_checkpoint, tmp_
 def test_a_checkpoint_without_a_checksum_still_loads(tiny_checkpoint, tmp_path):
     import torch
 
-    from dictsr_core.checkpoint import load_checkpoint
+    from dictsr_core.training.checkpoint import load_checkpoint
 
     payload = torch.load(tiny_checkpoint, weights_only=True)
     payload.pop("checksum", None)  # as checkpoints before the checksum were written

@@ -9,7 +9,7 @@ import nbformat
 import numpy as np
 from PIL import Image
 
-from dictsr_core.workbook.runner import plan
+from dictsr_core.workbook.plan import plan
 
 
 def _executed(smoke):

@@ -17,8 +17,9 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from dictsr_core.workbook import PROFILES, WorkbookError, context
+from dictsr_core.workbook.execute import KERNEL_NAME, execute_notebook, reusable
 from dictsr_core.workbook.lab import lab_command
-from dictsr_core.workbook.runner import KERNEL_NAME, NOTEBOOKS, execute_notebook, reusable
+from dictsr_core.workbook.plan import NOTEBOOKS
 
 ROOT = Path(__file__).resolve().parents[1]
 LOGIC = (ast.FunctionDef, ast.ClassDef, ast.For, ast.While, ast.If, ast.ListComp, ast.DictComp, ast.SetComp, ast.GeneratorExp,

@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import math
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -158,6 +160,21 @@ def make_degradation(name: str, **params):
     if name not in DEGRADATIONS:
         raise ValueError(f"unknown degradation {name!r}; choose one of {sorted(DEGRADATIONS)}")
     return DEGRADATIONS[name](**params)
+
+
+def data_degradation(data_dir):
+    """The synthetic degradation recorded in DATA/manifest.json as a callable (image, seed) -> LR, or None
+    (real LR data, or a folder without a recipe)."""
+    manifest = Path(data_dir) / "manifest.json"
+    if not manifest.is_file():
+        return None
+    try:
+        recipe = json.loads(manifest.read_text(encoding="utf-8")).get("degradation")
+    except (OSError, ValueError):
+        return None
+    if not recipe:
+        return None
+    return make_degradation(recipe["name"], **{k: v for k, v in recipe.items() if k != "name"})
 
 
 def degrade_aim(hr: np.ndarray, rng=0, **params) -> np.ndarray:

@@ -20,7 +20,7 @@ def measure_step_seconds(cfg, data_dir, device, steps: int = 24, log_every: int 
     """Seconds per training step of `cfg` on `device`: `steps` real steps into a scratch folder, the rate taken
     between the first and the last log line (so the loader's start and the first slow steps do not count)."""
     from dictsr_core.config import Config
-    from dictsr_core.train import train
+    from dictsr_core.training.trainer import train
 
     data = cfg.to_dict()
     data["train"].update(log_every=log_every, checkpoint_every=10 ** 9)

@@ -22,7 +22,7 @@ def lab_command(port: int = 8888, open_browser: bool = False, root=None) -> list
 
 def run_lab(port: int = 8888, open_browser: bool = False) -> int:
     """Replace this process by JupyterLab (so Ctrl-C and the PID are the server's). Set JUPYTER_TOKEN to fix the token."""
-    from dictsr_core.workbook.runner import ensure_kernel
+    from dictsr_core.workbook.execute import ensure_kernel
 
     ensure_kernel()
     command = lab_command(port, open_browser)

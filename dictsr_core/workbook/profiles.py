@@ -116,7 +116,7 @@ class Context:
 
     def save(self, figure, name: str) -> list[Path]:
         """Save a figure as FIGURE_DIR/NAME.png and .pdf (atomically) and close it; prints where."""
-        from dictsr_core.figures.style import save_figure
+        from dictsr_core.analysis.figures.style import save_figure
 
         paths = save_figure(figure, self.figure_dir, name)
         print("saved " + ", ".join(str(p) for p in paths))
@@ -139,7 +139,7 @@ def preparable(data_dir) -> tuple[str, str] | None:
 def context(profile: str = "smoke", data_dir=None, run_root=None, figure_dir=None, device: str = "auto",
             seed: int = 0, root=None) -> Context:
     """The Context for these notebook parameters; None means the profile's default folder under the project root."""
-    from dictsr_core.train import pick_device
+    from dictsr_core.training.devices import pick_device
 
     chosen = resolve_profile(profile)
     root = Path(root).resolve() if root else project_root()

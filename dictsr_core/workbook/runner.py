@@ -4,101 +4,21 @@ A stage is one notebook execution with one set of parameters. Its executed copy 
 RUN_ROOT/notebooks/<stage>.ipynb next to a stamp (<stage>.stamp.json: parameters, a hash of the source
 notebook, the files it must leave behind, seconds). A stage is reused when its stamp matches and its
 files exist, unless --force or an earlier stage of this run was executed (later stages read its output).
-Executed copies are written to a .partial.ipynb first and renamed when the notebook finished; a failed
-notebook is kept as <stage>.failed.ipynb with the error in it.
+The stages come from plan.py; executing one (stamps, reuse, failed copies) is execute.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from dictsr_core.atomic import atomic_write_json, atomic_write_text
+from dictsr_core.atomic import atomic_write_text, replace_readme_block
+from dictsr_core.workbook.execute import execute_notebook, reusable, source_notebook, stamp_path
+from dictsr_core.workbook.plan import NOTEBOOKS, Stage, plan
 from dictsr_core.workbook.profiles import Context, WorkbookError, context, preparable
 from dictsr_core.workbook.progress import StageProgress, plan_lines, summary_lines
-
-KERNEL_NAME = "dictsr-workbook"
-NOTEBOOKS = ("01_data", "02_train", "03_evaluate", "04_ablations", "05_dictionaries", "06_qualitative", "07_explore")
-
-
-@dataclass
-class Stage:
-    key: str  # executed copy: NOTEBOOK_DIR/<key>.ipynb
-    notebook: str  # source: ROOT/notebooks/<notebook>.ipynb
-    parameters: dict
-    outputs: list[Path] = field(default_factory=list)
-    runs: list = field(default_factory=list)  # (run folder, Config) of each run this stage trains
-    about: str = ""  # what it does, for the plan
-
-
-def ensure_kernel() -> str:
-    """A kernelspec for this very Python in sys.prefix, so papermill and JupyterLab run the workbook's environment."""
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    try:
-        spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
-        if spec.argv and Path(spec.argv[0]).resolve() == Path(sys.executable).resolve():
-            return KERNEL_NAME
-    except NoSuchKernel:
-        pass
-    from ipykernel.kernelspec import install
-
-    install(kernel_name=KERNEL_NAME, display_name="Python (DictSR workbook)", prefix=sys.prefix)
-    return KERNEL_NAME
-
-
-def common_parameters(ctx: Context) -> dict:
-    return {"profile": ctx.profile.name, "data_dir": str(ctx.data_dir), "run_root": str(ctx.run_root),
-            "figure_dir": str(ctx.figure_dir), "device": str(ctx.device), "seed": ctx.seed}
-
-
-def _figures(ctx: Context, *names: str) -> list[Path]:
-    return [ctx.figure_dir / f"{name}.{fmt}" for name in names for fmt in ("png", "pdf")]
-
-
-def plan(ctx: Context, force: bool = False) -> list[Stage]:
-    """The stages of a full workbook run for this context's profile, in order."""
-    from dictsr_core.workbook.stages import ablation_runs, training_config
-
-    common = {**common_parameters(ctx), "force": force}
-    table = ctx.table_dir
-    stages = [Stage("01_data", "01_data", dict(common), _figures(ctx, "data_gallery", "data_degradation_stats")
-                    + [table / "data_splits.md", table / "degradation_stats.md"], about="splits, gallery, degradation statistics")]
-    methods = ["dictsr", *ctx.profile.baselines]
-    for method in methods:
-        cfg = training_config(ctx, method)
-        stages.append(Stage(f"02_train-{method}", "02_train",
-                            {**common, "method": method, "ablation": None, "schedule": "main", "run_name": method},
-                            _figures(ctx, f"train_curves_{method}") + [ctx.run_dir(method) / "checkpoints" / "last.pt"],
-                            runs=[(ctx.run_dir(method), cfg)], about=f"train {method}: {cfg.train.total_steps} steps"))
-    stages.append(Stage("03_evaluate", "03_evaluate", {**common, "runs": methods, "table_dir": None, "figure_name": "eval_metrics"},
-                        _figures(ctx, "eval_metrics") + [table / "table1.md", table / "table1.csv"],
-                        about=f"bicubic and {len(methods)} runs on the validation pairs, Table 1"))
-    if ctx.profile.ablations:
-        variants = list(ctx.profile.ablations)
-        runs = ablation_runs(ctx, variants)
-        trained = [(ctx.run_dir(run), training_config(ctx, "dictsr", None if ident == "Ours" else ident, schedule="ablation"))
-                   for ident, run in runs.items() if run != "dictsr"]
-        stages.append(Stage("04_ablations", "04_ablations", {**common, "variants": variants},
-                            _figures(ctx, "ablation_bars", "ablation_metrics")
-                            + [table / "ablations" / "table3.md", table / "ablations" / "table3.csv"]
-                            + [ctx.run_dir(run) / "checkpoints" / "last.pt" for run in runs.values()],
-                            runs=trained, about=f"train {', '.join(i for i, r in runs.items() if r != 'dictsr')}, evaluate, Table 3"
-                            + (" (Ours is the main run)" if "dictsr" in runs.values() else "")))
-    stages.append(Stage("05_dictionaries", "05_dictionaries", {**common, "run": "dictsr", "embedding": "umap"},
-                        _figures(ctx, "fig4_dictionary_map", "fig4_degradation_offsets", "fig4_hr_atoms",
-                                 "fig_index_agreement"), about="Fig. 4: dictionary map (UMAP), offsets, atoms, index agreement"))
-    stages.append(Stage("06_qualitative", "06_qualitative", {**common, "runs": methods},
-                        _figures(ctx, "fig3_qualitative"), about="Fig. 3: crops where the methods differ most"))
-    stages.append(Stage("07_explore", "07_explore", {**common, "run": "dictsr", "interactive": False},
-                        _figures(ctx, "explore_location"), about="the explorer, one view"))
-    return stages
 
 
 def stage_estimates(ctx: Context, stages: list[Stage], force: bool = False) -> tuple[list[dict], str]:
@@ -112,7 +32,7 @@ def stage_estimates(ctx: Context, stages: list[Stage], force: bool = False) -> t
     rows, rerun = [], force
     for stage in stages:
         output = ctx.notebook_dir / f"{stage.key}.ipynb"
-        if not rerun and reusable(_source(ctx.root, stage.notebook), output, stage.parameters, stage.outputs):
+        if not rerun and reusable(source_notebook(ctx.root, stage.notebook), output, stage.parameters, stage.outputs):
             rows.append({"stage": stage.key, "reused": True, "seconds": 0.0, "what": stage.about})
             continue
         rerun = True
@@ -128,104 +48,6 @@ def stage_estimates(ctx: Context, stages: list[Stage], force: bool = False) -> t
     return rows, basis + "; the other stages at typical seconds of the 2-core reference machine"
 
 
-def _source(root: Path, notebook: str) -> Path:
-    path = Path(root) / "notebooks" / f"{notebook}.ipynb"
-    if not path.is_file():
-        raise WorkbookError(f"{path}: no such notebook (run from the project folder, or set DICTSR_ROOT)")
-    return path
-
-
-def _stamp_path(output: Path) -> Path:
-    return output.with_name(output.stem + ".stamp.json")
-
-
-def _stamp(source: Path, parameters: dict, outputs: list[Path]) -> dict:
-    cleaned = {k: v for k, v in parameters.items() if k != "force"}
-    return {"notebook": source.name, "source_sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
-            "parameters": cleaned, "outputs": [str(p) for p in outputs]}
-
-
-def reusable(source: Path, output: Path, parameters: dict, outputs: list[Path]) -> bool:
-    """The executed copy, its stamp (same notebook source and parameters) and every expected file exist."""
-    stamp_path = _stamp_path(output)
-    if not output.is_file() or not stamp_path.is_file():
-        return False
-    try:
-        stored = json.loads(stamp_path.read_text())
-    except (OSError, ValueError):
-        return False
-    wanted = _stamp(source, parameters, outputs)
-    same = all(stored.get(key) == wanted[key] for key in ("source_sha256", "parameters", "outputs"))
-    return same and all(Path(p).exists() for p in outputs)
-
-
-def _local_transport(folder: str) -> dict:
-    """Papermill's kernel over IPC sockets in `folder` rather than TCP on localhost: nothing listens on a port,
-    and ipykernel's "running over TCP without encryption" warning (printed once per stage) has no cause.
-    Windows has no IPC transport; there the default TCP stays."""
-    if os.name == "nt":
-        return {}
-    from jupyter_client.manager import AsyncKernelManager
-    from traitlets import default
-
-    class IPCKernelManager(AsyncKernelManager):
-        @default("transport")
-        def _default_transport(self):
-            return "ipc"
-
-        @default("ip")
-        def _default_ip(self):
-            return os.path.join(folder, "kernel")
-
-    return {"kernel_manager_class": IPCKernelManager}
-
-
-def execute_notebook(notebook: str, output, parameters: dict, *, root, outputs=(), force: bool = False,
-                     log_output: bool = False, timeout: int | None = None) -> dict:
-    """Run ROOT/notebooks/<notebook>.ipynb with papermill into `output` unless a matching stamp says it is done.
-
-    `timeout`: seconds one cell may run; past it the stage fails (nbclient can miss the end of a cell and
-    then wait forever, jupyter/nbclient#312: better a named failure than a silent hang).
-
-    Returns {"executed": bool, "seconds": float, "output": path}; raises WorkbookError naming the failed copy.
-    """
-    import papermill
-
-    source = _source(root, notebook)
-    output = Path(output)
-    outputs = [Path(p) for p in outputs]
-    if not force and reusable(source, output, parameters, outputs):
-        print(f"[workbook] {output.stem}: reusing {output} (same parameters; --force reruns)", flush=True)
-        return {"executed": False, "seconds": 0.0, "output": str(output)}
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.stem + ".partial.ipynb")
-    failed = output.with_name(output.stem + ".failed.ipynb")
-    failed.unlink(missing_ok=True)
-    print(f"[workbook] {output.stem}: executing {source.name} ...", flush=True)
-    start = time.time()
-    try:
-        with tempfile.TemporaryDirectory(prefix="dictsr-kernel-") as sockets:
-            papermill.execute_notebook(str(source), str(partial), parameters=parameters, kernel_name=ensure_kernel(),
-                                       cwd=str(source.parent), progress_bar=False, log_output=log_output,
-                                       execution_timeout=timeout, **_local_transport(sockets))
-    except Exception as error:  # noqa: BLE001 - papermill raises its own and kernel errors; all mean "stage failed"
-        if partial.exists():
-            os.replace(partial, failed)
-        reason = str(error).strip().splitlines()
-        raise WorkbookError(f"notebook {notebook} (stage {output.stem}) failed; executed copy with the error: {failed}\n"
-                            + "\n".join(reason[-12:])) from None
-    missing = [str(p) for p in outputs if not Path(p).exists()]
-    if missing:
-        os.replace(partial, failed)
-        raise WorkbookError(f"notebook {notebook} (stage {output.stem}) finished but did not write: {', '.join(missing)}")
-    os.replace(partial, output)
-    seconds = time.time() - start
-    atomic_write_json(_stamp_path(output), {**_stamp(source, parameters, outputs), "seconds": seconds,
-                                            "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
-    print(f"[workbook] {output.stem}: done in {seconds:.1f} s -> {output}", flush=True)
-    return {"executed": True, "seconds": seconds, "output": str(output)}
-
-
 def run_workbook(profile: str = "auto", data_dir=None, force: bool = False, run_root=None, figure_dir=None,
                  device: str = "auto", seed: int = 0, only=None, readme=None) -> Path:
     """Every stage of `plan` in order (or the notebooks named in `only`), then RUN_ROOT/report.md; returns the report."""
@@ -234,7 +56,7 @@ def run_workbook(profile: str = "auto", data_dir=None, force: bool = False, run_
         raise WorkbookError(f"--data {data_dir}: no such folder (a folder named <sample|photos>-<aim|ntire> is prepared "
                             "on first use)")
     ctx = _with_data(ctx, explicit=data_dir is not None, run_root=run_root, figure_dir=figure_dir)
-    from dictsr_core.weights import fetch_weights
+    from dictsr_core.perceptual.weights import fetch_weights
 
     fetch_weights()  # once here, not in every kernel: the LPIPS backbones (offline copies)
     print(f"[workbook] profile {ctx.profile.name} ({ctx.profile.about}) on {ctx.device}\n"
@@ -328,7 +150,7 @@ def write_report(ctx: Context, done: list, seconds: float) -> Path:
              f"the stages took {stage_seconds(ctx) / 60:.1f} min when last executed).",
              "", "## Notebooks", "", "| stage | executed copy | this call | seconds |", "|---|---|---|---|"]
     for stage, result in done:
-        stamp_file = _stamp_path(Path(result["output"]))
+        stamp_file = stamp_path(Path(result["output"]))
         stored = json.loads(stamp_file.read_text()) if stamp_file.is_file() else {}
         lines.append(f"| {stage.key} | [{Path(result['output']).name}]({link(Path(result['output']))}) | "
                      f"{'executed' if result['executed'] else 'reused'} | {stored.get('seconds', 0):.1f} |")
@@ -363,8 +185,6 @@ README_FIGURES = (
 
 def update_readme_figures(readme, ctx: Context) -> Path:
     """The README's figure block for this profile, rewritten from the figures on disk and the ablation table."""
-    from dictsr_core.tables import replace_readme_block
-
     readme = Path(readme)
     link = lambda path: os.path.relpath(path, readme.resolve().parent)  # noqa: E731
     lines = [f"Made by `dictsr workbook --profile {ctx.profile.name} --readme {readme.name}` on {_machine(ctx)}, "

@@ -9,6 +9,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from dictsr_core.workbook.execute import execute_notebook
+from dictsr_core.workbook.plan import ablation_runs, common_parameters, training_config  # notebooks call stages.training_config
 from dictsr_core.workbook.profiles import Context, WorkbookError, preparable
 
 SPLITS = ("train_hr", "train_lr", "val_lr", "val_hr")
@@ -49,9 +51,9 @@ def _older_protocol(data_dir: Path, source: str) -> bool:
 
 def data_overview(ctx: Context, gallery_images: int = 3) -> dict:
     """Split summary, degradation statistics (tables under TABLE_DIR) and notebook 01's two figures."""
+    from dictsr_core.analysis.figures.data import data_gallery, degradation_statistics_figure
     from dictsr_core.atomic import atomic_write_text
     from dictsr_core.data.statistics import degradation_statistics, split_summary, statistics_table
-    from dictsr_core.figures.data import data_gallery, degradation_statistics_figure
 
     splits = split_summary(ctx.data_dir)
     split_md = "| split | images | smallest | largest |\n|---|---|---|---|\n" + "".join(
@@ -82,29 +84,12 @@ def _csv(rows: list[dict]) -> str:
 
 # ---- 02_train -----------------------------------------------------------------------------
 
-def training_config(ctx: Context, method: str = "dictsr", ablation: str | None = None, schedule: str = "main",
-                    overrides: dict | None = None):
-    """The profile's preset (+ ablation), its overrides, the ablation schedule when asked, the context's seed."""
-    from dictsr_core.config import get_config
-
-    if schedule not in ("main", "ablation"):
-        raise WorkbookError(f"schedule {schedule!r}: choose main or ablation")
-    merged = dict(ctx.profile.overrides)
-    if method != "dictsr":
-        merged.update(ctx.profile.baseline_overrides)
-    if schedule == "ablation":
-        merged.update(ctx.profile.ablation_overrides)
-    merged["train.seed"] = ctx.seed
-    merged.update(overrides or {})
-    return get_config(ctx.profile.preset, ablation or None, merged, method=method)
-
-
 def train_run(ctx: Context, run_name: str, cfg, force: bool = False, live: bool = True) -> dict:
     """Train RUN_ROOT/run_name (resuming a partial run, reusing a finished one with the same config) and save
     its curves as figure train_curves_<run_name>."""
-    from dictsr_core.checkpoint import load_checkpoint
-    from dictsr_core.figures.training import LiveTrainingPlot, read_metrics, training_curves
-    from dictsr_core.train import train
+    from dictsr_core.analysis.figures.training import LiveTrainingPlot, read_metrics, training_curves
+    from dictsr_core.training.checkpoint import load_checkpoint
+    from dictsr_core.training.trainer import train
 
     run_dir = ctx.run_dir(run_name)
     ckpt = run_dir / "checkpoints" / "last.pt"
@@ -137,9 +122,9 @@ def evaluate_runs(ctx: Context, runs: list[str], table_dir=None, paper: str = "a
                   force: bool = False) -> dict:
     """Bicubic + each run scored on the validation pairs (records reused while valid), Table 1 (+ Table 3 when
     there are several DictSR runs) under table_dir, and a bar chart of the metrics."""
-    from dictsr_core.figures.results import metric_bars
-    from dictsr_core.results import collect_records
-    from dictsr_core.tables import write_tables
+    from dictsr_core.analysis.figures.results import metric_bars
+    from dictsr_core.evaluation.results import collect_records
+    from dictsr_core.evaluation.tables import write_tables
 
     records = collect_records([ctx.run_dir(run) for run in runs], ctx.data_dir, results_root=ctx.results_root,
                               device=ctx.device, force=force)
@@ -151,20 +136,12 @@ def evaluate_runs(ctx: Context, runs: list[str], table_dir=None, paper: str = "a
 
 # ---- 04_ablations -------------------------------------------------------------------------
 
-def ablation_runs(ctx: Context, variants=None) -> dict[str, str]:
-    """{ablation id: run name}. "Ours" is the main run when the profile trains ablations on the main schedule."""
-    variants = list(variants if variants is not None else ctx.profile.ablations)
-    ours = "dictsr" if not ctx.profile.ablation_overrides else "ablation-Ours"
-    return {"Ours": ours, **{v: f"ablation-{v}" for v in variants if v != "Ours"}}
-
-
 def run_ablations(ctx: Context, variants=None, force: bool = False) -> dict:
     """Each variant trained by notebook 02 and all scored by notebook 03 (papermill, executed copies under
     NOTEBOOK_DIR/ablations), then Table 3 and the ablation bar charts."""
-    from dictsr_core.figures.results import ablation_bars
-    from dictsr_core.results import collect_records
-    from dictsr_core.tables import ablation_table
-    from dictsr_core.workbook.runner import common_parameters, execute_notebook
+    from dictsr_core.analysis.figures.results import ablation_bars
+    from dictsr_core.evaluation.results import collect_records
+    from dictsr_core.evaluation.tables import ablation_table
 
     runs = ablation_runs(ctx, variants)
     out = ctx.notebook_dir / "ablations"
@@ -190,7 +167,7 @@ def config_markdown(cfg) -> str:
     """The run's config as YAML and its inference cost (layers, GMACs at 128x128 LR, parameters), for notebook 02."""
     import yaml
 
-    from dictsr_core.cost import model_cost
+    from dictsr_core.performance.cost import model_cost
 
     cost = model_cost(cfg)
     keys = ("inference_conv_layers", "gmacs_128", "gmacs_128_executed", "params")
@@ -212,8 +189,8 @@ def validation_pairs(ctx: Context, max_images: int | None = None) -> list[dict]:
 
 def load_run_model(ctx: Context, run: str):
     """(inference module on the context's device, Config) of RUN_ROOT/run's last checkpoint."""
-    from dictsr_core.checkpoint import inference_model, load_checkpoint
-    from dictsr_core.results import checkpoint_path
+    from dictsr_core.evaluation.results import checkpoint_path
+    from dictsr_core.training.checkpoint import inference_model, load_checkpoint
 
     path = checkpoint_path(ctx.run_dir(run))
     payload = load_checkpoint(path)
@@ -228,8 +205,8 @@ def dictionary_figures(ctx: Context, run: str = "dictsr", embedding: str = "umap
     the offsets around those entries, and the D_hr atom atlas (most used first)."""
     import numpy as np
 
-    from dictsr_core.dictionary_analysis import decode_hr_atoms, dictionary_map
-    from dictsr_core.figures.dictionaries import degradation_offsets_figure, dictionary_umap_figure, hr_atom_atlas_figure
+    from dictsr_core.analysis.dictionary_analysis import decode_hr_atoms, dictionary_map
+    from dictsr_core.analysis.figures.dictionaries import degradation_offsets_figure, dictionary_umap_figure, hr_atom_atlas_figure
 
     model, cfg = load_run_model(ctx, run)
     if cfg.method != "dictsr":
@@ -257,8 +234,9 @@ def index_agreement_view(ctx: Context, run: str = "dictsr", image: str | None = 
     (clean vs degraded LR, two degradation draws), and the figure for one image (default: the median one)."""
     import numpy as np
 
-    from dictsr_core.figures.index_agreement import index_agreement_figure
-    from dictsr_core.index_consistency import clean_lr, data_degradation, image_agreement
+    from dictsr_core.analysis.figures.index_agreement import index_agreement_figure
+    from dictsr_core.data.degradations import data_degradation
+    from dictsr_core.evaluation.index_consistency import clean_lr, image_agreement
 
     model, cfg = load_run_model(ctx, run)
     if cfg.method != "dictsr":
@@ -286,8 +264,8 @@ def index_agreement_view(ctx: Context, run: str = "dictsr", image: str | None = 
 
 def validation_outputs(ctx: Context, runs: list[str], max_images: int | None = None) -> list[dict]:
     """Per validation pair: {"name", "LR", "HR", "bicubic", <method of each run>: SR image}, all HR-sized uint8."""
-    from dictsr_core.evaluate import bicubic_upscale
-    from dictsr_core.infer import super_resolve
+    from dictsr_core.evaluation.evaluate import bicubic_upscale
+    from dictsr_core.inference.tiled import super_resolve
 
     models = {}
     for run in runs:
@@ -307,7 +285,7 @@ def validation_outputs(ctx: Context, runs: list[str], max_images: int | None = N
 def qualitative_figures(ctx: Context, runs: list[str], crop: int | None = None, count: int = 1, crops: dict | None = None,
                         max_images: int | None = 3) -> dict:
     """Fig. 3: crops where the methods differ most (or `crops` = {image: [[top, left], ...]}), with error maps."""
-    from dictsr_core.figures.qualitative import choose_crops, qualitative_figure
+    from dictsr_core.analysis.figures.qualitative import choose_crops, qualitative_figure
 
     rows = validation_outputs(ctx, runs, max_images)
     size = crop or ctx.profile.crop
@@ -332,8 +310,8 @@ def explorer(ctx: Context, run: str = "dictsr", image: str | None = None, y: int
     centre), and that first view saved as figure explore_location. `view` is the widget, or with
     interactive=False (headless runs) the figure: nbclient can miss the end of a cell that streams widget
     messages and then waits forever (jupyter/nbclient#312), so `dictsr workbook` builds no widget."""
-    from dictsr_core.explorer import explorer_widget, inspect_location, load_training_model, location_figure
-    from dictsr_core.results import checkpoint_path
+    from dictsr_core.analysis.explorer import explorer_widget, inspect_location, load_training_model, location_figure
+    from dictsr_core.evaluation.results import checkpoint_path
 
     model = load_training_model(checkpoint_path(ctx.run_dir(run)), device=ctx.device)
     images = {pair["name"]: pair["lr"] for pair in validation_pairs(ctx)}

@@ -1,0 +1,284 @@
+"""Per-run result records: evaluate a trained run (or bicubic) on a prepared data folder's validation pairs.
+
+A record is what one row of the paper's tables needs, and nothing is pasted: metrics come from
+`evaluate_pairs`, cost from `model_cost`, activated D_lr entries from the content index maps of the
+validation LR images. Records live in `results/<dataset>/<run>.json` (standard JSON, written atomically)
+and are reused while the run's checkpoint step and the validation image names are unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from dictsr_core.atomic import atomic_write_json
+
+CHECKPOINT = Path("checkpoints") / "last.pt"
+BICUBIC_RUN = "bicubic"  # the bicubic record's name, so no run folder may be called this
+COST_KEYS = ("inference_conv_layers", "gmacs_128", "gmacs_128_executed", "params")
+RECORD_KEYS = ("run", "run_dir", "method", "preset", "ablation", "steps", "total_steps", "train_wall_s", "device",
+               "eval_device", "dataset", "data_dir", "config", "cost", "activated_entries", "entries", "codebook", "evaluation",
+               "comparison")
+# `comparison`: {reference method: comparison.compare_records(record, reference)}, set by `attach_comparisons` from
+# the records collected together (vs bicubic for every non-bicubic record, and vs paired-bicubic when such a run
+# is among them); None for the bicubic record. A record stored before this key existed is evaluated again.
+
+
+class ResultsError(ValueError):
+    """A run folder, data folder or results file that cannot be used; the message names it."""
+
+
+def dataset_name(data_dir) -> str:
+    """The results sub-folder of a data folder: its own name (`data/sample-aim/` -> `sample-aim`)."""
+    return Path(data_dir).resolve().name
+
+
+def device_label(device: torch.device) -> str:
+    """What evaluated: the GPU's name on CUDA (timings and bf16 differ by card), else the device type."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return device.type
+
+
+def _validation_dirs(data_dir) -> tuple[Path, Path]:
+    data_dir = Path(data_dir)
+    lr_dir, hr_dir = data_dir / "val_lr", data_dir / "val_hr"
+    for folder in (lr_dir, hr_dir):
+        if not folder.is_dir():
+            raise ResultsError(f"{folder}: no such folder; --data must be a prepared data folder with val_lr/ and val_hr/ "
+                               "(see `dictsr prepare`)")
+    return lr_dir, hr_dir
+
+
+def validation_names(data_dir) -> list[str]:
+    """Stems of the validation pairs, without decoding them (what a reused record must have been scored on)."""
+    from dictsr_core.data.io import pair_by_stem
+
+    return [name for name, _, _ in pair_by_stem(*_validation_dirs(data_dir))]
+
+
+def validation_activated_entries(model, pairs, *, tile: int | None = 256, device=None, amp: bool = False) -> int:
+    """Distinct D_lr content entries chosen over all validation LR images (the paper's "activated entries")."""
+    from dictsr_core.evaluation.metrics import codebook_usage
+    from dictsr_core.inference.index_maps import content_index_map
+
+    maps = [content_index_map(model, item["lr"], tile=tile, device=device, amp=amp).reshape(-1) for item in pairs]
+    return codebook_usage(torch.cat(maps), model.dictionaries.entries)["activated"]
+
+
+@torch.no_grad()
+def validation_codebook_health(model, pairs, device=None) -> dict:
+    """Over the validation LR images (whole, eq. 4 lookups): perplexity of the D_lr indices and how many
+    of the N*K degradation offsets of D_deg are chosen."""
+    from dictsr_core.evaluation.metrics import codebook_usage
+    from dictsr_core.inference.tiled import image_tensor, model_device, pad_to_grid
+    from dictsr_core.model.dictsr import to_signed
+
+    device = model_device(model, device)
+    dicts = model.dictionaries
+    contents, offsets = [], []
+    for item in pairs:
+        lr = image_tensor(item["lr"], device)
+        lookup = dicts.lookup_lr(model.enc_lr(to_signed(pad_to_grid(lr, model.code_patch))), degraded=True)
+        contents.append(lookup.indices.reshape(-1).cpu())
+        if lookup.offsets is not None:
+            offsets.append((lookup.indices * dicts.num_offsets + lookup.offsets).reshape(-1).cpu())
+    health = {"perplexity": codebook_usage(torch.cat(contents), dicts.entries)["perplexity"],
+              "activated_offsets": None, "offsets": None}
+    if offsets:
+        total = dicts.entries * dicts.num_offsets
+        health.update(activated_offsets=codebook_usage(torch.cat(offsets), total)["activated"], offsets=total)
+    return health
+
+
+def checkpoint_path(run_dir) -> Path:
+    """RUN/checkpoints/last.pt, or a ResultsError naming the run folder."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ResultsError(f"{run_dir}: no such run folder")
+    path = run_dir / CHECKPOINT
+    if not path.is_file():
+        raise ResultsError(f"{run_dir}: no checkpoint at {path} (train the run first: `dictsr train ... --out {run_dir}`)")
+    return path
+
+
+def _record(*, run: str, run_dir, method: str, data_dir, eval_device: torch.device, evaluation: dict, **fields) -> dict:
+    from dictsr_core.evaluation.evaluate import report_record
+
+    """Every key of RECORD_KEYS, in that order; what does not apply (cost of bicubic, entries of a baseline) is None."""
+    unknown = set(fields) - set(RECORD_KEYS)
+    if unknown:
+        raise TypeError(f"unknown record field(s) {sorted(unknown)}")
+    record = {key: None for key in RECORD_KEYS}
+    record["cost"] = {key: None for key in COST_KEYS}
+    record.update(fields)
+    record.update(run=run, run_dir=None if run_dir is None else str(run_dir), method=method,
+                  eval_device=device_label(eval_device), dataset=dataset_name(data_dir), data_dir=str(data_dir),
+                  evaluation=report_record(evaluation))
+    return record
+
+
+def evaluate_run(run_dir, data_dir, device=None, tile: int = 256, progress: bool = True) -> dict:
+    """The result record of a trained run: RUN/checkpoints/last.pt scored on DATA/val_lr -> DATA/val_hr."""
+    from dictsr_core.data.datasets import PairedImages
+    from dictsr_core.evaluation.evaluate import evaluate_pairs
+    from dictsr_core.inference.tiled import super_resolve
+    from dictsr_core.performance.cost import model_cost
+    from dictsr_core.training.checkpoint import inference_model, load_checkpoint
+    from dictsr_core.training.devices import pick_device
+
+    run_dir = Path(run_dir)
+    ckpt = checkpoint_path(run_dir)
+    device = pick_device(device) if not isinstance(device, torch.device) else device
+    payload = load_checkpoint(ckpt)
+    cfg = payload["config"]
+    method = getattr(cfg, "method", "dictsr")
+    model = inference_model(payload, device, source=str(ckpt))
+    amp = device.type == "cuda"
+    pairs = PairedImages(*_validation_dirs(data_dir))
+    evaluation = evaluate_pairs(pairs, lambda lr: super_resolve(model, lr, tile=tile, device=device, amp=amp),
+                                device=device, progress=progress, desc=run_dir.name)
+    is_dictsr = method == "dictsr"
+    if is_dictsr:
+        _add_index_agreement(evaluation, model, pairs, data_dir, device=device, tile=tile, amp=amp)
+    cost = model_cost(cfg)
+    return _record(
+        run=run_dir.name, run_dir=run_dir, method=method, data_dir=data_dir, eval_device=device, evaluation=evaluation,
+        preset=cfg.preset, ablation=cfg.ablation, steps=int(payload["step"]), total_steps=cfg.train.total_steps,
+        train_wall_s=payload.get("train_wall_s"), device=payload.get("device"), config=cfg.to_dict(),
+        cost={key: cost.get(key) for key in COST_KEYS},
+        activated_entries=validation_activated_entries(model, pairs, tile=tile, device=device, amp=amp) if is_dictsr else None,
+        entries=cfg.model.entries if is_dictsr else None,
+        codebook=validation_codebook_health(model, pairs, device=device) if is_dictsr else None,
+    )
+
+
+def _add_index_agreement(evaluation: dict, model, pairs, data_dir, **kwargs) -> None:
+    """Per-image and mean index agreement (clean vs degraded LR, two degradation draws) into an evaluation."""
+    from dictsr_core.data.degradations import data_degradation
+    from dictsr_core.evaluation.index_consistency import validation_agreement
+
+    found = validation_agreement(model, pairs, degradation=data_degradation(data_dir), **kwargs)
+    for row in evaluation["images"]:
+        row.update(found["images"][row["name"]])
+    evaluation["summary"].update(found["summary"])
+
+
+def bicubic_record(data_dir, device=None, progress: bool = True) -> dict:
+    """The bicubic row: MATLAB-compatible bicubic x4 of DATA/val_lr scored against DATA/val_hr; no cost, no run."""
+    from dictsr_core.data.datasets import PairedImages
+    from dictsr_core.evaluation.evaluate import bicubic_upscale, evaluate_pairs
+    from dictsr_core.training.devices import pick_device
+
+    device = pick_device(device) if not isinstance(device, torch.device) else device
+    pairs = PairedImages(*_validation_dirs(data_dir))
+    evaluation = evaluate_pairs(pairs, bicubic_upscale, device=device, progress=progress, desc=BICUBIC_RUN)
+    return _record(run=BICUBIC_RUN, run_dir=None, method="bicubic", data_dir=data_dir, eval_device=device,
+                   evaluation=evaluation)
+
+
+def results_path(run: str, dataset: str, results_root="results") -> Path:
+    return Path(results_root) / dataset / f"{run}.json"
+
+
+def write_run_results(record: dict, results_root="results", dataset: str | None = None) -> Path:
+    """Write RESULTS_ROOT/<dataset>/<run>.json atomically (standard JSON); `dataset` defaults to the record's."""
+    return atomic_write_json(results_path(record["run"], dataset or record["dataset"], results_root), record)
+
+
+def _reusable(path: Path, *, names: list[str], step: int | None, run_dir, train_wall_s=None) -> dict | None:
+    """The stored record at `path` if it was made from the same checkpoint (step and training wall time: a run
+    trained again to the same step is another checkpoint), run folder and images."""
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        stored_names = [row["name"] for row in record["evaluation"]["images"]]
+        same_run = (record["run_dir"] is None and run_dir is None) or (
+            record["run_dir"] is not None and run_dir is not None
+            and Path(record["run_dir"]).resolve() == Path(run_dir).resolve())
+        missing = [key for key in RECORD_KEYS if key not in record]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if missing or not same_run or record["steps"] != step or stored_names != names:
+        return None
+    if run_dir is not None and record.get("train_wall_s") != train_wall_s:
+        return None
+    return record
+
+
+def collect_records(run_dirs, data_dir, *, results_root="results", device=None, tile: int = 256, force: bool = False,
+                    progress: bool = True, log: Callable[[str], None] = print) -> list[dict]:
+    """Bicubic first, then one record per run; each reused from its results JSON when still valid, else evaluated
+    and written there. Every run folder is checked before anything is evaluated."""
+    from dictsr_core.training.checkpoint import load_checkpoint
+    from dictsr_core.training.devices import pick_device
+
+    run_dirs = [Path(run) for run in run_dirs]
+    seen: dict[str, Path] = {}
+    for run_dir in run_dirs:
+        checkpoint_path(run_dir)
+        if run_dir.name == BICUBIC_RUN:
+            raise ResultsError(f"{run_dir}: a run folder may not be called {BICUBIC_RUN!r} (that name is the bicubic row)")
+        if run_dir.name in seen:
+            raise ResultsError(f"{seen[run_dir.name]} and {run_dir}: two runs named {run_dir.name!r} would share "
+                               f"one results file; give the run folders different names")
+        seen[run_dir.name] = run_dir
+    names = validation_names(data_dir)
+    dataset = dataset_name(data_dir)
+    device = pick_device(device) if not isinstance(device, torch.device) else device
+
+    def obtain(run: str, run_dir: Path | None, step: int | None, evaluate: Callable[[], dict], wall=None) -> dict:
+        path = results_path(run, dataset, results_root)
+        record = None if force else _reusable(path, names=names, step=step, run_dir=run_dir, train_wall_s=wall)
+        if record is not None:
+            made_from = "same validation images" if step is None else f"checkpoint step {step}, same validation images"
+            log(f"[table] {run}: reusing {path} ({made_from}; --force re-evaluates)")
+            return record
+        log(f"[table] {run}: evaluating on {len(names)} validation pairs of {dataset} ({device})")
+        record = evaluate()
+        write_run_results(record, results_root, dataset)
+        return record
+
+    records = [obtain(BICUBIC_RUN, None, None, lambda: bicubic_record(data_dir, device, progress))]
+    for run_dir in run_dirs:
+        payload = load_checkpoint(run_dir / CHECKPOINT)
+        records.append(obtain(run_dir.name, run_dir, int(payload["step"]),
+                              lambda run_dir=run_dir: evaluate_run(run_dir, data_dir, device, tile, progress),
+                              wall=payload.get("train_wall_s")))
+    for record in records[1:]:
+        if record["total_steps"] is not None and record["steps"] < record["total_steps"]:
+            log(f"[table] note: {record['run']} stopped at step {record['steps']} of {record['total_steps']}")
+    for record in attach_comparisons(records):
+        write_run_results(record, results_root, dataset)
+    return records
+
+
+def attach_comparisons(records: list[dict]) -> list[dict]:
+    """Set each record's `comparison` from the records collected together (RECORD_KEYS' note); the records whose
+    comparison changed (reused records keep their file untouched when it did not: the bootstrap is seeded)."""
+    from dictsr_core.atomic import json_safe
+    from dictsr_core.evaluation.comparison import ComparisonError, compare_records
+
+    bicubic = next((r for r in records if r["method"] == "bicubic"), None)
+    paired = next((r for r in records if r["method"] == "paired-bicubic"), None)
+    changed = []
+    for record in records:
+        comparison = None
+        if record["method"] != "bicubic":
+            comparison = {}
+            try:
+                if bicubic is not None:
+                    comparison["bicubic"] = compare_records(record, bicubic)
+                if paired is not None and record["method"] != "paired-bicubic":
+                    comparison["paired-bicubic"] = compare_records(record, paired)
+            except ComparisonError as error:
+                raise ResultsError(str(error)) from None
+            comparison = json_safe(comparison)
+        if record.get("comparison") != comparison:
+            record["comparison"] = comparison
+            changed.append(record)
+    return changed

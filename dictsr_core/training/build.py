@@ -1,0 +1,143 @@
+"""Building a training run: the device and the process group, the run folder, the model (fresh, or resumed from
+its checkpoint), the loss, the optimiser and its schedule, and the batches: everything a Trainer steps through.
+
+The order is part of exact resume: the global RNG is seeded, consumed by the model's and the loss's
+initialisation, and only then restored from the checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from dictsr_core.config import Config, ConfigError
+from dictsr_core.inference.fast import cpu_bf16_supported
+from dictsr_core.model import DictSR, PlainSR
+from dictsr_core.training.batches import build_loader
+from dictsr_core.training.checkpoint import CheckpointError, load_checkpoint, set_rng_state
+from dictsr_core.training.devices import pick_device
+from dictsr_core.training.distributed import init_distributed
+from dictsr_core.training.losses import PAIRED_TERMS, TERMS
+from dictsr_core.training.run_folder import checkpoint_file, metrics_file, open_run_folder, write_run_config
+from dictsr_core.training.step import build_criterion, build_perceptual
+
+# fields that may differ between a checkpoint's config and the one a resumed run asks for
+RESUMABLE_CHANGES = {"train.epochs", "train.log_every", "train.checkpoint_every", "train.num_workers", "train.compile"}
+
+
+@dataclass
+class TrainingRun:
+    """What one train() call works with; fixed once built (the Trainer keeps the loop's own state)."""
+
+    cfg: Config
+    device: torch.device
+    rank: int
+    world: int
+    owns_group: bool  # this call made the DDP process group, so it ends it
+    out_dir: Path
+    model: torch.nn.Module
+    criterion: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loader: DataLoader
+    log_terms: tuple[str, ...]
+    start_step: int
+    end_step: int  # this call stops there (stop_after), at most the schedule's total_steps
+    resumed: bool
+    prior_wall: float  # seconds trained before this call, from the checkpoint
+    memory_format: torch.memory_format
+    native_bf16: bool  # bf16 autocast is native here (CUDA, or a CPU with AVX512-BF16/AMX for amp "perceptual")
+
+    @property
+    def is_dictsr(self) -> bool:
+        return self.cfg.method == "dictsr"
+
+    @property
+    def ckpt_path(self) -> Path:
+        return checkpoint_file(self.out_dir)
+
+    @property
+    def metrics_path(self) -> Path:
+        return metrics_file(self.out_dir)
+
+
+def build_run(cfg: Config, data_dir, out_dir, *, resume: bool = False, device: str | None = None,
+              stop_after: int | None = None) -> TrainingRun:
+    """The run of one train() call: see train() for the arguments."""
+    cfg = cfg.validated()
+    dev = pick_device(device)
+    rank, world, owns_group = init_distributed(dev)
+    out_dir, data_dir = Path(out_dir), Path(data_dir)
+    open_run_folder(out_dir, resume, rank)
+    torch.manual_seed(cfg.train.seed + rank)
+    model = DictSR(cfg.model) if cfg.method == "dictsr" else PlainSR(cfg.model)
+    payload = load_resume(model, cfg, checkpoint_file(out_dir), resume, rank)
+    start_step = int(payload["step"]) if payload is not None else 0
+    if rank == 0:
+        write_run_config(out_dir, cfg, resumed_at=start_step if payload is not None else None)
+    use_cuda = dev.type == "cuda"
+    memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+    model = model.to(dev, memory_format=memory_format)
+    criterion = build_criterion(cfg, build_perceptual(cfg, dev))
+    optimizer, scheduler = build_optimiser(model, cfg, use_cuda)
+    if payload is not None:
+        optimizer.load_state_dict(payload["optimizer"])
+        scheduler.load_state_dict(payload["scheduler"])
+        set_rng_state(payload["rng"], dev)
+    total = cfg.train.total_steps
+    end_step = total if stop_after is None else min(total, start_step + stop_after)
+    return TrainingRun(
+        cfg=cfg, device=dev, rank=rank, world=world, owns_group=owns_group, out_dir=out_dir, model=model,
+        criterion=criterion, optimizer=optimizer, scheduler=scheduler,
+        loader=build_loader(cfg, data_dir, start_step, end_step, rank, world, pin_memory=use_cuda),
+        log_terms=TERMS if cfg.method == "dictsr" else PAIRED_TERMS, start_step=start_step, end_step=end_step,
+        resumed=payload is not None, prior_wall=float(payload.get("train_wall_s", 0.0)) if payload else 0.0,
+        memory_format=memory_format, native_bf16=use_cuda or (cfg.train.amp == "perceptual" and cpu_bf16_supported()),
+    )
+
+
+def load_resume(model: torch.nn.Module, cfg: Config, ckpt_path: Path, resume: bool, rank: int) -> dict | None:
+    """With --resume and a checkpoint: its payload, its weights loaded into `model`, once it is known to be trained
+    with the same method and config (up to RESUMABLE_CHANGES). None for a fresh start."""
+    if not (resume and ckpt_path.exists()):
+        if resume and rank == 0:
+            print(f"[train] --resume: no checkpoint at {ckpt_path}, starting from scratch")
+        return None
+    payload = load_checkpoint(ckpt_path)
+    if payload["config"].method != cfg.method:
+        raise ConfigError(f"--resume: {ckpt_path} was trained with --method {payload['config'].method}, not "
+                          f"--method {cfg.method}; resume it with --method {payload['config'].method} or choose another --out")
+    changed = [k for k in _config_changes(payload["config"], cfg) if k not in RESUMABLE_CHANGES]
+    if changed:
+        raise ConfigError(f"--resume: {ckpt_path} was trained with a different config ({', '.join(changed)} differ)")
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as error:
+        raise CheckpointError(f"{ckpt_path}: weights do not match its config: {str(error).splitlines()[0]}") from None
+    return payload
+
+
+def _config_changes(old: Config, new: Config) -> list[str]:
+    a, b = old.to_dict(), new.to_dict()
+    return [f"{s}.{k}" for s in ("model", "train") for k in a[s] if a[s][k] != b[s].get(k)]
+
+
+def param_groups(model: DictSR, t_cfg) -> list[dict]:
+    """Dictionary entries in their own group: with Adam an entry moves at most ~lr per step, so the
+    coupled D_hr can lag behind the HR embeddings it follows; `dictionary_lr_scale` speeds it up."""
+    entries = [p for name, p in model.dictionaries.named_parameters() if name in ("d_hr", "d_lr", "d_deg")]
+    ids = {id(p) for p in entries}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    return [{"params": rest}, {"params": entries, "lr": t_cfg.lr * t_cfg.dictionary_lr_scale}]
+
+
+def build_optimiser(model: torch.nn.Module, cfg: Config, use_cuda: bool):
+    """Adam (dictionary entries in their own group for DictSR) and the halving schedule."""
+    t = cfg.train
+    groups = param_groups(model, t) if cfg.method == "dictsr" else model.parameters()
+    optimizer = torch.optim.Adam(groups, lr=t.lr, betas=tuple(t.adam_betas), fused=use_cuda)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=t.halve_every * t.steps_per_epoch, gamma=0.5)
+    return optimizer, scheduler

@@ -1,0 +1,91 @@
+"""The workbook's plan: the stages of a full run for a profile, in order (one notebook execution each), and the
+runs they train (configs, run names), shared by the runner, which executes the stages, and by the stage functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dictsr_core.config import get_config
+from dictsr_core.workbook.profiles import Context, WorkbookError
+
+NOTEBOOKS = ("01_data", "02_train", "03_evaluate", "04_ablations", "05_dictionaries", "06_qualitative", "07_explore")
+
+
+@dataclass
+class Stage:
+    key: str  # executed copy: NOTEBOOK_DIR/<key>.ipynb
+    notebook: str  # source: ROOT/notebooks/<notebook>.ipynb
+    parameters: dict
+    outputs: list[Path] = field(default_factory=list)
+    runs: list = field(default_factory=list)  # (run folder, Config) of each run this stage trains
+    about: str = ""  # what it does, for the plan
+
+
+def training_config(ctx: Context, method: str = "dictsr", ablation: str | None = None, schedule: str = "main",
+                    overrides: dict | None = None):
+    """The profile's preset (+ ablation), its overrides, the ablation schedule when asked, the context's seed."""
+    if schedule not in ("main", "ablation"):
+        raise WorkbookError(f"schedule {schedule!r}: choose main or ablation")
+    merged = dict(ctx.profile.overrides)
+    if method != "dictsr":
+        merged.update(ctx.profile.baseline_overrides)
+    if schedule == "ablation":
+        merged.update(ctx.profile.ablation_overrides)
+    merged["train.seed"] = ctx.seed
+    merged.update(overrides or {})
+    return get_config(ctx.profile.preset, ablation or None, merged, method=method)
+
+
+def ablation_runs(ctx: Context, variants=None) -> dict[str, str]:
+    """{ablation id: run name}. "Ours" is the main run when the profile trains ablations on the main schedule."""
+    variants = list(variants if variants is not None else ctx.profile.ablations)
+    ours = "dictsr" if not ctx.profile.ablation_overrides else "ablation-Ours"
+    return {"Ours": ours, **{v: f"ablation-{v}" for v in variants if v != "Ours"}}
+
+
+def common_parameters(ctx: Context) -> dict:
+    return {"profile": ctx.profile.name, "data_dir": str(ctx.data_dir), "run_root": str(ctx.run_root),
+            "figure_dir": str(ctx.figure_dir), "device": str(ctx.device), "seed": ctx.seed}
+
+
+def _figures(ctx: Context, *names: str) -> list[Path]:
+    return [ctx.figure_dir / f"{name}.{fmt}" for name in names for fmt in ("png", "pdf")]
+
+
+def plan(ctx: Context, force: bool = False) -> list[Stage]:
+    """The stages of a full workbook run for this context's profile, in order."""
+    common = {**common_parameters(ctx), "force": force}
+    table = ctx.table_dir
+    stages = [Stage("01_data", "01_data", dict(common), _figures(ctx, "data_gallery", "data_degradation_stats")
+                    + [table / "data_splits.md", table / "degradation_stats.md"], about="splits, gallery, degradation statistics")]
+    methods = ["dictsr", *ctx.profile.baselines]
+    for method in methods:
+        cfg = training_config(ctx, method)
+        stages.append(Stage(f"02_train-{method}", "02_train",
+                            {**common, "method": method, "ablation": None, "schedule": "main", "run_name": method},
+                            _figures(ctx, f"train_curves_{method}") + [ctx.run_dir(method) / "checkpoints" / "last.pt"],
+                            runs=[(ctx.run_dir(method), cfg)], about=f"train {method}: {cfg.train.total_steps} steps"))
+    stages.append(Stage("03_evaluate", "03_evaluate", {**common, "runs": methods, "table_dir": None, "figure_name": "eval_metrics"},
+                        _figures(ctx, "eval_metrics") + [table / "table1.md", table / "table1.csv"],
+                        about=f"bicubic and {len(methods)} runs on the validation pairs, Table 1"))
+    if ctx.profile.ablations:
+        variants = list(ctx.profile.ablations)
+        runs = ablation_runs(ctx, variants)
+        trained = [(ctx.run_dir(run), training_config(ctx, "dictsr", None if ident == "Ours" else ident, schedule="ablation"))
+                   for ident, run in runs.items() if run != "dictsr"]
+        stages.append(Stage("04_ablations", "04_ablations", {**common, "variants": variants},
+                            _figures(ctx, "ablation_bars", "ablation_metrics")
+                            + [table / "ablations" / "table3.md", table / "ablations" / "table3.csv"]
+                            + [ctx.run_dir(run) / "checkpoints" / "last.pt" for run in runs.values()],
+                            runs=trained, about=f"train {', '.join(i for i, r in runs.items() if r != 'dictsr')}, evaluate, Table 3"
+                            + (" (Ours is the main run)" if "dictsr" in runs.values() else "")))
+    stages.append(Stage("05_dictionaries", "05_dictionaries", {**common, "run": "dictsr", "embedding": "umap"},
+                        _figures(ctx, "fig4_dictionary_map", "fig4_degradation_offsets", "fig4_hr_atoms",
+                                 "fig_index_agreement"), about="Fig. 4: dictionary map (UMAP), offsets, atoms, index agreement"))
+    stages.append(Stage("06_qualitative", "06_qualitative", {**common, "runs": methods},
+                        _figures(ctx, "fig3_qualitative"), about="Fig. 3: crops where the methods differ most"))
+    stages.append(Stage("07_explore", "07_explore", {**common, "run": "dictsr", "interactive": False},
+                        _figures(ctx, "explore_location"), about="the explorer, one view"))
+    return stages

@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+
+from dictsr_core.data.degradations import make_degradation
+from dictsr_core.evaluation.index_consistency import (agreement, agreement_map, clean_lr, image_agreement,
+                                                      validation_agreement)
+
+
+def test_agreement_counts_equal_cells():
+    a = np.arange(20).reshape(4, 5)
+    b = a.copy()
+    assert agreement(a, b) == 1.0
+    b[0, :] = -1  # 5 of 20 cells changed
+    assert agreement(a, b) == pytest.approx(0.75)
+    assert agreement_map(a, b).sum() == 15
+    with pytest.raises(ValueError, match="shape"):
+        agreement(a, b[:, :4])
+
+
+def photo(h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    base = np.linspace(0, 255, w)[None, :, None] * np.linspace(0.2, 1, h)[:, None, None]
+    return np.clip(base + rng.normal(0, 25, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def test_clean_lr_is_the_degradation_without_noise_or_jpeg():
+    hr = photo(64, 96)
+    bicubic_only = make_degradation("aim", noise_sigma=0.0, jpeg_quality=None)
+    assert np.array_equal(clean_lr(hr), bicubic_only(hr, [0, 1]))
+    with pytest.raises(ValueError, match="multiple of 4"):
+        clean_lr(hr[:63])
+
+
+def test_known_answers_on_a_model(tiny_inference):
+    hr = photo(64, 96, seed=3)
+    # the degraded LR *is* the clean LR, and the "degradation" is deterministic: full agreement both ways
+    same = image_agreement(tiny_inference, clean_lr(hr), hr, name="x",
+                           degradation=make_degradation("aim", noise_sigma=0.0, jpeg_quality=None), tile=None)
+    assert same["index_agreement"] == 1.0 and same["index_agreement_draws"] == 1.0
+    # an unrelated LR image: the maps disagree somewhere; real noise draws differ from each other too
+    other = image_agreement(tiny_inference, clean_lr(photo(64, 96, seed=9))[:, ::-1].copy(), hr, name="x",
+                            degradation=make_degradation("aim", noise_sigma=40.0, jpeg_quality=None), tile=None,
+                            keep_maps=True)
+    assert other["index_agreement"] < 1.0
+    assert other["index_agreement_draws"] < 1.0
+    assert other["maps"]["clean"].shape == (8, 12)  # one cell per 2x2 LR pixels of the tiny preset
+
+
+def test_validation_agreement_means_and_tiling(tiny_inference):
+    hr_a, hr_b = photo(64, 64, seed=1), photo(64, 64, seed=2)
+    pairs = [{"name": "a", "lr": clean_lr(hr_a), "hr": hr_a},
+             {"name": "b", "lr": clean_lr(hr_b)[::-1].copy(), "hr": hr_b}]
+    whole = validation_agreement(tiny_inference, pairs, tile=None)
+    tiled = validation_agreement(tiny_inference, pairs, tile=8)
+    assert whole["images"]["a"]["index_agreement"] == 1.0
+    assert whole["images"]["b"]["index_agreement"] < 1.0
+    assert whole["summary"]["index_agreement"] == pytest.approx(
+        (1.0 + whole["images"]["b"]["index_agreement"]) / 2)
+    assert whole["summary"]["index_agreement_draws"] is None  # no degradation recipe given
+    assert tiled["summary"] == whole["summary"]
+
+
+def test_agreement_figure_shows_both_maps_and_where_they_agree():
+    from dictsr_core.analysis.figures.index_agreement import index_agreement_figure
+
+    lr = np.zeros((8, 8, 3), np.uint8)
+    clean = np.arange(16).reshape(4, 4)
+    degraded = clean.copy()
+    degraded[:, :1] = 99  # 4 of 16 cells differ
+    rows = [{"name": "a", "index_agreement": 0.75}, {"name": "b", "index_agreement": 0.2}]
+    figure = index_agreement_figure(lr, lr, clean, degraded, entries=100, name="a", rows=rows)
+    titles = [ax.get_title() for ax in figure.axes]
+    assert "agreement 75% of cells" in titles
+    assert len(figure.axes) == 6  # two LR images, two index maps, the agreement map, the per-image bars
+    shown = figure.axes[4].images[0].get_array()
+    assert shown.sum() == 12 and shown[:, 0].sum() == 0
+
+
+def test_agreement_worth_is_zero_when_the_maps_agree(tiny_inference):
+    from dictsr_core.evaluation.index_consistency import agreement_worth
+
+    hr = photo(64, 64, seed=4)
+    same = agreement_worth(tiny_inference, clean_lr(hr), hr)
+    assert same["index_agreement"] == 1.0 and same["agreement_near8"] == 1.0
+    assert same["psnr_own_indices"] == same["psnr_clean_indices"]
+    noisy = np.clip(clean_lr(hr).astype(int) + np.random.default_rng(0).normal(0, 30, (16, 16, 3)), 0, 255).astype(np.uint8)
+    moved = agreement_worth(tiny_inference, noisy, hr)
+    assert moved["index_agreement"] <= moved["agreement_near8"] <= 1.0 and moved["index_agreement"] < 1.0

@@ -1,0 +1,147 @@
+"""The training recipe's options beyond the paper: each off in the `paper` preset, each tested for what it does."""
+
+import pytest
+
+from dictsr_core.config import ConfigError, get_config
+from dictsr_core.training.step import perceptual_weight_at
+
+
+def test_perceptual_phase_starts_at_its_fraction_of_the_schedule():
+    cfg = get_config("tiny", overrides={"train.perceptual_weight": 0.5, "train.perceptual_from": 0.75})
+    total = cfg.train.total_steps  # 20
+    assert [perceptual_weight_at(cfg.train, s) for s in (0, 14, 15, total - 1)] == [0.0, 0.0, 0.5, 0.5]
+    assert perceptual_weight_at(get_config("paper").train, 0) == 1.0  # the paper: LPIPS from the first step
+    with pytest.raises(ConfigError, match="train.perceptual_from"):
+        get_config("tiny", overrides={"train.perceptual_from": 1.0})
+
+
+def test_bf16_only_in_the_perceptual_phase_and_only_where_it_is_native():
+    from dictsr_core.training.step import bf16_autocast
+
+    assert [bf16_autocast("perceptual", w, False, True) for w in (0.0, 1.0)] == [False, True]
+    assert not bf16_autocast("perceptual", 1.0, False, False)  # emulated bf16 on this CPU: stays fp32
+    assert bf16_autocast("auto", 0.0, True, True) and not bf16_autocast("auto", 1.0, False, True)
+    assert bf16_autocast("bf16", 0.0, False, False) and not bf16_autocast("off", 1.0, True, True)
+
+
+def test_cpu_recipe_and_its_baselines_get_the_same_600_perceptual_steps_at_the_end():
+    from dictsr_core.workbook.profiles import context
+    from dictsr_core.workbook.stages import training_config
+
+    ctx = context("cpu", data_dir="data/photos-aim", device="cpu")
+    for method, steps in (("dictsr", 6600), ("paired-bicubic", 10800), ("oracle", 10800)):
+        t = training_config(ctx, method).train
+        first = next(s for s in range(t.total_steps) if perceptual_weight_at(t, s) > 0)
+        assert (t.total_steps, t.total_steps - first, t.amp) == (steps, 600, "perceptual"), method
+        assert t.halve_every * t.steps_per_epoch == (4800 if method == "dictsr" else round(0.8 * steps))
+    assert training_config(ctx, "dictsr", "R3", schedule="ablation").train.perceptual_weight == 0.0
+
+
+def test_paper_preset_keeps_the_papers_method():
+    m, t = get_config("paper").model, get_config("paper").train
+    assert m.base_sigma == 0.0 and t.perceptual_from == 0.0 and t.perceptual_weight == 1.0
+
+
+def test_training_logs_no_perceptual_term_before_its_phase(tiny_data, tmp_path):
+    import json
+
+    from dictsr_core.training.trainer import train
+
+    cfg = get_config("tiny", overrides={"train.perceptual_weight": 0.1, "train.perceptual_from": 0.5})
+    train(cfg, tiny_data, tmp_path / "run", device="cpu", progress=False)
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == [5, 10, 15, 20]
+    assert [r["perceptual"] for r in logged[:2]] == [0.0, 0.0]
+    assert all(r["perceptual"] > 0 for r in logged[2:])
+
+
+def test_noise_patches_come_from_flat_windows_and_are_zero_mean():
+    import numpy as np
+
+    from dictsr_core.data.noise_bank import extract_noise_patches
+
+    rng = np.random.default_rng(0)
+    image = np.zeros((64, 128, 3))
+    image[:, :64] = 120 + rng.normal(0, 6, (64, 64, 3))  # flat grey with noise: the only source of patches
+    image[:, 64:] = np.linspace(0, 255, 64)[None, :, None] + rng.normal(0, 6, (64, 64, 3))  # a ramp: content
+    patches = extract_noise_patches([np.clip(image, 0, 255).astype(np.uint8)], 16)
+    assert patches.dtype == np.int16 and patches.shape[1:] == (16, 16, 3)
+    assert np.abs(patches.reshape(len(patches), -1, 3).mean(1)).max() <= 0.5  # zero mean per channel
+    assert 5 < patches.std() < 7  # the noise, not the ramp's 255 levels
+    import pytest
+
+    with pytest.raises(ValueError, match="flat enough"):
+        extract_noise_patches([np.tile(np.linspace(0, 255, 64, dtype=np.uint8)[None, :, None], (64, 1, 3))], 16)
+
+
+def test_consistency_term_trains_the_encoder_toward_the_clean_code(tiny_data, tmp_path):
+    import json
+
+    import torch
+
+    from dictsr_core.model import DictSR
+    from dictsr_core.training.trainer import train
+
+    cfg = get_config("tiny", overrides={"train.consistency_weight": 10.0})
+    train(cfg, tiny_data, tmp_path / "run", device="cpu", progress=False)
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["consistency"] > 0 for r in logged)
+    # off (the paper): the term is neither computed nor logged as anything but 0
+    net = DictSR(get_config("tiny").model)
+    hr = torch.rand(2, 3, 32, 32)
+    hr_down = torch.nn.functional.avg_pool2d(hr, 4)
+    net.dictionaries.initialize(*net.coupled_embeddings(hr, hr_down))
+    assert net(hr, hr_down, torch.rand(2, 3, 8, 8)).consistency is None
+    out = net(hr, hr_down, torch.rand(2, 3, 8, 8), injected=hr_down)
+    # the injected copy equal to HR-down: the term is the clean embedding's own distance to its entry
+    z = net.dictionaries.lr_in(net.enc_lr(hr_down * 2 - 1)).permute(0, 2, 3, 1).reshape(-1, cfg.model.dim)
+    expected = torch.nn.functional.mse_loss(z, net.dictionaries.d_lr[out.lookups[1].indices.reshape(-1)])
+    assert torch.allclose(out.consistency, expected, atol=1e-6)
+    out.consistency.backward()
+    assert net.dictionaries.d_lr.grad is None and net.enc_lr[0].weight.grad is not None
+
+
+def test_hr_grad_entries_lets_d_hr_learn_from_the_reconstruction_alone():
+    """'entries': the coupled D_hr gets the reconstruction gradient and no codebook pull toward E_hr's
+    embeddings (whose collapse took D_hr with it: per-dimension std 0.002 after 3750 cpu steps)."""
+    import torch
+
+    from dictsr_core.model import DictSR
+
+    torch.manual_seed(0)
+    hr = torch.rand(2, 3, 32, 32)
+    hr_down = torch.nn.functional.avg_pool2d(hr, 4)
+    losses, grads = {}, {}
+    for mode in ("both", "entries"):
+        net = DictSR(get_config("tiny", overrides={"model.hr_grad": mode}).model)
+        torch.manual_seed(1)
+        net.dictionaries.initialize(*net.coupled_embeddings(hr, hr_down))
+        out = net(hr, hr_down, torch.rand(2, 3, 8, 8))
+        b1 = out.lookups[0]
+        z = b1.z
+        q = net.dictionaries.d_hr[b1.indices.reshape(-1)]
+        losses[mode] = b1.loss.item()
+        expected_commit = 0.25 * torch.nn.functional.mse_loss(z, q).item()
+        if mode == "entries":
+            assert losses[mode] == pytest.approx(expected_commit, rel=1e-5)  # commitment only
+        else:
+            assert losses[mode] == pytest.approx(torch.nn.functional.mse_loss(q, z).item() + expected_commit, rel=1e-5)
+        b1.loss.backward(retain_graph=True)
+        grads[mode] = net.dictionaries.d_hr.grad
+        net.zero_grad()
+        (out.hr - hr).abs().mean().backward()
+        assert net.dictionaries.d_hr.grad.abs().sum() > 0  # the reconstruction reaches the used entries
+    assert grads["entries"] is None or grads["entries"].abs().sum() == 0  # no codebook pull on D_hr
+    assert grads["both"].abs().sum() > 0
+
+
+def test_recipe_ablations_remove_one_departure_each():
+    cpu = get_config("cpu")
+    assert (cpu.model.base_sigma, cpu.model.hr_grad, cpu.train.consistency_weight) == (1.5, "entries", 10.0)
+    r1, r2, r4 = (get_config("cpu", ident) for ident in ("R1", "R2", "R4"))
+    assert r1.model.base_sigma == 0.0 and r1.model.hr_grad == "entries" and r1.train.consistency_weight == 10.0
+    assert r2.train.consistency_weight == 0.0 and r2.model.base_sigma == 1.5
+    assert r4.model.hr_grad == "both" and r4.model.base_sigma == 1.5 and r4.ablation == "R4"
+    # on the paper preset R1 and R2 change nothing but the label: it has none of the departures
+    paper, paper_r1 = get_config("paper").to_dict(), get_config("paper", "R1").to_dict()
+    assert {k: v for k, v in paper_r1.items() if k != "ablation"} == {k: v for k, v in paper.items() if k != "ablation"}
