@@ -39,7 +39,9 @@ def _config_from_args(args):
 
 def _add_config_arguments(parser) -> None:
     parser.add_argument("--preset", default="paper", help="paper, gpu, cpu or tiny")
-    parser.add_argument("--ablation", default=None, help="A1, B1, B2, C1, C2, D1, D2, E1, F1-F4, G1, J1")
+    from dictsr_core.config import ABLATIONS
+
+    parser.add_argument("--ablation", default=None, help=", ".join(ABLATIONS) + " (each described in config.ABLATIONS)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config field (repeatable)")
     parser.add_argument("--method", default="dictsr",
                         help="dictsr (unpaired), or a paired baseline of the same cost: paired-bicubic, oracle")
