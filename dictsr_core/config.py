@@ -93,6 +93,11 @@ class TrainConfig:
     def total_steps(self) -> int:
         return self.epochs * self.steps_per_epoch
 
+    @property
+    def perceptual_start(self) -> int:
+        """The first step trained with the perceptual term (when its weight is above 0)."""
+        return round(self.perceptual_from * self.total_steps)
+
 
 # dictsr: the paper's method on unpaired data. The baselines train PlainSR (same layers, no dictionary)
 # on pairs: paired-bicubic on (bicubic LR, HR), what a user without real pairs does; oracle on the true

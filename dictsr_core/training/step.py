@@ -42,7 +42,7 @@ def perceptual_weight_at(t_cfg, step: int) -> float:
     """The perceptual term's weight at `step`: 0 before `perceptual_from` (a fraction of the schedule), then
     `perceptual_weight`. A first phase of L1 + VQ lets the coupled HR branch learn colour and layout before
     LPIPS, which leaves colour free and is most of a step's FLOPs, joins in."""
-    return t_cfg.perceptual_weight if step >= round(t_cfg.perceptual_from * t_cfg.total_steps) else 0.0
+    return t_cfg.perceptual_weight if step >= t_cfg.perceptual_start else 0.0
 
 
 def build_perceptual(cfg: Config, device: torch.device):

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import tempfile
 from pathlib import Path
+
+from dictsr_core.analysis.figures.training import read_metrics
 
 # seconds on the 2-core reference machine (stage stamps of the cpu profile on photos-aim)
 TYPICAL_STAGE_S = {"01_data": 30.0, "05_dictionaries": 60.0, "06_qualitative": 20.0, "07_explore": 10.0}
@@ -28,7 +29,7 @@ def measure_step_seconds(cfg, data_dir, device, steps: int = 24, log_every: int 
     with tempfile.TemporaryDirectory(prefix="dictsr-measure-") as scratch:
         with contextlib.redirect_stdout(io.StringIO()):
             done = train(cfg, data_dir, Path(scratch) / "run", device=str(device), stop_after=steps, progress=False)
-        points = [json.loads(line) for line in (Path(scratch) / "run" / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        points = read_metrics(Path(scratch) / "run" / "metrics.jsonl")
     if len(points) >= 2:
         (s0, w0), (s1, w1) = (points[0]["step"], points[0]["wall_s"]), (points[-1]["step"], points[-1]["wall_s"])
         if s1 > s0 and w1 > w0:
@@ -42,23 +43,19 @@ def steps_done(run_dir: Path, cfg) -> int:
 
     try:
         stored = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))
-        lines = (Path(run_dir) / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+        records = read_metrics(Path(run_dir) / "metrics.jsonl")
     except (OSError, yaml.YAMLError):
         return 0
     if stored != cfg.to_dict() or not (Path(run_dir) / "checkpoints" / "last.pt").is_file():
         return 0
-    for line in reversed(lines):
-        try:
-            return int(json.loads(line)["step"])
-        except (ValueError, KeyError, TypeError):
-            continue
-    return 0
+    steps = [r["step"] for r in records if isinstance(r, dict) and isinstance(r.get("step"), int)]
+    return steps[-1] if steps else 0
 
 
 def phase_steps(cfg, done: int) -> tuple[int, int]:
     """(steps without, steps with the perceptual term) still to train."""
     total = cfg.train.total_steps
-    start = round(cfg.train.perceptual_from * total) if cfg.train.perceptual_weight > 0 else total
+    start = cfg.train.perceptual_start if cfg.train.perceptual_weight > 0 else total
     return max(0, min(total, start) - done), max(0, total - max(start, done))
 
 
