@@ -42,6 +42,9 @@ class ModelConfig:
     # not in the paper: > 0 makes every decoder add its output to a Gaussian low-pass (this sigma, LR pixels) of its
     # LR-side input, upsampled; the codes then carry the detail, the base the colour (see model/lowpass_base.py)
     base_sigma: float = 0.0
+    # not in the paper, used when train.consistency_weight > 0: "mse" pulls a noisy copy's embedding to its clean
+    # entry; "cross_entropy" asks it to fall in that entry's cell, at the scale of the entries' spacing (ablation R5)
+    consistency_form: str = "mse"
     # dictionary initialisation and health
     init: str = "sample"  # "sample" | "kmeans": content entries from the first batch's embeddings
     deg_init_scale: float = 0.05  # D_deg offsets start at this fraction of the embeddings' std
@@ -156,6 +159,8 @@ class Config:
         _check(m.activation in ("leaky_relu", "relu", "silu", "gelu"), "model.activation", m.activation, "leaky_relu, relu, silu or gelu")
         _check(m.init in ("sample", "kmeans"), "model.init", m.init, "'sample' or 'kmeans'")
         _check(m.hr_grad in ("ste", "both", "entries"), "model.hr_grad", m.hr_grad, "'ste', 'both' or 'entries'")
+        _check(m.consistency_form in ("mse", "cross_entropy"), "model.consistency_form", m.consistency_form,
+               "'mse' or 'cross_entropy'")
         _check(m.deg_init_scale >= 0, "model.deg_init_scale", m.deg_init_scale, "non-negative")
         _check(m.lookup_chunk >= 1024, "model.lookup_chunk", m.lookup_chunk, "at least 1024")
         _check(t.batch_size >= 1, "train.batch_size", t.batch_size, "at least 1")

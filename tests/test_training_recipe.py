@@ -101,6 +101,47 @@ def test_consistency_term_trains_the_encoder_toward_the_clean_code(tiny_data, tm
     assert net.dictionaries.d_lr.grad is None and net.enc_lr[0].weight.grad is not None
 
 
+def test_cross_entropy_consistency_is_scale_free_and_pulls_toward_the_clean_cell():
+    import torch
+
+    from dictsr_core.model.dictionaries import cell_cross_entropy
+
+    torch.manual_seed(0)
+    entries = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    target = torch.tensor([0, 0, 3])
+    inside = torch.tensor([[0.1, 0.1], [0.2, 0.0], [0.9, 0.8]])
+    outside = torch.tensor([[0.9, 0.1], [0.0, 0.9], [0.1, 0.2]])  # each nearer another entry than its target
+    loss_in, loss_out = cell_cross_entropy(inside, entries, target), cell_cross_entropy(outside, entries, target)
+    assert loss_in < loss_out
+    # the MSE form weakens 100x when the lookup space shrinks 10x; this one does not change
+    assert torch.allclose(cell_cross_entropy(inside * 0.1, entries * 0.1, target), loss_in, rtol=1e-5)
+    # its gradient moves a misplaced row into its target's cell, and never reaches the entries
+    z = outside.clone().requires_grad_(True)
+    table = entries.clone().requires_grad_(True)
+    for _ in range(50):
+        z.grad = None
+        cell_cross_entropy(z, table, target).backward()
+        z.data -= 0.1 * z.grad
+    assert torch.equal(torch.cdist(z.detach(), entries).argmin(1), target)
+    assert table.grad is None
+
+
+def test_consistency_form_is_validated_and_reaches_the_model(tiny_data, tmp_path):
+    import json
+
+    from dictsr_core.model import DictSR
+    from dictsr_core.training.trainer import train
+
+    with pytest.raises(ConfigError, match="model.consistency_form"):
+        get_config("tiny", overrides={"model.consistency_form": "l2"})
+    cfg = get_config("tiny", overrides={"train.consistency_weight": 0.1, "model.consistency_form": "cross_entropy"})
+    assert DictSR(cfg.model).dictionaries.consistency_form == "cross_entropy"
+    train(cfg, tiny_data, tmp_path / "run", device="cpu", progress=False)
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["consistency"] > 0 for r in logged)  # a cross-entropy over 64 cells: about log(64) at the start
+    assert max(r["consistency"] for r in logged) > 0.5
+
+
 def test_hr_grad_entries_lets_d_hr_learn_from_the_reconstruction_alone():
     """'entries': the coupled D_hr gets the reconstruction gradient and no codebook pull toward E_hr's
     embeddings (whose collapse took D_hr with it: per-dimension std 0.002 after 3750 cpu steps)."""

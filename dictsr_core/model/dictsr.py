@@ -41,6 +41,7 @@ def build_dictionaries(cfg: ModelConfig) -> CoupledDictionaries:
         deg_init_scale=cfg.deg_init_scale,
         lookup_chunk=cfg.lookup_chunk,
         hr_grad=cfg.hr_grad,
+        consistency_form=cfg.consistency_form,
     )
 
 
