@@ -86,3 +86,28 @@ def test_agreement_worth_is_zero_when_the_maps_agree(tiny_inference):
     noisy = np.clip(clean_lr(hr).astype(int) + np.random.default_rng(0).normal(0, 30, (16, 16, 3)), 0, 255).astype(np.uint8)
     moved = agreement_worth(tiny_inference, noisy, hr)
     assert moved["index_agreement"] <= moved["agreement_near8"] <= 1.0 and moved["index_agreement"] < 1.0
+
+
+def test_cell_geometry_measures_shift_and_margin_in_entry_spacings():
+    import torch
+
+    from dictsr_core.evaluation.index_consistency import cell_geometry, entry_spacing
+
+    grid = torch.stack(torch.meshgrid(torch.arange(5.0), torch.arange(5.0), indexing="ij"), -1).reshape(-1, 2)
+    entries = grid * 0.02  # spacing 0.02: the answers below are in spacings, whatever the scale
+    assert entry_spacing(entries) == pytest.approx(0.02)
+    inner = entries[(grid[:, 0] % 4 != 0) & (grid[:, 1] % 4 != 0)]  # the 9 entries with all four neighbours
+    clean = inner + torch.tensor([0.1, 0.0]) * 0.02  # 0.4 spacings from the boundary toward x+1
+    found = cell_geometry(clean, clean + torch.tensor([0.3, 0.4]) * 0.02, entries)
+    assert found["index_shift"] == pytest.approx(0.5, rel=1e-4)
+    assert found["index_margin"] == pytest.approx(0.4, rel=1e-4)
+    with pytest.raises(ValueError, match="shape"):
+        cell_geometry(clean, clean[:3], entries)
+
+
+def test_image_agreement_reports_the_cell_geometry(tiny_inference):
+    hr = photo(64, 64, seed=4)
+    same = image_agreement(tiny_inference, clean_lr(hr), hr, tile=None)
+    assert same["index_shift"] == 0.0 and same["index_margin"] > 0
+    noisy = make_degradation("aim", noise_sigma=40.0, jpeg_quality=None)(hr, [0, 1])
+    assert image_agreement(tiny_inference, noisy, hr, tile=None)["index_shift"] > 0

@@ -12,6 +12,11 @@ super_resolve decodes:
 
 Agreement is the fraction of code cells whose content index is equal: 1 for identical maps, about
 1/N for unrelated uniform ones.
+
+Why it is what it is (cell_geometry), in units of the median distance between neighbouring D_lr entries:
+how far the degradation moves a cell's lookup-space embedding (`index_shift`), against how far a clean
+embedding sits from the boundary of its cell (`index_margin`). A shift far above the margin leaves the
+degraded cell in a neighbouring entry's cell, whatever the decoder does.
 """
 
 from __future__ import annotations
@@ -40,6 +45,50 @@ def agreement(a, b) -> float:
     return float(same.mean())
 
 
+def entry_spacing(entries: torch.Tensor) -> float:
+    """Median distance from a dictionary entry to its nearest other entry."""
+    entries = entries.detach().float()
+    gaps = torch.cdist(entries, entries)
+    gaps.fill_diagonal_(float("inf"))
+    return float(gaps.min(1).values.median())
+
+
+def cell_geometry(z_clean: torch.Tensor, z_degraded: torch.Tensor, entries: torch.Tensor, chunk: int = 4096) -> dict:
+    """Medians over cells, in entry spacings: `index_shift` ||z_degraded - z_clean||, `index_margin` the distance
+    from z_clean to the boundary of its nearest entry's cell (min over the other entries i of
+    (||z - e_i||^2 - ||z - e_1||^2) / 2||e_i - e_1||, the distance to each bisecting hyperplane)."""
+    entries = entries.detach().float()
+    z_clean, z_degraded = z_clean.detach().float(), z_degraded.detach().float()
+    if z_clean.shape != z_degraded.shape:
+        raise ValueError(f"embeddings differ in shape: {tuple(z_clean.shape)} vs {tuple(z_degraded.shape)}")
+    spacing = max(entry_spacing(entries), 1e-12)
+    margins = []
+    for start in range(0, len(z_clean), chunk):
+        z = z_clean[start : start + chunk]
+        d2 = torch.cdist(z, entries).pow(2)
+        nearest = d2.argmin(1)
+        gap = (entries.unsqueeze(0) - entries[nearest].unsqueeze(1)).norm(dim=2)  # [t, N]
+        bisector = (d2 - d2.gather(1, nearest[:, None])) / (2 * gap)
+        bisector[torch.arange(len(z)), nearest] = float("inf")
+        margins.append(bisector.min(1).values)
+    shift = (z_degraded - z_clean).norm(dim=1)
+    return {"index_shift": float(shift.median()) / spacing, "index_margin": float(torch.cat(margins).median()) / spacing}
+
+
+def lookup_embedding(model, image: np.ndarray, window: int = 256) -> torch.Tensor:
+    """Lookup-space embeddings [cells, d] of the central window x window LR pixels of an image (whole when smaller)."""
+    from dictsr_core.inference.tiled import image_tensor, model_device, pad_to_grid
+    from dictsr_core.model.dictionaries import to_rows
+    from dictsr_core.model.dictsr import to_signed
+
+    h, w = image.shape[:2]
+    top, left = max(0, (h - window) // 2), max(0, (w - window) // 2)
+    crop = np.ascontiguousarray(image[top : top + window, left : left + window])
+    x = pad_to_grid(image_tensor(crop, model_device(model)), model.code_patch)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return to_rows(model.dictionaries.lr_in(model.enc_lr(to_signed(x))).float())
+
+
 def clean_lr(hr: np.ndarray) -> np.ndarray:
     """The clean LR of an HR image: MATLAB bicubic x1/4 rounded to uint8 (as training.step.downscale_hr makes I_hr_down)."""
     from dictsr_core.data.resize import imresize_np
@@ -58,8 +107,11 @@ def image_agreement(model, lr: np.ndarray, hr: np.ndarray, *, name: str = "", de
     def index_map(image):
         return content_index_map(model, image, tile=tile, device=device, amp=amp).numpy()
 
-    degraded_map, clean_map = index_map(lr), index_map(clean_lr(hr))
+    clean = clean_lr(hr)
+    degraded_map, clean_map = index_map(lr), index_map(clean)
     out = {"index_agreement": agreement(clean_map, degraded_map), "index_agreement_draws": None}
+    if clean.shape == lr.shape:
+        out.update(cell_geometry(lookup_embedding(model, clean), lookup_embedding(model, lr), model.dictionaries.d_lr))
     if degradation is not None:
         draws = [index_map(degradation(hr, [seed, zlib.crc32(name.encode("utf-8"))])) for seed in DRAW_SEEDS]
         out["index_agreement_draws"] = agreement(*draws)
@@ -74,8 +126,8 @@ def validation_agreement(model, pairs, *, degradation=None, device=None, tile: i
     per_image = {item["name"]: image_agreement(model, item["lr"], item["hr"], name=item["name"], degradation=degradation,
                                                device=device, tile=tile, amp=amp) for item in pairs}
     summary = {}
-    for key in ("index_agreement", "index_agreement_draws"):
-        values = [row[key] for row in per_image.values() if row[key] is not None]
+    for key in ("index_agreement", "index_agreement_draws", "index_shift", "index_margin"):
+        values = [row[key] for row in per_image.values() if row.get(key) is not None]
         summary[key] = float(np.mean(values)) if values else None
     return {"images": per_image, "summary": summary}
 

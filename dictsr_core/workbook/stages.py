@@ -245,8 +245,8 @@ def index_agreement_view(ctx: Context, run: str = "dictsr", image: str | None = 
     degradation = data_degradation(ctx.data_dir)
     found = {p["name"]: image_agreement(model, p["lr"], p["hr"], name=p["name"], degradation=degradation,
                                         device=ctx.device, keep_maps=True) for p in pairs}
-    rows = [{"name": name, "index_agreement": v["index_agreement"], "index_agreement_draws": v["index_agreement_draws"]}
-            for name, v in found.items()]
+    keys = ("index_agreement", "index_agreement_draws", "index_shift", "index_margin")
+    rows = [{"name": name, **{key: v.get(key) for key in keys}} for name, v in found.items()]
     if image is None:
         image = sorted(rows, key=lambda r: r["index_agreement"])[len(rows) // 2]["name"]
     if image not in found:
@@ -256,9 +256,12 @@ def index_agreement_view(ctx: Context, run: str = "dictsr", image: str | None = 
     figure = index_agreement_figure(clean_lr(pair["hr"]), pair["lr"], maps["clean"], maps["degraded"],
                                     entries=cfg.model.entries, name=image, rows=rows)
     ctx.save(figure, "fig_index_agreement")
-    draws = [r["index_agreement_draws"] for r in rows if r["index_agreement_draws"] is not None]
-    summary = {"run": run, "images": len(rows), "index_agreement": float(np.mean([r["index_agreement"] for r in rows])),
-               "index_agreement_draws": float(np.mean(draws)) if draws else None, "shown": image}
+    # index_shift / index_margin: how far the degradation moves an embedding, and how far a clean one sits from
+    # its cell's boundary, in D_lr entry spacings (evaluation.index_consistency.cell_geometry)
+    summary = {"run": run, "images": len(rows), "shown": image}
+    for key in keys:
+        values = [r[key] for r in rows if r[key] is not None]
+        summary[key] = float(np.mean(values)) if values else None
     return {"summary": summary, "rows": rows, "figure": figure}
 
 
