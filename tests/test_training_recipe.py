@@ -183,6 +183,9 @@ def test_recipe_ablations_remove_one_departure_each():
     assert r1.model.base_sigma == 0.0 and r1.model.hr_grad == "entries" and r1.train.consistency_weight == 10.0
     assert r2.train.consistency_weight == 0.0 and r2.model.base_sigma == 1.5
     assert r4.model.hr_grad == "both" and r4.model.base_sigma == 1.5 and r4.ablation == "R4"
+    r5 = get_config("cpu", "R5")  # an addition: the cross-entropy form at its own weight, nothing else changed
+    assert (r5.model.consistency_form, r5.train.consistency_weight, cpu.model.consistency_form) == ("cross_entropy", 0.1, "mse")
+    assert r5.model.base_sigma == 1.5 and r5.model.hr_grad == "entries"
     # on the paper preset R1 and R2 change nothing but the label: it has none of the departures
     paper, paper_r1 = get_config("paper").to_dict(), get_config("paper", "R1").to_dict()
     assert {k: v for k, v in paper_r1.items() if k != "ablation"} == {k: v for k, v in paper.items() if k != "ablation"}
