@@ -86,6 +86,12 @@ def test_agreement_worth_is_zero_when_the_maps_agree(tiny_inference):
     noisy = np.clip(clean_lr(hr).astype(int) + np.random.default_rng(0).normal(0, 30, (16, 16, 3)), 0, 255).astype(np.uint8)
     moved = agreement_worth(tiny_inference, noisy, hr)
     assert moved["index_agreement"] <= moved["agreement_near8"] <= 1.0 and moved["index_agreement"] < 1.0
+    # a window smaller than the pair: the central 8x8 LR pixels on the 4-pixel grid, and their 32x32 HR
+    central = agreement_worth(tiny_inference, noisy, hr, window=8)
+    assert central == agreement_worth(tiny_inference, noisy[4:12, 4:12], hr[16:48, 16:48])
+    assert central["psnr_own_indices"] != moved["psnr_own_indices"]
+    with pytest.raises(ValueError, match="not 4x"):
+        agreement_worth(tiny_inference, noisy, hr[:60])
 
 
 def test_cell_geometry_measures_shift_and_margin_in_entry_spacings():
@@ -101,6 +107,8 @@ def test_cell_geometry_measures_shift_and_margin_in_entry_spacings():
     found = cell_geometry(clean, clean + torch.tensor([0.3, 0.4]) * 0.02, entries)
     assert found["index_shift"] == pytest.approx(0.5, rel=1e-4)
     assert found["index_margin"] == pytest.approx(0.4, rel=1e-4)
+    one_row_at_a_time = cell_geometry(clean, clean + torch.tensor([0.3, 0.4]) * 0.02, entries, chunk_elements=1)
+    assert one_row_at_a_time == pytest.approx(found)
     with pytest.raises(ValueError, match="shape"):
         cell_geometry(clean, clean[:3], entries)
 
@@ -109,5 +117,12 @@ def test_image_agreement_reports_the_cell_geometry(tiny_inference):
     hr = photo(64, 64, seed=4)
     same = image_agreement(tiny_inference, clean_lr(hr), hr, tile=None)
     assert same["index_shift"] == 0.0 and same["index_margin"] > 0
+    # what perfect agreement would buy: nothing when the maps already agree
+    assert same["index_agreement_near8"] == 1.0
+    assert same["psnr_rgb_own_indices"] == same["psnr_rgb_clean_indices"]
+    assert same["lpips_alex_own_indices"] == same["lpips_alex_clean_indices"] >= 0
     noisy = make_degradation("aim", noise_sigma=40.0, jpeg_quality=None)(hr, [0, 1])
-    assert image_agreement(tiny_inference, noisy, hr, tile=None)["index_shift"] > 0
+    moved = image_agreement(tiny_inference, noisy, hr, tile=None)
+    assert moved["index_shift"] > 0
+    assert moved["lpips_alex_own_indices"] != moved["lpips_alex_clean_indices"]
+    assert image_agreement(tiny_inference, noisy, hr, tile=None, worth=False).get("lpips_alex_own_indices") is None

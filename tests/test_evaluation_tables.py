@@ -308,7 +308,7 @@ def test_validation_codebook_health_counts_offsets(tiny_inference):
 
 # ---- comparison columns, region PSNRs, index agreement, per-image table (synthetic records) ------------------------
 
-def _synthetic_record(run, method, psnr, lpips, *, ablation=None, agreement=None, draws=None):
+def _synthetic_record(run, method, psnr, lpips, *, ablation=None, agreement=None, draws=None, worth=None):
     """A result record as results.collect_records leaves it, without evaluating anything."""
     names = [f"p{p}__c{c}" for p in range(4) for c in range(2)]
     rows = [{"name": n, "psnr_rgb": psnr + 0.1 * i, "ssim_rgb": 0.7, "lpips_alex": lpips - 0.001 * i,
@@ -318,6 +318,8 @@ def _synthetic_record(run, method, psnr, lpips, *, ablation=None, agreement=None
                "psnr_rgb_flat": psnr + 5, "psnr_rgb_textured": psnr - 1, "count": len(rows), "non_finite": {}}
     if agreement is not None:
         summary.update(index_agreement=agreement, index_agreement_draws=draws)
+    if worth is not None:
+        summary.update(lpips_alex_own_indices=worth[0], lpips_alex_clean_indices=worth[1])
     return {**dict.fromkeys(RECORD_KEYS), "run": run, "method": method, "ablation": ablation, "dataset": DATASET,
             "run_dir": None if method == "bicubic" else f"/runs/{run}", "preset": "tiny", "steps": 4,
             "cost": dict.fromkeys(("inference_conv_layers", "gmacs_128", "gmacs_128_executed", "params")),
@@ -330,7 +332,7 @@ def synthetic_records():
 
     records = [_synthetic_record("bicubic", "bicubic", 25.0, 0.60),
                _synthetic_record("paired-bicubic", "paired-bicubic", 25.5, 0.55),
-               _synthetic_record("dictsr", "dictsr", 26.0, 0.45, agreement=0.62, draws=0.55),
+               _synthetic_record("dictsr", "dictsr", 26.0, 0.45, agreement=0.62, draws=0.55, worth=(0.4512, 0.4)),
                _synthetic_record("ablation-A1", "dictsr", 24.0, 0.50, ablation="A1", agreement=0.4)]
     changed = attach_comparisons(records)
     assert [r["run"] for r in changed] == ["paired-bicubic", "dictsr", "ablation-A1"]
@@ -398,7 +400,9 @@ def test_ablation_table_gains_the_lpips_interval_and_index_agreement(synthetic_r
     assert list(rows) == ["Ours", "A1"]
     assert rows["A1"]["ΔLPIPS-Alex vs bicubic [95% CI]"].markdown == "-0.1000 [-0.1000, -0.1000]"
     assert rows["A1"]["index agreement"].markdown == "0.40" and rows["Ours"]["index agreement"].markdown == "0.62 / 0.55"
-    assert "resampling photos" in table.caption
+    assert rows["Ours"]["LPIPS-Alex own / clean indices"].markdown == "0.451 / 0.400"
+    assert rows["A1"]["LPIPS-Alex own / clean indices"] is None
+    assert "resampling photos" in table.caption and "perfect agreement" in table.caption
 
 
 def test_write_tables_writes_a_per_image_table_next_to_table1(synthetic_records, tmp_path):

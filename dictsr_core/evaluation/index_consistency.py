@@ -27,6 +27,12 @@ import numpy as np
 import torch
 
 DRAW_SEEDS = (1_000_003, 1_000_033)  # degradation seeds of the two extra draws (not the data's own seeds)
+# what perfect agreement would buy: per-image keys of image_agreement <- agreement_worth's (one whole-image pass,
+# so "own" is the reference for "clean", not the tiled super_resolve of the evaluation)
+WORTH_KEYS = {"psnr_rgb_own_indices": "psnr_own_indices", "psnr_rgb_clean_indices": "psnr_clean_indices",
+              "lpips_alex_own_indices": "lpips_own_indices", "lpips_alex_clean_indices": "lpips_clean_indices",
+              "index_agreement_near8": "agreement_near8"}
+SUMMARY_KEYS = ("index_agreement", "index_agreement_draws", "index_shift", "index_margin", *WORTH_KEYS)
 
 
 def agreement_map(a, b) -> np.ndarray:
@@ -53,16 +59,19 @@ def entry_spacing(entries: torch.Tensor) -> float:
     return float(gaps.min(1).values.median())
 
 
-def cell_geometry(z_clean: torch.Tensor, z_degraded: torch.Tensor, entries: torch.Tensor, chunk: int = 4096) -> dict:
+def cell_geometry(z_clean: torch.Tensor, z_degraded: torch.Tensor, entries: torch.Tensor,
+                  chunk_elements: int = 1 << 24) -> dict:
     """Medians over cells, in entry spacings: `index_shift` ||z_degraded - z_clean||, `index_margin` the distance
     from z_clean to the boundary of its nearest entry's cell (min over the other entries i of
-    (||z - e_i||^2 - ||z - e_1||^2) / 2||e_i - e_1||, the distance to each bisecting hyperplane)."""
+    (||z - e_i||^2 - ||z - e_1||^2) / 2||e_i - e_1||, the distance to each bisecting hyperplane). At most
+    `chunk_elements` entry differences [rows, N, d] are held at once, as in model.dictionaries.nearest_entry."""
     entries = entries.detach().float()
     z_clean, z_degraded = z_clean.detach().float(), z_degraded.detach().float()
     if z_clean.shape != z_degraded.shape:
         raise ValueError(f"embeddings differ in shape: {tuple(z_clean.shape)} vs {tuple(z_degraded.shape)}")
     spacing = max(entry_spacing(entries), 1e-12)
     margins = []
+    chunk = max(1, chunk_elements // entries.numel())
     for start in range(0, len(z_clean), chunk):
         z = z_clean[start : start + chunk]
         d2 = torch.cdist(z, entries).pow(2)
@@ -100,8 +109,9 @@ def clean_lr(hr: np.ndarray) -> np.ndarray:
 
 
 def image_agreement(model, lr: np.ndarray, hr: np.ndarray, *, name: str = "", degradation=None, device=None,
-                    tile: int | None = 256, amp: bool = False, keep_maps: bool = False) -> dict:
-    """Per-image index agreement: clean vs degraded (always), two draws of `degradation` (when given)."""
+                    tile: int | None = 256, amp: bool = False, keep_maps: bool = False, worth: bool = True) -> dict:
+    """Per-image index agreement: clean vs degraded (always), two draws of `degradation` (when given); with `worth`
+    and a clean LR of the degraded LR's size, the cell geometry and what perfect agreement would buy (WORTH_KEYS)."""
     from dictsr_core.inference.index_maps import content_index_map
 
     def index_map(image):
@@ -112,6 +122,9 @@ def image_agreement(model, lr: np.ndarray, hr: np.ndarray, *, name: str = "", de
     out = {"index_agreement": agreement(clean_map, degraded_map), "index_agreement_draws": None}
     if clean.shape == lr.shape:
         out.update(cell_geometry(lookup_embedding(model, clean), lookup_embedding(model, lr), model.dictionaries.d_lr))
+        if worth:
+            found = agreement_worth(model, lr, hr, device=device, lpips=True)
+            out.update({key: found[source] for key, source in WORTH_KEYS.items()})
     if degradation is not None:
         draws = [index_map(degradation(hr, [seed, zlib.crc32(name.encode("utf-8"))])) for seed in DRAW_SEEDS]
         out["index_agreement_draws"] = agreement(*draws)
@@ -126,20 +139,28 @@ def validation_agreement(model, pairs, *, degradation=None, device=None, tile: i
     per_image = {item["name"]: image_agreement(model, item["lr"], item["hr"], name=item["name"], degradation=degradation,
                                                device=device, tile=tile, amp=amp) for item in pairs}
     summary = {}
-    for key in ("index_agreement", "index_agreement_draws", "index_shift", "index_margin"):
+    for key in SUMMARY_KEYS:
         values = [row[key] for row in per_image.values() if row.get(key) is not None]
         summary[key] = float(np.mean(values)) if values else None
     return {"images": per_image, "summary": summary}
 
 
 @torch.no_grad()
-def agreement_worth(model, lr: np.ndarray, hr: np.ndarray, *, device=None, near: int = 8) -> dict:
-    """What agreement would buy on one pair: RGB PSNR of the SR decoded from the degraded LR's own indices and
-    from its clean LR's indices (same degraded-LR base where the model has one), and the share of cells whose
-    degraded index is among the `near` entries of D_lr nearest to the clean index (a looser agreement)."""
-    from dictsr_core.evaluation.metrics import psnr_rgb
+def agreement_worth(model, lr: np.ndarray, hr: np.ndarray, *, device=None, near: int = 8, lpips: bool = False,
+                    window: int = 128) -> dict:
+    """What agreement would buy on one pair: RGB PSNR (and LPIPS-Alex, with `lpips`) of the SR decoded from the
+    degraded LR's own indices and from its clean LR's indices (same degraded-LR base where the model has one), and
+    the share of cells whose degraded index is among the `near` entries of D_lr nearest to the clean index (a
+    looser agreement). The clean indices are an oracle: a perfect index consistency can buy no more than this.
+    Measured on the central `window` x `window` LR pixels (on the 4-pixel grid; the whole pair when smaller)."""
+    from dictsr_core.evaluation.metrics import lpips_distance, psnr_rgb
     from dictsr_core.inference.tiled import image_tensor, model_device, pad_to_grid
 
+    if hr.shape[:2] != (4 * lr.shape[0], 4 * lr.shape[1]):
+        raise ValueError(f"HR {hr.shape[1]}x{hr.shape[0]} is not 4x LR {lr.shape[1]}x{lr.shape[0]}")
+    top, left = (max(0, (side - window) // 2) // 4 * 4 for side in lr.shape[:2])
+    lr = np.ascontiguousarray(lr[top : top + window, left : left + window])
+    hr = np.ascontiguousarray(hr[4 * top : 4 * (top + lr.shape[0]), 4 * left : 4 * (left + lr.shape[1])])
     device = model_device(model, device)
     grid = model.code_patch
     x = pad_to_grid(image_tensor(lr, device), grid)
@@ -154,5 +175,9 @@ def agreement_worth(model, lr: np.ndarray, hr: np.ndarray, *, device=None, near:
     entries = model.dictionaries.d_lr.float()
     neighbours = torch.cdist(entries, entries).topk(min(near, len(entries)), largest=False).indices  # [N, near]
     close = (neighbours[j_clean.reshape(-1)] == j_degraded.reshape(-1, 1)).any(1).float().mean()
-    return {"psnr_own_indices": psnr_rgb(own, hr), "psnr_clean_indices": psnr_rgb(swapped, hr),
-            "index_agreement": float((j_clean == j_degraded).float().mean()), f"agreement_near{near}": float(close)}
+    out = {"psnr_own_indices": psnr_rgb(own, hr), "psnr_clean_indices": psnr_rgb(swapped, hr),
+           "index_agreement": float((j_clean == j_degraded).float().mean()), f"agreement_near{near}": float(close)}
+    if lpips:
+        out.update(lpips_own_indices=lpips_distance(own, hr, device=device),
+                   lpips_clean_indices=lpips_distance(swapped, hr, device=device))
+    return out

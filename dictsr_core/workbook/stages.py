@@ -236,7 +236,7 @@ def index_agreement_view(ctx: Context, run: str = "dictsr", image: str | None = 
 
     from dictsr_core.analysis.figures.index_agreement import index_agreement_figure
     from dictsr_core.data.degradations import data_degradation
-    from dictsr_core.evaluation.index_consistency import clean_lr, image_agreement
+    from dictsr_core.evaluation.index_consistency import SUMMARY_KEYS, clean_lr, image_agreement
 
     model, cfg = load_run_model(ctx, run)
     if cfg.method != "dictsr":
@@ -245,8 +245,7 @@ def index_agreement_view(ctx: Context, run: str = "dictsr", image: str | None = 
     degradation = data_degradation(ctx.data_dir)
     found = {p["name"]: image_agreement(model, p["lr"], p["hr"], name=p["name"], degradation=degradation,
                                         device=ctx.device, keep_maps=True) for p in pairs}
-    keys = ("index_agreement", "index_agreement_draws", "index_shift", "index_margin")
-    rows = [{"name": name, **{key: v.get(key) for key in keys}} for name, v in found.items()]
+    rows = [{"name": name, **{key: v.get(key) for key in SUMMARY_KEYS}} for name, v in found.items()]
     if image is None:
         image = sorted(rows, key=lambda r: r["index_agreement"])[len(rows) // 2]["name"]
     if image not in found:
@@ -257,9 +256,10 @@ def index_agreement_view(ctx: Context, run: str = "dictsr", image: str | None = 
                                     entries=cfg.model.entries, name=image, rows=rows)
     ctx.save(figure, "fig_index_agreement")
     # index_shift / index_margin: how far the degradation moves an embedding, and how far a clean one sits from
-    # its cell's boundary, in D_lr entry spacings (evaluation.index_consistency.cell_geometry)
+    # its cell's boundary, in D_lr entry spacings (evaluation.index_consistency.cell_geometry); *_clean_indices:
+    # the SR decoded from the clean LR's indices, what a perfect agreement would buy (agreement_worth)
     summary = {"run": run, "images": len(rows), "shown": image}
-    for key in keys:
+    for key in SUMMARY_KEYS:
         values = [r[key] for r in rows if r[key] is not None]
         summary[key] = float(np.mean(values)) if values else None
     return {"summary": summary, "rows": rows, "figure": figure}
