@@ -318,8 +318,12 @@ def _synthetic_record(run, method, psnr, lpips, *, ablation=None, agreement=None
                "psnr_rgb_flat": psnr + 5, "psnr_rgb_textured": psnr - 1, "count": len(rows), "non_finite": {}}
     if agreement is not None:
         summary.update(index_agreement=agreement, index_agreement_draws=draws)
-    if worth is not None:
-        summary.update(lpips_alex_own_indices=worth[0], lpips_alex_clean_indices=worth[1])
+    if worth is not None:  # every crop: own worth[0], clean worth[1] - 0.01 * photo
+        for row in rows:
+            photo = int(row["name"][1])
+            row.update(lpips_alex_own_indices=worth[0], lpips_alex_clean_indices=worth[1] - 0.01 * photo)
+        summary.update(lpips_alex_own_indices=worth[0],
+                       lpips_alex_clean_indices=float(np.mean([r["lpips_alex_clean_indices"] for r in rows])))
     return {**dict.fromkeys(RECORD_KEYS), "run": run, "method": method, "ablation": ablation, "dataset": DATASET,
             "run_dir": None if method == "bicubic" else f"/runs/{run}", "preset": "tiny", "steps": 4,
             "cost": dict.fromkeys(("inference_conv_layers", "gmacs_128", "gmacs_128_executed", "params")),
@@ -370,6 +374,7 @@ def test_table1_shows_the_intervals_region_psnrs_and_index_agreement(synthetic_r
     assert dictsr["ΔLPIPS-Alex vs paired-bicubic [95% CI]"].markdown == "-0.1000 [-0.1000, -0.1000]"
     assert dictsr["PSNR flat / textured"].markdown == "31.00 / 25.00"
     assert dictsr["index agreement"].markdown == "0.62 / 0.55"
+    assert dictsr["LPIPS-Alex own -> clean indices, Δ [95% CI]"].markdown.startswith("0.451 -> 0.385, -0.066")
     assert rows["paired-bicubic"]["ΔLPIPS-Alex vs paired-bicubic [95% CI]"] is None
     assert rows["paired-bicubic"]["index agreement"] is None
     assert rows["Bicubic"]["ΔPSNR vs bicubic [95% CI]"] is None
@@ -400,8 +405,12 @@ def test_ablation_table_gains_the_lpips_interval_and_index_agreement(synthetic_r
     assert list(rows) == ["Ours", "A1"]
     assert rows["A1"]["ΔLPIPS-Alex vs bicubic [95% CI]"].markdown == "-0.1000 [-0.1000, -0.1000]"
     assert rows["A1"]["index agreement"].markdown == "0.40" and rows["Ours"]["index agreement"].markdown == "0.62 / 0.55"
-    assert rows["Ours"]["LPIPS-Alex own / clean indices"].markdown == "0.451 / 0.400"
-    assert rows["A1"]["LPIPS-Alex own / clean indices"] is None
+    # clean - own per photo: -0.0512, -0.0612, -0.0712, -0.0812 (mean -0.0662); photo means bound the interval
+    worth = rows["Ours"]["LPIPS-Alex own -> clean indices, Δ [95% CI]"].markdown
+    assert worth.startswith("0.451 -> 0.385, -0.066 [") and worth != "0.451 -> 0.385, -0.066 [-]"
+    low, high = (float(v) for v in worth.split("[")[1].rstrip("]").split(", "))
+    assert -0.0812 <= low < -0.0662 < high <= -0.0512
+    assert rows["A1"]["LPIPS-Alex own -> clean indices, Δ [95% CI]"] is None
     assert "resampling photos" in table.caption and "perfect agreement" in table.caption
 
 

@@ -129,3 +129,17 @@ def compare_records(record: dict, reference_record: dict, metrics=COMPARED_METRI
                                        clusters=clusters, resamples=resamples, seed=seed, confidence=confidence,
                                        names=names)
     return out
+
+
+def agreement_worth_comparison(record: dict, metric: str = "lpips_alex", *, resamples: int = RESAMPLES,
+                               seed: int = 0) -> dict | None:
+    """What perfect index agreement would buy a DictSR record: paired_bootstrap of the per-image `<metric>` of the
+    SR decoded from the clean LR's content indices against the degraded LR's own (evaluation.index_consistency
+    WORTH_KEYS), resampling photos; None when the record's rows do not all have both."""
+    clean, own = f"{metric}_clean_indices", f"{metric}_own_indices"
+    rows = record["evaluation"]["images"]
+    if not rows or not all(row.get(clean) is not None and row.get(own) is not None for row in rows):
+        return None
+    return paired_bootstrap([row[clean] for row in rows], [row[own] for row in rows],
+                            clusters=[_photo(row) for row in rows], resamples=resamples, seed=seed,
+                            names=[row["name"] for row in rows])

@@ -196,10 +196,19 @@ def index_agreement_cell(record: dict) -> Cell | None:
 
 
 def agreement_worth_cell(record: dict) -> Cell | None:
-    """Mean LPIPS-Alex of the SR decoded from the degraded LR's own content indices / from its clean LR's
-    (`lpips_alex_own_indices` / `lpips_alex_clean_indices`), as `0.412 / 0.398`; None when the record has neither."""
+    """Mean LPIPS-Alex of the SR decoded from the degraded LR's own content indices -> from its clean LR's, and the
+    mean difference with its bootstrap interval (comparison.agreement_worth_comparison), as
+    `0.409 -> 0.331, -0.078 [-0.089, -0.068]`; None when the record's rows lack them."""
+    from dictsr_core.evaluation.comparison import agreement_worth_comparison
+
     summary = record["evaluation"]["summary"]
-    return _pair_cell(summary.get("lpips_alex_own_indices"), summary.get("lpips_alex_clean_indices"), ".3f")
+    own, clean = summary.get("lpips_alex_own_indices"), summary.get("lpips_alex_clean_indices")
+    found = agreement_worth_comparison(record)
+    if found is None or not (_finite(own) and _finite(clean)):
+        return None
+    mean, low, high = found["mean_diff"], found["ci_low"], found["ci_high"]
+    interval = f"[{low:+.3f}, {high:+.3f}]" if _finite(low) and _finite(high) else "[-]"
+    return Cell(f"{own:.3f} -> {clean:.3f}, {mean:+.3f} {interval}", f"{own!r} -> {clean!r}, {mean:+} [{low}, {high}]")
 
 
 DELTA_TITLES = ("ΔPSNR vs bicubic [95% CI]", "ΔLPIPS-Alex vs bicubic [95% CI]",
@@ -213,19 +222,22 @@ REGION_NOTE = ("PSNR flat / textured: RGB PSNR over the pixels of the 8x8 HR blo
 AGREEMENT_NOTE = ("index agreement: share of code cells whose D_lr content index is the same for the clean LR (HR "
                   "bicubic x1/4) and the degraded LR (after the slash: for two draws of the degradation, where the "
                   "data folder records it); DictSR runs only")
-WORTH_NOTE = ("LPIPS-Alex own / clean indices: on the central 128x128 LR pixels of each image, the SR decoded from "
-              "the degraded LR's own D_lr content indices / from its clean LR's (perfect agreement, an oracle): what "
-              "index consistency would buy this decoder")
+WORTH_TITLE = "LPIPS-Alex own -> clean indices, Δ [95% CI]"
+WORTH_NOTE = (f"{WORTH_TITLE}: on the central 128x128 LR pixels of each image, the SR decoded from the degraded LR's "
+              "own D_lr content indices -> from its clean LR's (perfect agreement, an oracle), and the mean paired "
+              "difference with its interval as in the Δ columns: what index consistency would buy this decoder")
 
 
 def _comparison_cells(record: dict) -> tuple:
-    """The Δ cells of DELTA_TITLES, then PSNR flat / textured and index agreement, of one record."""
+    """The Δ cells of DELTA_TITLES, then PSNR flat / textured, index agreement and its worth, of one record."""
     return (delta_cell(record, "bicubic", "psnr_rgb", 2), delta_cell(record, "bicubic", "lpips_alex", 4),
-            delta_cell(record, "paired-bicubic", "lpips_alex", 4), regions_cell(record), index_agreement_cell(record))
+            delta_cell(record, "paired-bicubic", "lpips_alex", 4), regions_cell(record), index_agreement_cell(record),
+            agreement_worth_cell(record))
 
 
 def _comparison_columns() -> tuple[Column, ...]:
-    return (*(Column(title) for title in DELTA_TITLES), Column("PSNR flat / textured"), Column("index agreement"))
+    return (*(Column(title) for title in DELTA_TITLES), Column("PSNR flat / textured"), Column("index agreement"),
+            Column(WORTH_TITLE))
 
 
 def _scope(records: list[dict]) -> str:
@@ -276,7 +288,7 @@ def comparison_table(records: list[dict], paper: str = "aim") -> Table:
                Column("paper #layers"), Column("paper GMACs", ".0f"), *_paper_columns(benchmark))
     caption = (f"Table {PAPER_TABLE[paper]} style. Our columns: {_scope(ours)}, {CONVENTION}; #layers and GMACs of "
                "the inference path at 128x128 LR, upsampling counted as written (nearest x2 + conv3x3), as the "
-               f"paper counts. {CI_NOTE}. {REGION_NOTE}. {AGREEMENT_NOTE}. Per-image numbers: table1_images.md / "
+               f"paper counts. {CI_NOTE}. {REGION_NOTE}. {AGREEMENT_NOTE}. {WORTH_NOTE}. Per-image numbers: table1_images.md / "
                f".csv. Columns titled \"paper\": DictSR (CVPR 2024) Table {PAPER_TABLE[paper]}, "
                f"{benchmark} (100 validation images), as printed; not computed here, and not the same images "
                f"unless the data folder is {benchmark} itself. Written by `dictsr table`; do not edit.")
@@ -314,7 +326,7 @@ def ablation_table(records: list[dict]) -> Table:
     benchmark = BENCHMARKS[PAPER_ABLATION_BENCHMARK]
     columns = (Column("id"), Column("run"), Column("preset"), Column("change"), Column("steps"), Column("N"),
                Column("activated D_lr entries (validation)"), *_our_metric_columns(), Column(DELTA_TITLES[1]),
-               Column("index agreement"), Column("LPIPS-Alex own / clean indices"), Column("paper N"), Column(f"paper activated D_lr entries ({benchmark})"),
+               Column("index agreement"), Column(WORTH_TITLE), Column("paper N"), Column(f"paper activated D_lr entries ({benchmark})"),
                *_paper_columns(benchmark))
     caption = (f"Tables 3 / 4 style. Our columns: {_scope(dictsr)}, {CONVENTION}; activated entries = distinct "
                f"D_lr content entries chosen over all validation LR images, out of N. {CI_NOTE}. {AGREEMENT_NOTE}. "
