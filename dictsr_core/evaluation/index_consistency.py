@@ -138,11 +138,16 @@ def validation_agreement(model, pairs, *, degradation=None, device=None, tile: i
     """{name: image_agreement(...)} over validation pairs, and the means (`index_agreement`, `index_agreement_draws`)."""
     per_image = {item["name"]: image_agreement(model, item["lr"], item["hr"], name=item["name"], degradation=degradation,
                                                device=device, tile=tile, amp=amp) for item in pairs}
+    return {"images": per_image, "summary": mean_summary(per_image.values())}
+
+
+def mean_summary(rows) -> dict:
+    """{key: mean over the rows that have it} for SUMMARY_KEYS (None where no row has it)."""
     summary = {}
     for key in SUMMARY_KEYS:
-        values = [row[key] for row in per_image.values() if row.get(key) is not None]
+        values = [row[key] for row in rows if row.get(key) is not None]
         summary[key] = float(np.mean(values)) if values else None
-    return {"images": per_image, "summary": summary}
+    return summary
 
 
 @torch.no_grad()

@@ -166,8 +166,15 @@ def delta_cell(record: dict, reference: str, metric: str, digits: int) -> Cell |
         return None
     mean, low, high = found["mean_diff"], found.get("ci_low"), found.get("ci_high")
     if not (_finite(low) and _finite(high)):
-        return Cell(f"{mean:+.{digits}f} [-]", f"{mean:+} [-]")
-    return Cell(f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]", f"{mean:+} [{low:+}, {high:+}]")
+        return Cell(_interval_markdown(mean, low, high, digits), f"{mean:+} [-]")
+    return Cell(_interval_markdown(mean, low, high, digits), f"{mean:+} [{low:+}, {high:+}]")
+
+
+def _interval_markdown(mean: float, low, high, digits: int) -> str:
+    """`+0.42 [+0.10, +0.75]`, or `+0.42 [-]` without a finite interval."""
+    if not (_finite(low) and _finite(high)):
+        return f"{mean:+.{digits}f} [-]"
+    return f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
 
 
 def _pair_cell(first, second, fmt: str) -> Cell | None:
@@ -207,8 +214,8 @@ def agreement_worth_cell(record: dict) -> Cell | None:
     if found is None or not (_finite(own) and _finite(clean)):
         return None
     mean, low, high = found["mean_diff"], found["ci_low"], found["ci_high"]
-    interval = f"[{low:+.3f}, {high:+.3f}]" if _finite(low) and _finite(high) else "[-]"
-    return Cell(f"{own:.3f} -> {clean:.3f}, {mean:+.3f} {interval}", f"{own!r} -> {clean!r}, {mean:+} [{low}, {high}]")
+    return Cell(f"{own:.3f} -> {clean:.3f}, {_interval_markdown(mean, low, high, 3)}",
+                f"{own!r} -> {clean!r}, {mean:+} [{low}, {high}]")
 
 
 DELTA_TITLES = ("ΔPSNR vs bicubic [95% CI]", "ΔLPIPS-Alex vs bicubic [95% CI]",

@@ -232,11 +232,9 @@ def dictionary_figures(ctx: Context, run: str = "dictsr", embedding: str = "umap
 def index_agreement_view(ctx: Context, run: str = "dictsr", image: str | None = None) -> dict:
     """Index consistency of a run over the validation set: per-image agreement of the content index maps
     (clean vs degraded LR, two degradation draws), and the figure for one image (default: the median one)."""
-    import numpy as np
-
     from dictsr_core.analysis.figures.index_agreement import index_agreement_figure
     from dictsr_core.data.degradations import data_degradation
-    from dictsr_core.evaluation.index_consistency import SUMMARY_KEYS, clean_lr, image_agreement
+    from dictsr_core.evaluation.index_consistency import SUMMARY_KEYS, clean_lr, image_agreement, mean_summary
 
     model, cfg = load_run_model(ctx, run)
     if cfg.method != "dictsr":
@@ -258,10 +256,7 @@ def index_agreement_view(ctx: Context, run: str = "dictsr", image: str | None = 
     # index_shift / index_margin: how far the degradation moves an embedding, and how far a clean one sits from
     # its cell's boundary, in D_lr entry spacings (evaluation.index_consistency.cell_geometry); *_clean_indices:
     # the SR decoded from the clean LR's indices, what a perfect agreement would buy (agreement_worth)
-    summary = {"run": run, "images": len(rows), "shown": image}
-    for key in SUMMARY_KEYS:
-        values = [r[key] for r in rows if r[key] is not None]
-        summary[key] = float(np.mean(values)) if values else None
+    summary = {"run": run, "images": len(rows), "shown": image, **mean_summary(rows)}
     return {"summary": summary, "rows": rows, "figure": figure}
 
 
