@@ -96,7 +96,7 @@ def cmd_sr(args) -> int:
     device = pick_device(args.device)
     amp = use_bf16(args.precision, device)
     args.checkpoint = args.checkpoint or _main_checkpoint("sr")
-    model, _, step = load_inference_model(args.checkpoint, device=device)
+    model, _, step = load_inference_model(args.checkpoint, device=device, weights=args.weights)
     ensure_writable_dir(out_dir, "--out")  # after the checkpoint is known good: a bad one leaves no empty --out
     if args.compile or device.type == "cuda":
         model = FastInference(model, compile=args.compile)
@@ -183,7 +183,7 @@ def cmd_evaluate(args) -> int:
         from dictsr_core.inference.tiled import super_resolve
         from dictsr_core.training.checkpoint import load_inference_model
 
-        model, cfg, step = load_inference_model(args.checkpoint, device=device)
+        model, cfg, step = load_inference_model(args.checkpoint, device=device, weights=args.weights)
         method = cfg.method  # dictsr, or the paired baseline the checkpoint was trained as
         predict = partial(super_resolve, model, tile=args.tile, device=device, amp=use_bf16(args.precision, device),
                           color_fix=args.color_fix)
@@ -299,7 +299,7 @@ def cmd_table(args) -> int:
 
     try:
         records = collect_records(args.runs, args.data, results_root=args.out, device=args.device, tile=args.tile,
-                                  force=args.force, log=log)
+                                  force=args.force, log=log, weights=args.weights)
     except ResultsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -311,6 +311,39 @@ def cmd_table(args) -> int:
     print(markdown, end="")
     log("[table] wrote " + ", ".join(str(path) for path in written))
     return 0
+
+
+def cmd_seeds(args) -> int:
+    from dictsr_core.atomic import atomic_write_json, atomic_write_text, replace_readme_block
+    from dictsr_core.evaluation.comparison import ComparisonError
+    from dictsr_core.evaluation.seeds import SEED_METRICS, SeedsError, pooled_comparison, seed_records
+    from dictsr_core.evaluation.tables import seeds_table
+
+    try:
+        pooled = seed_records(args.results, args.run, args.reference)
+    except (SeedsError, ComparisonError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    dataset = pooled[0]["record"].get("dataset") or Path(args.results[0]).name
+    found = {metric: pooled_comparison(pooled, metric) for metric in SEED_METRICS}
+    table = seeds_table(found, args.run, args.reference, dataset)
+    out = Path(args.out or Path("results") / "seeds" / dataset)
+    stem = f"{args.run}_vs_{args.reference}"
+    written = [atomic_write_text(out / f"{stem}.md", table.markdown()), atomic_write_text(out / f"{stem}.csv", table.csv()),
+               atomic_write_json(out / f"{stem}.json", {"dataset": dataset, "run": args.run, "reference": args.reference,
+                                                        "folders": [str(entry["folder"]) for entry in pooled],
+                                                        "metrics": found})]
+    if args.readme:
+        written.append(replace_readme_block(args.readme, f"dictsr seeds {dataset} {stem}", table.markdown(),
+                                            f"### Training seeds on `{dataset}`"))
+    print(table.markdown(), end="")
+    print("[seeds] wrote " + ", ".join(map(str, written)), file=sys.stderr)
+    return 0
+
+
+def _weights_argument(p) -> None:
+    p.add_argument("--weights", choices=("auto", "average", "last"), default="auto",
+                   help="auto: the checkpoint's weight average (train.ema_decay) where it has one, else its last weights")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -330,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sr", help="super-resolve images with a checkpoint (default: the one `make main` trained)")
     p.add_argument("--checkpoint", default=None, help="trained weights (default: the main job's DictSR checkpoint, "
                    "runs/<profile>/dictsr/checkpoints/last.pt)")
+    _weights_argument(p)
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("--out", default="sr", help="output folder (PNG, same stem; default ./sr); never an input's folder")
     p.add_argument("--overwrite", action="store_true", help="replace earlier outputs in --out (inputs are never replaced)")
@@ -349,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hr", required=True, help="folder of HR images, same file stems, exactly 4x the LR size")
     p.add_argument("--checkpoint", default=None, help="trained weights (DictSR or a paired baseline; default for --method "
                    "dictsr: the main job's DictSR checkpoint)")
+    _weights_argument(p)
     p.add_argument("--method", choices=("dictsr", "bicubic"), default=None, help="default: dictsr")
     p.add_argument("--json", default=None, help="write the per-image rows and summary to this JSON file")
     p.add_argument("--csv", default=None, help="write one row per image and a mean row to this CSV file")
@@ -407,7 +442,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=_tile, default=256, help="LR tile side: 0 = whole image at once, else at least 8")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
     p.add_argument("--readme", default=None, help="also write the tables into this README between their markers")
+    _weights_argument(p)
     p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("seeds", help="pool the result records of several training seeds: a run against a reference, "
+                       "per seed and over the seeds, with bootstrap intervals over photos and over seeds and photos")
+    p.add_argument("--results", required=True, nargs="+", metavar="DIR",
+                   help="one `dictsr table` results folder per training seed (results/<dataset>, results/seed-1/<dataset>, ...)")
+    p.add_argument("--run", default="dictsr", help="the run compared (a record name in each folder)")
+    p.add_argument("--reference", default="paired-bicubic", help="the run it is compared against (bicubic, paired-bicubic, ...)")
+    p.add_argument("--out", default=None, help="folder for <run>_vs_<reference>.md/.csv/.json (default: results/seeds/<dataset>)")
+    p.add_argument("--readme", default=None, help="also write the table into this README between its markers")
+    p.set_defaults(func=cmd_seeds)
 
     for name, help_text in (("workbook", "run the notebooks 01-07 in order with papermill: data, training, evaluation, "
                                           "ablations, Fig. 3 and Fig. 4; executed copies, figures, tables and a report"),

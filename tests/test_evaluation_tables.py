@@ -99,6 +99,7 @@ def test_results_json_per_run_with_the_documented_keys(table_run, runs):
     assert (ours["method"], ours["preset"], ours["ablation"], ours["steps"]) == ("dictsr", "tiny", None, 4)
     assert (a1["ablation"], a1["config"]["model"]["hierarchical"]) == ("A1", False)
     assert ours["device"] == "cpu" and ours["train_wall_s"] > 0
+    assert (ours["weights"], bicubic["weights"]) == ("last", None)  # trained without a weight average
     assert ours["entries"] == 64 and 1 <= ours["activated_entries"] <= 64
     assert ours["cost"]["inference_conv_layers"] > 0 and ours["cost"]["gmacs_128"] > 0
     assert Path(ours["run_dir"]).resolve() == runs["ours"].resolve()
@@ -113,6 +114,30 @@ def test_results_json_per_run_with_the_documented_keys(table_run, runs):
         assert (versus["n"], versus["clusters"], versus["dropped"]) == (2, 2, 0)  # cat and cup: two photos
         assert versus["ci_low"] <= versus["mean_diff"] <= versus["ci_high"]
         assert {"flat_fraction", "psnr_rgb_flat", "psnr_rgb_textured"} <= set(rows["cat"])
+
+
+def test_a_run_with_a_weight_average_is_scored_with_it_unless_asked_for_the_last_weights(data_dir, runs, tmp_path):
+    from dictsr_core.config import get_config
+    from dictsr_core.training.trainer import train
+
+    run = tmp_path / "ema"
+    train(get_config("tiny", None, {**FEW_STEPS, "train.ema_decay": 0.5}), data_dir, run, device="cpu", progress=False)
+    scored = {}
+    for weights in ("auto", "last"):
+        code, _, stderr = run_cli(["table", "--runs", run, "--data", data_dir, "--out", tmp_path / weights,
+                                   "--device", "cpu", "--tile", 8, "--weights", weights])
+        assert code == 0, stderr
+        scored[weights] = strict_json(tmp_path / weights / DATASET / "ema.json")
+    assert (scored["auto"]["weights"], scored["last"]["weights"]) == ("average", "last")
+    assert scored["auto"]["evaluation"]["summary"]["psnr_rgb"] != scored["last"]["evaluation"]["summary"]["psnr_rgb"]
+    # a record of the average is not reused for the last weights
+    code, _, stderr = run_cli(["table", "--runs", run, "--data", data_dir, "--out", tmp_path / "auto", "--device", "cpu",
+                               "--tile", 8, "--weights", "last"])
+    assert code == 0 and "ema: evaluating" in stderr and "ema: reusing" not in stderr, stderr
+    assert strict_json(tmp_path / "auto" / DATASET / "ema.json")["weights"] == "last"
+    code, _, stderr = run_cli(["table", "--runs", runs["ours"], "--data", data_dir, "--out", tmp_path / "none",
+                               "--device", "cpu", "--tile", 8, "--weights", "average"])
+    assert code != 0 and "ours" in stderr and "no weight average" in stderr, stderr
 
 
 def test_bicubic_record_scores_match_a_direct_computation(table_run, data_dir):

@@ -106,6 +106,15 @@ def test_build_lpips_uses_every_converted_trunk_parameter(weights_cache, net):
     assert build_lpips(net, cache_dir=weights_cache) is model
 
 
+def test_building_lpips_leaves_the_global_rng_alone(weights_cache, monkeypatch):
+    from dictsr_core.perceptual import lpips_models
+
+    monkeypatch.setattr(lpips_models, "_BUILT", {})  # a first build in this process, as in a fresh training run
+    before = torch.get_rng_state()
+    build_lpips("alex", cache_dir=weights_cache)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_lpips_vgg_is_differentiable_for_the_perceptual_loss(weights_cache):
     model = build_lpips("vgg", cache_dir=weights_cache)
     generator = torch.Generator().manual_seed(0)

@@ -34,6 +34,9 @@ def test_cpu_recipe_and_its_baselines_get_the_same_600_perceptual_steps_at_the_e
         first = next(s for s in range(t.total_steps) if perceptual_weight_at(t, s) > 0)
         assert (t.total_steps, t.total_steps - first, t.amp) == (steps, 600, "perceptual"), method
         assert t.halve_every * t.steps_per_epoch == (4800 if method == "dictsr" else round(0.8 * steps))
+        assert (t.ema_decay, t.ema_start) == (0.995, steps - 600), method  # the same weight average for all three
+    ablation = training_config(ctx, "dictsr", schedule="ablation").train
+    assert (ablation.total_steps, ablation.ema_start, ablation.ema_decay) == (1200, 1091, 0.98)
     assert training_config(ctx, "dictsr", "R3", schedule="ablation").train.perceptual_weight == 0.0
 
 
@@ -183,6 +186,8 @@ def test_recipe_ablations_remove_one_departure_each():
     assert r1.model.base_sigma == 0.0 and r1.model.hr_grad == "entries" and r1.train.consistency_weight == 10.0
     assert r2.train.consistency_weight == 0.0 and r2.model.base_sigma == 1.5
     assert r4.model.hr_grad == "both" and r4.model.base_sigma == 1.5 and r4.ablation == "R4"
+    r6 = get_config("cpu", "R6")
+    assert (cpu.train.ema_decay, r6.train.ema_decay, get_config("paper").train.ema_decay) == (0.995, 0.0, 0.0)
     r5 = get_config("cpu", "R5")  # an addition: the cross-entropy form at its own weight, nothing else changed
     assert (r5.model.consistency_form, r5.train.consistency_weight, cpu.model.consistency_form) == ("cross_entropy", 0.1, "mse")
     assert r5.model.base_sigma == 1.5 and r5.model.hr_grad == "entries"

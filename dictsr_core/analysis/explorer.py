@@ -21,14 +21,15 @@ from dictsr_core.model import DictSR
 from dictsr_core.model.dictionaries import nearest_entry, nearest_offset
 from dictsr_core.model.dictsr import to_signed, to_unit
 from dictsr_core.model.lowpass_base import add_base
-from dictsr_core.training.checkpoint import CheckpointError, load_checkpoint
+from dictsr_core.training.checkpoint import CheckpointError, load_checkpoint, model_weights
 
 __all__ = ["ImageCodes", "Location", "load_training_model", "encode_image", "inspect_location", "location_figure",
            "figure_png", "explorer_widget"]
 
 
 def load_training_model(checkpoint, device="cpu") -> DictSR:
-    """The full DictSR (eval mode) of a checkpoint: the explorer needs D_lr's decoder, which inference drops."""
+    """The full DictSR (eval mode) of a checkpoint, with the weights inference uses: the explorer needs D_lr's
+    decoder, which inference drops."""
     payload = load_checkpoint(checkpoint)
     cfg = payload["config"]
     if cfg.method != "dictsr":
@@ -36,7 +37,7 @@ def load_training_model(checkpoint, device="cpu") -> DictSR:
                               "the explorer needs a DictSR checkpoint")
     model = DictSR(cfg.model)
     try:
-        model.load_state_dict(payload["model"])
+        model.load_state_dict(model_weights(payload, source=str(checkpoint)))
     except (RuntimeError, TypeError, AttributeError) as error:
         raise CheckpointError(f"{checkpoint}: weights do not match its config: {error}") from None
     return model.to(device).eval()

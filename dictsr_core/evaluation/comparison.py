@@ -100,7 +100,8 @@ def paired_bootstrap(values_a, values_b, *, clusters=None, resamples: int = RESA
     return result
 
 
-def _photo(row: dict) -> str:
+def photo_label(row: dict) -> str:
+    """The resampling unit of a record's row: its `photo` key, else photo_of(its name)."""
     return str(row["photo"]) if row.get("photo") is not None else photo_of(str(row["name"]))
 
 
@@ -120,7 +121,7 @@ def compare_records(record: dict, reference_record: dict, metrics=COMPARED_METRI
             f"only in {run!r}: {only[:5] or 'none'}{' ...' if len(only) > 5 else ''}; only in {reference!r}: "
             f"{only_reference[:5] or 'none'}{' ...' if len(only_reference) > 5 else ''}")
     names = sorted(rows)
-    clusters = [_photo(rows[name]) for name in names]
+    clusters = [photo_label(rows[name]) for name in names]
     out = {}
     for metric in metrics:
         if not all(metric in rows[n] and metric in reference_rows[n] for n in names):
@@ -141,5 +142,5 @@ def agreement_worth_comparison(record: dict, metric: str = "lpips_alex", *, resa
     if not rows or not all(row.get(clean) is not None and row.get(own) is not None for row in rows):
         return None
     return paired_bootstrap([row[clean] for row in rows], [row[own] for row in rows],
-                            clusters=[_photo(row) for row in rows], resamples=resamples, seed=seed,
+                            clusters=[photo_label(row) for row in rows], resamples=resamples, seed=seed,
                             names=[row["name"] for row in rows])

@@ -20,11 +20,12 @@ CHECKPOINT = Path("checkpoints") / "last.pt"
 BICUBIC_RUN = "bicubic"  # the bicubic record's name, so no run folder may be called this
 COST_KEYS = ("inference_conv_layers", "gmacs_128", "gmacs_128_executed", "params")
 RECORD_KEYS = ("run", "run_dir", "method", "preset", "ablation", "steps", "total_steps", "train_wall_s", "device",
-               "eval_device", "dataset", "data_dir", "config", "cost", "activated_entries", "entries", "codebook", "evaluation",
-               "comparison")
+               "weights", "eval_device", "dataset", "data_dir", "config", "cost", "activated_entries", "entries",
+               "codebook", "evaluation", "comparison")
 # `comparison`: {reference method: comparison.compare_records(record, reference)}, set by `attach_comparisons` from
 # the records collected together (vs bicubic for every non-bicubic record, and vs paired-bicubic when such a run
 # is among them); None for the bicubic record. A record stored before this key existed is evaluated again.
+# `weights`: which of the checkpoint's weights were scored, "average" (train.ema_decay) or "last"; None for bicubic.
 
 
 class ResultsError(ValueError):
@@ -121,13 +122,14 @@ def _record(*, run: str, run_dir, method: str, data_dir, eval_device: torch.devi
     return record
 
 
-def evaluate_run(run_dir, data_dir, device=None, tile: int = 256, progress: bool = True) -> dict:
-    """The result record of a trained run: RUN/checkpoints/last.pt scored on DATA/val_lr -> DATA/val_hr."""
+def evaluate_run(run_dir, data_dir, device=None, tile: int = 256, progress: bool = True, weights: str = "auto") -> dict:
+    """The result record of a trained run: RUN/checkpoints/last.pt scored on DATA/val_lr -> DATA/val_hr (its weight
+    average where it has one, unless `weights` is "last"; checkpoint.model_weights)."""
     from dictsr_core.data.datasets import PairedImages
     from dictsr_core.evaluation.evaluate import evaluate_pairs
     from dictsr_core.inference.tiled import super_resolve
     from dictsr_core.performance.cost import model_cost
-    from dictsr_core.training.checkpoint import inference_model, load_checkpoint
+    from dictsr_core.training.checkpoint import inference_model, load_checkpoint, weights_used
     from dictsr_core.training.devices import pick_device
 
     run_dir = Path(run_dir)
@@ -136,7 +138,7 @@ def evaluate_run(run_dir, data_dir, device=None, tile: int = 256, progress: bool
     payload = load_checkpoint(ckpt)
     cfg = payload["config"]
     method = getattr(cfg, "method", "dictsr")
-    model = inference_model(payload, device, source=str(ckpt))
+    model = inference_model(payload, device, source=str(ckpt), weights=weights)
     amp = device.type == "cuda"
     pairs = PairedImages(*_validation_dirs(data_dir))
     evaluation = evaluate_pairs(pairs, lambda lr: super_resolve(model, lr, tile=tile, device=device, amp=amp),
@@ -148,7 +150,8 @@ def evaluate_run(run_dir, data_dir, device=None, tile: int = 256, progress: bool
     return _record(
         run=run_dir.name, run_dir=run_dir, method=method, data_dir=data_dir, eval_device=device, evaluation=evaluation,
         preset=cfg.preset, ablation=cfg.ablation, steps=int(payload["step"]), total_steps=cfg.train.total_steps,
-        train_wall_s=payload.get("train_wall_s"), device=payload.get("device"), config=cfg.to_dict(),
+        train_wall_s=payload.get("train_wall_s"), device=payload.get("device"), weights=weights_used(payload, weights),
+        config=cfg.to_dict(),
         cost={key: cost.get(key) for key in COST_KEYS},
         activated_entries=validation_activated_entries(model, pairs, tile=tile, device=device, amp=amp) if is_dictsr else None,
         entries=cfg.model.entries if is_dictsr else None,
@@ -189,9 +192,10 @@ def write_run_results(record: dict, results_root="results", dataset: str | None 
     return atomic_write_json(results_path(record["run"], dataset or record["dataset"], results_root), record)
 
 
-def _reusable(path: Path, *, names: list[str], step: int | None, run_dir, train_wall_s=None) -> dict | None:
+def _reusable(path: Path, *, names: list[str], step: int | None, run_dir, train_wall_s=None,
+              weights: str | None = None) -> dict | None:
     """The stored record at `path` if it was made from the same checkpoint (step and training wall time: a run
-    trained again to the same step is another checkpoint), run folder and images."""
+    trained again to the same step is another checkpoint), run folder, weights and images."""
     if not path.is_file():
         return None
     try:
@@ -203,7 +207,7 @@ def _reusable(path: Path, *, names: list[str], step: int | None, run_dir, train_
         missing = [key for key in RECORD_KEYS if key not in record]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if missing or not same_run or record["steps"] != step or stored_names != names:
+    if missing or not same_run or record["steps"] != step or stored_names != names or record["weights"] != weights:
         return None
     if run_dir is not None and record.get("train_wall_s") != train_wall_s:
         return None
@@ -211,10 +215,10 @@ def _reusable(path: Path, *, names: list[str], step: int | None, run_dir, train_
 
 
 def collect_records(run_dirs, data_dir, *, results_root="results", device=None, tile: int = 256, force: bool = False,
-                    progress: bool = True, log: Callable[[str], None] = print) -> list[dict]:
+                    progress: bool = True, log: Callable[[str], None] = print, weights: str = "auto") -> list[dict]:
     """Bicubic first, then one record per run; each reused from its results JSON when still valid, else evaluated
-    and written there. Every run folder is checked before anything is evaluated."""
-    from dictsr_core.training.checkpoint import load_checkpoint
+    and written there. Every run folder is checked before anything is evaluated. `weights` as in evaluate_run."""
+    from dictsr_core.training.checkpoint import load_checkpoint, weights_used
     from dictsr_core.training.devices import pick_device
 
     run_dirs = [Path(run) for run in run_dirs]
@@ -231,11 +235,14 @@ def collect_records(run_dirs, data_dir, *, results_root="results", device=None, 
     dataset = dataset_name(data_dir)
     device = pick_device(device) if not isinstance(device, torch.device) else device
 
-    def obtain(run: str, run_dir: Path | None, step: int | None, evaluate: Callable[[], dict], wall=None) -> dict:
+    def obtain(run: str, run_dir: Path | None, step: int | None, evaluate: Callable[[], dict], wall=None,
+               used: str | None = None) -> dict:
         path = results_path(run, dataset, results_root)
-        record = None if force else _reusable(path, names=names, step=step, run_dir=run_dir, train_wall_s=wall)
+        record = None if force else _reusable(path, names=names, step=step, run_dir=run_dir, train_wall_s=wall,
+                                              weights=used)
         if record is not None:
-            made_from = "same validation images" if step is None else f"checkpoint step {step}, same validation images"
+            made_from = "same validation images" if step is None else (
+                f"checkpoint step {step}, {used} weights, same validation images")
             log(f"[table] {run}: reusing {path} ({made_from}; --force re-evaluates)")
             return record
         log(f"[table] {run}: evaluating on {len(names)} validation pairs of {dataset} ({device})")
@@ -247,8 +254,8 @@ def collect_records(run_dirs, data_dir, *, results_root="results", device=None, 
     for run_dir in run_dirs:
         payload = load_checkpoint(run_dir / CHECKPOINT)
         records.append(obtain(run_dir.name, run_dir, int(payload["step"]),
-                              lambda run_dir=run_dir: evaluate_run(run_dir, data_dir, device, tile, progress),
-                              wall=payload.get("train_wall_s")))
+                              lambda run_dir=run_dir: evaluate_run(run_dir, data_dir, device, tile, progress, weights),
+                              wall=payload.get("train_wall_s"), used=weights_used(payload, weights, str(run_dir))))
     for record in records[1:]:
         if record["total_steps"] is not None and record["steps"] < record["total_steps"]:
             log(f"[table] note: {record['run']} stopped at step {record['steps']} of {record['total_steps']}")

@@ -162,9 +162,15 @@ def delta_cell(record: dict, reference: str, metric: str, digits: int) -> Cell |
     """`+0.42 [+0.10, +0.75]`: the record's mean paired difference to `reference` (a method) in `metric` and its
     bootstrap interval, from the record's `comparison`; `[-]` without an interval (one photo), None when absent."""
     found = ((record.get("comparison") or {}).get(reference) or {}).get(metric)
-    if not found or not _finite(found.get("mean_diff")):
+    if not found:
         return None
-    mean, low, high = found["mean_diff"], found.get("ci_low"), found.get("ci_high")
+    return interval_cell(found.get("mean_diff"), found.get("ci_low"), found.get("ci_high"), digits)
+
+
+def interval_cell(mean, low, high, digits: int) -> Cell | None:
+    """A mean difference and its interval: rounded in Markdown, full precision in CSV; None without a mean."""
+    if not _finite(mean):
+        return None
     if not (_finite(low) and _finite(high)):
         return Cell(_interval_markdown(mean, low, high, digits), f"{mean:+} [-]")
     return Cell(_interval_markdown(mean, low, high, digits), f"{mean:+} [{low:+}, {high:+}]")
@@ -380,6 +386,46 @@ def image_table(records: list[dict]) -> Table:
                "(the PSNR of identical images is infinite, stored as null, and left out of the means). Written by "
                "`dictsr table`; do not edit.")
     return Table(columns, tuple(rows), caption)
+
+
+SEEDS_NOTE = ("Δ: mean over the validation images of the paired difference, run minus reference (PSNR higher is "
+              "better, LPIPS lower). [95% CI, photos]: percentile bootstrap interval resampling photos, as in the "
+              "tables; on the pooled row over each image's difference averaged across the seeds (the seeds held "
+              "fixed). [95% CI, seeds x photos]: a two-stage bootstrap drawing training seeds with replacement and "
+              "then photos: whether the difference would hold for a seed not trained yet (coarse with few seeds). "
+              "10000 resamples, seed 0")
+
+
+def seeds_table(pooled: dict[str, dict], run: str, reference: str, dataset: str) -> Table:
+    """One row per training seed and a pooled row, for each metric of `pooled` ({metric: seeds.pooled_comparison})."""
+    labels = {"psnr_rgb": ("PSNR", ".2f", 2), "lpips_alex": ("LPIPS-Alex", ".4f", 4)}
+    columns = [Column("training seed")]
+    for metric in pooled:
+        name, fmt, _ = labels[metric]
+        columns += [Column(f"{run} {name}", fmt), Column(f"{reference} {name}", fmt), Column(f"Δ{name} [95% CI, photos]"),
+                    Column(f"Δ{name} [95% CI, seeds x photos]")]
+    first = next(iter(pooled.values()))
+    rows = []
+    for i, entry in enumerate(first["per_seed"]):
+        row = [str(entry["seed"])]
+        for metric, found in pooled.items():
+            seed = found["per_seed"][i]
+            diff = seed["diff"]
+            row += [seed["run"], seed["reference"],
+                    interval_cell(diff["mean_diff"], diff["ci_low"], diff["ci_high"], labels[metric][2]), None]
+        rows.append(tuple(row))
+    row = [f"mean of {first['seeds']}"]
+    for metric, found in pooled.items():
+        digits, photos, both = labels[metric][2], found["photos"], found["seeds_photos"]
+        row += [found["run"], found["reference"], interval_cell(photos["mean_diff"], photos["ci_low"], photos["ci_high"], digits),
+                interval_cell(photos["mean_diff"], both["ci_low"], both["ci_high"], digits)]
+    rows.append(tuple(row))
+    dropped = sorted({name for found in pooled.values() for name in found["dropped"]})
+    images = first["photos"]["n"]
+    caption = (f"Training seeds pooled on `{dataset}`: {run} against {reference}, {images} validation pairs"
+               + (f" ({len(dropped)} left out: a value missing in some seed)" if dropped else "")
+               + f". {SEEDS_NOTE}. Written by `dictsr seeds`; do not edit.")
+    return Table(tuple(columns), tuple(rows), caption)
 
 
 def write_tables(records: list[dict], out_dir, paper: str = "aim") -> tuple[list[Path], str]:

@@ -52,8 +52,10 @@ def build_lpips(net: str = "alex", cache_dir=None, device=None) -> lpips.LPIPS:
     key = (net, str(device), str(resolve_cache_dir(cache_dir)))
     if key not in _BUILT:
         features_state = load_backbone_state(LPIPS_TRUNKS[net], cache_dir)
-        with warnings.catch_warnings():  # torchvision's deprecation notes about lpips' `pretrained=False`
-            warnings.simplefilter("ignore", UserWarning)
+        # its random initialisation (replaced by the weights below) must not draw from the global RNG: a training
+        # run's draws would then depend on whether LPIPS was already built in this process
+        with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
+            warnings.simplefilter("ignore", UserWarning)  # torchvision's deprecation notes about lpips' `pretrained=False`
             model = lpips.LPIPS(net=net, version="0.1", pretrained=True, pnet_rand=True, verbose=False)
         _load_trunk(model.net, features_state, f"{LPIPS_TRUNKS[net]} backbone")
         model.eval().requires_grad_(False)

@@ -79,29 +79,49 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     return payload
 
 
-def inference_model(payload: dict, device="cpu", source="checkpoint"):
+WEIGHTS = ("auto", "average", "last")  # auto: the weight average (train.ema_decay) where the checkpoint has one
+
+
+def weights_used(payload: dict, weights: str = "auto", source="checkpoint") -> str:
+    """"average" or "last": which weights `weights` picks in this checkpoint (auto: its average where it has one)."""
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights = {weights!r}: choose one of {', '.join(WEIGHTS)}")
+    has_average = payload.get("model_ema") is not None
+    if weights == "average" and not has_average:
+        raise CheckpointError(f"{source}: has no weight average (it was trained with train.ema_decay = 0, or stopped "
+                              "before its perceptual phase); use the last weights")
+    return "average" if weights != "last" and has_average else "last"
+
+
+def model_weights(payload: dict, weights: str = "auto", source="checkpoint") -> dict:
+    """The state dict to run: `model_ema` (the weight average) or `model` (the last step's weights)."""
+    return payload["model_ema"] if weights_used(payload, weights, source) == "average" else payload["model"]
+
+
+def inference_model(payload: dict, device="cpu", source="checkpoint", weights: str = "auto"):
     """The LR -> SR module of a loaded checkpoint, in eval mode: DictSRInference (only the inference
-    modules of DictSR), or PlainSR for the paired baselines."""
+    modules of DictSR), or PlainSR for the paired baselines; `weights` as in model_weights."""
     from dictsr_core.model import DictSRInference, PlainSR
 
     cfg = payload["config"]
+    state = model_weights(payload, weights, source)
     try:
         if cfg.method == "dictsr":
             model = DictSRInference(cfg.model)
-            model.load_from_training_state(payload["model"])
+            model.load_from_training_state(state)
             model = model.folded()
         else:
             model = PlainSR(cfg.model)
-            model.load_state_dict(payload["model"])
+            model.load_state_dict(state)
     except RuntimeError as error:
         raise CheckpointError(f"{source}: weights do not match its config: {error}") from None
     return model.to(device).eval()
 
 
-def load_inference_model(path, device="cpu"):
+def load_inference_model(path, device="cpu", weights: str = "auto"):
     """(inference module, Config, step) from a training checkpoint file."""
     payload = load_checkpoint(path)
-    return inference_model(payload, device, source=str(path)), payload["config"], payload["step"]
+    return inference_model(payload, device, source=str(path), weights=weights), payload["config"], payload["step"]
 
 
 def rng_state(device: torch.device) -> dict:

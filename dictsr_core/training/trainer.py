@@ -105,6 +105,8 @@ class Trainer:
             self.check_finite()
         if run.is_dictsr and t.restart_every and self.step % t.restart_every == 0:
             restart_dead_entries(run.model, hr, hr_down, t, run.world)
+        if run.average is not None and self.step > t.ema_start:
+            run.average.update(run.model)
         out_of_time = self.out_of_time()
         last = self.step == run.end_step or out_of_time
         if self.step % t.log_every == 0 or last:
@@ -209,8 +211,11 @@ class Trainer:
         self.check_finite()
         run = self.run
         if run.rank == 0:
+            extra = {}
+            if run.average is not None and run.average.average is not None:
+                extra["model_ema"] = run.average.state_dict(run.model)
             save_checkpoint(
-                run.ckpt_path, model_state=run.model.state_dict(), config=run.cfg, step=self.step,
+                run.ckpt_path, model_state=run.model.state_dict(), config=run.cfg, step=self.step, **extra,
                 optimizer=run.optimizer.state_dict(), scheduler=run.scheduler.state_dict(), rng=rng_state(run.device),
                 train_wall_s=self.wall_s(), device=str(run.device),
             )
