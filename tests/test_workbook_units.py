@@ -75,6 +75,31 @@ def test_a_stage_is_reused_only_with_the_same_parameters_source_and_outputs(tmp_
     assert not reusable(source, target, params, [made])  # the notebook changed
 
 
+def test_a_stage_that_trains_is_rerun_when_its_training_config_changes(tmp_path):
+    from dictsr_core.config import get_config
+    from dictsr_core.workbook.plan import plan
+    from dictsr_core.workbook.profiles import context
+    from dictsr_core.workbook.runner import stage_configs
+
+    root = _tiny_root(tmp_path, "from pathlib import Path\nPath(out).write_text(str(value))")
+    target, made = tmp_path / "runs" / "probe.ipynb", tmp_path / "made.txt"
+    params = {"value": 3, "out": str(made)}
+    run = str(tmp_path / "runs" / "dictsr")
+    configs = {run: get_config("cpu").to_dict()}
+    assert execute_notebook("probe", target, params, root=root, outputs=[made], configs=configs)["executed"]
+    source = root / "notebooks" / "probe.ipynb"
+    assert reusable(source, target, params, [made], configs)  # as stored (JSON round trip of the config)
+    changed = {run: get_config("cpu", overrides={"train.ema_decay": 0.0}).to_dict()}
+    assert not reusable(source, target, params, [made], changed)  # same parameters, another recipe in config.py
+    assert not reusable(source, target, params, [made])  # a stamp with configs is not a stage without runs
+    assert execute_notebook("probe", target, params, root=root, outputs=[made], configs=changed)["executed"]
+    # the workbook's training stages carry the resolved configs of their runs
+    stages = {s.key: s for s in plan(context("smoke", data_dir=tmp_path / "data", run_root=tmp_path / "r", device="cpu"))}
+    trained = stage_configs(stages["02_train-dictsr"])
+    assert list(trained.values()) == [stages["02_train-dictsr"].runs[0][1].to_dict()]
+    assert stage_configs(stages["01_data"]) == {}
+
+
 def test_a_failing_notebook_names_its_executed_copy_and_leaves_no_finished_one(tmp_path):
     root = _tiny_root(tmp_path, "raise ValueError('bad value ' + str(value))")
     target = tmp_path / "runs" / "probe.ipynb"

@@ -48,14 +48,19 @@ def stamp_path(output: Path) -> Path:
     return output.with_name(output.stem + ".stamp.json")
 
 
-def _stamp(source: Path, parameters: dict, outputs: list[Path]) -> dict:
+def _stamp(source: Path, parameters: dict, outputs: list[Path], configs: dict | None = None) -> dict:
     cleaned = {k: v for k, v in parameters.items() if k != "force"}
-    return {"notebook": source.name, "source_sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
-            "parameters": cleaned, "outputs": [str(p) for p in outputs]}
+    stamp = {"notebook": source.name, "source_sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
+             "parameters": cleaned, "outputs": [str(p) for p in outputs]}
+    if configs:
+        stamp["configs"] = configs
+    return stamp
 
 
-def reusable(source: Path, output: Path, parameters: dict, outputs: list[Path]) -> bool:
-    """The executed copy, its stamp (same notebook source and parameters) and every expected file exist."""
+def reusable(source: Path, output: Path, parameters: dict, outputs: list[Path], configs: dict | None = None) -> bool:
+    """The executed copy, its stamp (same notebook source, parameters and training configs) and every expected
+    file exist. `configs` ({run folder: Config.to_dict()}, the runs the stage trains) is what the parameters only
+    name: a preset changed in config.py leaves them alone, and its runs must be trained again."""
     stamp_file = stamp_path(output)
     if not output.is_file() or not stamp_file.is_file():
         return False
@@ -63,8 +68,8 @@ def reusable(source: Path, output: Path, parameters: dict, outputs: list[Path]) 
         stored = json.loads(stamp_file.read_text())
     except (OSError, ValueError):
         return False
-    wanted = _stamp(source, parameters, outputs)
-    same = all(stored.get(key) == wanted[key] for key in ("source_sha256", "parameters", "outputs"))
+    wanted = _stamp(source, parameters, outputs, configs)
+    same = all(stored.get(key) == wanted.get(key) for key in ("source_sha256", "parameters", "outputs", "configs"))
     return same and all(Path(p).exists() for p in outputs)
 
 
@@ -90,11 +95,13 @@ def _local_transport(folder: str) -> dict:
 
 
 def execute_notebook(notebook: str, output, parameters: dict, *, root, outputs=(), force: bool = False,
-                     log_output: bool = False, timeout: int | None = None) -> dict:
+                     log_output: bool = False, timeout: int | None = None, configs: dict | None = None) -> dict:
     """Run ROOT/notebooks/<notebook>.ipynb with papermill into `output` unless a matching stamp says it is done.
 
     `timeout`: seconds one cell may run; past it the stage fails (nbclient can miss the end of a cell and
     then wait forever, jupyter/nbclient#312: better a named failure than a silent hang).
+
+    `configs`: the training configs of the runs it trains, part of its stamp (see `reusable`).
 
     Returns {"executed": bool, "seconds": float, "output": path}; raises WorkbookError naming the failed copy.
     """
@@ -103,7 +110,7 @@ def execute_notebook(notebook: str, output, parameters: dict, *, root, outputs=(
     source = source_notebook(root, notebook)
     output = Path(output)
     outputs = [Path(p) for p in outputs]
-    if not force and reusable(source, output, parameters, outputs):
+    if not force and reusable(source, output, parameters, outputs, configs):
         print(f"[workbook] {output.stem}: reusing {output} (same parameters; --force reruns)", flush=True)
         return {"executed": False, "seconds": 0.0, "output": str(output)}
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -129,7 +136,7 @@ def execute_notebook(notebook: str, output, parameters: dict, *, root, outputs=(
         raise WorkbookError(f"notebook {notebook} (stage {output.stem}) finished but did not write: {', '.join(missing)}")
     os.replace(partial, output)
     seconds = time.time() - start
-    atomic_write_json(stamp_path(output), {**_stamp(source, parameters, outputs), "seconds": seconds,
+    atomic_write_json(stamp_path(output), {**_stamp(source, parameters, outputs, configs), "seconds": seconds,
                                             "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
     print(f"[workbook] {output.stem}: done in {seconds:.1f} s -> {output}", flush=True)
     return {"executed": True, "seconds": seconds, "output": str(output)}

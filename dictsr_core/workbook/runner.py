@@ -21,6 +21,11 @@ from dictsr_core.workbook.profiles import Context, WorkbookError, context, prepa
 from dictsr_core.workbook.progress import StageProgress, plan_lines, summary_lines
 
 
+def stage_configs(stage: Stage) -> dict:
+    """{run folder: its training config} of the runs a stage trains (part of the stage's stamp)."""
+    return {str(run_dir): cfg.to_dict() for run_dir, cfg in stage.runs}
+
+
 def stage_estimates(ctx: Context, stages: list[Stage], force: bool = False) -> tuple[list[dict], str]:
     """For the plan: per stage, whether it will be reused, and otherwise its seconds (training: remaining steps at
     a step time measured here; the rest: typical seconds, see workbook/estimate.py)."""
@@ -32,7 +37,8 @@ def stage_estimates(ctx: Context, stages: list[Stage], force: bool = False) -> t
     rows, rerun = [], force
     for stage in stages:
         output = ctx.notebook_dir / f"{stage.key}.ipynb"
-        if not rerun and reusable(source_notebook(ctx.root, stage.notebook), output, stage.parameters, stage.outputs):
+        if not rerun and reusable(source_notebook(ctx.root, stage.notebook), output, stage.parameters, stage.outputs,
+                                  stage_configs(stage)):
             rows.append({"stage": stage.key, "reused": True, "seconds": 0.0, "what": stage.about})
             continue
         rerun = True
@@ -79,7 +85,8 @@ def run_workbook(profile: str = "auto", data_dir=None, force: bool = False, run_
     for stage in stages:
         with StageProgress(stage.key, [run_dir for run_dir, _ in stage.runs], estimate_s=estimates.get(stage.key)):
             result = execute_notebook(stage.notebook, ctx.notebook_dir / f"{stage.key}.ipynb", stage.parameters,
-                                      root=ctx.root, outputs=stage.outputs, force=rerun, timeout=ctx.profile.cell_timeout_s)
+                                      root=ctx.root, outputs=stage.outputs, force=rerun, timeout=ctx.profile.cell_timeout_s,
+                                      configs=stage_configs(stage))
         rerun = rerun or result["executed"]
         done.append((stage, result))
     report = write_report(ctx, done, time.time() - start)

@@ -149,9 +149,12 @@ def run_ablations(ctx: Context, variants=None, force: bool = False) -> dict:
     for ident, run in runs.items():
         if run == "dictsr" and (ctx.run_dir(run) / "checkpoints" / "last.pt").exists():
             continue  # the main run, trained by stage 02
+        ablation = None if ident == "Ours" else ident
+        cfg = training_config(ctx, "dictsr", ablation, schedule="ablation")
         execute_notebook("02_train", out / f"02_train-{ident}.ipynb", {
-            **common, "method": "dictsr", "ablation": None if ident == "Ours" else ident, "schedule": "ablation",
-            "run_name": run, "force": force, "live": False}, root=ctx.root, force=force, timeout=ctx.profile.cell_timeout_s)
+            **common, "method": "dictsr", "ablation": ablation, "schedule": "ablation",
+            "run_name": run, "force": force, "live": False}, root=ctx.root, force=force, timeout=ctx.profile.cell_timeout_s,
+            configs={str(ctx.run_dir(run)): cfg.to_dict()})
     table_dir = ctx.table_dir / "ablations"
     execute_notebook("03_evaluate", out / "03_evaluate-ablations.ipynb", {
         **common, "runs": list(runs.values()), "table_dir": str(table_dir), "figure_name": "ablation_metrics",
