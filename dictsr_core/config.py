@@ -297,8 +297,9 @@ ABLATIONS: dict[str, tuple[str, Callable[["Config"], "Config"]]] = {
     "R2": ("no index-consistency term", _set(train__consistency_weight=0.0)),
     "R3": ("no perceptual phase (L1 + VQ losses throughout)", _set(train__perceptual_weight=0.0)),
     "R4": ("D_hr also pulled toward E_hr's embeddings (codebook term, hr_grad both)", _set(model__hr_grad="both")),
-    # photos-ntire seeds 1 / 2 at 6600 steps, the same run's last weights -> average: LPIPS-Alex 0.530 -> 0.465 and
-    # 0.481 -> 0.472, PSNR +1.02 and +0.27 dB (README "What it took ...", 5.; results/ema-study)
+    # photos-ntire, training seeds 0-2 at 6600 steps, each run's last weights -> average: LPIPS-Alex 0.472 / 0.530 /
+    # 0.481 -> 0.454 / 0.465 / 0.472, PSNR +0.33 / +1.02 / +0.27 dB (README "What it took ...", 5.;
+    # results/seeds/photos-ntire/dictsr_vs_dictsr-last.md)
     "R6": ("no weight average: the last step's weights", _set(train__ema_decay=0.0)),
     # an addition, not in the cpu recipe: index agreement 0.74 instead of 0.08 at 1200 steps, but LPIPS-Alex 0.561
     # instead of 0.495; over 6600 steps agreement 0.37, LPIPS-Alex 0.558 instead of 0.404 (README, results/consistency-study)
@@ -313,12 +314,17 @@ def get_config(
     """A preset, then an ablation, then `key=value` overrides; validated."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    cfg = replace(PRESETS[preset], method=method)
-    if ablation:
-        if ablation not in ABLATIONS:
-            raise ConfigError(f"unknown ablation {ablation!r}; choose one of {', '.join(ABLATIONS)}")
-        cfg = replace(ABLATIONS[ablation][1](cfg), ablation=ablation)
+    cfg = with_ablation(replace(PRESETS[preset], method=method), ablation)
     return apply_overrides(cfg, overrides or {}).validated()
+
+
+def with_ablation(cfg: Config, ablation: str | None) -> Config:
+    """cfg with an ablation's change (none for None), validated."""
+    if not ablation:
+        return cfg
+    if ablation not in ABLATIONS:
+        raise ConfigError(f"unknown ablation {ablation!r}; choose one of {', '.join(ABLATIONS)}")
+    return replace(ABLATIONS[ablation][1](cfg), ablation=ablation).validated()
 
 
 # ---- `--set key=value` -----------------------------------------------------------------

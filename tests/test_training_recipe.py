@@ -37,6 +37,11 @@ def test_cpu_recipe_and_its_baselines_get_the_same_600_perceptual_steps_at_the_e
         assert (t.ema_decay, t.ema_start) == (0.995, steps - 600), method  # the same weight average for all three
     ablation = training_config(ctx, "dictsr", schedule="ablation").train
     assert (ablation.total_steps, ablation.ema_start, ablation.ema_decay) == (1200, 1091, 0.98)
+    r6 = training_config(ctx, "dictsr", "R6", schedule="ablation")  # the schedule's average does not undo R6
+    assert (r6.ablation, r6.train.ema_decay, r6.train.total_steps) == ("R6", 0.0, 1200)
+    for ident in ("A1", "R1", "R2", "R3", "R4"):  # every other ablation's run is the same as before R6 existed
+        cfg = training_config(ctx, "dictsr", ident, schedule="ablation")
+        assert cfg == get_config("cpu", ident, {"train.epochs": 2, "train.ema_decay": 0.98, "train.seed": 0}), ident
     assert training_config(ctx, "dictsr", "R3", schedule="ablation").train.perceptual_weight == 0.0
 
 

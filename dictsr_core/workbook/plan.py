@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dictsr_core.config import get_config
+from dictsr_core.config import get_config, with_ablation
 from dictsr_core.workbook.profiles import Context, WorkbookError
 
 NOTEBOOKS = ("01_data", "02_train", "03_evaluate", "04_ablations", "05_dictionaries", "06_qualitative", "07_explore")
@@ -25,7 +25,9 @@ class Stage:
 
 def training_config(ctx: Context, method: str = "dictsr", ablation: str | None = None, schedule: str = "main",
                     overrides: dict | None = None):
-    """The profile's preset (+ ablation), its overrides, the ablation schedule when asked, the context's seed."""
+    """The profile's preset with its overrides, the ablation schedule when asked and the context's seed, then the
+    ablation's change: an ablation removes a part of the profile's recipe, so a schedule override cannot put it
+    back (R6 on the ablation schedule, whose shorter weight average is such an override)."""
     if schedule not in ("main", "ablation"):
         raise WorkbookError(f"schedule {schedule!r}: choose main or ablation")
     merged = dict(ctx.profile.overrides)
@@ -35,7 +37,7 @@ def training_config(ctx: Context, method: str = "dictsr", ablation: str | None =
         merged.update(ctx.profile.ablation_overrides)
     merged["train.seed"] = ctx.seed
     merged.update(overrides or {})
-    return get_config(ctx.profile.preset, ablation or None, merged, method=method)
+    return with_ablation(get_config(ctx.profile.preset, None, merged, method=method), ablation or None)
 
 
 def ablation_runs(ctx: Context, variants=None) -> dict[str, str]:
