@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from dictsr_core.cli import main
-from dictsr_core.evaluation.comparison import ComparisonError
-from dictsr_core.evaluation.seeds import SeedsError, pooled_comparison, seed_records, two_stage_bootstrap
+from dictsr_core.evaluation.comparison import ComparisonError, two_stage_bootstrap
+from dictsr_core.evaluation.seeds import SeedsError, pooled_comparison, seed_records
 
 NAMES = [f"p{p}__c{c}" for p in range(5) for c in range(2)]  # 5 photos, 2 crops each
 

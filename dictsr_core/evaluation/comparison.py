@@ -5,6 +5,9 @@ mean of a - b with a percentile bootstrap interval of that mean. Several validat
 one photo, and crops of one photo are not independent; with `clusters` (one label per image, the source
 photo) whole photos are resampled (cluster bootstrap), otherwise single images.
 
+`two_stage_bootstrap` does the same for differences of several training seeds on the same images: seeds drawn
+with replacement, then photos.
+
 `compare_records` matches the per-image rows of two result records by `name` and runs `paired_bootstrap`
 per metric, with photos as clusters: a row's `photo` key, or else its name without a trailing `__c<digits>`
 (the crops of one photo are named `<photo>__c0`, `<photo>__c1`, ...).
@@ -70,10 +73,7 @@ def paired_bootstrap(values_a, values_b, *, clusters=None, resamples: int = RESA
     keep = np.isfinite(a) & np.isfinite(b)
     dropped = [str(names[i]) if names is not None else str(i) for i in np.flatnonzero(~keep)]
     diff = (a - b)[keep]
-    kept_labels = [label for label, k in zip(labels, keep) if k]
-    index: dict = {}
-    cluster_of = np.array([index.setdefault(label, len(index)) for label in kept_labels], dtype=np.int64)
-    units = len(index)
+    cluster_of, units = _cluster_ids([label for label, k in zip(labels, keep) if k])
     result = {"mean_diff": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n": int(diff.size),
               "clusters": units, "dropped": len(dropped), "dropped_names": dropped,
               "resamples": int(resamples), "confidence": float(confidence)}
@@ -94,10 +94,46 @@ def paired_bootstrap(values_a, values_b, *, clusters=None, resamples: int = RESA
         stop = min(resamples, start + chunk)
         drawn = rng.integers(0, units, size=(stop - start, units))
         statistics[start:stop] = sums[drawn].sum(axis=1) / counts[drawn].sum(axis=1)
+    result["ci_low"], result["ci_high"] = _percentile_interval(mean, statistics, confidence)
+    return result
+
+
+def two_stage_bootstrap(diffs: np.ndarray, clusters, *, resamples: int = RESAMPLES, seed: int = 0,
+                        confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Percentile interval of the mean of `diffs` [seeds, images] when seeds (rows) are drawn with replacement and
+    then photos (`clusters`, one label per image), as in paired_bootstrap; the same photos for every drawn seed, as
+    the seeds share their images. (nan, nan) with one seed and one photo."""
+    seeds = diffs.shape[0]
+    cluster_of, units = _cluster_ids(clusters)
+    if seeds < 2 and units < 2:
+        return math.nan, math.nan
+    mean = float(diffs.mean())
+    sums = np.stack([np.bincount(cluster_of, weights=row - mean, minlength=units) for row in diffs])  # [S, P]
+    counts = np.bincount(cluster_of, minlength=units).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _CELLS_PER_CHUNK // (seeds * units))
+    statistics = np.empty(resamples)
+    for start in range(0, resamples, chunk):
+        stop = min(resamples, start + chunk)
+        drawn_seeds = rng.integers(0, seeds, size=(stop - start, seeds))
+        drawn_photos = rng.integers(0, units, size=(stop - start, units))
+        total = sums[drawn_seeds[:, :, None], drawn_photos[:, None, :]].sum(axis=(1, 2))
+        statistics[start:stop] = total / (seeds * counts[drawn_photos].sum(axis=1))
+    return _percentile_interval(mean, statistics, confidence)
+
+
+def _cluster_ids(labels) -> tuple[np.ndarray, int]:
+    """(one integer id per label, in order of first appearance; the number of distinct labels)."""
+    index: dict = {}
+    ids = np.array([index.setdefault(label, len(index)) for label in labels], dtype=np.int64)
+    return ids, len(index)
+
+
+def _percentile_interval(mean: float, statistics: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The percentile interval of resampled deviations from `mean`, shifted back to the mean."""
     alpha = 1.0 - confidence
     low, high = np.quantile(statistics, [alpha / 2, 1 - alpha / 2])
-    result["ci_low"], result["ci_high"] = mean + float(low), mean + float(high)
-    return result
+    return mean + float(low), mean + float(high)
 
 
 def photo_label(row: dict) -> str:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dictsr_core.evaluation.comparison import CONFIDENCE, RESAMPLES, ComparisonError, paired_bootstrap, photo_label
+from dictsr_core.evaluation.comparison import (RESAMPLES, ComparisonError, paired_bootstrap, photo_label,
+                                                two_stage_bootstrap)
 
 SEED_METRICS = ("psnr_rgb", "lpips_alex")
-_CELLS_PER_CHUNK = 4_000_000
 
 
 class SeedsError(ValueError):
@@ -75,33 +75,6 @@ def _values(record: dict, metric: str, names: list[str]) -> np.ndarray:
     rows = {row["name"]: row for row in record["evaluation"]["images"]}
     out = [rows[name].get(metric) for name in names]
     return np.array([math.nan if v is None else float(v) for v in out], dtype=np.float64)
-
-
-def two_stage_bootstrap(diffs: np.ndarray, clusters, *, resamples: int = RESAMPLES, seed: int = 0,
-                        confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Percentile interval of the mean of `diffs` [seeds, images] when seeds are drawn with replacement and then
-    photos (`clusters`, one label per image); the same photos for every drawn seed, as the images are shared."""
-    seeds = diffs.shape[0]
-    index: dict = {}
-    cluster_of = np.array([index.setdefault(label, len(index)) for label in clusters], dtype=np.int64)
-    units = len(index)
-    if seeds < 2 and units < 2:
-        return math.nan, math.nan
-    mean = float(diffs.mean())
-    sums = np.stack([np.bincount(cluster_of, weights=row - mean, minlength=units) for row in diffs])  # [S, P]
-    counts = np.bincount(cluster_of, minlength=units).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    chunk = max(1, _CELLS_PER_CHUNK // (seeds * units))
-    statistics = np.empty(resamples)
-    for start in range(0, resamples, chunk):
-        stop = min(resamples, start + chunk)
-        drawn_seeds = rng.integers(0, seeds, size=(stop - start, seeds))
-        drawn_photos = rng.integers(0, units, size=(stop - start, units))
-        total = sums[drawn_seeds[:, :, None], drawn_photos[:, None, :]].sum(axis=(1, 2))
-        statistics[start:stop] = total / (seeds * counts[drawn_photos].sum(axis=1))
-    alpha = 1.0 - confidence
-    low, high = np.quantile(statistics, [alpha / 2, 1 - alpha / 2])
-    return mean + float(low), mean + float(high)
 
 
 def pooled_comparison(pooled: list[dict], metric: str, *, resamples: int = RESAMPLES, seed: int = 0) -> dict:

@@ -171,9 +171,8 @@ def interval_cell(mean, low, high, digits: int) -> Cell | None:
     """A mean difference and its interval: rounded in Markdown, full precision in CSV; None without a mean."""
     if not _finite(mean):
         return None
-    if not (_finite(low) and _finite(high)):
-        return Cell(_interval_markdown(mean, low, high, digits), f"{mean:+} [-]")
-    return Cell(_interval_markdown(mean, low, high, digits), f"{mean:+} [{low:+}, {high:+}]")
+    bounds = f"[{low:+}, {high:+}]" if _finite(low) and _finite(high) else "[-]"
+    return Cell(_interval_markdown(mean, low, high, digits), f"{mean:+} {bounds}")
 
 
 def _interval_markdown(mean: float, low, high, digits: int) -> str:

@@ -211,9 +211,8 @@ class Trainer:
         self.check_finite()
         run = self.run
         if run.rank == 0:
-            extra = {}
-            if run.average is not None and run.average.average is not None:
-                extra["model_ema"] = run.average.state_dict(run.model)
+            average = run.average.state_dict(run.model) if run.average is not None else None
+            extra = {"model_ema": average} if average is not None else {}
             save_checkpoint(
                 run.ckpt_path, model_state=run.model.state_dict(), config=run.cfg, step=self.step, **extra,
                 optimizer=run.optimizer.state_dict(), scheduler=run.scheduler.state_dict(), rng=rng_state(run.device),
