@@ -307,6 +307,10 @@ ABLATIONS: dict[str, tuple[str, Callable[["Config"], "Config"]]] = {
            _set(model__consistency_form="cross_entropy", train__consistency_weight=0.1)),
 }
 
+# variants that change only which weights a run keeps, not its training steps: the workbook derives them from Ours'
+# checkpoint (training/run_folder.derive_last_weights_run) instead of training Ours a second time
+DERIVED_ABLATIONS = ("R6",)
+
 
 def get_config(
     preset: str = "paper", ablation: str | None = None, overrides: dict[str, Any] | None = None, method: str = "dictsr"

@@ -439,6 +439,22 @@ def test_ablation_table_gains_the_lpips_interval_and_index_agreement(synthetic_r
     assert "resampling photos" in table.caption and "perfect agreement" in table.caption
 
 
+def test_agreement_worth_csv_keeps_signed_bounds_and_says_when_there_is_no_interval(synthetic_records):
+    from dictsr_core.evaluation.tables import agreement_worth_cell
+
+    dictsr = synthetic_records[2]
+    own_clean, interval = agreement_worth_cell(dictsr).csv.split(", ", 1)
+    assert own_clean == "0.4512 -> " + repr(dictsr["evaluation"]["summary"]["lpips_alex_clean_indices"])
+    mean, bounds = interval.split(" [")
+    low, high = bounds.rstrip("]").split(", ")
+    assert mean.startswith("-0.066") and low.startswith("-") and high.startswith("-")  # signed, as the Δ columns
+    assert float(low) < float(mean) < float(high)
+    one_photo = {**dictsr, "evaluation": {**dictsr["evaluation"],
+                                          "images": [r for r in dictsr["evaluation"]["images"] if r["name"][1] == "0"]}}
+    cell = agreement_worth_cell(one_photo)
+    assert cell.markdown.endswith("-0.051 [-]") and cell.csv.endswith(" [-]"), "one photo: no interval, not [nan, nan]"
+
+
 def test_write_tables_writes_a_per_image_table_next_to_table1(synthetic_records, tmp_path):
     from dictsr_core.evaluation.tables import write_tables
 

@@ -45,6 +45,20 @@ def test_cpu_recipe_and_its_baselines_get_the_same_600_perceptual_steps_at_the_e
     assert training_config(ctx, "dictsr", "R3", schedule="ablation").train.perceptual_weight == 0.0
 
 
+def test_the_cpu_plan_trains_every_ablation_but_r6_which_it_derives_from_ours():
+    from dictsr_core.config import DERIVED_ABLATIONS
+    from dictsr_core.workbook.plan import plan
+    from dictsr_core.workbook.profiles import context
+
+    ctx = context("cpu", data_dir="data/photos-aim", device="cpu")
+    stage = next(s for s in plan(ctx) if s.key == "04_ablations")
+    assert DERIVED_ABLATIONS == ("R6",) and "R6" in stage.parameters["variants"]
+    trained = {cfg.ablation for _, cfg in stage.runs}
+    assert trained == {None, "A1", "R1", "R2", "R3", "R4"}  # None: Ours on the ablation schedule
+    assert ctx.run_dir("ablation-R6") / "checkpoints" / "last.pt" in stage.outputs  # but the stage must leave it
+    assert stage.about == "train Ours, A1, R1, R2, R3, R4 (R6: Ours' last weights), evaluate, Table 3"
+
+
 def test_paper_preset_keeps_the_papers_method():
     m, t = get_config("paper").model, get_config("paper").train
     assert m.base_sigma == 0.0 and t.perceptual_from == 0.0 and t.perceptual_weight == 1.0

@@ -80,3 +80,34 @@ def test_inference_runs_the_average_unless_asked_for_the_last_weights(tiny_data,
         assert torch.equal(load_inference_model(plain)[0](x), load_inference_model(plain, weights="last")[0](x))
     with pytest.raises(CheckpointError, match=r"plain.*no weight average"):
         load_inference_model(plain, weights="average")
+
+
+def test_a_run_without_the_average_is_derived_bit_for_bit_from_the_run_with_it(tiny_data, tmp_path):
+    from dataclasses import replace
+
+    from dictsr_core.config import with_ablation
+    from dictsr_core.training.run_folder import derive_last_weights_run
+
+    ours = _ema_config()
+    train(ours, tiny_data, tmp_path / "Ours", device="cpu", progress=False)
+    r6 = with_ablation(ours, "R6")
+    train(r6, tiny_data, tmp_path / "trained-R6", device="cpu", progress=False)
+    assert derive_last_weights_run(tmp_path / "Ours", tmp_path / "R6", r6)
+    trained = load_checkpoint(tmp_path / "trained-R6" / "checkpoints" / "last.pt")
+    derived = load_checkpoint(tmp_path / "R6" / "checkpoints" / "last.pt")
+    assert states_equal(derived["model"], trained["model"]) and "model_ema" not in derived
+    assert derived["config"] == r6 and derived["step"] == trained["step"] == 20
+    assert derived["derived_from"]["run"] == str(tmp_path / "Ours") and derived["derived_from"]["step"] == 20
+    assert (tmp_path / "R6" / "metrics.jsonl").read_text() == (tmp_path / "Ours" / "metrics.jsonl").read_text()
+    x = torch.rand(1, 3, 12, 16)
+    with torch.no_grad():
+        assert torch.equal(load_inference_model(tmp_path / "R6" / "checkpoints" / "last.pt")[0](x),
+                           load_inference_model(tmp_path / "trained-R6" / "checkpoints" / "last.pt")[0](x))
+
+    assert not derive_last_weights_run(tmp_path / "Ours", tmp_path / "R6", r6)  # up to date: nothing written
+    assert derive_last_weights_run(tmp_path / "Ours", tmp_path / "R6", r6, force=True)
+    other_seed = with_ablation(replace(ours, train=replace(ours.train, seed=1)), "R6")
+    with pytest.raises(ConfigError, match=r"R6 cannot be derived .*train\.seed"):
+        derive_last_weights_run(tmp_path / "Ours", tmp_path / "R6", other_seed)
+    with pytest.raises(ConfigError, match=r"train\.ema_decay"):  # the average kept: not the source's last weights
+        derive_last_weights_run(tmp_path / "Ours", tmp_path / "R6", replace(r6, train=replace(r6.train, ema_decay=0.5)))

@@ -4,11 +4,13 @@ test_browser.py), then assertions on everything it produced."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import numpy as np
 from PIL import Image
 
+from dictsr_core.training.checkpoint import load_checkpoint
 from dictsr_core.workbook.plan import plan
 
 
@@ -60,16 +62,19 @@ def test_tables_have_the_expected_rows(smoke):
     table3 = (tables / "ablations" / "table3.md").read_text()
     body = table3.split("|---", 1)[1].splitlines()[1:]
     ids = [line.split("|")[1].strip() for line in body if line.startswith("| ")]
-    assert ids[:3] == ["Ours", "A1", "C1"], table3
+    assert ids[:4] == ["Ours", "A1", "C1", "R6"], table3
     stats = (tables / "degradation_stats.md").read_text()
     assert "train LR (degraded domain)" in stats and "val LR" in stats
 
 
 def test_results_records_and_report(smoke):
     results = smoke["ctx"].results_root / "sample-aim"
-    for run in ("bicubic", "dictsr", "paired-bicubic", "oracle", "ablation-A1", "ablation-C1"):
+    for run in ("bicubic", "dictsr", "paired-bicubic", "oracle", "ablation-A1", "ablation-C1", "ablation-R6"):
         record = json.loads((results / f"{run}.json").read_text())
         assert record["evaluation"]["summary"]["count"] == 2
+    derived = load_checkpoint(smoke["root"] / "runs" / "ablation-R6" / "checkpoints" / "last.pt")
+    assert Path(derived["derived_from"]["run"]).name == "dictsr"  # smoke: Ours is the main run
+    assert not (smoke["root"] / "runs" / "notebooks" / "ablations" / "02_train-R6.ipynb").exists()  # not trained
     report = (smoke["root"] / "runs" / "report.md").read_text()
     assert "profile `smoke`" in report and "Machine:" in report
     for stage in plan(smoke["ctx"]):

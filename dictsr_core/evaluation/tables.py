@@ -218,9 +218,10 @@ def agreement_worth_cell(record: dict) -> Cell | None:
     found = agreement_worth_comparison(record)
     if found is None or not (_finite(own) and _finite(clean)):
         return None
-    mean, low, high = found["mean_diff"], found["ci_low"], found["ci_high"]
-    return Cell(f"{own:.3f} -> {clean:.3f}, {_interval_markdown(mean, low, high, 3)}",
-                f"{own!r} -> {clean!r}, {mean:+} [{low}, {high}]")
+    interval = interval_cell(found["mean_diff"], found["ci_low"], found["ci_high"], 3)
+    if interval is None:
+        return None
+    return Cell(f"{own:.3f} -> {clean:.3f}, {interval.markdown}", f"{own!r} -> {clean!r}, {interval.csv}")
 
 
 DELTA_TITLES = ("ΔPSNR vs bicubic [95% CI]", "ΔLPIPS-Alex vs bicubic [95% CI]",

@@ -101,3 +101,54 @@ def remove_failed_start(out_dir: Path, made: list[Path], had_config: bool) -> No
             folder.rmdir()  # only when empty
         except OSError:
             pass
+
+
+def derive_last_weights_run(source_dir: Path, out_dir: Path, cfg: Config, force: bool = False) -> bool:
+    """OUT_DIR as the run of `cfg` (an ablation that only drops the weight average, e.g. R6) made from SOURCE_DIR's
+    checkpoint: the weight average changes no training step, so `cfg` trained would end on exactly the source's last
+    weights. Writes config.yaml, a copy of metrics.jsonl and checkpoints/last.pt (the source's last weights, optimizer
+    and RNG state, no `model_ema`, and `derived_from`); False when OUT_DIR already holds this derivation."""
+    from dataclasses import replace
+
+    from dictsr_core.config import ConfigError
+    from dictsr_core.training.checkpoint import load_checkpoint, save_checkpoint, tensor_checksum
+
+    source_dir, out_dir = Path(source_dir), Path(out_dir)
+    payload = load_checkpoint(checkpoint_file(source_dir))
+    source_cfg = payload.pop("config")
+    same_steps = replace(source_cfg, ablation=cfg.ablation, train=replace(source_cfg.train, ema_decay=0.0))
+    if same_steps.to_dict() != cfg.to_dict():
+        wanted, found = _flat(cfg.to_dict()), _flat(same_steps.to_dict())
+        differ = sorted(k for k in wanted.keys() | found.keys() if wanted.get(k) != found.get(k))
+        raise ConfigError(f"{out_dir.name} cannot be derived from {source_dir}: its config differs in more than the "
+                          f"weight average ({', '.join(differ)}); train it instead")
+    derived_from = {"run": str(source_dir), "step": int(payload["step"]), "checksum": tensor_checksum(payload)}
+    ckpt_path = checkpoint_file(out_dir)
+    if ckpt_path.exists() and not force:
+        try:
+            done = load_checkpoint(ckpt_path)
+        except Exception:  # noqa: BLE001 - an unreadable earlier derivation is simply redone
+            done = {}
+        if done.get("derived_from") == derived_from and done["config"].to_dict() == cfg.to_dict():
+            return False
+    ensure_writable_dir(out_dir, str(out_dir))
+    remove_stale_temp_files(out_dir)
+    write_run_config(out_dir, cfg, None)
+    source_metrics = metrics_file(source_dir)
+    if source_metrics.exists():
+        atomic_write_text(metrics_file(out_dir), source_metrics.read_text(encoding="utf-8"))
+    extra = {k: v for k, v in payload.items() if k not in ("format", "model", "model_ema", "step", "derived_from")}
+    save_checkpoint(ckpt_path, model_state=payload["model"], config=cfg, step=payload["step"], **extra,
+                    derived_from=derived_from)
+    return True
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    """{"train.seed": 0, ...} of a nested config dict, for naming the fields two configs differ in."""
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

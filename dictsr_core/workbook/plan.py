@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dictsr_core.config import get_config, with_ablation
+from dictsr_core.config import DERIVED_ABLATIONS, get_config, with_ablation
 from dictsr_core.workbook.profiles import Context, WorkbookError
 
 NOTEBOOKS = ("01_data", "02_train", "03_evaluate", "04_ablations", "05_dictionaries", "06_qualitative", "07_explore")
@@ -75,13 +75,16 @@ def plan(ctx: Context, force: bool = False) -> list[Stage]:
     if ctx.profile.ablations:
         variants = list(ctx.profile.ablations)
         runs = ablation_runs(ctx, variants)
-        trained = [(ctx.run_dir(run), training_config(ctx, "dictsr", None if ident == "Ours" else ident, schedule="ablation"))
-                   for ident, run in runs.items() if run != "dictsr"]
+        train = [i for i, r in runs.items() if r != "dictsr" and i not in DERIVED_ABLATIONS]
+        derived = [i for i in runs if i in DERIVED_ABLATIONS]
+        trained = [(ctx.run_dir(runs[i]), training_config(ctx, "dictsr", None if i == "Ours" else i, schedule="ablation"))
+                   for i in train]
         stages.append(Stage("04_ablations", "04_ablations", {**common, "variants": variants},
                             _figures(ctx, "ablation_bars", "ablation_metrics")
                             + [table / "ablations" / "table3.md", table / "ablations" / "table3.csv"]
                             + [ctx.run_dir(run) / "checkpoints" / "last.pt" for run in runs.values()],
-                            runs=trained, about=f"train {', '.join(i for i, r in runs.items() if r != 'dictsr')}, evaluate, Table 3"
+                            runs=trained, about=f"train {', '.join(train)}"
+                            + "".join(f" ({i}: Ours' last weights)" for i in derived) + ", evaluate, Table 3"
                             + (" (Ours is the main run)" if "dictsr" in runs.values() else "")))
     stages.append(Stage("05_dictionaries", "05_dictionaries", {**common, "run": "dictsr", "embedding": "umap"},
                         _figures(ctx, "fig4_dictionary_map", "fig4_degradation_offsets", "fig4_hr_atoms",

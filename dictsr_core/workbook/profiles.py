@@ -40,10 +40,11 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
-        "smoke", preset="tiny", ablations=("A1", "C1"), umap_points=300, atlas_atoms=64, crop=48, cell_timeout_s=600,
+        "smoke", preset="tiny", ablations=("A1", "C1", "R6"), umap_points=300, atlas_atoms=64, crop=48, cell_timeout_s=600,
         about="seconds of training on the tiny preset: checks that every notebook runs (CI); numbers mean nothing",
     ),
     "cpu": Profile(
+        # R6 is not trained: its steps are Ours' steps, so it is Ours' last weights (config.DERIVED_ABLATIONS)
         "cpu", preset="cpu", source="photos", ablations=("A1", "R1", "R2", "R3", "R4", "R6"),
         # 1200 steps, the last 109 with the perceptual term: a shorter weight average (0.98 forgets the L1 phase's
         # weights to 0.11 over those 109 steps; the preset's 0.995 would keep 0.58 of them)

@@ -46,7 +46,8 @@ def stage_estimates(ctx: Context, stages: list[Stage], force: bool = False) -> t
         if stage.notebook == "03_evaluate":
             seconds += estimate.evaluation_seconds(pairs, len(stage.parameters["runs"]))
         elif stage.notebook == "04_ablations":
-            seconds += estimate.evaluation_seconds(pairs, len(stage.runs) + 1) + estimate.KERNEL_START_S * len(stage.runs)
+            scored = len({"Ours", *stage.parameters["variants"]})  # the derived variants are scored, not trained
+            seconds += estimate.evaluation_seconds(pairs, scored) + estimate.KERNEL_START_S * len(stage.runs)
         seconds += estimate.TYPICAL_STAGE_S.get(stage.notebook, 0.0)
         rows.append({"stage": stage.key, "reused": False, "seconds": seconds, "what": stage.about})
     measured = ", ".join(f"{kind} {1 / s:.1f} it/s" for kind, s in clock.seconds.items())

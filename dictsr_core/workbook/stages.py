@@ -143,18 +143,28 @@ def run_ablations(ctx: Context, variants=None, force: bool = False) -> dict:
     from dictsr_core.evaluation.results import collect_records
     from dictsr_core.evaluation.tables import ablation_table
 
+    from dictsr_core.config import DERIVED_ABLATIONS
+    from dictsr_core.training.run_folder import derive_last_weights_run
+
     runs = ablation_runs(ctx, variants)
     out = ctx.notebook_dir / "ablations"
     common = common_parameters(ctx)
     for ident, run in runs.items():
         if run == "dictsr" and (ctx.run_dir(run) / "checkpoints" / "last.pt").exists():
             continue  # the main run, trained by stage 02
+        if ident in DERIVED_ABLATIONS:
+            continue  # made from Ours below, not trained
         ablation = None if ident == "Ours" else ident
         cfg = training_config(ctx, "dictsr", ablation, schedule="ablation")
         execute_notebook("02_train", out / f"02_train-{ident}.ipynb", {
             **common, "method": "dictsr", "ablation": ablation, "schedule": "ablation",
             "run_name": run, "force": force, "live": False}, root=ctx.root, force=force, timeout=ctx.profile.cell_timeout_s,
             configs={str(ctx.run_dir(run)): cfg.to_dict()})
+    for ident in (i for i in runs if i in DERIVED_ABLATIONS):
+        cfg = training_config(ctx, "dictsr", ident, schedule="ablation")
+        if derive_last_weights_run(ctx.run_dir(runs["Ours"]), ctx.run_dir(runs[ident]), cfg, force=force):
+            print(f"[workbook] {runs[ident]}: derived from {runs['Ours']}'s last weights (its steps are Ours' steps)",
+                  flush=True)
     table_dir = ctx.table_dir / "ablations"
     execute_notebook("03_evaluate", out / "03_evaluate-ablations.ipynb", {
         **common, "runs": list(runs.values()), "table_dir": str(table_dir), "figure_name": "ablation_metrics",
