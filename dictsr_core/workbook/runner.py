@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dictsr_core.atomic import atomic_write_text, replace_readme_block
 from dictsr_core.workbook.execute import execute_notebook, reusable, source_notebook, stamp_path
-from dictsr_core.workbook.plan import NOTEBOOKS, Stage, plan
+from dictsr_core.workbook.plan import NOTEBOOKS, Stage, ablation_runs, plan
 from dictsr_core.workbook.profiles import Context, WorkbookError, context, preparable
 from dictsr_core.workbook.progress import StageProgress, plan_lines, summary_lines
 
@@ -46,7 +46,7 @@ def stage_estimates(ctx: Context, stages: list[Stage], force: bool = False) -> t
         if stage.notebook == "03_evaluate":
             seconds += estimate.evaluation_seconds(pairs, len(stage.parameters["runs"]))
         elif stage.notebook == "04_ablations":
-            scored = len({"Ours", *stage.parameters["variants"]})  # the derived variants are scored, not trained
+            scored = len(ablation_runs(ctx, stage.parameters["variants"]))  # the derived variants too
             seconds += estimate.evaluation_seconds(pairs, scored) + estimate.KERNEL_START_S * len(stage.runs)
         seconds += estimate.TYPICAL_STAGE_S.get(stage.notebook, 0.0)
         rows.append({"stage": stage.key, "reused": False, "seconds": seconds, "what": stage.about})

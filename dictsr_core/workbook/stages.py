@@ -140,10 +140,9 @@ def run_ablations(ctx: Context, variants=None, force: bool = False) -> dict:
     """Each variant trained by notebook 02 and all scored by notebook 03 (papermill, executed copies under
     NOTEBOOK_DIR/ablations), then Table 3 and the ablation bar charts."""
     from dictsr_core.analysis.figures.results import ablation_bars
+    from dictsr_core.config import DERIVED_ABLATIONS
     from dictsr_core.evaluation.results import collect_records
     from dictsr_core.evaluation.tables import ablation_table
-
-    from dictsr_core.config import DERIVED_ABLATIONS
     from dictsr_core.training.run_folder import derive_last_weights_run
 
     runs = ablation_runs(ctx, variants)
