@@ -63,6 +63,21 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_derive(args) -> int:
+    from dictsr_core.config import apply_overrides, parse_set_args, with_ablation
+    from dictsr_core.training.checkpoint import load_checkpoint
+    from dictsr_core.training.run_folder import checkpoint_file, derive_average_run
+
+    source = load_checkpoint(checkpoint_file(args.source))["config"]
+    cfg = apply_overrides(with_ablation(source, args.ablation), parse_set_args(args.set)).validated()
+    if derive_average_run(args.source, args.out, cfg, force=args.force):
+        print(f"[derive] {args.out}: the run of {args.source}'s steps with its weight averages set as asked "
+              f"(train.ema_decay {cfg.train.ema_decay:g}, ema_sigma_rel {cfg.train.ema_sigma_rel:g})", file=sys.stderr)
+    else:
+        print(f"[derive] {args.out} is already this derivation of {args.source}; nothing written", file=sys.stderr)
+    return 0
+
+
 def _main_checkpoint(command: str) -> str:
     """The checkpoint `make main` trained, for `sr` / `evaluate` without --checkpoint; a ConfigError saying how
     to get one when there is none."""
@@ -343,7 +358,8 @@ def cmd_seeds(args) -> int:
 
 def _weights_argument(p) -> None:
     p.add_argument("--weights", choices=("auto", "average", "last"), default="auto",
-                   help="auto: the checkpoint's weight average (train.ema_decay) where it has one, else its last weights")
+                   help="auto: the checkpoint's weight average (train.ema_decay or ema_sigma_rel) where it has one, else its last "
+                   "weights")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -359,6 +375,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop (checkpointed, resumable) after this many seconds even if steps remain")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("derive", help="make the run that differs from a trained one in its weight averages only (no "
+                       "average, or one it tracked with train.ema_track_sigma_rel / _decay) from its checkpoint, without training")
+    p.add_argument("--from", dest="source", required=True, metavar="RUN", help="the trained run folder")
+    p.add_argument("--out", required=True, help="the derived run folder")
+    p.add_argument("--ablation", default=None, help="an ablation that changes the averages only, e.g. R6")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="train.ema_decay, ema_sigma_rel, ema_track_sigma_rel or ema_track_decay (repeatable)")
+    p.add_argument("--force", action="store_true", help="write it again even when OUT already holds it")
+    p.set_defaults(func=cmd_derive)
 
     p = sub.add_parser("sr", help="super-resolve images with a checkpoint (default: the one `make main` trained)")
     p.add_argument("--checkpoint", default=None, help="trained weights (default: the main job's DictSR checkpoint, "

@@ -34,29 +34,32 @@ def test_cpu_recipe_and_its_baselines_get_the_same_600_perceptual_steps_at_the_e
         first = next(s for s in range(t.total_steps) if perceptual_weight_at(t, s) > 0)
         assert (t.total_steps, t.total_steps - first, t.amp) == (steps, 600, "perceptual"), method
         assert t.halve_every * t.steps_per_epoch == (4800 if method == "dictsr" else round(0.8 * steps))
-        assert (t.ema_decay, t.ema_start) == (0.995, steps - 600), method  # the same weight average for all three
+        # the same weight average for all three
+        assert (t.ema_decay, t.ema_sigma_rel, t.ema_start) == (0.0, 0.2, steps - 600), method
     ablation = training_config(ctx, "dictsr", schedule="ablation").train
-    assert (ablation.total_steps, ablation.ema_start, ablation.ema_decay) == (1200, 1091, 0.98)
-    r6 = training_config(ctx, "dictsr", "R6", schedule="ablation")  # the schedule's average does not undo R6
-    assert (r6.ablation, r6.train.ema_decay, r6.train.total_steps) == ("R6", 0.0, 1200)
-    for ident in ("A1", "R1", "R2", "R3", "R4"):  # every other ablation's run is the same as before R6 existed
+    assert (ablation.total_steps, ablation.ema_start, ablation.ema_sigma_rel) == (1200, 1091, 0.2)
+    r6, r7 = (training_config(ctx, "dictsr", i, schedule="ablation").train for i in ("R6", "R7"))
+    assert (r6.ema_decay, r6.ema_sigma_rel, r6.total_steps) == (0.0, 0.0, 1200)
+    assert (r7.ema_decay, r7.ema_sigma_rel, r7.ema_track_decay, r7.total_steps) == (0.995, 0.0, (), 1200)
+    for ident in ("A1", "R1", "R2", "R3", "R4"):
         cfg = training_config(ctx, "dictsr", ident, schedule="ablation")
-        assert cfg == get_config("cpu", ident, {"train.epochs": 2, "train.ema_decay": 0.98, "train.seed": 0}), ident
+        assert cfg == get_config("cpu", ident, {"train.epochs": 2, "train.seed": 0}), ident
     assert training_config(ctx, "dictsr", "R3", schedule="ablation").train.perceptual_weight == 0.0
 
 
-def test_the_cpu_plan_trains_every_ablation_but_r6_which_it_derives_from_ours():
+def test_the_cpu_plan_trains_every_ablation_but_r6_and_r7_which_it_derives_from_ours():
     from dictsr_core.config import DERIVED_ABLATIONS
     from dictsr_core.workbook.plan import plan
     from dictsr_core.workbook.profiles import context
 
     ctx = context("cpu", data_dir="data/photos-aim", device="cpu")
     stage = next(s for s in plan(ctx) if s.key == "04_ablations")
-    assert DERIVED_ABLATIONS == ("R6",) and "R6" in stage.parameters["variants"]
+    assert DERIVED_ABLATIONS == ("R6", "R7") and {"R6", "R7"} <= set(stage.parameters["variants"])
     trained = {cfg.ablation for _, cfg in stage.runs}
     assert trained == {None, "A1", "R1", "R2", "R3", "R4"}  # None: Ours on the ablation schedule
-    assert ctx.run_dir("ablation-R6") / "checkpoints" / "last.pt" in stage.outputs  # but the stage must leave it
-    assert stage.about == "train Ours, A1, R1, R2, R3, R4 (R6: Ours' last weights), evaluate, Table 3"
+    for ident in ("R6", "R7"):  # but the stage must leave them
+        assert ctx.run_dir(f"ablation-{ident}") / "checkpoints" / "last.pt" in stage.outputs
+    assert stage.about == "train Ours, A1, R1, R2, R3, R4 (R6, R7: made from Ours' checkpoint), evaluate, Table 3"
 
 
 def test_paper_preset_keeps_the_papers_method():
@@ -205,8 +208,11 @@ def test_recipe_ablations_remove_one_departure_each():
     assert r1.model.base_sigma == 0.0 and r1.model.hr_grad == "entries" and r1.train.consistency_weight == 10.0
     assert r2.train.consistency_weight == 0.0 and r2.model.base_sigma == 1.5
     assert r4.model.hr_grad == "both" and r4.model.base_sigma == 1.5 and r4.ablation == "R4"
-    r6 = get_config("cpu", "R6")
-    assert (cpu.train.ema_decay, r6.train.ema_decay, get_config("paper").train.ema_decay) == (0.995, 0.0, 0.0)
+    r6, r7, paper = get_config("cpu", "R6"), get_config("cpu", "R7"), get_config("paper")
+    assert (cpu.train.ema_sigma_rel, r6.train.ema_sigma_rel, paper.train.ema_sigma_rel, paper.train.ema_decay) == (0.2, 0, 0, 0)
+    assert (r6.train.ema_decay, r6.train.ema_track_decay) == (0.0, (0.995,))  # still tracked: they change no step
+    assert (r7.train.ema_decay, r7.train.ema_sigma_rel, r7.train.ema_track_decay) == (0.995, 0.0, ())
+    assert r7.train.ema_track_sigma_rel == cpu.train.ema_track_sigma_rel == (0.05, 0.1)
     r5 = get_config("cpu", "R5")  # an addition: the cross-entropy form at its own weight, nothing else changed
     assert (r5.model.consistency_form, r5.train.consistency_weight, cpu.model.consistency_form) == ("cross_entropy", 0.1, "mse")
     assert r5.model.base_sigma == 1.5 and r5.model.hr_grad == "entries"

@@ -1,4 +1,4 @@
-"""train.ema_decay: the weight average folds in the steps after the L1 phase, resumes exactly, never feeds back into
+"""train.ema_decay / ema_sigma_rel: the weight average folds in the steps after the L1 phase, resumes exactly, never feeds back into
 training, and is what inference runs unless asked for the last weights."""
 
 import math
@@ -20,10 +20,10 @@ def test_the_average_is_the_exponential_moving_average_and_buffers_stay_live():
     model = torch.nn.BatchNorm1d(2)
     average = WeightAverage(model, decay=0.5)
     assert average.state_dict(model) is None  # nothing folded in yet
-    for value in (1.0, 2.0, 3.0):
+    for t, value in enumerate((1.0, 2.0, 3.0), start=1):
         with torch.no_grad():
             model.weight.fill_(value)
-        average.update(model)
+        average.update(model, t)
     model.running_mean.fill_(7.0)
     state = average.state_dict(model)
     assert torch.allclose(state["weight"], torch.full((2,), 2.25))  # 1 -> 0.5*1 + 0.5*2 -> 0.5*1.5 + 0.5*3
@@ -31,6 +31,8 @@ def test_the_average_is_the_exponential_moving_average_and_buffers_stay_live():
     assert torch.equal(model.weight, torch.full((2,), 3.0))  # the live weights are untouched
     with pytest.raises(ValueError, match="ema_decay"):
         WeightAverage(model, decay=1.0)
+    with pytest.raises(ValueError, match="set exactly one"):
+        WeightAverage(model, decay=0.5, sigma_rel=0.1)
 
 
 @pytest.mark.parametrize("bad", [1.0, -0.1, math.nan])
@@ -86,13 +88,13 @@ def test_a_run_without_the_average_is_derived_bit_for_bit_from_the_run_with_it(t
     from dataclasses import replace
 
     from dictsr_core.config import with_ablation
-    from dictsr_core.training.run_folder import derive_last_weights_run
+    from dictsr_core.training.run_folder import derive_average_run
 
     ours = _ema_config()
     train(ours, tiny_data, tmp_path / "Ours", device="cpu", progress=False)
     r6 = with_ablation(ours, "R6")
     train(r6, tiny_data, tmp_path / "trained-R6", device="cpu", progress=False)
-    assert derive_last_weights_run(tmp_path / "Ours", tmp_path / "R6", r6)
+    assert derive_average_run(tmp_path / "Ours", tmp_path / "R6", r6)
     trained = load_checkpoint(tmp_path / "trained-R6" / "checkpoints" / "last.pt")
     derived = load_checkpoint(tmp_path / "R6" / "checkpoints" / "last.pt")
     assert states_equal(derived["model"], trained["model"]) and "model_ema" not in derived
@@ -104,10 +106,94 @@ def test_a_run_without_the_average_is_derived_bit_for_bit_from_the_run_with_it(t
         assert torch.equal(load_inference_model(tmp_path / "R6" / "checkpoints" / "last.pt")[0](x),
                            load_inference_model(tmp_path / "trained-R6" / "checkpoints" / "last.pt")[0](x))
 
-    assert not derive_last_weights_run(tmp_path / "Ours", tmp_path / "R6", r6)  # up to date: nothing written
-    assert derive_last_weights_run(tmp_path / "Ours", tmp_path / "R6", r6, force=True)
+    assert not derive_average_run(tmp_path / "Ours", tmp_path / "R6", r6)  # up to date: nothing written
+    assert derive_average_run(tmp_path / "Ours", tmp_path / "R6", r6, force=True)
     other_seed = with_ablation(replace(ours, train=replace(ours.train, seed=1)), "R6")
     with pytest.raises(ConfigError, match=r"R6 cannot be derived .*train\.seed"):
-        derive_last_weights_run(tmp_path / "Ours", tmp_path / "R6", other_seed)
-    with pytest.raises(ConfigError, match=r"train\.ema_decay"):  # the average kept: not the source's last weights
-        derive_last_weights_run(tmp_path / "Ours", tmp_path / "R6", replace(r6, train=replace(r6.train, ema_decay=0.5)))
+        derive_average_run(tmp_path / "Ours", tmp_path / "R6", other_seed)
+    with pytest.raises(ConfigError, match=r"R6 cannot be derived .*did not keep .*decay=0\.5 \(it kept decay=0\.8\)"):
+        derive_average_run(tmp_path / "Ours", tmp_path / "R6", replace(r6, train=replace(r6.train, ema_decay=0.5)))
+
+
+def test_the_power_function_average_weights_every_update_as_its_closed_form_says():
+    from dictsr_core.training.weight_average import sigma_rel_to_gamma
+
+    gamma = sigma_rel_to_gamma(0.1)
+    assert gamma == pytest.approx(6.94, abs=0.01)  # Karras et al. 2024: sigma_rel 0.1 <-> gamma ~6.94
+    assert (gamma + 1) / ((gamma + 2) ** 2 * (gamma + 3)) == pytest.approx(0.1 ** 2)
+    model = torch.nn.Linear(1, 1, bias=False).double()
+    average = WeightAverage(model, sigma_rel=0.1)
+    steps = 50
+    for t in range(1, steps + 1):
+        with torch.no_grad():
+            model.weight.fill_(float(t))
+        average.update(model, t)
+    t = torch.arange(1, steps + 1, dtype=torch.float64)
+    weights = (t / steps) ** (gamma + 1) - ((t - 1) / steps) ** (gamma + 1)
+    assert average.state_dict(model)["weight"].item() == pytest.approx((weights * t).sum().item(), rel=1e-12)
+    # its mean lags T / (gamma + 2) updates: its window grows with the run (~67 of the cpu recipe's 600)
+    lag = steps - (weights * t).sum().item()
+    assert 5 < lag < 8 and average.label == "sigma_rel=0.1"
+
+
+@pytest.mark.parametrize("overrides, field", [
+    ({"train.ema_sigma_rel": 0.5}, "train.ema_sigma_rel"),
+    ({"train.ema_sigma_rel": 0.1, "train.ema_decay": 0.99}, "train.ema_sigma_rel"),
+    ({"train.ema_track_sigma_rel": "0.1,0.1"}, "train.ema_track_sigma_rel"),
+    ({"train.ema_track_sigma_rel": "0.1", "train.ema_sigma_rel": 0.1}, "train.ema_track_sigma_rel"),
+    ({"train.ema_track_sigma_rel": "0.001"}, "train.ema_track_sigma_rel"),
+    ({"train.ema_track_decay": "0.9,0.9"}, "train.ema_track_decay"),
+    ({"train.ema_track_decay": "1.0"}, "train.ema_track_decay"),
+    ({"train.ema_track_decay": "0.9", "train.ema_decay": 0.9}, "train.ema_track_decay"),
+])
+def test_power_function_averages_are_validated(overrides, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        get_config("tiny", overrides=overrides)
+
+
+def test_tracked_averages_resume_exactly_and_derive_the_run_that_uses_one_bit_for_bit(tiny_data, tmp_path, capsys):
+    from dataclasses import replace
+
+    from dictsr_core.training.run_folder import derive_average_run
+
+    ours = replace(_ema_config(), train=replace(_ema_config().train, ema_track_sigma_rel=(0.1, 0.2), ema_track_decay=(0.5,)))
+    train(ours, tiny_data, tmp_path / "Ours", device="cpu", progress=False)
+    train(ours, tiny_data, tmp_path / "resumed", device="cpu", progress=False, stop_after=13)
+    train(ours, tiny_data, tmp_path / "resumed", device="cpu", progress=False, resume=True)
+    straight = load_checkpoint(tmp_path / "Ours" / "checkpoints" / "last.pt")
+    resumed = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
+    assert straight["model_averages"].keys() == {"sigma_rel=0.1", "sigma_rel=0.2", "decay=0.5"}
+    for label in straight["model_averages"]:
+        assert states_equal(straight["model_averages"][label], resumed["model_averages"][label])
+    assert not states_equal(straight["model_averages"]["sigma_rel=0.1"], straight["model_averages"]["sigma_rel=0.2"])
+
+    power = replace(ours, train=replace(ours.train, ema_decay=0.0, ema_sigma_rel=0.1, ema_track_sigma_rel=(),
+                                        ema_track_decay=()))
+    train(power, tiny_data, tmp_path / "trained", device="cpu", progress=False)
+    trained = load_checkpoint(tmp_path / "trained" / "checkpoints" / "last.pt")
+    assert states_equal(trained["model"], straight["model"])  # tracking averages changes no step
+    assert derive_average_run(tmp_path / "Ours", tmp_path / "derived", power)
+    derived = load_checkpoint(tmp_path / "derived" / "checkpoints" / "last.pt")
+    assert states_equal(derived["model_ema"], trained["model_ema"]) and "model_averages" not in derived
+    assert derived["config"] == power and derived["derived_from"]["run"] == str(tmp_path / "Ours")
+    fixed = replace(power, train=replace(power.train, ema_decay=0.5, ema_sigma_rel=0.0))  # a tracked fixed decay
+    train(fixed, tiny_data, tmp_path / "trained-fixed", device="cpu", progress=False)
+    assert derive_average_run(tmp_path / "Ours", tmp_path / "derived-fixed", fixed)
+    assert states_equal(load_checkpoint(tmp_path / "derived-fixed" / "checkpoints" / "last.pt")["model_ema"],
+                        load_checkpoint(tmp_path / "trained-fixed" / "checkpoints" / "last.pt")["model_ema"])
+    with pytest.raises(ConfigError, match=r"did not keep .*sigma_rel=0\.05 \(it kept sigma_rel=0\.1, "
+                                          r"sigma_rel=0\.2, decay=0\.5, decay=0\.8\)"):
+        derive_average_run(tmp_path / "Ours", tmp_path / "other",
+                           replace(power, train=replace(power.train, ema_sigma_rel=0.05)))
+
+    from dictsr_core.cli import main
+
+    to_power = ["--set", "train.ema_decay=0", "--set", "train.ema_sigma_rel=0.1", "--set", "train.ema_track_sigma_rel=",
+                "--set", "train.ema_track_decay="]
+    assert main(["derive", "--from", str(tmp_path / "Ours"), "--out", str(tmp_path / "cli"), *to_power]) == 0
+    by_cli = load_checkpoint(tmp_path / "cli" / "checkpoints" / "last.pt")
+    assert states_equal(by_cli["model_ema"], trained["model_ema"]) and by_cli["config"] == power
+    assert main(["derive", "--from", str(tmp_path / "Ours"), "--out", str(tmp_path / "cli-seed"), *to_power,
+                 "--set", "train.seed=3"]) == 2
+    assert "differs in more than the weight averages (train.seed)" in capsys.readouterr().err
+    assert not (tmp_path / "cli-seed").exists()  # refused before anything is written

@@ -89,7 +89,7 @@ def test_a_stage_that_trains_is_rerun_when_its_training_config_changes(tmp_path)
     assert execute_notebook("probe", target, params, root=root, outputs=[made], configs=configs)["executed"]
     source = root / "notebooks" / "probe.ipynb"
     assert reusable(source, target, params, [made], configs)  # as stored (JSON round trip of the config)
-    changed = {run: get_config("cpu", overrides={"train.ema_decay": 0.0}).to_dict()}
+    changed = {run: get_config("cpu", overrides={"train.ema_sigma_rel": 0.1, "train.ema_track_sigma_rel": "0.05"}).to_dict()}
     assert not reusable(source, target, params, [made], changed)  # same parameters, another recipe in config.py
     assert not reusable(source, target, params, [made])  # a stamp with configs is not a stage without runs
     assert execute_notebook("probe", target, params, root=root, outputs=[made], configs=changed)["executed"]

@@ -25,7 +25,7 @@ RECORD_KEYS = ("run", "run_dir", "method", "preset", "ablation", "steps", "total
 # `comparison`: {reference method: comparison.compare_records(record, reference)}, set by `attach_comparisons` from
 # the records collected together (vs bicubic for every non-bicubic record, and vs paired-bicubic when such a run
 # is among them); None for the bicubic record. A record stored before this key existed is evaluated again.
-# `weights`: which of the checkpoint's weights were scored, "average" (train.ema_decay) or "last"; None for bicubic.
+# `weights`: which of the checkpoint's weights were scored, "average" (its `model_ema`) or "last"; None for bicubic.
 
 
 class ResultsError(ValueError):

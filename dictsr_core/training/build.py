@@ -7,7 +7,7 @@ initialisation, and only then restored from the checkpoint.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,7 +23,7 @@ from dictsr_core.training.distributed import init_distributed
 from dictsr_core.training.losses import PAIRED_TERMS, TERMS
 from dictsr_core.training.run_folder import checkpoint_file, metrics_file, open_run_folder, write_run_config
 from dictsr_core.training.step import build_criterion, build_perceptual
-from dictsr_core.training.weight_average import WeightAverage
+from dictsr_core.training.weight_average import WeightAverage, average_specs
 
 # fields that may differ between a checkpoint's config and the one a resumed run asks for
 RESUMABLE_CHANGES = {"train.epochs", "train.log_every", "train.checkpoint_every", "train.num_workers", "train.compile"}
@@ -51,7 +51,8 @@ class TrainingRun:
     prior_wall: float  # seconds trained before this call, from the checkpoint
     memory_format: torch.memory_format
     native_bf16: bool  # bf16 autocast is native here (CUDA, or a CPU with AVX512-BF16/AMX for amp "perceptual")
-    average: WeightAverage | None = None  # train.ema_decay > 0
+    average: WeightAverage | None = None  # train.ema_decay or train.ema_sigma_rel > 0
+    tracked: dict[str, WeightAverage] = field(default_factory=dict)  # train.ema_track_sigma_rel / _decay, by label
 
     @property
     def is_dictsr(self) -> bool:
@@ -89,7 +90,7 @@ def build_run(cfg: Config, data_dir, out_dir, *, resume: bool = False, device: s
         optimizer.load_state_dict(payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
         set_rng_state(payload["rng"], dev)
-    average = build_average(model, cfg, payload, checkpoint_file(out_dir))
+    average, tracked = build_averages(model, cfg, payload, checkpoint_file(out_dir))
     total = cfg.train.total_steps
     end_step = total if stop_after is None else min(total, start_step + stop_after)
     return TrainingRun(
@@ -99,21 +100,27 @@ def build_run(cfg: Config, data_dir, out_dir, *, resume: bool = False, device: s
         log_terms=TERMS if cfg.method == "dictsr" else PAIRED_TERMS, start_step=start_step, end_step=end_step,
         resumed=payload is not None, prior_wall=float(payload.get("train_wall_s", 0.0)) if payload else 0.0,
         memory_format=memory_format, native_bf16=use_cuda or (cfg.train.amp == "perceptual" and cpu_bf16_supported()),
-        average=average,
+        average=average, tracked=tracked,
     )
 
 
-def build_average(model: torch.nn.Module, cfg: Config, payload: dict | None, ckpt_path: Path) -> WeightAverage | None:
-    """The weight average of a run with train.ema_decay > 0, resumed from the checkpoint's `model_ema` when it has one."""
-    if cfg.train.ema_decay <= 0:
-        return None
-    average = WeightAverage(model, cfg.train.ema_decay)
-    if payload is not None and payload.get("model_ema") is not None:
+def build_averages(model: torch.nn.Module, cfg: Config, payload: dict | None,
+                   ckpt_path: Path) -> tuple[WeightAverage | None, dict[str, WeightAverage]]:
+    """The run's weight average (train.ema_decay or ema_sigma_rel > 0) and the averages it tracks beside it
+    (ema_track_sigma_rel and ema_track_decay, by label), resumed from the checkpoint's `model_ema` and `model_averages`."""
+    own, others = average_specs(cfg.train)
+    average = WeightAverage(model, **own) if own is not None else None
+    tracked = {a.label: a for a in (WeightAverage(model, **spec) for spec in others)}
+    saved = {None: payload.get("model_ema"), **payload.get("model_averages", {})} if payload is not None else {}
+    for label, each in ([(None, average)] if average is not None else []) + list(tracked.items()):
+        if saved.get(label) is None:
+            continue
         try:
-            average.load_state_dict(payload["model_ema"], model)
+            each.load_state_dict(saved[label], model)
         except (KeyError, RuntimeError) as error:
-            raise CheckpointError(f"{ckpt_path}: model_ema does not match the model: {error}") from None
-    return average
+            where = "model_ema" if label is None else f"model_averages[{label!r}]"
+            raise CheckpointError(f"{ckpt_path}: {where} does not match the model: {error}") from None
+    return average, tracked
 
 
 def load_resume(model: torch.nn.Module, cfg: Config, ckpt_path: Path, resume: bool, rank: int) -> dict | None:

@@ -79,7 +79,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     return payload
 
 
-WEIGHTS = ("auto", "average", "last")  # auto: the weight average (train.ema_decay) where the checkpoint has one
+WEIGHTS = ("auto", "average", "last")  # auto: the weight average (train.ema_decay or ema_sigma_rel) where there is one
 
 
 def weights_used(payload: dict, weights: str = "auto", source="checkpoint") -> str:
@@ -88,7 +88,7 @@ def weights_used(payload: dict, weights: str = "auto", source="checkpoint") -> s
         raise ValueError(f"weights = {weights!r}: choose one of {', '.join(WEIGHTS)}")
     has_average = payload.get("model_ema") is not None
     if weights == "average" and not has_average:
-        raise CheckpointError(f"{source}: has no weight average (it was trained with train.ema_decay = 0, or stopped "
+        raise CheckpointError(f"{source}: has no weight average (it was trained without train.ema_decay or ema_sigma_rel, or stopped "
                               "before its perceptual phase); use the last weights")
     return "average" if weights != "last" and has_average else "last"
 

@@ -103,11 +103,15 @@ def remove_failed_start(out_dir: Path, made: list[Path], had_config: bool) -> No
             pass
 
 
-def derive_last_weights_run(source_dir: Path, out_dir: Path, cfg: Config, force: bool = False) -> bool:
-    """OUT_DIR as the run of `cfg` (an ablation that only drops the weight average, e.g. R6) made from SOURCE_DIR's
-    checkpoint: the weight average changes no training step, so `cfg` trained would end on exactly the source's last
-    weights. Writes config.yaml, a copy of metrics.jsonl and checkpoints/last.pt (the source's last weights, optimizer
-    and RNG state, no `model_ema`, and `derived_from`); False when OUT_DIR already holds this derivation."""
+AVERAGE_FIELDS = ("ema_decay", "ema_sigma_rel", "ema_track_sigma_rel", "ema_track_decay")  # train fields that change no training step
+
+
+def derive_average_run(source_dir: Path, out_dir: Path, cfg: Config, force: bool = False) -> bool:
+    """OUT_DIR as the run of `cfg` made from SOURCE_DIR's checkpoint, where `cfg` differs from the source's config in
+    its weight averages only (AVERAGE_FIELDS: e.g. R6, no average, or a power-function average the source tracked):
+    an average changes no training step, so `cfg` trained would end on exactly the source's weights and averages.
+    Writes config.yaml, a copy of metrics.jsonl and checkpoints/last.pt (the source's last weights, optimizer and RNG
+    state, the averages `cfg` keeps, and `derived_from`); False when OUT_DIR already holds this derivation."""
     from dataclasses import replace
 
     from dictsr_core.config import ConfigError
@@ -116,12 +120,21 @@ def derive_last_weights_run(source_dir: Path, out_dir: Path, cfg: Config, force:
     source_dir, out_dir = Path(source_dir), Path(out_dir)
     payload = load_checkpoint(checkpoint_file(source_dir))
     source_cfg = payload.pop("config")
-    same_steps = replace(source_cfg, ablation=cfg.ablation, train=replace(source_cfg.train, ema_decay=0.0))
+    same_steps = replace(source_cfg, ablation=cfg.ablation, train=replace(
+        source_cfg.train, **{name: getattr(cfg.train, name) for name in AVERAGE_FIELDS}))
     if same_steps.to_dict() != cfg.to_dict():
         wanted, found = _flat(cfg.to_dict()), _flat(same_steps.to_dict())
         differ = sorted(k for k in wanted.keys() | found.keys() if wanted.get(k) != found.get(k))
         raise ConfigError(f"{out_dir.name} cannot be derived from {source_dir}: its config differs in more than the "
-                          f"weight average ({', '.join(differ)}); train it instead")
+                          f"weight averages ({', '.join(differ)}); train it instead")
+    kept = _kept_averages(source_cfg.train, payload)
+    own, tracked_labels = _average_labels(cfg.train)
+    wanted_labels = ([own] if own else []) + tracked_labels
+    missing = [label for label in wanted_labels if label not in kept]
+    if missing:
+        raise ConfigError(f"{out_dir.name} cannot be derived from {source_dir}: it did not keep the weight average(s) "
+                          f"{', '.join(missing)} (it kept {', '.join(kept) or 'none'}); train {source_dir} with "
+                          "train.ema_track_sigma_rel / ema_track_decay naming them, or train this run")
     derived_from = {"run": str(source_dir), "step": int(payload["step"]), "checksum": tensor_checksum(payload)}
     ckpt_path = checkpoint_file(out_dir)
     if ckpt_path.exists() and not force:
@@ -131,16 +144,37 @@ def derive_last_weights_run(source_dir: Path, out_dir: Path, cfg: Config, force:
             done = {}
         if done.get("derived_from") == derived_from and done["config"].to_dict() == cfg.to_dict():
             return False
+    averages = {"model_ema": kept[own]} if own and kept[own] is not None else {}
+    if any(kept[label] is not None for label in tracked_labels):
+        averages["model_averages"] = {label: kept[label] for label in tracked_labels}
     ensure_writable_dir(out_dir, str(out_dir))
     remove_stale_temp_files(out_dir)
     write_run_config(out_dir, cfg, None)
     source_metrics = metrics_file(source_dir)
     if source_metrics.exists():
         atomic_write_text(metrics_file(out_dir), source_metrics.read_text(encoding="utf-8"))
-    extra = {k: v for k, v in payload.items() if k not in ("format", "model", "model_ema", "step", "derived_from")}
-    save_checkpoint(ckpt_path, model_state=payload["model"], config=cfg, step=payload["step"], **extra,
+    extra = {k: v for k, v in payload.items()
+             if k not in ("format", "model", "model_ema", "model_averages", "step", "derived_from")}
+    save_checkpoint(ckpt_path, model_state=payload["model"], config=cfg, step=payload["step"], **extra, **averages,
                     derived_from=derived_from)
     return True
+
+
+def _average_labels(t) -> tuple[str | None, list[str]]:
+    """The label of a train config's own weight average (None without one) and those of the averages it tracks."""
+    from dictsr_core.training.weight_average import average_label, average_specs
+
+    own, others = average_specs(t)
+    return (average_label(**own) if own else None), [average_label(**spec) for spec in others]
+
+
+def _kept_averages(t, payload: dict) -> dict:
+    """{label: state dict, or None before the averaging starts} of the averages a checkpoint of train config `t` keeps."""
+    own, tracked_labels = _average_labels(t)
+    kept = {label: payload.get("model_averages", {}).get(label) for label in tracked_labels}
+    if own:
+        kept[own] = payload.get("model_ema")
+    return kept
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

@@ -105,8 +105,9 @@ class Trainer:
             self.check_finite()
         if run.is_dictsr and t.restart_every and self.step % t.restart_every == 0:
             restart_dead_entries(run.model, hr, hr_down, t, run.world)
-        if run.average is not None and self.step > t.ema_start:
-            run.average.update(run.model)
+        if self.step > t.ema_start:
+            for average in ([run.average] if run.average is not None else []) + list(run.tracked.values()):
+                average.update(run.model, self.step - t.ema_start)
         out_of_time = self.out_of_time()
         last = self.step == run.end_step or out_of_time
         if self.step % t.log_every == 0 or last:
@@ -213,6 +214,9 @@ class Trainer:
         if run.rank == 0:
             average = run.average.state_dict(run.model) if run.average is not None else None
             extra = {"model_ema": average} if average is not None else {}
+            tracked = {label: each.state_dict(run.model) for label, each in run.tracked.items()}
+            if any(state is not None for state in tracked.values()):
+                extra["model_averages"] = tracked
             save_checkpoint(
                 run.ckpt_path, model_state=run.model.state_dict(), config=run.cfg, step=self.step, **extra,
                 optimizer=run.optimizer.state_dict(), scheduler=run.scheduler.state_dict(), rng=rng_state(run.device),

@@ -84,7 +84,8 @@ def plan(ctx: Context, force: bool = False) -> list[Stage]:
                             + [table / "ablations" / "table3.md", table / "ablations" / "table3.csv"]
                             + [ctx.run_dir(run) / "checkpoints" / "last.pt" for run in runs.values()],
                             runs=trained, about=f"train {', '.join(train)}"
-                            + "".join(f" ({i}: Ours' last weights)" for i in derived) + ", evaluate, Table 3"
+                            + (f" ({', '.join(derived)}: made from Ours' checkpoint)" if derived else "")
+                            + ", evaluate, Table 3"
                             + (" (Ours is the main run)" if "dictsr" in runs.values() else "")))
     stages.append(Stage("05_dictionaries", "05_dictionaries", {**common, "run": "dictsr", "embedding": "umap"},
                         _figures(ctx, "fig4_dictionary_map", "fig4_degradation_offsets", "fig4_hr_atoms",

@@ -143,7 +143,7 @@ def run_ablations(ctx: Context, variants=None, force: bool = False) -> dict:
     from dictsr_core.config import DERIVED_ABLATIONS
     from dictsr_core.evaluation.results import collect_records
     from dictsr_core.evaluation.tables import ablation_table
-    from dictsr_core.training.run_folder import derive_last_weights_run
+    from dictsr_core.training.run_folder import derive_average_run
 
     runs = ablation_runs(ctx, variants)
     out = ctx.notebook_dir / "ablations"
@@ -161,9 +161,9 @@ def run_ablations(ctx: Context, variants=None, force: bool = False) -> dict:
             configs={str(ctx.run_dir(run)): cfg.to_dict()})
     for ident in (i for i in runs if i in DERIVED_ABLATIONS):
         cfg = training_config(ctx, "dictsr", ident, schedule="ablation")
-        if derive_last_weights_run(ctx.run_dir(runs["Ours"]), ctx.run_dir(runs[ident]), cfg, force=force):
-            print(f"[workbook] {runs[ident]}: derived from {runs['Ours']}'s last weights (its steps are Ours' steps)",
-                  flush=True)
+        if derive_average_run(ctx.run_dir(runs["Ours"]), ctx.run_dir(runs[ident]), cfg, force=force):
+            print(f"[workbook] {runs[ident]}: made from {runs['Ours']}'s checkpoint (its steps are Ours' steps; it "
+                  "differs in the weight average only)", flush=True)
     table_dir = ctx.table_dir / "ablations"
     execute_notebook("03_evaluate", out / "03_evaluate-ablations.ipynb", {
         **common, "runs": list(runs.values()), "table_dir": str(table_dir), "figure_name": "ablation_metrics",
