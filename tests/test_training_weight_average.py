@@ -197,3 +197,23 @@ def test_tracked_averages_resume_exactly_and_derive_the_run_that_uses_one_bit_fo
                  "--set", "train.seed=3"]) == 2
     assert "differs in more than the weight averages (train.seed)" in capsys.readouterr().err
     assert not (tmp_path / "cli-seed").exists()  # refused before anything is written
+
+
+def test_a_resume_from_an_average_that_does_not_fit_the_model_names_it(tiny_data, tmp_path):
+    from dataclasses import replace
+
+    from dictsr_core.training.checkpoint import save_checkpoint
+
+    cfg = replace(_ema_config(), train=replace(_ema_config().train, ema_track_sigma_rel=(0.1,)))
+    train(cfg, tiny_data, tmp_path / "run", device="cpu", progress=False, stop_after=13)
+    path = tmp_path / "run" / "checkpoints" / "last.pt"
+    for broken in ("model_ema", "model_averages"):
+        payload = load_checkpoint(path)
+        state = payload[broken] if broken == "model_ema" else payload[broken]["sigma_rel=0.1"]
+        state.pop(next(iter(state)))
+        save_checkpoint(tmp_path / broken / "checkpoints" / "last.pt", model_state=payload.pop("model"),
+                        config=payload.pop("config"), step=payload.pop("step"),
+                        **{k: v for k, v in payload.items() if k != "format"})
+        where = "model_ema" if broken == "model_ema" else r"model_averages\['sigma_rel=0.1'\]"
+        with pytest.raises(CheckpointError, match=rf"{broken}.*last\.pt: {where} does not match the model"):
+            train(cfg, tiny_data, tmp_path / broken, device="cpu", progress=False, resume=True)

@@ -111,14 +111,16 @@ def build_averages(model: torch.nn.Module, cfg: Config, payload: dict | None,
     own, others = average_specs(cfg.train)
     average = WeightAverage(model, **own) if own is not None else None
     tracked = {a.label: a for a in (WeightAverage(model, **spec) for spec in others)}
-    saved = {None: payload.get("model_ema"), **payload.get("model_averages", {})} if payload is not None else {}
-    for label, each in ([(None, average)] if average is not None else []) + list(tracked.items()):
-        if saved.get(label) is None:
+    payload = payload or {}
+    saved = [("model_ema", average, payload.get("model_ema"))] if average is not None else []
+    saved += [(f"model_averages[{label!r}]", each, payload.get("model_averages", {}).get(label))
+              for label, each in tracked.items()]
+    for where, each, state in saved:
+        if state is None:
             continue
         try:
-            each.load_state_dict(saved[label], model)
+            each.load_state_dict(state, model)
         except (KeyError, RuntimeError) as error:
-            where = "model_ema" if label is None else f"model_averages[{label!r}]"
             raise CheckpointError(f"{ckpt_path}: {where} does not match the model: {error}") from None
     return average, tracked
 
