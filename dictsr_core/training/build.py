@@ -55,6 +55,11 @@ class TrainingRun:
     tracked: dict[str, WeightAverage] = field(default_factory=dict)  # train.ema_track_sigma_rel / _decay, by label
 
     @property
+    def averages(self) -> list[WeightAverage]:
+        """Every average the run updates: its own, then the tracked ones."""
+        return ([self.average] if self.average is not None else []) + list(self.tracked.values())
+
+    @property
     def is_dictsr(self) -> bool:
         return self.cfg.method == "dictsr"
 

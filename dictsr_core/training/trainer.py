@@ -106,7 +106,7 @@ class Trainer:
         if run.is_dictsr and t.restart_every and self.step % t.restart_every == 0:
             restart_dead_entries(run.model, hr, hr_down, t, run.world)
         if self.step > t.ema_start:
-            for average in ([run.average] if run.average is not None else []) + list(run.tracked.values()):
+            for average in run.averages:
                 average.update(run.model, self.step - t.ema_start)
         out_of_time = self.out_of_time()
         last = self.step == run.end_step or out_of_time
