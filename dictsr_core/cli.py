@@ -65,13 +65,21 @@ def cmd_train(args) -> int:
 
 def cmd_derive(args) -> int:
     from dictsr_core.config import apply_overrides, parse_set_args, with_ablation
-    from dictsr_core.training.checkpoint import load_checkpoint
+    from dictsr_core.training.checkpoint import CheckpointError, load_checkpoint
     from dictsr_core.training.run_folder import checkpoint_file, derive_average_run
 
-    source = load_checkpoint(checkpoint_file(args.source))["config"]
+    snapshot = "before-perceptual" if args.before_perceptual else "last"
+    source_ckpt = checkpoint_file(args.source, snapshot)
+    if not source_ckpt.is_file():
+        raise CheckpointError(f"{source_ckpt}: no such checkpoint" + (
+            " (a run keeps it at the start of a perceptual phase after an L1 phase; one trained before it was kept, "
+            "or without such a phase, has none)" if args.before_perceptual else ""))
+    source = load_checkpoint(source_ckpt)["config"]
     cfg = apply_overrides(with_ablation(source, args.ablation), parse_set_args(args.set)).validated()
-    if derive_average_run(args.source, args.out, cfg, force=args.force):
-        print(f"[derive] {args.out}: the run of {args.source}'s steps with its weight averages set as asked "
+    if derive_average_run(args.source, args.out, cfg, force=args.force, snapshot=snapshot):
+        what = ("the L1-only model: its checkpoint at the start of the perceptual phase" if args.before_perceptual
+                else "the run of its steps")
+        print(f"[derive] {args.out}: {what} of {args.source}, with its weight averages set as asked "
               f"(train.ema_decay {cfg.train.ema_decay:g}, ema_sigma_rel {cfg.train.ema_sigma_rel:g})", file=sys.stderr)
     else:
         print(f"[derive] {args.out} is already this derivation of {args.source}; nothing written", file=sys.stderr)
@@ -377,12 +385,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("derive", help="make the run that differs from a trained one in its weight averages only (no "
-                       "average, or one it tracked with train.ema_track_sigma_rel / _decay) from its checkpoint, without training")
+                       "average, or one it tracked with train.ema_track_sigma_rel / _decay) from its checkpoint, without "
+                       "training; or, with --before-perceptual, its L1-only model")
     p.add_argument("--from", dest="source", required=True, metavar="RUN", help="the trained run folder")
     p.add_argument("--out", required=True, help="the derived run folder")
     p.add_argument("--ablation", default=None, help="an ablation that changes the averages only, e.g. R6")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="train.ema_decay, ema_sigma_rel, ema_track_sigma_rel or ema_track_decay (repeatable)")
+    p.add_argument("--before-perceptual", action="store_true",
+                   help="from the run's checkpoint at the start of its perceptual phase (checkpoints/before-perceptual.pt): "
+                        "the model of its L1 + VQ steps only")
     p.add_argument("--force", action="store_true", help="write it again even when OUT already holds it")
     p.set_defaults(func=cmd_derive)
 

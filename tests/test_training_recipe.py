@@ -62,6 +62,23 @@ def test_the_cpu_plan_trains_every_ablation_but_r6_and_r7_which_it_derives_from_
     assert stage.about == "train Ours, A1, R1, R2, R3, R4 (R6, R7: made from Ours' checkpoint), evaluate, Table 3"
 
 
+def test_the_cpu_plan_makes_and_scores_the_l1_only_model_of_the_main_dictsr_run():
+    from dictsr_core.workbook.plan import plan
+    from dictsr_core.workbook.profiles import context
+
+    ctx = context("cpu", data_dir="data/photos-aim", device="cpu")
+    stages = {s.key: s for s in plan(ctx)}
+    train = stages["02_train-dictsr"]
+    assert train.parameters["l1_run"] == "dictsr-l1"
+    assert ctx.run_dir("dictsr-l1") / "checkpoints" / "last.pt" in train.outputs
+    assert train.about == "train dictsr: 6600 steps (dictsr-l1: its L1-only model at step 6000)"
+    assert stages["02_train-oracle"].parameters["l1_run"] is None  # the baselines keep theirs in their own folder only
+    assert stages["03_evaluate"].parameters["runs"] == ["dictsr", "dictsr-l1", "paired-bicubic", "oracle"]
+    smoke = {s.key: s for s in plan(context("smoke", data_dir="data/sample-aim", device="cpu"))}
+    assert smoke["02_train-dictsr"].parameters["l1_run"] is None  # tiny preset: no perceptual phase, no L1-only model
+    assert smoke["03_evaluate"].parameters["runs"] == ["dictsr", "paired-bicubic", "oracle"]
+
+
 def test_paper_preset_keeps_the_papers_method():
     m, t = get_config("paper").model, get_config("paper").train
     assert m.base_sigma == 0.0 and t.perceptual_from == 0.0 and t.perceptual_weight == 1.0

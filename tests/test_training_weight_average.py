@@ -217,3 +217,45 @@ def test_a_resume_from_an_average_that_does_not_fit_the_model_names_it(tiny_data
         where = "model_ema" if broken == "model_ema" else r"model_averages\['sigma_rel=0.1'\]"
         with pytest.raises(CheckpointError, match=rf"{broken}.*last\.pt: {where} does not match the model"):
             train(cfg, tiny_data, tmp_path / broken, device="cpu", progress=False, resume=True)
+
+
+def test_the_l1_only_model_is_kept_at_the_start_of_the_perceptual_phase_and_derived_from_it(tiny_data, tmp_path, capsys):
+    from dictsr_core.cli import main
+    from dictsr_core.training.run_folder import checkpoint_file, derive_average_run
+
+    cfg = _ema_config()  # 20 steps, the perceptual phase from step 10
+    train(cfg, tiny_data, tmp_path / "run", device="cpu", progress=False)
+    train(cfg, tiny_data, tmp_path / "ten", device="cpu", progress=False, stop_after=10)
+    kept = load_checkpoint(checkpoint_file(tmp_path / "run", "before-perceptual"))
+    ten = load_checkpoint(checkpoint_file(tmp_path / "ten"))
+    assert kept["step"] == 10 and states_equal(kept["model"], ten["model"])  # 10 L1 steps, nothing after
+    assert "model_ema" not in kept  # the average starts with the perceptual phase
+    assert not states_equal(kept["model"], load_checkpoint(checkpoint_file(tmp_path / "run"))["model"])
+    # a run stopped before the phase has none yet; resumed, it writes the same one
+    train(cfg, tiny_data, tmp_path / "resumed", device="cpu", progress=False, stop_after=4)
+    assert not checkpoint_file(tmp_path / "resumed", "before-perceptual").exists()
+    train(cfg, tiny_data, tmp_path / "resumed", device="cpu", progress=False, resume=True)
+    assert states_equal(load_checkpoint(checkpoint_file(tmp_path / "resumed", "before-perceptual"))["model"], kept["model"])
+
+    assert derive_average_run(tmp_path / "run", tmp_path / "l1", cfg, snapshot="before-perceptual")
+    derived = load_checkpoint(checkpoint_file(tmp_path / "l1"))
+    assert derived["step"] == 10 and states_equal(derived["model"], kept["model"]) and derived["config"] == cfg
+    assert derived["derived_from"]["checkpoint"] == "before-perceptual.pt"
+    import json
+    steps = [json.loads(line)["step"] for line in (tmp_path / "l1" / "metrics.jsonl").read_text().splitlines()]
+    assert steps and max(steps) == 10  # its log ends where its steps do
+    x = torch.rand(1, 3, 12, 16)
+    with torch.no_grad():  # inference runs its (last) weights: there is no average yet
+        assert torch.equal(load_inference_model(checkpoint_file(tmp_path / "l1"))[0](x),
+                           load_inference_model(checkpoint_file(tmp_path / "ten"))[0](x))
+    assert not derive_average_run(tmp_path / "run", tmp_path / "l1", cfg, snapshot="before-perceptual")  # up to date
+    assert main(["derive", "--from", str(tmp_path / "run"), "--out", str(tmp_path / "cli"), "--before-perceptual"]) == 0
+    assert states_equal(load_checkpoint(checkpoint_file(tmp_path / "cli"))["model"], kept["model"])
+
+    plain = get_config("tiny")  # no perceptual phase: nothing kept, and a named error asking for it
+    train(plain, tiny_data, tmp_path / "plain", device="cpu", progress=False)
+    assert sorted(p.name for p in (tmp_path / "plain" / "checkpoints").iterdir()) == ["last.pt"]
+    with pytest.raises(ConfigError, match=r"cannot be derived from .*plain: it has no before-perceptual\.pt"):
+        derive_average_run(tmp_path / "plain", tmp_path / "plain-l1", plain, snapshot="before-perceptual")
+    assert main(["derive", "--from", str(tmp_path / "plain"), "--out", str(tmp_path / "x"), "--before-perceptual"]) == 2
+    assert "before-perceptual.pt: no such checkpoint" in capsys.readouterr().err

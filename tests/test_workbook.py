@@ -97,12 +97,15 @@ def test_the_run_prints_its_plan_live_progress_and_a_summary(smoke):
 
 def test_a_second_run_reuses_every_stage(smoke):
     stamps = {p: p.read_text() for p in (smoke["root"] / "runs" / "notebooks").glob("*.stamp.json")}
+    written = {name: (smoke["root"] / "runs" / name).read_text() for name in ("plan.txt", "summary.txt")}
     done = subprocess.run([sys.executable, "-m", "dictsr_core", "workbook", *smoke["args"]], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count(": reusing ") == len(plan(smoke["ctx"])) and "executing" not in done.stdout
     assert "measuring" not in done.stdout and "~0 min" in done.stdout  # nothing to train: nothing measured
     assert {p: p.read_text() for p in stamps} == stamps
+    # the README block shows the plan and summary of the call that ran the stages, not of this one
+    assert {name: (smoke["root"] / "runs" / name).read_text() for name in written} == written
 
 
 def test_readme_figure_block_is_generated_and_replaced_in_place(smoke, tmp_path):

@@ -135,11 +135,13 @@ def test_summary_shows_the_computed_rows_and_where_things_are(tmp_path):
     table.write_text("method,run,LPIPS-Alex,PSNR (RGB),ΔPSNR vs bicubic [95% CI]\n"
                      "Bicubic,,0.56587,27.9740,\n"
                      "Real-ESRGAN,,,,\n"
-                     "DictSR,dictsr,0.49251,28.1301,\"0.1612345 [0.04, 0.2871]\"\n")
+                     "DictSR,dictsr,0.49251,28.1301,\"0.1612345 [0.04, 0.2871]\"\n"
+                     "DictSR,dictsr-l1,0.6,28.2,\"0.2 [0.1, 0.3]\"\n")
     (tmp_path / "figures").mkdir()
     (tmp_path / "figures" / "a.png").write_bytes(b"")
     assert headline_rows(table) == [["method", "PSNR (RGB)", "LPIPS-Alex", "ΔPSNR vs bicubic [95% CI]"],
-                                    ["Bicubic", "27.97", "0.5659", "-"], ["DictSR", "28.13", "0.4925", "+0.16 [+0.04, +0.29]"]]
+                                    ["Bicubic", "27.97", "0.5659", "-"], ["DictSR", "28.13", "0.4925", "+0.16 [+0.04, +0.29]"],
+                                    ["DictSR (dictsr-l1)", "28.20", "0.6000", "+0.20 [+0.10, +0.30]"]]
     lines = summary_lines(table_csv=table, report=tmp_path / "report.md", figure_dir=tmp_path / "figures",
                           notebook_dir=tmp_path / "notebooks", data_dir=tmp_path / "photos-aim", seconds=4000)
     text = "\n".join(lines)

@@ -222,3 +222,20 @@ def test_preparable_data_folders_and_the_loud_sample_fallback(tmp_path, monkeypa
     explicit = context("cpu", root=tmp_path, device="cpu", data_dir=tmp_path / "data" / "photos-ntire")
     with pytest.raises(WorkbookError, match="photos-ntire"):
         runner._with_data(explicit, explicit=True, run_root=None, figure_dir=None)
+
+
+def test_the_training_stage_makes_the_l1_only_model_beside_its_run_and_reuses_both(tiny_data, tmp_path, capsys):
+    from dictsr_core.config import get_config
+    from dictsr_core.training.checkpoint import load_checkpoint
+    from dictsr_core.workbook.profiles import context
+    from dictsr_core.workbook.stages import train_run
+
+    ctx = context("smoke", data_dir=tiny_data, run_root=tmp_path / "runs", figure_dir=tmp_path / "figures", device="cpu")
+    cfg = get_config("tiny", overrides={"train.perceptual_weight": 0.1, "train.perceptual_from": 0.5})
+    result = train_run(ctx, "dictsr", cfg, live=False, l1_run="dictsr-l1")
+    l1 = load_checkpoint(ctx.run_dir("dictsr-l1") / "checkpoints" / "last.pt")
+    assert result["summary"]["l1_run"] == "dictsr-l1" and l1["step"] == cfg.train.perceptual_start == 10
+    assert "the L1-only model, dictsr at step 10" in capsys.readouterr().out
+    train_run(ctx, "dictsr", cfg, live=False, l1_run="dictsr-l1")  # finished: reused, and the L1 run is up to date
+    out = capsys.readouterr().out
+    assert "is finished (20 steps); reusing it" in out and "L1-only" not in out

@@ -1,4 +1,5 @@
-"""The run folder on disk: config.yaml, metrics.jsonl (one JSON record per log line) and checkpoints/last.pt.
+"""The run folder on disk: config.yaml, metrics.jsonl (one JSON record per log line), checkpoints/last.pt and,
+for a run with an L1 phase before its perceptual one, checkpoints/before-perceptual.pt (the L1-only model).
 
 Opening it refuses to overwrite a finished run without --resume and removes the temp files of a killed write;
 a resume drops the log lines after its checkpoint; a train that failed before its first checkpoint and log line
@@ -16,12 +17,20 @@ from dictsr_core.atomic import atomic_write_text, ensure_writable_dir
 from dictsr_core.config import Config
 
 # temp files of atomic writes into a run folder (".<name>.<random>.tmp"): what a killed process leaves behind
-RUN_TEMP_PATTERNS = {"checkpoints": (".last.pt.*.tmp",),
+RUN_TEMP_PATTERNS = {"checkpoints": (".last.pt.*.tmp", ".before-perceptual.pt.*.tmp"),
                      ".": (".config.yaml.*.tmp", ".metrics.jsonl.*.tmp", ".dictsr-write-probe.*.tmp")}
 
 
-def checkpoint_file(out_dir: Path) -> Path:
-    return Path(out_dir) / "checkpoints" / "last.pt"
+SNAPSHOTS = ("last", "before-perceptual")  # the checkpoints a run folder keeps
+
+
+def checkpoint_file(out_dir: Path, snapshot: str = "last") -> Path:
+    """checkpoints/last.pt, or checkpoints/before-perceptual.pt: the run at the first step of its perceptual phase,
+    after the L1 + VQ steps only, kept because the perceptual phase trades PSNR for LPIPS and the L1-only model is
+    the reference for that trade."""
+    if snapshot not in SNAPSHOTS:
+        raise ValueError(f"checkpoint {snapshot!r}: choose {' or '.join(SNAPSHOTS)}")
+    return Path(out_dir) / "checkpoints" / f"{snapshot}.pt"
 
 
 def metrics_file(out_dir: Path) -> Path:
@@ -106,19 +115,26 @@ def remove_failed_start(out_dir: Path, made: list[Path], had_config: bool) -> No
 AVERAGE_FIELDS = ("ema_decay", "ema_sigma_rel", "ema_track_sigma_rel", "ema_track_decay")  # train fields that change no training step
 
 
-def derive_average_run(source_dir: Path, out_dir: Path, cfg: Config, force: bool = False) -> bool:
+def derive_average_run(source_dir: Path, out_dir: Path, cfg: Config, force: bool = False, snapshot: str = "last") -> bool:
     """OUT_DIR as the run of `cfg` made from SOURCE_DIR's checkpoint, where `cfg` differs from the source's config in
     its weight averages only (AVERAGE_FIELDS: e.g. R6, no average, or a power-function average the source tracked):
     an average changes no training step, so `cfg` trained would end on exactly the source's weights and averages.
-    Writes config.yaml, a copy of metrics.jsonl and checkpoints/last.pt (the source's last weights, optimizer and RNG
-    state, the averages `cfg` keeps, and `derived_from`); False when OUT_DIR already holds this derivation."""
+    Writes config.yaml, a copy of metrics.jsonl and checkpoints/last.pt (the source's weights, optimizer and RNG
+    state, the averages `cfg` keeps, and `derived_from`); False when OUT_DIR already holds this derivation.
+    snapshot="before-perceptual" makes it from the source's checkpoint at the start of its perceptual phase: the
+    L1-only model (its step is that step, its metrics the log lines up to it)."""
     from dataclasses import replace
 
     from dictsr_core.config import ConfigError
     from dictsr_core.training.checkpoint import load_checkpoint, save_checkpoint, tensor_checksum
 
     source_dir, out_dir = Path(source_dir), Path(out_dir)
-    payload = load_checkpoint(checkpoint_file(source_dir))
+    source_ckpt = checkpoint_file(source_dir, snapshot)
+    if snapshot != "last" and not source_ckpt.is_file():
+        raise ConfigError(f"{out_dir.name} cannot be derived from {source_dir}: it has no {source_ckpt.name} (a run "
+                          "keeps it at the start of a perceptual phase after an L1 phase; one trained before it was "
+                          "kept, or without such a phase, has none)")
+    payload = load_checkpoint(source_ckpt)
     source_cfg = payload.pop("config")
     same_steps = replace(source_cfg, ablation=cfg.ablation, train=replace(
         source_cfg.train, **{name: getattr(cfg.train, name) for name in AVERAGE_FIELDS}))
@@ -136,6 +152,8 @@ def derive_average_run(source_dir: Path, out_dir: Path, cfg: Config, force: bool
                           f"{', '.join(missing)} (it kept {', '.join(kept) or 'none'}); train {source_dir} with "
                           "train.ema_track_sigma_rel / ema_track_decay naming them, or train this run")
     derived_from = {"run": str(source_dir), "step": int(payload["step"]), "checksum": tensor_checksum(payload)}
+    if snapshot != "last":
+        derived_from["checkpoint"] = source_ckpt.name
     ckpt_path = checkpoint_file(out_dir)
     if ckpt_path.exists() and not force:
         try:
@@ -153,6 +171,8 @@ def derive_average_run(source_dir: Path, out_dir: Path, cfg: Config, force: bool
     source_metrics = metrics_file(source_dir)
     if source_metrics.exists():
         atomic_write_text(metrics_file(out_dir), source_metrics.read_text(encoding="utf-8"))
+        if snapshot != "last":
+            truncate_metrics(metrics_file(out_dir), int(payload["step"]))
     extra = {k: v for k, v in payload.items()
              if k not in ("format", "model", "model_ema", "model_averages", "step", "derived_from")}
     save_checkpoint(ckpt_path, model_state=payload["model"], config=cfg, step=payload["step"], **extra, **averages,

@@ -2,7 +2,8 @@
 
 `train` builds the run (build.py: model, optimiser, scheduler, data, resume) and hands it to a Trainer, whose
 loop reads top to bottom: each step is forward/backward (step.py), the optimiser step and the dictionaries'
-upkeep, then at its steps a log line, a checkpoint, and the wall-clock / DDP stop. Data order is a pure function
+upkeep, then at its steps a log line, a checkpoint (and, where a perceptual phase follows an L1 phase, the L1-only
+model at its first step), and the wall-clock / DDP stop. Data order is a pure function
 of (seed, step) (batches.py), so a resumed run sees exactly the batches an uninterrupted one would.
 """
 
@@ -18,7 +19,7 @@ from dictsr_core.config import Config
 from dictsr_core.training.build import TrainingRun, build_run
 from dictsr_core.training.checkpoint import rng_state, save_checkpoint
 from dictsr_core.training.distributed import any_rank, finish_distributed, wrap_ddp
-from dictsr_core.training.run_folder import append_metrics, remove_failed_start
+from dictsr_core.training.run_folder import append_metrics, checkpoint_file, remove_failed_start
 from dictsr_core.training.step import (batch_to_device, bf16_autocast, compiled, forward_backward, perceptual_weight_at,
                                        restart_dead_entries, training_objective)
 
@@ -114,6 +115,8 @@ class Trainer:
             self.log()
         if self.step % t.checkpoint_every == 0 or last:
             self.checkpoint()
+        if self.step == t.perceptual_start and t.perceptual_weight > 0:
+            self.checkpoint(checkpoint_file(run.out_dir, "before-perceptual"))  # the L1-only model
         if self.bar is not None:
             self.bar.update(1)
         if out_of_time and run.rank == 0:
@@ -207,8 +210,8 @@ class Trainer:
         record["wall_s"] = run.prior_wall + now - self.wall0
         return record
 
-    def checkpoint(self) -> None:
-        """checkpoints/last.pt at this step (written by rank 0, atomically), after the NaN guard."""
+    def checkpoint(self, path: Path | None = None) -> None:
+        """checkpoints/last.pt (or `path`) at this step (written by rank 0, atomically), after the NaN guard."""
         self.check_finite()
         run = self.run
         if run.rank == 0:
@@ -218,7 +221,7 @@ class Trainer:
             if any(state is not None for state in tracked.values()):
                 extra["model_averages"] = tracked
             save_checkpoint(
-                run.ckpt_path, model_state=run.model.state_dict(), config=run.cfg, step=self.step, **extra,
+                path or run.ckpt_path, model_state=run.model.state_dict(), config=run.cfg, step=self.step, **extra,
                 optimizer=run.optimizer.state_dict(), scheduler=run.scheduler.state_dict(), rng=rng_state(run.device),
                 train_wall_s=self.wall_s(), device=str(run.device),
             )

@@ -47,6 +47,12 @@ def ablation_runs(ctx: Context, variants=None) -> dict[str, str]:
     return {"Ours": ours, **{v: f"ablation-{v}" for v in variants if v != "Ours"}}
 
 
+def l1_run_name(run_name: str, cfg) -> str | None:
+    """The run made beside a main run whose perceptual phase follows an L1 phase: its L1-only model (the issue's
+    PSNR reference for what the perceptual phase costs), from the checkpoint kept at the start of that phase."""
+    return f"{run_name}-l1" if cfg.train.perceptual_weight > 0 and cfg.train.perceptual_start > 0 else None
+
+
 def common_parameters(ctx: Context) -> dict:
     return {"profile": ctx.profile.name, "data_dir": str(ctx.data_dir), "run_root": str(ctx.run_root),
             "figure_dir": str(ctx.figure_dir), "device": str(ctx.device), "seed": ctx.seed}
@@ -63,15 +69,21 @@ def plan(ctx: Context, force: bool = False) -> list[Stage]:
     stages = [Stage("01_data", "01_data", dict(common), _figures(ctx, "data_gallery", "data_degradation_stats")
                     + [table / "data_splits.md", table / "degradation_stats.md"], about="splits, gallery, degradation statistics")]
     methods = ["dictsr", *ctx.profile.baselines]
+    scored = []
     for method in methods:
         cfg = training_config(ctx, method)
+        l1_run = l1_run_name(method, cfg) if method == "dictsr" else None
         stages.append(Stage(f"02_train-{method}", "02_train",
-                            {**common, "method": method, "ablation": None, "schedule": "main", "run_name": method},
-                            _figures(ctx, f"train_curves_{method}") + [ctx.run_dir(method) / "checkpoints" / "last.pt"],
-                            runs=[(ctx.run_dir(method), cfg)], about=f"train {method}: {cfg.train.total_steps} steps"))
-    stages.append(Stage("03_evaluate", "03_evaluate", {**common, "runs": methods, "table_dir": None, "figure_name": "eval_metrics"},
+                            {**common, "method": method, "ablation": None, "schedule": "main", "run_name": method,
+                             "l1_run": l1_run},
+                            _figures(ctx, f"train_curves_{method}") + [ctx.run_dir(run) / "checkpoints" / "last.pt"
+                                                                       for run in (method, l1_run) if run],
+                            runs=[(ctx.run_dir(method), cfg)], about=f"train {method}: {cfg.train.total_steps} steps"
+                            + (f" ({l1_run}: its L1-only model at step {cfg.train.perceptual_start})" if l1_run else "")))
+        scored += [run for run in (method, l1_run) if run]
+    stages.append(Stage("03_evaluate", "03_evaluate", {**common, "runs": scored, "table_dir": None, "figure_name": "eval_metrics"},
                         _figures(ctx, "eval_metrics") + [table / "table1.md", table / "table1.csv"],
-                        about=f"bicubic and {len(methods)} runs on the validation pairs, Table 1"))
+                        about=f"bicubic and {len(scored)} runs on the validation pairs, Table 1"))
     if ctx.profile.ablations:
         variants = list(ctx.profile.ablations)
         runs = ablation_runs(ctx, variants)

@@ -228,7 +228,14 @@ def headline_rows(table_csv: Path) -> list[list[str]]:
         rows = list(csv.DictReader(handle))
     keep = [row for row in rows if row.get("run") or row.get("method") == "Bicubic"]
     columns = [c for c in SUMMARY_COLUMNS if rows and c in rows[0]]
-    return [columns] + [[_rounded(column, row.get(column) or "") for column in columns] for row in keep]
+    return [columns] + [[_method_cell(row) if column == "method" else _rounded(column, row.get(column) or "")
+                         for column in columns] for row in keep]
+
+
+def _method_cell(row: dict) -> str:
+    """The method, with its run where one method has several (DictSR and its L1-only model dictsr-l1)."""
+    method, run = row.get("method") or "", row.get("run") or ""
+    return f"{method} ({run})" if run and run.lower() != method.lower() else method
 
 
 def summary_lines(*, table_csv: Path, report: Path, figure_dir: Path, notebook_dir: Path, data_dir: Path, seconds: float,

@@ -96,7 +96,8 @@ def run_workbook(profile: str = "auto", data_dir=None, force: bool = False, run_
     summary = "\n".join(summary_lines(table_csv=ctx.table_dir / "table1.csv", report=report, figure_dir=ctx.figure_dir,
                                       notebook_dir=ctx.notebook_dir, data_dir=ctx.data_dir, seconds=time.time() - start))
     print(summary, flush=True)
-    atomic_write_text(ctx.run_root / "summary.txt", summary + "\n")
+    if any(result["executed"] for _, result in done):  # like plan.txt: of the call that ran something, for the README
+        atomic_write_text(ctx.run_root / "summary.txt", summary + "\n")
     return report
 
 
@@ -200,7 +201,7 @@ def update_readme_figures(readme, ctx: Context) -> Path:
              f"[{link(ctx.run_root / 'report.md')}]({link(ctx.run_root / 'report.md')}) (not in git). "
              "Generated, never pasted: rerun the command to replace this block.", ""]
     for name, caption in (("plan.txt", "The plan printed by the latest call that executed stages (before the first one ran)"),
-                          ("summary.txt", "The summary printed at the end of the latest call")):
+                          ("summary.txt", "The summary printed at the end of that call")):
         if (ctx.run_root / name).is_file():
             lines += [f"**{caption}**", "", "```text", (ctx.run_root / name).read_text().rstrip(), "```", ""]
     for name, caption in README_FIGURES:

@@ -84,11 +84,13 @@ def _csv(rows: list[dict]) -> str:
 
 # ---- 02_train -----------------------------------------------------------------------------
 
-def train_run(ctx: Context, run_name: str, cfg, force: bool = False, live: bool = True) -> dict:
+def train_run(ctx: Context, run_name: str, cfg, force: bool = False, live: bool = True, l1_run: str | None = None) -> dict:
     """Train RUN_ROOT/run_name (resuming a partial run, reusing a finished one with the same config) and save
-    its curves as figure train_curves_<run_name>."""
+    its curves as figure train_curves_<run_name>; with l1_run, also make RUN_ROOT/l1_run, its L1-only model (the
+    checkpoint kept at the start of the perceptual phase)."""
     from dictsr_core.analysis.figures.training import LiveTrainingPlot, read_metrics, training_curves
     from dictsr_core.training.checkpoint import load_checkpoint
+    from dictsr_core.training.run_folder import derive_average_run
     from dictsr_core.training.trainer import train
 
     run_dir = ctx.run_dir(run_name)
@@ -108,11 +110,14 @@ def train_run(ctx: Context, run_name: str, cfg, force: bool = False, live: bool 
         done = train(cfg, ctx.data_dir, run_dir, resume=stored is not None, device=str(ctx.device),
                      on_log=LiveTrainingPlot(title, entries) if live else None)
         steps, wall = done["step"], done["train_wall_s"]
+    if l1_run and derive_average_run(run_dir, ctx.run_dir(l1_run), cfg, force=force, snapshot="before-perceptual"):
+        print(f"{ctx.run_dir(l1_run)}: the L1-only model, {run_name} at step {cfg.train.perceptual_start} (the start of "
+              "its perceptual phase)")
     records = read_metrics(run_dir / "metrics.jsonl")
     figure = training_curves(records, title, entries)
     ctx.save(figure, f"train_curves_{run_name}")
     summary = {"run": run_name, "run_dir": str(run_dir), "steps": steps, "train_wall_s": wall,
-               "last_log": records[-1] if records else None}
+               "last_log": records[-1] if records else None, "l1_run": l1_run}
     return {"summary": summary, "figure": figure}
 
 
