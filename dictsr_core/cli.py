@@ -77,10 +77,12 @@ def cmd_derive(args) -> int:
     source = load_checkpoint(source_ckpt)["config"]
     cfg = apply_overrides(with_ablation(source, args.ablation), parse_set_args(args.set)).validated()
     if derive_average_run(args.source, args.out, cfg, force=args.force, snapshot=snapshot):
-        what = ("the L1-only model: its checkpoint at the start of the perceptual phase" if args.before_perceptual
-                else "the run of its steps")
-        print(f"[derive] {args.out}: {what} of {args.source}, with its weight averages set as asked "
-              f"(train.ema_decay {cfg.train.ema_decay:g}, ema_sigma_rel {cfg.train.ema_sigma_rel:g})", file=sys.stderr)
+        if args.before_perceptual:
+            print(f"[derive] {args.out}: the L1-only model of {args.source}, its checkpoint at step "
+                  f"{cfg.train.perceptual_start} (the start of the perceptual phase)", file=sys.stderr)
+        else:
+            print(f"[derive] {args.out}: the run of {args.source}'s steps with its weight averages set as asked "
+                  f"(train.ema_decay {cfg.train.ema_decay:g}, ema_sigma_rel {cfg.train.ema_sigma_rel:g})", file=sys.stderr)
     else:
         print(f"[derive] {args.out} is already this derivation of {args.source}; nothing written", file=sys.stderr)
     return 0

@@ -62,11 +62,11 @@ def test_the_cpu_plan_trains_every_ablation_but_r6_and_r7_which_it_derives_from_
     assert stage.about == "train Ours, A1, R1, R2, R3, R4 (R6, R7: made from Ours' checkpoint), evaluate, Table 3"
 
 
-def test_the_cpu_plan_makes_and_scores_the_l1_only_model_of_the_main_dictsr_run():
+def test_the_cpu_plan_makes_and_scores_the_l1_only_model_of_the_main_dictsr_run(tmp_path):
     from dictsr_core.workbook.plan import plan
     from dictsr_core.workbook.profiles import context
 
-    ctx = context("cpu", data_dir="data/photos-aim", device="cpu")
+    ctx = context("cpu", data_dir="data/photos-aim", run_root=tmp_path / "fresh", device="cpu")
     stages = {s.key: s for s in plan(ctx)}
     train = stages["02_train-dictsr"]
     assert train.parameters["l1_run"] == "dictsr-l1"
@@ -74,6 +74,17 @@ def test_the_cpu_plan_makes_and_scores_the_l1_only_model_of_the_main_dictsr_run(
     assert train.about == "train dictsr: 6600 steps (dictsr-l1: its L1-only model at step 6000)"
     assert stages["02_train-oracle"].parameters["l1_run"] is None  # the baselines keep theirs in their own folder only
     assert stages["03_evaluate"].parameters["runs"] == ["dictsr", "dictsr-l1", "paired-bicubic", "oracle"]
+    # a run that finished before the L1-only model was kept has none to make: the plan leaves it out (a forced
+    # plan retrains it, and so keeps one)
+    finished = context("cpu", data_dir="data/photos-aim", run_root=tmp_path / "runs", device="cpu")
+    (finished.run_dir("dictsr") / "checkpoints").mkdir(parents=True)
+    (finished.run_dir("dictsr") / "checkpoints" / "last.pt").write_bytes(b"")
+    before = {s.key: s for s in plan(finished)}
+    assert before["02_train-dictsr"].parameters["l1_run"] is None and "L1-only" not in before["02_train-dictsr"].about
+    assert before["03_evaluate"].parameters["runs"] == ["dictsr", "paired-bicubic", "oracle"]
+    assert {s.key: s for s in plan(finished, force=True)}["02_train-dictsr"].parameters["l1_run"] == "dictsr-l1"
+    (finished.run_dir("dictsr") / "checkpoints" / "before-perceptual.pt").write_bytes(b"")
+    assert {s.key: s for s in plan(finished)}["02_train-dictsr"].parameters["l1_run"] == "dictsr-l1"
     smoke = {s.key: s for s in plan(context("smoke", data_dir="data/sample-aim", device="cpu"))}
     assert smoke["02_train-dictsr"].parameters["l1_run"] is None  # tiny preset: no perceptual phase, no L1-only model
     assert smoke["03_evaluate"].parameters["runs"] == ["dictsr", "paired-bicubic", "oracle"]

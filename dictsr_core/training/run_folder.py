@@ -123,8 +123,6 @@ def derive_average_run(source_dir: Path, out_dir: Path, cfg: Config, force: bool
     state, the averages `cfg` keeps, and `derived_from`); False when OUT_DIR already holds this derivation.
     snapshot="before-perceptual" makes it from the source's checkpoint at the start of its perceptual phase: the
     L1-only model (its step is that step, its metrics the log lines up to it)."""
-    from dataclasses import replace
-
     from dictsr_core.config import ConfigError
     from dictsr_core.training.checkpoint import load_checkpoint, save_checkpoint, tensor_checksum
 
@@ -135,22 +133,8 @@ def derive_average_run(source_dir: Path, out_dir: Path, cfg: Config, force: bool
                           "keeps it at the start of a perceptual phase after an L1 phase; one trained before it was "
                           "kept, or without such a phase, has none)")
     payload = load_checkpoint(source_ckpt)
-    source_cfg = payload.pop("config")
-    same_steps = replace(source_cfg, ablation=cfg.ablation, train=replace(
-        source_cfg.train, **{name: getattr(cfg.train, name) for name in AVERAGE_FIELDS}))
-    if same_steps.to_dict() != cfg.to_dict():
-        wanted, found = _flat(cfg.to_dict()), _flat(same_steps.to_dict())
-        differ = sorted(k for k in wanted.keys() | found.keys() if wanted.get(k) != found.get(k))
-        raise ConfigError(f"{out_dir.name} cannot be derived from {source_dir}: its config differs in more than the "
-                          f"weight averages ({', '.join(differ)}); train it instead")
-    kept = _kept_averages(source_cfg.train, payload)
+    kept = _derivable_averages(source_dir, out_dir, payload.pop("config"), cfg, payload)
     own, tracked_labels = _average_labels(cfg.train)
-    wanted_labels = ([own] if own else []) + tracked_labels
-    missing = [label for label in wanted_labels if label not in kept]
-    if missing:
-        raise ConfigError(f"{out_dir.name} cannot be derived from {source_dir}: it did not keep the weight average(s) "
-                          f"{', '.join(missing)} (it kept {', '.join(kept) or 'none'}); train {source_dir} with "
-                          "train.ema_track_sigma_rel / ema_track_decay naming them, or train this run")
     derived_from = {"run": str(source_dir), "step": int(payload["step"]), "checksum": tensor_checksum(payload)}
     if snapshot != "last":
         derived_from["checkpoint"] = source_ckpt.name
@@ -178,6 +162,30 @@ def derive_average_run(source_dir: Path, out_dir: Path, cfg: Config, force: bool
     save_checkpoint(ckpt_path, model_state=payload["model"], config=cfg, step=payload["step"], **extra, **averages,
                     derived_from=derived_from)
     return True
+
+
+def _derivable_averages(source_dir: Path, out_dir: Path, source_cfg: Config, cfg: Config, payload: dict) -> dict:
+    """The averages the source checkpoint keeps ({label: state}), after checking that `cfg` differs from the source's
+    config in its averages only and that the source kept every average `cfg` uses (a ConfigError naming them)."""
+    from dataclasses import replace
+
+    from dictsr_core.config import ConfigError
+
+    same_steps = replace(source_cfg, ablation=cfg.ablation, train=replace(
+        source_cfg.train, **{name: getattr(cfg.train, name) for name in AVERAGE_FIELDS}))
+    if same_steps.to_dict() != cfg.to_dict():
+        wanted, found = _flat(cfg.to_dict()), _flat(same_steps.to_dict())
+        differ = sorted(k for k in wanted.keys() | found.keys() if wanted.get(k) != found.get(k))
+        raise ConfigError(f"{out_dir.name} cannot be derived from {source_dir}: its config differs in more than the "
+                          f"weight averages ({', '.join(differ)}); train it instead")
+    kept = _kept_averages(source_cfg.train, payload)
+    own, tracked_labels = _average_labels(cfg.train)
+    missing = [label for label in ([own] if own else []) + tracked_labels if label not in kept]
+    if missing:
+        raise ConfigError(f"{out_dir.name} cannot be derived from {source_dir}: it did not keep the weight average(s) "
+                          f"{', '.join(missing)} (it kept {', '.join(kept) or 'none'}); train {source_dir} with "
+                          "train.ema_track_sigma_rel / ema_track_decay naming them, or train this run")
+    return kept
 
 
 def _average_labels(t) -> tuple[str | None, list[str]]:

@@ -47,10 +47,18 @@ def ablation_runs(ctx: Context, variants=None) -> dict[str, str]:
     return {"Ours": ours, **{v: f"ablation-{v}" for v in variants if v != "Ours"}}
 
 
-def l1_run_name(run_name: str, cfg) -> str | None:
+def l1_run_name(run_name: str, cfg, run_dir: Path | None = None, force: bool = False) -> str | None:
     """The run made beside a main run whose perceptual phase follows an L1 phase: its L1-only model (the issue's
-    PSNR reference for what the perceptual phase costs), from the checkpoint kept at the start of that phase."""
-    return f"{run_name}-l1" if cfg.train.perceptual_weight > 0 and cfg.train.perceptual_start > 0 else None
+    PSNR reference for what the perceptual phase costs), from the checkpoint kept at the start of that phase.
+    None also for a run in run_dir that finished without keeping it (trained before it was kept), unless forced."""
+    from dictsr_core.training.run_folder import checkpoint_file
+
+    if cfg.train.perceptual_weight <= 0 or cfg.train.perceptual_start <= 0:
+        return None
+    if run_dir is not None and not force and checkpoint_file(run_dir).is_file() \
+            and not checkpoint_file(run_dir, "before-perceptual").is_file():
+        return None
+    return f"{run_name}-l1"
 
 
 def common_parameters(ctx: Context) -> dict:
@@ -72,7 +80,7 @@ def plan(ctx: Context, force: bool = False) -> list[Stage]:
     scored = []
     for method in methods:
         cfg = training_config(ctx, method)
-        l1_run = l1_run_name(method, cfg) if method == "dictsr" else None
+        l1_run = l1_run_name(method, cfg, ctx.run_dir(method), force) if method == "dictsr" else None
         stages.append(Stage(f"02_train-{method}", "02_train",
                             {**common, "method": method, "ablation": None, "schedule": "main", "run_name": method,
                              "l1_run": l1_run},
