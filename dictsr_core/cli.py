@@ -66,20 +66,19 @@ def cmd_train(args) -> int:
 def cmd_derive(args) -> int:
     from dictsr_core.config import apply_overrides, parse_set_args, with_ablation
     from dictsr_core.training.checkpoint import CheckpointError, load_checkpoint
-    from dictsr_core.training.run_folder import checkpoint_file, derive_average_run
+    from dictsr_core.training.run_folder import NO_SNAPSHOT_WHY, checkpoint_file, derive_average_run
 
     snapshot = "before-perceptual" if args.before_perceptual else "last"
     source_ckpt = checkpoint_file(args.source, snapshot)
     if not source_ckpt.is_file():
-        raise CheckpointError(f"{source_ckpt}: no such checkpoint" + (
-            " (a run keeps it at the start of a perceptual phase after an L1 phase; one trained before it was kept, "
-            "or without such a phase, has none)" if args.before_perceptual else ""))
+        why = f" ({NO_SNAPSHOT_WHY})" if args.before_perceptual else ""
+        raise CheckpointError(f"{source_ckpt}: no such checkpoint{why}")
     source = load_checkpoint(source_ckpt)["config"]
     cfg = apply_overrides(with_ablation(source, args.ablation), parse_set_args(args.set)).validated()
     if derive_average_run(args.source, args.out, cfg, force=args.force, snapshot=snapshot):
         if args.before_perceptual:
             print(f"[derive] {args.out}: the L1-only model of {args.source}, its checkpoint at step "
-                  f"{cfg.train.perceptual_start} (the start of the perceptual phase)", file=sys.stderr)
+                  f"{cfg.train.l1_phase_end} (the start of the perceptual phase)", file=sys.stderr)
         else:
             print(f"[derive] {args.out}: the run of {args.source}'s steps with its weight averages set as asked "
                   f"(train.ema_decay {cfg.train.ema_decay:g}, ema_sigma_rel {cfg.train.ema_sigma_rel:g})", file=sys.stderr)

@@ -119,6 +119,11 @@ class TrainConfig:
         """The first step trained with the perceptual term (when its weight is above 0)."""
         return round(self.perceptual_from * self.total_steps)
 
+    @property
+    def l1_phase_end(self) -> int | None:
+        """The step after which a perceptual phase follows an L1 phase (the L1-only model's step), else None."""
+        return self.perceptual_start if self.perceptual_weight > 0 and self.perceptual_start > 0 else None
+
 
 # dictsr: the paper's method on unpaired data. The baselines train PlainSR (same layers, no dictionary)
 # on pairs: paired-bicubic on (bicubic LR, HR), what a user without real pairs does; oracle on the true

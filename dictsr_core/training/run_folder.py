@@ -22,6 +22,8 @@ RUN_TEMP_PATTERNS = {"checkpoints": (".last.pt.*.tmp", ".before-perceptual.pt.*.
 
 
 SNAPSHOTS = ("last", "before-perceptual")  # the checkpoints a run folder keeps
+NO_SNAPSHOT_WHY = ("a run keeps it at the start of a perceptual phase after an L1 phase; one trained before it was kept, "
+                   "or without such a phase, has none")
 
 
 def checkpoint_file(out_dir: Path, snapshot: str = "last") -> Path:
@@ -129,12 +131,10 @@ def derive_average_run(source_dir: Path, out_dir: Path, cfg: Config, force: bool
     source_dir, out_dir = Path(source_dir), Path(out_dir)
     source_ckpt = checkpoint_file(source_dir, snapshot)
     if snapshot != "last" and not source_ckpt.is_file():
-        raise ConfigError(f"{out_dir.name} cannot be derived from {source_dir}: it has no {source_ckpt.name} (a run "
-                          "keeps it at the start of a perceptual phase after an L1 phase; one trained before it was "
-                          "kept, or without such a phase, has none)")
+        raise ConfigError(f"{out_dir.name} cannot be derived from {source_dir}: it has no {source_ckpt.name} "
+                          f"({NO_SNAPSHOT_WHY})")
     payload = load_checkpoint(source_ckpt)
-    kept = _derivable_averages(source_dir, out_dir, payload.pop("config"), cfg, payload)
-    own, tracked_labels = _average_labels(cfg.train)
+    averages = _derived_averages(source_dir, out_dir, payload.pop("config"), cfg, payload)
     derived_from = {"run": str(source_dir), "step": int(payload["step"]), "checksum": tensor_checksum(payload)}
     if snapshot != "last":
         derived_from["checkpoint"] = source_ckpt.name
@@ -146,9 +146,6 @@ def derive_average_run(source_dir: Path, out_dir: Path, cfg: Config, force: bool
             done = {}
         if done.get("derived_from") == derived_from and done["config"].to_dict() == cfg.to_dict():
             return False
-    averages = {"model_ema": kept[own]} if own and kept[own] is not None else {}
-    if any(kept[label] is not None for label in tracked_labels):
-        averages["model_averages"] = {label: kept[label] for label in tracked_labels}
     ensure_writable_dir(out_dir, str(out_dir))
     remove_stale_temp_files(out_dir)
     write_run_config(out_dir, cfg, None)
@@ -164,9 +161,10 @@ def derive_average_run(source_dir: Path, out_dir: Path, cfg: Config, force: bool
     return True
 
 
-def _derivable_averages(source_dir: Path, out_dir: Path, source_cfg: Config, cfg: Config, payload: dict) -> dict:
-    """The averages the source checkpoint keeps ({label: state}), after checking that `cfg` differs from the source's
-    config in its averages only and that the source kept every average `cfg` uses (a ConfigError naming them)."""
+def _derived_averages(source_dir: Path, out_dir: Path, source_cfg: Config, cfg: Config, payload: dict) -> dict:
+    """The averages of the derived checkpoint (its `model_ema` and `model_averages`, taken from the source's), after
+    checking that `cfg` differs from the source's config in its averages only and that the source kept every
+    average `cfg` uses (a ConfigError naming them)."""
     from dataclasses import replace
 
     from dictsr_core.config import ConfigError
@@ -185,7 +183,10 @@ def _derivable_averages(source_dir: Path, out_dir: Path, source_cfg: Config, cfg
         raise ConfigError(f"{out_dir.name} cannot be derived from {source_dir}: it did not keep the weight average(s) "
                           f"{', '.join(missing)} (it kept {', '.join(kept) or 'none'}); train {source_dir} with "
                           "train.ema_track_sigma_rel / ema_track_decay naming them, or train this run")
-    return kept
+    averages = {"model_ema": kept[own]} if own and kept[own] is not None else {}
+    if any(kept[label] is not None for label in tracked_labels):
+        averages["model_averages"] = {label: kept[label] for label in tracked_labels}
+    return averages
 
 
 def _average_labels(t) -> tuple[str | None, list[str]]:

@@ -115,7 +115,7 @@ class Trainer:
             self.log()
         if self.step % t.checkpoint_every == 0 or last:
             self.checkpoint()
-        if self.step == t.perceptual_start and t.perceptual_weight > 0:
+        if self.step == t.l1_phase_end:
             self.checkpoint(checkpoint_file(run.out_dir, "before-perceptual"))  # the L1-only model
         if self.bar is not None:
             self.bar.update(1)

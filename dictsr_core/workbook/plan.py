@@ -53,7 +53,7 @@ def l1_run_name(run_name: str, cfg, run_dir: Path | None = None, force: bool = F
     None also for a run in run_dir that finished without keeping it (trained before it was kept), unless forced."""
     from dictsr_core.training.run_folder import checkpoint_file
 
-    if cfg.train.perceptual_weight <= 0 or cfg.train.perceptual_start <= 0:
+    if cfg.train.l1_phase_end is None:
         return None
     if run_dir is not None and not force and checkpoint_file(run_dir).is_file() \
             and not checkpoint_file(run_dir, "before-perceptual").is_file():
@@ -81,14 +81,15 @@ def plan(ctx: Context, force: bool = False) -> list[Stage]:
     for method in methods:
         cfg = training_config(ctx, method)
         l1_run = l1_run_name(method, cfg, ctx.run_dir(method), force) if method == "dictsr" else None
+        made = [method, l1_run] if l1_run else [method]
         stages.append(Stage(f"02_train-{method}", "02_train",
                             {**common, "method": method, "ablation": None, "schedule": "main", "run_name": method,
                              "l1_run": l1_run},
                             _figures(ctx, f"train_curves_{method}") + [ctx.run_dir(run) / "checkpoints" / "last.pt"
-                                                                       for run in (method, l1_run) if run],
+                                                                       for run in made],
                             runs=[(ctx.run_dir(method), cfg)], about=f"train {method}: {cfg.train.total_steps} steps"
-                            + (f" ({l1_run}: its L1-only model at step {cfg.train.perceptual_start})" if l1_run else "")))
-        scored += [run for run in (method, l1_run) if run]
+                            + (f" ({l1_run}: its L1-only model at step {cfg.train.l1_phase_end})" if l1_run else "")))
+        scored += made
     stages.append(Stage("03_evaluate", "03_evaluate", {**common, "runs": scored, "table_dir": None, "figure_name": "eval_metrics"},
                         _figures(ctx, "eval_metrics") + [table / "table1.md", table / "table1.csv"],
                         about=f"bicubic and {len(scored)} runs on the validation pairs, Table 1"))

@@ -111,7 +111,7 @@ def train_run(ctx: Context, run_name: str, cfg, force: bool = False, live: bool 
                      on_log=LiveTrainingPlot(title, entries) if live else None)
         steps, wall = done["step"], done["train_wall_s"]
     if l1_run and derive_average_run(run_dir, ctx.run_dir(l1_run), cfg, force=force, snapshot="before-perceptual"):
-        print(f"{ctx.run_dir(l1_run)}: the L1-only model, {run_name} at step {cfg.train.perceptual_start} (the start of "
+        print(f"{ctx.run_dir(l1_run)}: the L1-only model, {run_name} at step {cfg.train.l1_phase_end} (the start of "
               "its perceptual phase)")
     records = read_metrics(run_dir / "metrics.jsonl")
     figure = training_curves(records, title, entries)
