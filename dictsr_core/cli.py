@@ -365,6 +365,39 @@ def cmd_seeds(args) -> int:
     return 0
 
 
+def cmd_coarsen(args) -> int:
+    from dictsr_core.analysis.code_coarsening import coarsening_curve, coarsening_markdown, training_lr_images
+    from dictsr_core.config import ConfigError
+    from dictsr_core.atomic import atomic_write_json, replace_readme_block
+    from dictsr_core.data.datasets import PairedImages
+    from dictsr_core.evaluation.results import dataset_name
+    from dictsr_core.training.checkpoint import load_inference_model
+    from dictsr_core.training.devices import pick_device
+
+    device = pick_device(args.device)
+    model, cfg, step = load_inference_model(args.checkpoint, device, weights=args.weights)
+    if cfg.method != "dictsr":
+        raise ConfigError(f"{args.checkpoint}: a {cfg.method} checkpoint has no dictionary to coarsen")
+    pairs = PairedImages(Path(args.data) / "val_lr", Path(args.data) / "val_hr")
+    fit_images = None if args.fit == "validation" else training_lr_images(args.data)
+    curve = coarsening_curve(model, [pairs[i] for i in range(len(pairs))], args.sizes, fit_images=fit_images,
+                             device=device)
+    dataset, label = dataset_name(args.data), args.label or Path(args.checkpoint).parent.parent.name
+    curve.update(checkpoint=str(args.checkpoint), step=step, dataset=dataset, label=label,
+                 fit_label=f"the training images of `{dataset}` (clean LR of train_hr, and train_lr)")
+    table = coarsening_markdown(curve, f"`{label}` (step {step}) on `{dataset}`")
+    written = []
+    if args.json:
+        written.append(atomic_write_json(args.json, curve))
+    if args.readme:
+        written.append(replace_readme_block(args.readme, f"dictsr coarsen {dataset} {label}", table,
+                                            f"### Code coarsening on `{dataset}`"))
+    print(table, end="")
+    if written:
+        print("[coarsen] wrote " + ", ".join(map(str, written)), file=sys.stderr)
+    return 0
+
+
 def _weights_argument(p) -> None:
     p.add_argument("--weights", choices=("auto", "average", "last"), default="auto",
                    help="auto: the checkpoint's weight average (train.ema_decay or ema_sigma_rel) where it has one, else its last "
@@ -483,6 +516,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--readme", default=None, help="also write the tables into this README between their markers")
     _weights_argument(p)
     p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("coarsen", help="probe a trained DictSR: its D_lr entries in M clusters, decoded by cluster; "
+                       "index agreement, PSNR and LPIPS-Alex for each M (what the code's fineness buys and costs)")
+    p.add_argument("--checkpoint", required=True, help="a DictSR run's checkpoints/last.pt")
+    p.add_argument("--data", required=True, help="prepared data folder with val_lr/ and val_hr/")
+    p.add_argument("--sizes", type=int, nargs="+", default=[1024, 256, 64, 32, 16, 8, 4, 2, 1], metavar="M",
+                   help="cluster counts (above N: the model itself)")
+    p.add_argument("--fit", choices=("training", "validation"), default="training",
+                   help="fit the clusters on the entries the training images choose (default), or the validation "
+                        "images' own (a leak, for a probe only)")
+    p.add_argument("--label", default=None, help="the run's name in the table (default: the run folder's name)")
+    p.add_argument("--json", default=None, help="write the curve to this JSON file")
+    p.add_argument("--readme", default=None, help="also write the table into this README between its markers")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
+    _weights_argument(p)
+    p.set_defaults(func=cmd_coarsen)
 
     p = sub.add_parser("seeds", help="pool the result records of several training seeds: a run against a reference, "
                        "per seed and over the seeds, with bootstrap intervals over photos and over seeds and photos")

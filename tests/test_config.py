@@ -59,3 +59,23 @@ def test_dict_round_trip():
     assert Config.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ConfigError, match="unknown config key"):
         Config.from_dict({"model": {"bogus": 1}})
+
+
+def test_a_baseline_config_leaves_out_the_dictionary_fields():
+    from dictsr_core.config import DICTIONARY_FIELDS
+
+    dictsr = get_config("cpu").to_dict()
+    paired = get_config("cpu", method="paired-bicubic").to_dict()
+    assert set(DICTIONARY_FIELDS) <= set(dictsr["model"]) and not set(DICTIONARY_FIELDS) & set(paired["model"])
+    # a baseline trained with another N in its stored config (as before this trimming) is the same baseline
+    older = get_config("cpu", overrides={"model.entries": 8}, method="paired-bicubic")
+    assert older.to_dict() == paired and Config.from_dict(paired).to_dict() == paired
+    # what PlainSR reads still tells baselines apart, and DictSR runs still differ by N
+    assert get_config("cpu", overrides={"model.lr_width": 16}, method="paired-bicubic").to_dict() != paired
+    assert get_config("cpu", overrides={"model.entries": 8}).to_dict() != dictsr
+
+
+def test_r8_is_the_cpu_recipe_with_a_coarse_code():
+    cpu, r8 = get_config("cpu"), get_config("cpu", "R8")
+    assert (cpu.model.entries, r8.model.entries) == (1024, 8)
+    assert r8.to_dict()["model"] == {**cpu.to_dict()["model"], "entries": 8} and r8.train == cpu.train

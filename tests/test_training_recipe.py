@@ -41,7 +41,7 @@ def test_cpu_recipe_and_its_baselines_get_the_same_600_perceptual_steps_at_the_e
     r6, r7 = (training_config(ctx, "dictsr", i, schedule="ablation").train for i in ("R6", "R7"))
     assert (r6.ema_decay, r6.ema_sigma_rel, r6.total_steps) == (0.0, 0.0, 1200)
     assert (r7.ema_decay, r7.ema_sigma_rel, r7.ema_track_decay, r7.total_steps) == (0.995, 0.0, (), 1200)
-    for ident in ("A1", "R1", "R2", "R3", "R4"):
+    for ident in ("A1", "R1", "R2", "R3", "R4", "R8"):
         cfg = training_config(ctx, "dictsr", ident, schedule="ablation")
         assert cfg == get_config("cpu", ident, {"train.epochs": 2, "train.seed": 0}), ident
     assert training_config(ctx, "dictsr", "R3", schedule="ablation").train.perceptual_weight == 0.0
@@ -56,10 +56,10 @@ def test_the_cpu_plan_trains_every_ablation_but_r6_and_r7_which_it_derives_from_
     stage = next(s for s in plan(ctx) if s.key == "04_ablations")
     assert DERIVED_ABLATIONS == ("R6", "R7") and {"R6", "R7"} <= set(stage.parameters["variants"])
     trained = {cfg.ablation for _, cfg in stage.runs}
-    assert trained == {None, "A1", "R1", "R2", "R3", "R4"}  # None: Ours on the ablation schedule
+    assert trained == {None, "A1", "R1", "R2", "R3", "R4", "R8"}  # None: Ours on the ablation schedule
     for ident in ("R6", "R7"):  # but the stage must leave them
         assert ctx.run_dir(f"ablation-{ident}") / "checkpoints" / "last.pt" in stage.outputs
-    assert stage.about == "train Ours, A1, R1, R2, R3, R4 (R6, R7: made from Ours' checkpoint), evaluate, Table 3"
+    assert stage.about == "train Ours, A1, R1, R2, R3, R4, R8 (R6, R7: made from Ours' checkpoint), evaluate, Table 3"
 
 
 def test_the_cpu_plan_makes_and_scores_the_l1_only_model_of_the_main_dictsr_run(tmp_path):

@@ -172,3 +172,20 @@ def test_step_time_is_measured_by_real_training_and_reused_per_kind(tiny_data, t
     run = tmp_path / "run"
     assert estimate.steps_done(run, cfg) == 0
     assert estimate.training_seconds([(run, cfg)], clock_) == pytest.approx(cfg.train.total_steps * seconds)
+
+
+def test_steps_done_reads_a_baseline_config_written_before_it_was_trimmed(tmp_path):
+    import yaml
+
+    from dictsr_core.config import get_config
+
+    cfg = get_config("cpu", method="paired-bicubic")
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.pt").write_bytes(b"x")
+    older = cfg.to_dict()
+    older["model"].update(entries=8, offsets=8, dim=4)  # what config.yaml held before the trimming
+    (run / "config.yaml").write_text(yaml.safe_dump(older, sort_keys=False))
+    (run / "metrics.jsonl").write_text('{"step": 25}\n{"step": 50}\n')
+    assert estimate.steps_done(run, cfg) == 50
+    assert estimate.steps_done(run, get_config("cpu", overrides={"model.lr_width": 16}, method="paired-bicubic")) == 0

@@ -41,10 +41,13 @@ def steps_done(run_dir: Path, cfg) -> int:
     """Steps a run folder already holds for this very config (0 when it is absent or was trained otherwise)."""
     import yaml
 
+    from dictsr_core.config import Config, ConfigError
+
     try:
         stored = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))
+        stored = Config.from_dict(stored).to_dict()  # a config.yaml written before the baselines' was trimmed
         records = read_metrics(Path(run_dir) / "metrics.jsonl")
-    except (OSError, yaml.YAMLError):
+    except (OSError, yaml.YAMLError, ConfigError, TypeError, AttributeError):
         return 0
     if stored != cfg.to_dict() or not (Path(run_dir) / "checkpoints" / "last.pt").is_file():
         return 0

@@ -46,7 +46,7 @@ PROFILES: dict[str, Profile] = {
     "cpu": Profile(
         # R6 and R7 are not trained: their steps are Ours' steps, so they are made from Ours' checkpoint (its last
         # weights, the fixed-decay average it tracks; config.DERIVED_ABLATIONS)
-        "cpu", preset="cpu", source="photos", ablations=("A1", "R1", "R2", "R3", "R4", "R6", "R7"),
+        "cpu", preset="cpu", source="photos", ablations=("A1", "R1", "R2", "R3", "R4", "R6", "R7", "R8"),
         # 1200 steps, the last 109 with the perceptual term (the preset's length-aware average fits them as it fits 600)
         ablation_overrides={"train.epochs": 2},
         # the same wall clock: PlainSR's L1 steps take 0.55x DictSR's, so 10200 of them (halved at 8640), then
@@ -54,7 +54,7 @@ PROFILES: dict[str, Profile] = {
         baseline_overrides={"train.epochs": 5, "train.steps_per_epoch": 2160, "train.halve_every": 4,
                             "train.perceptual_from": 17 / 18},
         about="the README's main job on 2 CPU cores: real photos (photos-aim; sample-aim where apt cannot fetch them), "
-              "cpu preset, baselines, 6 ablations",
+              "cpu preset, baselines, 7 ablations",
     ),
     "gpu": Profile(
         "gpu", preset="gpu", source="photos", ablations=("A1", "B1", "B2", "C1", "C2", "D1", "D2", "E1", "G1"),
