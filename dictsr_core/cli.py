@@ -68,6 +68,8 @@ def cmd_derive(args) -> int:
     from dictsr_core.training.checkpoint import CheckpointError, load_checkpoint
     from dictsr_core.training.run_folder import NO_SNAPSHOT_WHY, checkpoint_file, derive_average_run
 
+    if args.coarsen is not None:
+        return _derive_coarse(args)
     snapshot = "before-perceptual" if args.before_perceptual else "last"
     source_ckpt = checkpoint_file(args.source, snapshot)
     if not source_ckpt.is_file():
@@ -82,6 +84,22 @@ def cmd_derive(args) -> int:
         else:
             print(f"[derive] {args.out}: the run of {args.source}'s steps with its weight averages set as asked "
                   f"(train.ema_decay {cfg.train.ema_decay:g}, ema_sigma_rel {cfg.train.ema_sigma_rel:g})", file=sys.stderr)
+    else:
+        print(f"[derive] {args.out} is already this derivation of {args.source}; nothing written", file=sys.stderr)
+    return 0
+
+
+def _derive_coarse(args) -> int:
+    from dictsr_core.config import ConfigError
+    from dictsr_core.training.code_coarsening import derive_coarse_run
+
+    if not args.data:
+        raise ConfigError("derive --coarsen M needs --data DIR: the clusters are fit on its training images")
+    if args.ablation or args.set or args.before_perceptual:
+        raise ConfigError("derive --coarsen takes no --ablation, --set or --before-perceptual")
+    if derive_coarse_run(args.source, args.out, args.coarsen, args.data, force=args.force):
+        print(f"[derive] {args.out}: {args.source} with its code coarsened to {args.coarsen} entries (k-means on the "
+              f"entries chosen by the training images of {args.data})", file=sys.stderr)
     else:
         print(f"[derive] {args.out} is already this derivation of {args.source}; nothing written", file=sys.stderr)
     return 0
@@ -429,6 +447,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--before-perceptual", action="store_true",
                    help="from the run's checkpoint at the start of its perceptual phase (checkpoints/before-perceptual.pt): "
                         "the model of its L1 + VQ steps only")
+    p.add_argument("--coarsen", type=int, default=None, metavar="M",
+                   help="instead: the run with its code coarsened to M entries (k-means clusters of its entries, fit "
+                        "on the entries the training images of --data choose; see `dictsr coarsen`)")
+    p.add_argument("--data", default=None, help="with --coarsen: the data folder whose training images fit the clusters")
     p.add_argument("--force", action="store_true", help="write it again even when OUT already holds it")
     p.set_defaults(func=cmd_derive)
 

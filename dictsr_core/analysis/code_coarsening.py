@@ -13,42 +13,13 @@ keep nearly all of its LPIPS-Alex while the degradation stops moving most indice
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
+from dictsr_core.data.datasets import training_lr_images  # noqa: F401 (the images a curve is fit on, re-exported)
+from dictsr_core.model.dictionaries import CoarseCode, coarse_code  # noqa: F401 (re-exported)
+
 DEFAULT_SIZES = (1024, 256, 64, 32, 16, 8, 4, 2, 1)
-
-
-@dataclass
-class CoarseCode:
-    group: torch.Tensor  # [N] long: each content entry's cluster
-    representative: torch.Tensor  # [M] long: the entry that stands for each cluster
-
-
-def coarse_code(entries: torch.Tensor, chosen: torch.Tensor, size: int, *, iterations: int = 25, seed: int = 0) -> CoarseCode:
-    """M = `size` clusters of the N entries (rows of `entries`), k-means over the entries of `chosen` (indices, one
-    per code cell); the identity where M >= N."""
-    from dictsr_core.model.dictionaries import coupled_kmeans, nearest_entry
-
-    n = entries.shape[0]
-    if size < 1:
-        raise ValueError(f"a coarse code needs at least 1 cluster, got {size}")
-    if size >= n:
-        identity = torch.arange(n, device=entries.device)
-        return CoarseCode(identity, identity.clone())
-    points = entries.detach().float()[chosen.reshape(-1)]
-    if points.shape[0] < size:
-        raise ValueError(f"{points.shape[0]} chosen cells cannot make {size} clusters")
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        centroids, _ = coupled_kmeans(points, points, size, iterations=iterations)
-    finally:
-        torch.random.set_rng_state(generator_state)
-    entries = entries.detach().float()
-    return CoarseCode(group=nearest_entry(entries, centroids), representative=nearest_entry(centroids, entries))
 
 
 def _central(lr: np.ndarray, hr: np.ndarray, window: int):
@@ -57,23 +28,6 @@ def _central(lr: np.ndarray, hr: np.ndarray, window: int):
     lr = np.ascontiguousarray(lr[top : top + window, left : left + window])
     hr = np.ascontiguousarray(hr[4 * top : 4 * (top + lr.shape[0]), 4 * left : 4 * (left + lr.shape[1])])
     return lr, hr
-
-
-def training_lr_images(data_dir) -> list[np.ndarray]:
-    """What the model sees of a data folder's training photos: the clean LR (bicubic x1/4) of each train_hr photo
-    (cropped to a multiple of 4) and each train_lr image."""
-    from pathlib import Path
-
-    from dictsr_core.data.io import read_rgb
-    from dictsr_core.evaluation.index_consistency import clean_lr
-
-    data_dir = Path(data_dir)
-    hr = [read_rgb(p) for p in sorted((data_dir / "train_hr").glob("*.png"))]
-    images = [clean_lr(im[: im.shape[0] // 4 * 4, : im.shape[1] // 4 * 4]) for im in hr]
-    images += [read_rgb(p) for p in sorted((data_dir / "train_lr").glob("*.png"))]
-    if not images:
-        raise ValueError(f"{data_dir}: no training images in train_hr/ or train_lr/")
-    return images
 
 
 @torch.no_grad()
@@ -87,6 +41,7 @@ def coarsening_curve(model, pairs, sizes=DEFAULT_SIZES, *, fit_images=None, wind
     from dictsr_core.evaluation.index_consistency import clean_lr
     from dictsr_core.evaluation.metrics import lpips_distance, psnr_rgb
     from dictsr_core.inference.tiled import image_tensor, model_device, pad_to_grid
+    from dictsr_core.model.dictionaries import coarse_code
 
     device = model_device(model, device)
     entries = model.dictionaries.d_lr

@@ -307,3 +307,31 @@ def coupled_kmeans(z_lr: torch.Tensor, z_hr: torch.Tensor, k: int, iterations: i
         centroids[filled] = sums[filled] / counts[filled]
         hr[filled] = hr_sums[filled] / counts[filled]
     return centroids, hr
+
+
+@dataclass
+class CoarseCode:
+    group: torch.Tensor  # [N] long: each content entry's cluster
+    representative: torch.Tensor  # [M] long: the entry that stands for each cluster
+
+
+def coarse_code(entries: torch.Tensor, chosen: torch.Tensor, size: int, *, iterations: int = 25, seed: int = 0) -> CoarseCode:
+    """M = `size` clusters of the N entries (rows of `entries`), k-means over the entries of `chosen` (indices, one
+    per code cell); the identity where M >= N."""
+    n = entries.shape[0]
+    if size < 1:
+        raise ValueError(f"a coarse code needs at least 1 cluster, got {size}")
+    if size >= n:
+        identity = torch.arange(n, device=entries.device)
+        return CoarseCode(identity, identity.clone())
+    points = entries.detach().float()[chosen.reshape(-1)]
+    if points.shape[0] < size:
+        raise ValueError(f"{points.shape[0]} chosen cells cannot make {size} clusters")
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        centroids, _ = coupled_kmeans(points, points, size, iterations=iterations)
+    finally:
+        torch.random.set_rng_state(generator_state)
+    entries = entries.detach().float()
+    return CoarseCode(group=nearest_entry(entries, centroids), representative=nearest_entry(centroids, entries))
