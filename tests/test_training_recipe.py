@@ -71,9 +71,13 @@ def test_the_cpu_plan_makes_and_scores_the_l1_only_model_of_the_main_dictsr_run(
     train = stages["02_train-dictsr"]
     assert train.parameters["l1_run"] == "dictsr-l1"
     assert ctx.run_dir("dictsr-l1") / "checkpoints" / "last.pt" in train.outputs
-    assert train.about == "train dictsr: 6600 steps (dictsr-l1: its L1-only model at step 6000)"
+    assert train.about == ("train dictsr: 6600 steps (dictsr-l1: its L1-only model at step 6000) (dictsr-c8: its code "
+                           "in 8 entries)")
+    assert (train.parameters["coarse_run"], train.parameters["coarse_entries"]) == ("dictsr-c8", 8)
+    assert ctx.run_dir("dictsr-c8") / "checkpoints" / "last.pt" in train.outputs
     assert stages["02_train-oracle"].parameters["l1_run"] is None  # the baselines keep theirs in their own folder only
-    assert stages["03_evaluate"].parameters["runs"] == ["dictsr", "dictsr-l1", "paired-bicubic", "oracle"]
+    assert "coarse_run" not in stages["02_train-oracle"].parameters  # a baseline has no code
+    assert stages["03_evaluate"].parameters["runs"] == ["dictsr", "dictsr-l1", "dictsr-c8", "paired-bicubic", "oracle"]
     # a run that finished before the L1-only model was kept has none to make: the plan leaves it out (a forced
     # plan retrains it, and so keeps one)
     finished = context("cpu", data_dir="data/photos-aim", run_root=tmp_path / "runs", device="cpu")
@@ -81,13 +85,14 @@ def test_the_cpu_plan_makes_and_scores_the_l1_only_model_of_the_main_dictsr_run(
     (finished.run_dir("dictsr") / "checkpoints" / "last.pt").write_bytes(b"")
     before = {s.key: s for s in plan(finished)}
     assert before["02_train-dictsr"].parameters["l1_run"] is None and "L1-only" not in before["02_train-dictsr"].about
-    assert before["03_evaluate"].parameters["runs"] == ["dictsr", "paired-bicubic", "oracle"]
+    assert before["03_evaluate"].parameters["runs"] == ["dictsr", "dictsr-c8", "paired-bicubic", "oracle"]
     assert {s.key: s for s in plan(finished, force=True)}["02_train-dictsr"].parameters["l1_run"] == "dictsr-l1"
     (finished.run_dir("dictsr") / "checkpoints" / "before-perceptual.pt").write_bytes(b"")
     assert {s.key: s for s in plan(finished)}["02_train-dictsr"].parameters["l1_run"] == "dictsr-l1"
     smoke = {s.key: s for s in plan(context("smoke", data_dir="data/sample-aim", device="cpu"))}
     assert smoke["02_train-dictsr"].parameters["l1_run"] is None  # tiny preset: no perceptual phase, no L1-only model
-    assert smoke["03_evaluate"].parameters["runs"] == ["dictsr", "paired-bicubic", "oracle"]
+    assert smoke["03_evaluate"].parameters["runs"] == ["dictsr", "paired-bicubic", "oracle"]  # no coarse run either
+    assert "coarse_run" not in smoke["02_train-dictsr"].parameters
 
 
 def test_paper_preset_keeps_the_papers_method():
@@ -247,3 +252,13 @@ def test_recipe_ablations_remove_one_departure_each():
     # on the paper preset R1 and R2 change nothing but the label: it has none of the departures
     paper, paper_r1 = get_config("paper").to_dict(), get_config("paper", "R1").to_dict()
     assert {k: v for k, v in paper_r1.items() if k != "ablation"} == {k: v for k, v in paper.items() if k != "ablation"}
+
+
+def test_a_coarse_run_only_for_a_dictsr_code_finer_than_asked():
+    from dictsr_core.workbook.plan import coarse_run_name
+
+    cpu = get_config("cpu")
+    assert coarse_run_name("dictsr", cpu, 8) == "dictsr-c8"
+    assert coarse_run_name("dictsr", cpu, None) is None
+    assert coarse_run_name("dictsr", get_config("cpu", "R8"), 8) is None  # already 8 entries
+    assert coarse_run_name("oracle", get_config("cpu", method="oracle"), 8) is None

@@ -61,6 +61,14 @@ def l1_run_name(run_name: str, cfg, run_dir: Path | None = None, force: bool = F
     return f"{run_name}-l1"
 
 
+def coarse_run_name(run_name: str, cfg, entries: int | None) -> str | None:
+    """The run made beside a main DictSR run with its code coarsened to `entries` (None where the profile makes
+    none, or the code is not finer than that)."""
+    if not entries or cfg.method != "dictsr" or cfg.model.entries <= entries:
+        return None
+    return f"{run_name}-c{entries}"
+
+
 def common_parameters(ctx: Context) -> dict:
     return {"profile": ctx.profile.name, "data_dir": str(ctx.data_dir), "run_root": str(ctx.run_root),
             "figure_dir": str(ctx.figure_dir), "device": str(ctx.device), "seed": ctx.seed}
@@ -81,14 +89,17 @@ def plan(ctx: Context, force: bool = False) -> list[Stage]:
     for method in methods:
         cfg = training_config(ctx, method)
         l1_run = l1_run_name(method, cfg, ctx.run_dir(method), force) if method == "dictsr" else None
-        made = [method, l1_run] if l1_run else [method]
+        coarse_run = coarse_run_name(method, cfg, ctx.profile.coarse_entries)
+        made = [run for run in (method, l1_run, coarse_run) if run]
+        extra = {"coarse_run": coarse_run, "coarse_entries": ctx.profile.coarse_entries} if coarse_run else {}
         stages.append(Stage(f"02_train-{method}", "02_train",
                             {**common, "method": method, "ablation": None, "schedule": "main", "run_name": method,
-                             "l1_run": l1_run},
+                             "l1_run": l1_run, **extra},
                             _figures(ctx, f"train_curves_{method}") + [ctx.run_dir(run) / "checkpoints" / "last.pt"
                                                                        for run in made],
                             runs=[(ctx.run_dir(method), cfg)], about=f"train {method}: {cfg.train.total_steps} steps"
-                            + (f" ({l1_run}: its L1-only model at step {cfg.train.l1_phase_end})" if l1_run else "")))
+                            + (f" ({l1_run}: its L1-only model at step {cfg.train.l1_phase_end})" if l1_run else "")
+                            + (f" ({coarse_run}: its code in {ctx.profile.coarse_entries} entries)" if coarse_run else "")))
         scored += made
     stages.append(Stage("03_evaluate", "03_evaluate", {**common, "runs": scored, "table_dir": None, "figure_name": "eval_metrics"},
                         _figures(ctx, "eval_metrics") + [table / "table1.md", table / "table1.csv"],
