@@ -36,8 +36,8 @@ def derive_coarse_run(source_dir, out_dir, clusters: int, data_dir, force: bool 
     from dictsr_core.inference.tiled import image_tensor, pad_to_grid
     from dictsr_core.model.dictionaries import coarse_code
     from dictsr_core.training.checkpoint import inference_model, load_checkpoint, save_checkpoint, tensor_checksum
-    from dictsr_core.training.run_folder import (checkpoint_file, metrics_file, remove_stale_temp_files,
-                                                 write_run_config)
+    from dictsr_core.training.run_folder import (checkpoint_file, holds_derivation, metrics_file,
+                                                 remove_stale_temp_files, write_run_config)
 
     source_dir, out_dir = Path(source_dir), Path(out_dir)
     payload = load_checkpoint(checkpoint_file(source_dir))
@@ -51,14 +51,8 @@ def derive_coarse_run(source_dir, out_dir, clusters: int, data_dir, force: bool 
     derived_from = {"run": str(source_dir), "step": int(payload["step"]),
                     "checksum": tensor_checksum({k: v for k, v in payload.items() if k != "config"}),
                     "coarsen": int(clusters), "fit": f"training images of {Path(data_dir).resolve().name}"}
-    ckpt_path = checkpoint_file(out_dir)
-    if ckpt_path.exists() and not force:
-        try:
-            done = load_checkpoint(ckpt_path)
-        except Exception:  # noqa: BLE001 - an unreadable earlier derivation is simply redone
-            done = {}
-        if done.get("derived_from") == derived_from and done["config"].to_dict() == cfg.to_dict():
-            return False
+    if not force and holds_derivation(out_dir, derived_from, cfg):
+        return False
     model = inference_model(payload, source=str(source_dir))
     with torch.no_grad():
         chosen = torch.cat([model.indices(pad_to_grid(image_tensor(image), model.code_patch)).reshape(-1)
@@ -74,6 +68,6 @@ def derive_coarse_run(source_dir, out_dir, clusters: int, data_dir, force: bool 
         states["model_averages"] = {label: None if state is None else kept_rows(state, keep)
                                     for label, state in payload["model_averages"].items()}
     extra = {k: v for k, v in payload.items() if k in ("train_wall_s", "device", "world_size")}
-    save_checkpoint(ckpt_path, model_state=kept_rows(payload["model"], keep), config=cfg, step=payload["step"],
+    save_checkpoint(checkpoint_file(out_dir), model_state=kept_rows(payload["model"], keep), config=cfg, step=payload["step"],
                     **extra, **states, derived_from=derived_from)
     return True

@@ -139,13 +139,8 @@ def derive_average_run(source_dir: Path, out_dir: Path, cfg: Config, force: bool
     if snapshot != "last":
         derived_from["checkpoint"] = source_ckpt.name
     ckpt_path = checkpoint_file(out_dir)
-    if ckpt_path.exists() and not force:
-        try:
-            done = load_checkpoint(ckpt_path)
-        except Exception:  # noqa: BLE001 - an unreadable earlier derivation is simply redone
-            done = {}
-        if done.get("derived_from") == derived_from and done["config"].to_dict() == cfg.to_dict():
-            return False
+    if not force and holds_derivation(out_dir, derived_from, cfg):
+        return False
     ensure_writable_dir(out_dir, str(out_dir))
     remove_stale_temp_files(out_dir)
     write_run_config(out_dir, cfg, None)
@@ -159,6 +154,21 @@ def derive_average_run(source_dir: Path, out_dir: Path, cfg: Config, force: bool
     save_checkpoint(ckpt_path, model_state=payload["model"], config=cfg, step=payload["step"], **extra, **averages,
                     derived_from=derived_from)
     return True
+
+
+def holds_derivation(out_dir: Path, derived_from: dict, cfg: Config) -> bool:
+    """Whether OUT_DIR's checkpoint is already the run `derived_from` describes, with config `cfg` (an unreadable
+    earlier derivation is not: it is simply made again)."""
+    from dictsr_core.training.checkpoint import load_checkpoint
+
+    ckpt_path = checkpoint_file(out_dir)
+    if not ckpt_path.exists():
+        return False
+    try:
+        done = load_checkpoint(ckpt_path)
+    except Exception:  # noqa: BLE001 - an unreadable earlier derivation is simply redone
+        return False
+    return done.get("derived_from") == derived_from and done["config"].to_dict() == cfg.to_dict()
 
 
 def _derived_averages(source_dir: Path, out_dir: Path, source_cfg: Config, cfg: Config, payload: dict) -> dict:
