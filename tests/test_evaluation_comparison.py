@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from dictsr_core.evaluation.comparison import ComparisonError, compare_records, paired_bootstrap, photo_of
+from dictsr_core.evaluation.comparison import (ComparisonError, compare_records, paired_bootstrap, photo_of,
+                                              photos_to_exclude_zero)
 from dictsr_core.evaluation.regions import flat_blocks, region_scores
 
 
@@ -47,6 +48,26 @@ def test_same_seed_same_interval_and_another_seed_differs():
     first, again = paired_bootstrap(a, b, seed=7), paired_bootstrap(a, b, seed=7)
     assert first == again
     assert paired_bootstrap(a, b, seed=8)["ci_low"] != first["ci_low"]
+
+
+def test_photos_to_exclude_zero_is_where_the_same_spread_over_more_photos_first_excludes_zero():
+    effects = np.array([-0.40, -0.31, -0.25, -0.24, -0.06, 0.07, 0.07, 0.10, 0.16, -0.09])  # mean -0.095
+    photos = [f"p{i}" for i in range(10)]
+    ten = paired_bootstrap(effects, np.zeros(10), clusters=photos)
+    assert ten["ci_low"] < 0 < ten["ci_high"]
+    needed = photos_to_exclude_zero(ten["mean_diff"], ten["ci_low"], ten["ci_high"], ten["clusters"])
+    assert 10 < needed < 200
+
+    def interval(copies):  # the same ten photo effects, each photo seen `copies` times: same mean and spread
+        labels = [f"{p}-{k}" for k in range(copies) for p in photos]
+        return paired_bootstrap(np.tile(effects, copies), np.zeros(10 * copies), clusters=labels)
+
+    above, below = interval(math.ceil(needed / 10) + 1), interval(max(1, needed // 20))
+    assert above["ci_high"] < 0, (needed, above)  # enough photos: excludes 0
+    assert below["ci_low"] < 0 < below["ci_high"], (needed, below)  # half as many: still spans it
+    assert photos_to_exclude_zero(above["mean_diff"], above["ci_low"], above["ci_high"], above["clusters"]) is None
+    assert photos_to_exclude_zero(0.3, math.nan, math.nan, 10) is None and photos_to_exclude_zero(0.0, -1, 1, 10) is None
+    assert photos_to_exclude_zero(0.5, -0.1, 1.1, 10) == 15  # mean > 0: the lower half reaches 0: 10 x (0.6/0.5)^2 = 14.4
 
 
 def test_cluster_bootstrap_is_wider_when_crops_of_one_photo_are_perfectly_correlated():

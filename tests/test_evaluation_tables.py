@@ -422,6 +422,10 @@ def test_interval_cells_with_a_real_spread_and_without_an_interval():
     assert delta_cell(record, "bicubic", "psnr_rgb", 2).csv == "+0.4213 [+0.1, +0.7549]"
     assert delta_cell(record, "bicubic", "lpips_alex", 4).markdown == "-0.0200 [-]"
     assert delta_cell(record, "paired-bicubic", "psnr_rgb", 2) is None and delta_cell({}, "bicubic", "psnr_rgb", 2) is None
+    spans = {"comparison": {"paired-bicubic": {"lpips_alex": {"mean_diff": -0.086, "ci_low": -0.237, "ci_high": 0.0675,
+                                                              "clusters": 10}}}}
+    cell = delta_cell(spans, "paired-bicubic", "lpips_alex", 4)  # spans 0: how many photos would exclude it
+    assert cell.markdown == "-0.0860 [-0.2370, +0.0675] (~32 photos)" and cell.csv.endswith(" (~32 photos)")
 
 
 def test_ablation_table_gains_the_lpips_interval_and_index_agreement(synthetic_records):

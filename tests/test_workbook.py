@@ -111,6 +111,9 @@ def test_a_second_run_reuses_every_stage(smoke):
 def test_readme_figure_block_is_generated_and_replaced_in_place(smoke, tmp_path):
     from dictsr_core.workbook.runner import update_readme_figures
 
+    before = (smoke["root"] / "runs" / "summary.txt").read_text()
+    nested = smoke["root"] / "runs" / "notebooks" / "ablations"
+    stamps = {name: (nested / f"{name}.stamp.json").read_text() for name in ("02_train-A1", "03_evaluate-ablations")}
     readme = tmp_path / "README.md"
     readme.write_text("# Title\n\n<!-- dictsr workbook smoke: start -->\nSTALE-BLOCK\n<!-- dictsr workbook smoke: end -->\n\n## After\n")
     update_readme_figures(readme, smoke["ctx"])
@@ -134,3 +137,31 @@ def test_explorer_stage_builds_the_widget_at_the_asked_location_when_interactive
     assert widget.last_location.entry == view["location"].entry
     headless = stages.explorer(smoke["ctx"], image="coffee", y=10, x=21, interactive=False)
     assert headless["widget"] is None and headless["view"] is headless["figure"]
+
+
+def test_a_retrained_ablation_run_rescored_and_the_readme_shows_this_calls_summary(smoke, tmp_path):
+    """An ablation checkpoint replaced outside the workbook (same run names, same config): Table 3 is made again
+    from it, and the README block written by that call carries that call's summary. Last in this file: it
+    rewrites the smoke run's ablation table and summary."""
+    import os
+    import shutil
+
+    checkpoint = smoke["root"] / "runs" / "ablation-A1" / "checkpoints" / "last.pt"
+    copy = checkpoint.with_name("retrained.pt.tmp")
+    shutil.copyfile(checkpoint, copy)
+    os.utime(copy, ns=(checkpoint.stat().st_atime_ns, checkpoint.stat().st_mtime_ns + 1_000_000))
+    os.replace(copy, checkpoint)
+    before = (smoke["root"] / "runs" / "summary.txt").read_text()
+    nested = smoke["root"] / "runs" / "notebooks" / "ablations"
+    stamps = {name: (nested / f"{name}.stamp.json").read_text() for name in ("02_train-A1", "03_evaluate-ablations")}
+    readme = tmp_path / "README.md"
+    readme.write_text("# Title\n\n<!-- dictsr workbook smoke: start -->\nOLD\n<!-- dictsr workbook smoke: end -->\n")
+    done = subprocess.run([sys.executable, "-m", "dictsr_core", "workbook", *smoke["args"], "--only", "04_ablations",
+                           "--readme", str(readme)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "04_ablations: executing" in done.stdout
+    assert (nested / "02_train-A1.stamp.json").read_text() == stamps["02_train-A1"]  # same config: not trained again
+    assert (nested / "03_evaluate-ablations.stamp.json").read_text() != stamps["03_evaluate-ablations"]  # but scored
+    assert str(checkpoint) in json.loads((nested / "03_evaluate-ablations.stamp.json").read_text())["inputs"]  # again
+    summary = (smoke["root"] / "runs" / "summary.txt").read_text().rstrip()
+    assert summary in done.stdout and summary in readme.read_text() and summary != before.rstrip()

@@ -75,6 +75,41 @@ def test_a_stage_is_reused_only_with_the_same_parameters_source_and_outputs(tmp_
     assert not reusable(source, target, params, [made])  # the notebook changed
 
 
+def test_a_stage_is_rerun_when_a_checkpoint_it_reads_is_replaced(tmp_path):
+    import os
+
+    root = _tiny_root(tmp_path, "from pathlib import Path\nPath(out).write_text(str(value))")
+    target, made, read = tmp_path / "runs" / "probe.ipynb", tmp_path / "made.txt", tmp_path / "last.pt"
+    read.write_bytes(b"weights of the first training")
+    params = {"value": 3, "out": str(made)}
+    assert execute_notebook("probe", target, params, root=root, outputs=[made], inputs=[read])["executed"]
+    source = root / "notebooks" / "probe.ipynb"
+    assert reusable(source, target, params, [made], inputs=[read])
+    assert not execute_notebook("probe", target, params, root=root, outputs=[made], inputs=[read])["executed"]
+    again = tmp_path / "last.pt.tmp"  # trained again to the same size and step: a new file put in place
+    again.write_bytes(b"weights of the other training")
+    os.utime(again, ns=(read.stat().st_atime_ns, read.stat().st_mtime_ns + 1_000_000))
+    os.replace(again, read)
+    assert not reusable(source, target, params, [made], inputs=[read])
+    assert execute_notebook("probe", target, params, root=root, outputs=[made], inputs=[read])["executed"]
+    read.unlink()
+    assert not reusable(source, target, params, [made], inputs=[read])  # a checkpoint gone
+    assert not reusable(source, target, params, [made])  # a stamp with inputs is not a stage without them
+
+
+def test_the_plan_stamps_the_checkpoints_each_scoring_stage_reads(tmp_path):
+    from dictsr_core.workbook.plan import plan
+
+    ctx = context("smoke", data_dir=tmp_path / "data", run_root=tmp_path / "r", device="cpu")
+    stages = {s.key: s for s in plan(ctx)}
+    last = lambda run: ctx.run_dir(run) / "checkpoints" / "last.pt"  # noqa: E731
+    assert stages["03_evaluate"].inputs == [last(run) for run in stages["03_evaluate"].parameters["runs"]]
+    assert last("dictsr") in stages["04_ablations"].inputs and last("ablation-A1") in stages["04_ablations"].inputs
+    assert stages["05_dictionaries"].inputs == [last("dictsr")] == stages["07_explore"].inputs
+    assert stages["06_qualitative"].inputs == [last(run) for run in stages["06_qualitative"].parameters["runs"]]
+    assert stages["01_data"].inputs == [] and stages["02_train-dictsr"].inputs == []
+
+
 def test_a_stage_that_trains_is_rerun_when_its_training_config_changes(tmp_path):
     from dictsr_core.config import get_config
     from dictsr_core.workbook.plan import plan

@@ -98,6 +98,20 @@ def paired_bootstrap(values_a, values_b, *, clusters=None, resamples: int = RESA
     return result
 
 
+def photos_to_exclude_zero(mean, low, high, units) -> int | None:
+    """Where a bootstrap interval [low, high] over `units` photos spans 0: about how many photos would make an
+    interval of that shape exclude 0 at this mean, were it to narrow as 1/sqrt(photos) (a rough power estimate that
+    says how far a "not significant" is from one, not a test). None where the interval already excludes 0 or is
+    missing, or the mean is 0."""
+    values = (mean, low, high)
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values) or not units or mean == 0:
+        return None
+    if not low <= 0 <= high:
+        return None
+    toward_zero = high - mean if mean < 0 else mean - low  # the half of the interval that reaches 0
+    return max(int(units) + 1, math.ceil(units * (toward_zero / abs(mean)) ** 2))
+
+
 def two_stage_bootstrap(diffs: np.ndarray, clusters, *, resamples: int = RESAMPLES, seed: int = 0,
                         confidence: float = CONFIDENCE) -> tuple[float, float]:
     """Percentile interval of the mean of `diffs` [seeds, images] when seeds (rows) are drawn with replacement and

@@ -160,11 +160,19 @@ def _finite(value) -> bool:
 
 def delta_cell(record: dict, reference: str, metric: str, digits: int) -> Cell | None:
     """`+0.42 [+0.10, +0.75]`: the record's mean paired difference to `reference` (a method) in `metric` and its
-    bootstrap interval, from the record's `comparison`; `[-]` without an interval (one photo), None when absent."""
+    bootstrap interval, from the record's `comparison`; `[-]` without an interval (one photo), None when absent.
+    An interval that spans 0 is followed by `(~N photos)` (comparison.photos_to_exclude_zero)."""
+    from dictsr_core.evaluation.comparison import photos_to_exclude_zero
+
     found = ((record.get("comparison") or {}).get(reference) or {}).get(metric)
     if not found:
         return None
-    return interval_cell(found.get("mean_diff"), found.get("ci_low"), found.get("ci_high"), digits)
+    cell = interval_cell(found.get("mean_diff"), found.get("ci_low"), found.get("ci_high"), digits)
+    needed = photos_to_exclude_zero(found.get("mean_diff"), found.get("ci_low"), found.get("ci_high"),
+                                    found.get("clusters"))
+    if cell is None or needed is None:
+        return cell
+    return Cell(f"{cell.markdown} (~{needed} photos)", f"{cell.csv} (~{needed} photos)")
 
 
 def interval_cell(mean, low, high, digits: int) -> Cell | None:
@@ -229,7 +237,9 @@ DELTA_TITLES = ("ΔPSNR vs bicubic [95% CI]", "ΔLPIPS-Alex vs bicubic [95% CI]"
 CI_NOTE = ("Δ columns: mean over the validation images of the paired difference (this row minus the reference, "
            "images matched by name; PSNR higher is better, LPIPS lower) and its 95 % percentile bootstrap interval "
            "of the mean paired difference, resampling photos (the crops of one photo move together; 10000 "
-           "resamples, seed 0; \"[-]\": one photo, no interval)")
+           "resamples, seed 0; \"[-]\": one photo, no interval). \"(~N photos)\" after an interval that spans 0: about how "
+           "many validation photos would make it exclude 0 at this mean difference, were it to narrow as "
+           "1/sqrt(photos) (a rough power estimate, not a test)")
 REGION_NOTE = ("PSNR flat / textured: RGB PSNR over the pixels of the 8x8 HR blocks whose luma std (0-255) is "
                "below 3 / at least 3, averaged over the images that have such blocks")
 AGREEMENT_NOTE = ("index agreement: share of code cells whose D_lr content index is the same for the clean LR (HR "

@@ -48,19 +48,35 @@ def stamp_path(output: Path) -> Path:
     return output.with_name(output.stem + ".stamp.json")
 
 
-def _stamp(source: Path, parameters: dict, outputs: list[Path], configs: dict | None = None) -> dict:
+def file_identity(path: Path) -> list[int] | None:
+    """[size, mtime in ns] of a file, None where it is missing: checkpoints are replaced whole (atomic writes), so a
+    run trained or derived again is a new identity even at the same step."""
+    try:
+        info = Path(path).stat()
+    except OSError:
+        return None
+    return [info.st_size, info.st_mtime_ns]
+
+
+def _stamp(source: Path, parameters: dict, outputs: list[Path], configs: dict | None = None,
+           inputs: list[Path] | None = None) -> dict:
     cleaned = {k: v for k, v in parameters.items() if k != "force"}
     stamp = {"notebook": source.name, "source_sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
              "parameters": cleaned, "outputs": [str(p) for p in outputs]}
     if configs:
         stamp["configs"] = configs
+    if inputs:
+        stamp["inputs"] = {str(p): file_identity(p) for p in inputs}
     return stamp
 
 
-def reusable(source: Path, output: Path, parameters: dict, outputs: list[Path], configs: dict | None = None) -> bool:
-    """The executed copy, its stamp (same notebook source, parameters and training configs) and every expected
-    file exist. `configs` ({run folder: Config.to_dict()}, the runs the stage trains) is what the parameters only
-    name: a preset changed in config.py leaves them alone, and its runs must be trained again."""
+def reusable(source: Path, output: Path, parameters: dict, outputs: list[Path], configs: dict | None = None,
+             inputs: list[Path] | None = None) -> bool:
+    """The executed copy, its stamp (same notebook source, parameters, training configs and inputs) and every
+    expected file exist. `configs` ({run folder: Config.to_dict()}, the runs the stage trains) is what the
+    parameters only name: a preset changed in config.py leaves them alone, and its runs must be trained again.
+    `inputs` (the checkpoints a stage reads but does not make) likewise: the run names stay when a run is trained
+    again, and its scores must be made again."""
     stamp_file = stamp_path(output)
     if not output.is_file() or not stamp_file.is_file():
         return False
@@ -68,8 +84,9 @@ def reusable(source: Path, output: Path, parameters: dict, outputs: list[Path], 
         stored = json.loads(stamp_file.read_text())
     except (OSError, ValueError):
         return False
-    wanted = _stamp(source, parameters, outputs, configs)
-    same = all(stored.get(key) == wanted.get(key) for key in ("source_sha256", "parameters", "outputs", "configs"))
+    wanted = _stamp(source, parameters, outputs, configs, inputs)
+    same = all(stored.get(key) == wanted.get(key)
+               for key in ("source_sha256", "parameters", "outputs", "configs", "inputs"))
     return same and all(Path(p).exists() for p in outputs)
 
 
@@ -95,13 +112,15 @@ def _local_transport(folder: str) -> dict:
 
 
 def execute_notebook(notebook: str, output, parameters: dict, *, root, outputs=(), force: bool = False,
-                     log_output: bool = False, timeout: int | None = None, configs: dict | None = None) -> dict:
+                     log_output: bool = False, timeout: int | None = None, configs: dict | None = None,
+                     inputs=()) -> dict:
     """Run ROOT/notebooks/<notebook>.ipynb with papermill into `output` unless a matching stamp says it is done.
 
     `timeout`: seconds one cell may run; past it the stage fails (nbclient can miss the end of a cell and
     then wait forever, jupyter/nbclient#312: better a named failure than a silent hang).
 
-    `configs`: the training configs of the runs it trains, part of its stamp (see `reusable`).
+    `configs`: the training configs of the runs it trains; `inputs`: the files it reads (checkpoints); both part
+    of its stamp (see `reusable`).
 
     Returns {"executed": bool, "seconds": float, "output": path}; raises WorkbookError naming the failed copy.
     """
@@ -110,7 +129,8 @@ def execute_notebook(notebook: str, output, parameters: dict, *, root, outputs=(
     source = source_notebook(root, notebook)
     output = Path(output)
     outputs = [Path(p) for p in outputs]
-    if not force and reusable(source, output, parameters, outputs, configs):
+    inputs = [Path(p) for p in inputs]
+    if not force and reusable(source, output, parameters, outputs, configs, inputs):
         print(f"[workbook] {output.stem}: reusing {output} (same parameters; --force reruns)", flush=True)
         return {"executed": False, "seconds": 0.0, "output": str(output)}
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -136,7 +156,7 @@ def execute_notebook(notebook: str, output, parameters: dict, *, root, outputs=(
         raise WorkbookError(f"notebook {notebook} (stage {output.stem}) finished but did not write: {', '.join(missing)}")
     os.replace(partial, output)
     seconds = time.time() - start
-    atomic_write_json(stamp_path(output), {**_stamp(source, parameters, outputs, configs), "seconds": seconds,
+    atomic_write_json(stamp_path(output), {**_stamp(source, parameters, outputs, configs, inputs), "seconds": seconds,
                                             "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
     print(f"[workbook] {output.stem}: done in {seconds:.1f} s -> {output}", flush=True)
     return {"executed": True, "seconds": seconds, "output": str(output)}

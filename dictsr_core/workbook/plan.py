@@ -20,6 +20,7 @@ class Stage:
     parameters: dict
     outputs: list[Path] = field(default_factory=list)
     runs: list = field(default_factory=list)  # (run folder, Config) of each run this stage trains
+    inputs: list[Path] = field(default_factory=list)  # checkpoints it reads but does not make (part of its stamp)
     about: str = ""  # what it does, for the plan
 
 
@@ -74,6 +75,10 @@ def common_parameters(ctx: Context) -> dict:
             "figure_dir": str(ctx.figure_dir), "device": str(ctx.device), "seed": ctx.seed}
 
 
+def run_checkpoints(ctx: Context, runs) -> list[Path]:
+    return [ctx.run_dir(run) / "checkpoints" / "last.pt" for run in runs]
+
+
 def _figures(ctx: Context, *names: str) -> list[Path]:
     return [ctx.figure_dir / f"{name}.{fmt}" for name in names for fmt in ("png", "pdf")]
 
@@ -95,15 +100,14 @@ def plan(ctx: Context, force: bool = False) -> list[Stage]:
         stages.append(Stage(f"02_train-{method}", "02_train",
                             {**common, "method": method, "ablation": None, "schedule": "main", "run_name": method,
                              "l1_run": l1_run, **extra},
-                            _figures(ctx, f"train_curves_{method}") + [ctx.run_dir(run) / "checkpoints" / "last.pt"
-                                                                       for run in made],
+                            _figures(ctx, f"train_curves_{method}") + run_checkpoints(ctx, made),
                             runs=[(ctx.run_dir(method), cfg)], about=f"train {method}: {cfg.train.total_steps} steps"
                             + (f" ({l1_run}: its L1-only model at step {cfg.train.l1_phase_end})" if l1_run else "")
                             + (f" ({coarse_run}: its code in {ctx.profile.coarse_entries} entries)" if coarse_run else "")))
         scored += made
     stages.append(Stage("03_evaluate", "03_evaluate", {**common, "runs": scored, "table_dir": None, "figure_name": "eval_metrics"},
                         _figures(ctx, "eval_metrics") + [table / "table1.md", table / "table1.csv"],
-                        about=f"bicubic and {len(scored)} runs on the validation pairs, Table 1"))
+                        inputs=run_checkpoints(ctx, scored), about=f"bicubic and {len(scored)} runs on the validation pairs, Table 1"))
     if ctx.profile.ablations:
         variants = list(ctx.profile.ablations)
         runs = ablation_runs(ctx, variants)
@@ -114,16 +118,16 @@ def plan(ctx: Context, force: bool = False) -> list[Stage]:
         stages.append(Stage("04_ablations", "04_ablations", {**common, "variants": variants},
                             _figures(ctx, "ablation_bars", "ablation_metrics")
                             + [table / "ablations" / "table3.md", table / "ablations" / "table3.csv"]
-                            + [ctx.run_dir(run) / "checkpoints" / "last.pt" for run in runs.values()],
-                            runs=trained, about=f"train {', '.join(train)}"
+                            + run_checkpoints(ctx, runs.values()),
+                            runs=trained, inputs=run_checkpoints(ctx, runs.values()), about=f"train {', '.join(train)}"
                             + (f" ({', '.join(derived)}: made from Ours' checkpoint)" if derived else "")
                             + ", evaluate, Table 3"
                             + (" (Ours is the main run)" if "dictsr" in runs.values() else "")))
     stages.append(Stage("05_dictionaries", "05_dictionaries", {**common, "run": "dictsr", "embedding": "umap"},
                         _figures(ctx, "fig4_dictionary_map", "fig4_degradation_offsets", "fig4_hr_atoms",
-                                 "fig_index_agreement"), about="Fig. 4: dictionary map (UMAP), offsets, atoms, index agreement"))
+                                 "fig_index_agreement"), inputs=run_checkpoints(ctx, ["dictsr"]), about="Fig. 4: dictionary map (UMAP), offsets, atoms, index agreement"))
     stages.append(Stage("06_qualitative", "06_qualitative", {**common, "runs": methods},
-                        _figures(ctx, "fig3_qualitative"), about="Fig. 3: crops where the methods differ most"))
+                        _figures(ctx, "fig3_qualitative"), inputs=run_checkpoints(ctx, methods), about="Fig. 3: crops where the methods differ most"))
     stages.append(Stage("07_explore", "07_explore", {**common, "run": "dictsr", "interactive": False},
-                        _figures(ctx, "explore_location"), about="the explorer, one view"))
+                        _figures(ctx, "explore_location"), inputs=run_checkpoints(ctx, ["dictsr"]), about="the explorer, one view"))
     return stages

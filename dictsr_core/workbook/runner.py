@@ -38,7 +38,7 @@ def stage_estimates(ctx: Context, stages: list[Stage], force: bool = False) -> t
     for stage in stages:
         output = ctx.notebook_dir / f"{stage.key}.ipynb"
         if not rerun and reusable(source_notebook(ctx.root, stage.notebook), output, stage.parameters, stage.outputs,
-                                  stage_configs(stage)):
+                                  stage_configs(stage), stage.inputs):
             rows.append({"stage": stage.key, "reused": True, "seconds": 0.0, "what": stage.about})
             continue
         rerun = True
@@ -87,17 +87,17 @@ def run_workbook(profile: str = "auto", data_dir=None, force: bool = False, run_
         with StageProgress(stage.key, [run_dir for run_dir, _ in stage.runs], estimate_s=estimates.get(stage.key)):
             result = execute_notebook(stage.notebook, ctx.notebook_dir / f"{stage.key}.ipynb", stage.parameters,
                                       root=ctx.root, outputs=stage.outputs, force=rerun, timeout=ctx.profile.cell_timeout_s,
-                                      configs=stage_configs(stage))
+                                      configs=stage_configs(stage), inputs=stage.inputs)
         rerun = rerun or result["executed"]
         done.append((stage, result))
     report = write_report(ctx, done, time.time() - start)
-    if readme:
-        print(f"[workbook] figures block of {update_readme_figures(readme, ctx)} rewritten", flush=True)
     summary = "\n".join(summary_lines(table_csv=ctx.table_dir / "table1.csv", report=report, figure_dir=ctx.figure_dir,
                                       notebook_dir=ctx.notebook_dir, data_dir=ctx.data_dir, seconds=time.time() - start))
-    print(summary, flush=True)
     if any(result["executed"] for _, result in done):  # like plan.txt: of the call that ran something, for the README
         atomic_write_text(ctx.run_root / "summary.txt", summary + "\n")
+    if readme:  # after summary.txt: the block shows this call's summary, not the previous one's
+        print(f"[workbook] figures block of {update_readme_figures(readme, ctx)} rewritten", flush=True)
+    print(summary, flush=True)
     return report
 
 

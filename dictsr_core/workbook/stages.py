@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from dictsr_core.workbook.execute import execute_notebook
-from dictsr_core.workbook.plan import ablation_runs, common_parameters, training_config  # notebooks call stages.training_config
+from dictsr_core.workbook.plan import ablation_runs, common_parameters, run_checkpoints, training_config  # notebooks call stages.training_config
 from dictsr_core.workbook.profiles import Context, WorkbookError, preparable
 
 SPLITS = ("train_hr", "train_lr", "val_lr", "val_hr")
@@ -177,7 +177,8 @@ def run_ablations(ctx: Context, variants=None, force: bool = False) -> dict:
     table_dir = ctx.table_dir / "ablations"
     execute_notebook("03_evaluate", out / "03_evaluate-ablations.ipynb", {
         **common, "runs": list(runs.values()), "table_dir": str(table_dir), "figure_name": "ablation_metrics",
-        "force": force}, root=ctx.root, force=force, timeout=ctx.profile.cell_timeout_s)
+        "force": force}, root=ctx.root, force=force, timeout=ctx.profile.cell_timeout_s,
+        inputs=run_checkpoints(ctx, runs.values()))
     records = collect_records([ctx.run_dir(run) for run in runs.values()], ctx.data_dir, results_root=ctx.results_root,
                               device=ctx.device, log=lambda message: None)
     figure = ablation_bars(records, f"Ablations on {ctx.data_dir.name} ({ctx.profile.name} profile)")
