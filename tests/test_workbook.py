@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
+import pytest
 from PIL import Image
 
 from dictsr_core.training.checkpoint import load_checkpoint
@@ -125,6 +126,13 @@ def test_readme_figure_block_is_generated_and_replaced_in_place(smoke, tmp_path)
         link = text.split(f"![{name}](")[1].split(")")[0]
         assert (readme.parent / link).resolve() == (smoke["ctx"].figure_dir / f"{name}.png").resolve()
     assert "| Ours |" in text and "| A1 |" in text  # the ablation table
+    # how long the runs shown trained (their metrics.jsonl), not how long the call that wrote the block took
+    from dictsr_core.workbook.runner import training_seconds
+
+    trained = [run_dir for stage in plan(smoke["ctx"]) for run_dir, _ in stage.runs]
+    walls = [json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])["wall_s"] for run_dir in trained]
+    assert training_seconds(smoke["ctx"]) == (pytest.approx(sum(walls)), len(trained)) and len(trained) >= 5
+    assert f"its {len(trained)} trained runs took {sum(walls) / 60:.0f} min of training" in text
 
 
 def test_explorer_stage_builds_the_widget_at_the_asked_location_when_interactive(smoke):

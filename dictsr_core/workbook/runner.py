@@ -135,6 +135,30 @@ def stage_seconds(ctx: Context) -> float:
     return total
 
 
+def training_seconds(ctx: Context) -> tuple[float, int]:
+    """(seconds, runs): the training wall time of the runs the profile's stages train (the last `wall_s` of each
+    metrics.jsonl; derived runs are made from these), however long the call that showed them took."""
+    from dictsr_core.analysis.figures.training import read_metrics
+
+    total, count = 0.0, 0
+    for stage in plan(ctx):
+        for run_dir, _ in stage.runs:
+            try:
+                records = read_metrics(Path(run_dir) / "metrics.jsonl")
+            except FileNotFoundError:
+                continue
+            walls = [r["wall_s"] for r in records if isinstance(r.get("wall_s"), (int, float))]
+            if walls:
+                total, count = total + walls[-1], count + 1
+    return total, count
+
+
+def _times(ctx: Context) -> str:
+    seconds, runs = training_seconds(ctx)
+    return (f"its {runs} trained runs took {seconds / 60:.0f} min of training, the stages "
+            f"{stage_seconds(ctx) / 60:.0f} min when last executed")
+
+
 def _machine(ctx: Context) -> str:
     import platform
 
@@ -156,7 +180,7 @@ def write_report(ctx: Context, done: list, seconds: float) -> Path:
              f"{ctx.profile.about}.", "",
              f"Machine: {_machine(ctx)}; device {ctx.device}. Data: `{ctx.data_dir}`. Written "
              f"{time.strftime('%Y-%m-%d %H:%M')} by `dictsr workbook --profile {ctx.profile.name}` ({seconds:.0f} s this call; "
-             f"the stages took {stage_seconds(ctx) / 60:.1f} min when last executed).",
+             f"{_times(ctx)}).",
              "", "## Notebooks", "", "| stage | executed copy | this call | seconds |", "|---|---|---|---|"]
     for stage, result in done:
         stamp_file = stamp_path(Path(result["output"]))
@@ -197,7 +221,7 @@ def update_readme_figures(readme, ctx: Context) -> Path:
     readme = Path(readme)
     link = lambda path: os.path.relpath(path, readme.resolve().parent)  # noqa: E731
     lines = [f"Made by `dictsr workbook --profile {ctx.profile.name} --readme {readme.name}` on {_machine(ctx)}, "
-             f"{time.strftime('%Y-%m-%d')}, on `{ctx.data_dir.name}`, in {stage_seconds(ctx) / 60:.0f} min; full report: "
+             f"{time.strftime('%Y-%m-%d')}, on `{ctx.data_dir.name}` ({_times(ctx)}); full report: "
              f"[{link(ctx.run_root / 'report.md')}]({link(ctx.run_root / 'report.md')}) (not in git). "
              "Generated, never pasted: rerun the command to replace this block.", ""]
     for name, caption in (("plan.txt", "The plan printed by the latest call that executed stages (before the first one ran)"),
