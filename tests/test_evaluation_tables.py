@@ -464,7 +464,7 @@ def test_write_tables_writes_a_per_image_table_next_to_table1(synthetic_records,
 
     written, markdown = write_tables(synthetic_records, tmp_path)
     assert {p.name for p in written} == {"table1.md", "table1.csv", "table1_images.md", "table1_images.csv",
-                                         "table3.md", "table3.csv"}
+                                         "table1_photos.md", "table1_photos.csv", "table3.md", "table3.csv"}
     assert "| p0__c0 |" not in markdown, "the per-image table is written, not printed"
     assert "DictSR (CVPR 2024) Table 1, AIM-RWSR" in markdown
     rows = read_csv(tmp_path / "table1_images.csv")
@@ -475,6 +475,40 @@ def test_write_tables_writes_a_per_image_table_next_to_table1(synthetic_records,
     assert float(rows[3]["PSNR (RGB) DictSR"]) == pytest.approx(26.3)
     assert float(rows[-1]["LPIPS-Alex Bicubic"]) == synthetic_records[0]["evaluation"]["summary"]["lpips_alex"]
     assert "| p0__c0 | p0 | 0.250 | 25.00 | 25.50 | 26.00 | 0.6000 |" in (tmp_path / "table1_images.md").read_text()
+
+
+def test_photo_table_splits_flat_from_textured_photos_and_agrees_with_table1_on_all_photos():
+    from dictsr_core.evaluation.results import attach_comparisons
+    from dictsr_core.evaluation.tables import photo_table
+
+    records = [_synthetic_record("bicubic", "bicubic", 25.0, 0.60),
+               _synthetic_record("paired-bicubic", "paired-bicubic", 25.5, 0.55),
+               _synthetic_record("dictsr", "dictsr", 26.0, 0.45)]
+    flat = {0: 0.1, 1: 0.8, 2: 0.9, 3: 0.2}  # photos 1 and 2 flat: DictSR 0.2 ahead there, 0.05 behind elsewhere
+    for record in records:
+        for row in record["evaluation"]["images"]:
+            photo = int(row["name"][1])
+            row["flat_fraction"] = flat[photo] + (0.02 if row["name"].endswith("c1") else 0.0)
+            if record["run"] == "dictsr":
+                paired = next(r for r in records[1]["evaluation"]["images"] if r["name"] == row["name"])
+                row["lpips_alex"] = paired["lpips_alex"] + (-0.2 if flat[photo] >= 0.5 else 0.05)
+    attach_comparisons(records)
+    table = photo_table(records)
+    rows = {row[0]: dict(zip(table.titles(), row)) for row in table.rows}
+    assert list(rows) == ["p2", "p1", "p3", "p0", "flat photos (2)", "textured photos (2)", "all photos (4)"]
+    assert rows["p2"]["flat_fraction"] == pytest.approx(0.91) and rows["p2"]["crops"] == 2
+    delta = "ΔLPIPS-Alex DictSR vs paired-bicubic"
+    assert rows["p1"][delta] == pytest.approx(-0.2) and rows["p0"][delta] == pytest.approx(0.05)
+    assert rows["flat photos (2)"][delta].markdown == "-0.2000 [-0.2000, -0.2000]"  # constant: a zero-width interval
+    assert rows["textured photos (2)"][delta].markdown == "+0.0500 [+0.0500, +0.0500]"
+    everything = records[2]["comparison"]["paired-bicubic"]["lpips_alex"]  # Table 1's interval, the same draws
+    assert rows["all photos (4)"][delta].markdown.startswith(
+        f"{everything['mean_diff']:+.4f} [{everything['ci_low']:+.4f}, {everything['ci_high']:+.4f}]")
+    assert rows["all photos (4)"][delta].markdown.endswith(" photos)")  # spans 0: how many photos would exclude it
+    assert rows["flat photos (2)"]["LPIPS-Alex paired-bicubic"] == pytest.approx(
+        np.mean([r["lpips_alex"] for r in records[1]["evaluation"]["images"] if r["name"][1] in "12"]))
+    assert not any("vs paired-bicubic" in t and ("Bicubic" in t or "paired-bicubic vs" in t) for t in table.titles())
+    assert photo_table(records[:1] + records[2:]).titles()[-1] == "LPIPS-Alex DictSR"  # no reference: no Δ columns
 
 
 def read_csv_text(text) -> list[dict]:

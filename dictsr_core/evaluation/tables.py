@@ -312,7 +312,7 @@ def comparison_table(records: list[dict], paper: str = "aim") -> Table:
     caption = (f"Table {PAPER_TABLE[paper]} style. Our columns: {_scope(ours)}, {CONVENTION}; #layers and GMACs of "
                "the inference path at 128x128 LR, upsampling counted as written (nearest x2 + conv3x3), as the "
                f"paper counts. {CI_NOTE}. {REGION_NOTE}. {AGREEMENT_NOTE}. {WORTH_NOTE}. Per-image numbers: table1_images.md / "
-               f".csv. Columns titled \"paper\": DictSR (CVPR 2024) Table {PAPER_TABLE[paper]}, "
+               f".csv; per photo, flat and textured photos apart: table1_photos.md / .csv. Columns titled \"paper\": DictSR (CVPR 2024) Table {PAPER_TABLE[paper]}, "
                f"{benchmark} (100 validation images), as printed; not computed here, and not the same images "
                f"unless the data folder is {benchmark} itself. Written by `dictsr table`; do not edit.")
     return Table(columns, tuple(rows), caption)
@@ -398,6 +398,85 @@ def image_table(records: list[dict]) -> Table:
     return Table(columns, tuple(rows), caption)
 
 
+FLAT_PHOTO = 0.5  # a photo is "flat" when at least half of its crops' 8x8 HR blocks are flat (luma std < 3)
+
+
+def photo_table(records: list[dict], reference: str = "paired-bicubic") -> Table:
+    """One row per validation photo (its crops averaged), flattest first, then the flat photos, the textured
+    photos and all photos: each record's LPIPS-Alex and, for each record but bicubic and `reference`, its mean
+    paired difference to `reference` with a bootstrap interval over those photos. Where a method wins depends
+    on the content; this is the split by photo that says so (the records of Table 1; ablation runs left out)."""
+    from dictsr_core.evaluation.comparison import paired_bootstrap, photo_label, photos_to_exclude_zero
+
+    ours = [r for r in records if not (r["method"] == "dictsr" and r["ablation"])]
+    ours.sort(key=lambda r: METHOD_ORDER.index(r["method"]) if r["method"] in METHOD_ORDER else len(METHOD_ORDER))
+    base = next((r for r in ours if r["run"] == reference), None)
+    versus = [] if base is None else [r for r in ours if r["method"] != "bicubic" and r is not base]
+    per_record = [{row["name"]: row for row in r["evaluation"]["images"]} for r in ours]
+    names = list(dict.fromkeys(name for rows in per_record for name in rows))
+    first = {name: next(rows[name] for rows in per_record if name in rows) for name in names}
+    photos: dict[str, list[str]] = {}
+    for name in names:
+        photos.setdefault(photo_label(first[name]), []).append(name)
+    flat = {photo: _mean([first[n].get("flat_fraction") for n in crops]) for photo, crops in photos.items()}
+
+    def lpips(rows: dict, crops) -> float | None:
+        return _mean([rows.get(n, {}).get("lpips_alex") for n in crops])
+
+    def delta(record: dict, crops, digits: int = 4):
+        crops = sorted(crops)  # the image order of compare_records: all photos give Table 1's interval
+        rows, reference_rows = per_record[ours.index(record)], per_record[ours.index(base)]
+        if not all(n in rows and n in reference_rows for n in crops):
+            return None
+        found = paired_bootstrap([rows[n]["lpips_alex"] for n in crops], [reference_rows[n]["lpips_alex"] for n in crops],
+                                 clusters=[photo_label(first[n]) for n in crops], names=crops)
+        cell = interval_cell(found["mean_diff"], found["ci_low"], found["ci_high"], digits)
+        needed = photos_to_exclude_zero(found["mean_diff"], found["ci_low"], found["ci_high"], found["clusters"])
+        return cell if cell is None or needed is None else Cell(f"{cell.markdown} (~{needed} photos)",
+                                                                f"{cell.csv} (~{needed} photos)")
+
+    rows = []
+    order = sorted(photos, key=lambda p: -(flat[p] if flat[p] is not None else -1.0))
+    for photo in order:
+        crops = photos[photo]
+        rows.append((photo, len(crops), flat[photo], *(lpips(r, crops) for r in per_record),
+                     *(None if base is None else _single(per_record[ours.index(r)], per_record[ours.index(base)], crops)
+                       for r in versus)))
+    groups = (("flat photos", [p for p in order if flat[p] is not None and flat[p] >= FLAT_PHOTO]),
+              ("textured photos", [p for p in order if flat[p] is None or flat[p] < FLAT_PHOTO]),
+              ("all photos", order))
+    for title, members in groups:
+        if not members:
+            continue
+        crops = [n for p in members for n in photos[p]]
+        rows.append((f"{title} ({len(members)})", len(crops), _mean([flat[p] for p in members]),
+                     *(lpips(r, crops) for r in per_record), *(delta(r, crops) for r in versus)))
+    labels = [_image_label(r) for r in ours]
+    columns = (Column("photo"), Column("crops"), Column("flat_fraction", ".3f"),
+               *(Column(f"LPIPS-Alex {label}", ".4f") for label in labels),
+               *(Column(f"ΔLPIPS-Alex {_image_label(r)} vs {reference}", ".4f") for r in versus))
+    caption = (f"Per photo: {_scope(ours)}, {CONVENTION}; each photo's crops averaged, flattest photo first. "
+               f"flat_fraction: share of the 8x8 HR blocks whose luma std (0-255) is below 3; a photo with "
+               f"flat_fraction >= {FLAT_PHOTO} counts as flat. On a photo's row, Δ is the mean over its crops of the "
+               f"paired difference to {reference} (LPIPS-Alex, lower is better); on the group rows, the mean over "
+               f"the group's images with its 95 % bootstrap interval resampling the group's photos (10000 "
+               "resamples, seed 0) and, where it spans 0, about how many photos would exclude it. Written by "
+               "`dictsr table`; do not edit.")
+    return Table(columns, tuple(rows), caption)
+
+
+def _mean(values) -> float | None:
+    kept = [float(v) for v in values if _finite(v)]
+    return sum(kept) / len(kept) if kept else None
+
+
+def _single(rows: dict, reference_rows: dict, crops) -> float | None:
+    """A photo's mean paired LPIPS-Alex difference over its crops (no interval: one photo)."""
+    pairs = [(rows[n].get("lpips_alex"), reference_rows[n].get("lpips_alex")) for n in crops
+             if n in rows and n in reference_rows]
+    return _mean([a - b for a, b in pairs if _finite(a) and _finite(b)])
+
+
 SEEDS_NOTE = ("Δ: mean over the validation images of the paired difference, run minus reference (PSNR higher is "
               "better, LPIPS lower). [95% CI, photos]: percentile bootstrap interval resampling photos, as in the "
               "tables; on the pooled row over each image's difference averaged across the seeds (the seeds held "
@@ -439,10 +518,12 @@ def seeds_table(pooled: dict[str, dict], run: str, reference: str, dataset: str)
 
 
 def write_tables(records: list[dict], out_dir, paper: str = "aim") -> tuple[list[Path], str]:
-    """Write table1.md/.csv, table1_images.md/.csv (one row per validation image) and, when wanted, table3.md/.csv
-    into `out_dir` atomically; (paths, Markdown of table1 and table3: the per-image table is only written)."""
+    """Write table1.md/.csv, table1_images.md/.csv (one row per validation image), table1_photos.md/.csv (one row
+    per photo, and flat against textured photos) and, when wanted, table3.md/.csv into `out_dir` atomically;
+    (paths, Markdown of table1 and table3: the per-image and per-photo tables are only written)."""
     out_dir = Path(out_dir)
-    tables = {"table1": comparison_table(records, paper), "table1_images": image_table(records)}
+    tables = {"table1": comparison_table(records, paper), "table1_images": image_table(records),
+              "table1_photos": photo_table(records)}
     if wants_ablation_table(records):
         tables["table3"] = ablation_table(records)
     written, texts = [], []
@@ -450,7 +531,7 @@ def write_tables(records: list[dict], out_dir, paper: str = "aim") -> tuple[list
         text = table.markdown()
         written.append(atomic_write_text(out_dir / f"{name}.md", text))
         written.append(atomic_write_text(out_dir / f"{name}.csv", table.csv()))
-        if name != "table1_images":
+        if name not in ("table1_images", "table1_photos"):
             texts.append(text)
     return written, "\n".join(texts)
 
