@@ -384,7 +384,8 @@ def cmd_seeds(args) -> int:
 
 
 def cmd_coarsen(args) -> int:
-    from dictsr_core.analysis.code_coarsening import coarsening_curve, coarsening_markdown, training_lr_images
+    from dictsr_core.analysis.code_coarsening import coarsening_curve, coarsening_markdown
+    from dictsr_core.data.datasets import training_lr_images
     from dictsr_core.config import ConfigError
     from dictsr_core.atomic import atomic_write_json, replace_readme_block
     from dictsr_core.data.datasets import PairedImages

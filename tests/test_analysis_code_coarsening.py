@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from dictsr_core.analysis.code_coarsening import coarse_code, coarsening_curve, coarsening_markdown
+from dictsr_core.analysis.code_coarsening import coarsening_curve, coarsening_markdown
+from dictsr_core.model.dictionaries import coarse_code
 from dictsr_core.evaluation.index_consistency import clean_lr
 from dictsr_core.evaluation.metrics import psnr_rgb
 from dictsr_core.inference.tiled import image_tensor
@@ -65,7 +66,7 @@ def test_the_curve_ends_are_the_model_itself_and_one_atom_everywhere(tiny_infere
 
 
 def test_training_lr_images_are_the_clean_lr_of_train_hr_and_the_train_lr_images(tiny_data, tmp_path):
-    from dictsr_core.analysis.code_coarsening import training_lr_images
+    from dictsr_core.data.datasets import training_lr_images
     from dictsr_core.data.io import read_rgb
 
     images = training_lr_images(tiny_data)

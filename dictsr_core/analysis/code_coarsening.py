@@ -16,9 +16,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dictsr_core.data.datasets import training_lr_images  # noqa: F401 (the images a curve is fit on, re-exported)
-from dictsr_core.model.dictionaries import CoarseCode, coarse_code  # noqa: F401 (re-exported)
-
 DEFAULT_SIZES = (1024, 256, 64, 32, 16, 8, 4, 2, 1)
 
 

@@ -30,14 +30,12 @@ def derive_coarse_run(source_dir, out_dir, clusters: int, data_dir, force: bool 
     has one). Writes config.yaml (model.entries = clusters), a copy of metrics.jsonl and checkpoints/last.pt with
     every kept state (last weights and averages) cut to the same entries and `derived_from`; no optimizer state
     (it is not resumable). False when OUT_DIR already holds this derivation."""
-    from dictsr_core.atomic import atomic_write_text, ensure_writable_dir
     from dictsr_core.config import ConfigError
     from dictsr_core.data.datasets import training_lr_images
     from dictsr_core.inference.tiled import image_tensor, pad_to_grid
     from dictsr_core.model.dictionaries import coarse_code
     from dictsr_core.training.checkpoint import inference_model, load_checkpoint, save_checkpoint, tensor_checksum
-    from dictsr_core.training.run_folder import (checkpoint_file, holds_derivation, metrics_file,
-                                                 remove_stale_temp_files, write_run_config)
+    from dictsr_core.training.run_folder import checkpoint_file, holds_derivation, start_derived_folder
 
     source_dir, out_dir = Path(source_dir), Path(out_dir)
     payload = load_checkpoint(checkpoint_file(source_dir))
@@ -58,11 +56,7 @@ def derive_coarse_run(source_dir, out_dir, clusters: int, data_dir, force: bool 
         chosen = torch.cat([model.indices(pad_to_grid(image_tensor(image), model.code_patch)).reshape(-1)
                             for image in training_lr_images(data_dir)])
     keep = coarse_code(model.dictionaries.d_lr, chosen, clusters).representative
-    ensure_writable_dir(out_dir, str(out_dir))
-    remove_stale_temp_files(out_dir)
-    write_run_config(out_dir, cfg, None)
-    if metrics_file(source_dir).exists():
-        atomic_write_text(metrics_file(out_dir), metrics_file(source_dir).read_text(encoding="utf-8"))
+    start_derived_folder(source_dir, out_dir, cfg)
     states = {"model_ema": kept_rows(payload["model_ema"], keep)} if payload.get("model_ema") is not None else {}
     if payload.get("model_averages"):
         states["model_averages"] = {label: None if state is None else kept_rows(state, keep)

@@ -141,19 +141,26 @@ def derive_average_run(source_dir: Path, out_dir: Path, cfg: Config, force: bool
     ckpt_path = checkpoint_file(out_dir)
     if not force and holds_derivation(out_dir, derived_from, cfg):
         return False
+    start_derived_folder(source_dir, out_dir, cfg, metrics_to=None if snapshot == "last" else int(payload["step"]))
+    extra = {k: v for k, v in payload.items()
+             if k not in ("format", "model", "model_ema", "model_averages", "step", "derived_from")}
+    save_checkpoint(ckpt_path, model_state=payload["model"], config=cfg, step=payload["step"], **extra, **averages,
+                    derived_from=derived_from)
+    return True
+
+
+def start_derived_folder(source_dir: Path, out_dir: Path, cfg: Config, metrics_to: int | None = None) -> None:
+    """The folder of a run derived from SOURCE_DIR, before its checkpoint is written: writable, without an
+    interrupted write's temp files, with `cfg` as config.yaml and the source's metrics.jsonl (its lines up to
+    step `metrics_to` where given)."""
     ensure_writable_dir(out_dir, str(out_dir))
     remove_stale_temp_files(out_dir)
     write_run_config(out_dir, cfg, None)
     source_metrics = metrics_file(source_dir)
     if source_metrics.exists():
         atomic_write_text(metrics_file(out_dir), source_metrics.read_text(encoding="utf-8"))
-        if snapshot != "last":
-            truncate_metrics(metrics_file(out_dir), int(payload["step"]))
-    extra = {k: v for k, v in payload.items()
-             if k not in ("format", "model", "model_ema", "model_averages", "step", "derived_from")}
-    save_checkpoint(ckpt_path, model_state=payload["model"], config=cfg, step=payload["step"], **extra, **averages,
-                    derived_from=derived_from)
-    return True
+        if metrics_to is not None:
+            truncate_metrics(metrics_file(out_dir), metrics_to)
 
 
 def holds_derivation(out_dir: Path, derived_from: dict, cfg: Config) -> bool:
