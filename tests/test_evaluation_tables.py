@@ -257,6 +257,26 @@ def test_rerun_reuses_results_and_force_reevaluates(table_run, runs, data_dir):
     assert [(p.stat().st_ino, p.stat().st_mtime_ns) != stamp for p, stamp in zip(files[:2], before)] == [True, True]
 
 
+def test_the_plan_counts_only_the_records_it_must_make(table_run, runs, data_dir, tmp_path):
+    import shutil
+
+    from dictsr_core.evaluation.results import stored_record
+    from dictsr_core.workbook.estimate import records_to_make
+
+    results = tmp_path / "results"
+    shutil.copytree(table_run["results"], results)
+    assert stored_record(runs["ours"], data_dir, results_root=results)["run"] == "ours"
+    assert records_to_make([runs["ours"], runs["a1"]], data_dir, results) == 0  # all stored: nothing to score
+    assert records_to_make([runs["ours"], runs["a1"]], data_dir, results, stale={runs["a1"]}) == 1  # to be retrained
+    assert records_to_make([runs["ours"], tmp_path / "untrained"], data_dir, results) == 1  # no checkpoint yet
+    retrained = strict_json(results / DATASET / "ours.json")
+    retrained["train_wall_s"] += 1.0  # the record of another training of the run
+    (results / DATASET / "ours.json").write_text(json.dumps(retrained))
+    (results / DATASET / "bicubic.json").unlink()
+    assert stored_record(runs["ours"], data_dir, results_root=results) is None
+    assert records_to_make([runs["ours"], runs["a1"]], data_dir, results) == 2  # ours and bicubic
+
+
 def test_paper_ntire_puts_table2_beside_ours(table_run, runs, data_dir, tmp_path):
     results = tmp_path / "results"
     shutil.copytree(table_run["results"], results)

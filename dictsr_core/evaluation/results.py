@@ -214,6 +214,27 @@ def _reusable(path: Path, *, names: list[str], step: int | None, run_dir, train_
     return record
 
 
+def stored_record(run_dir, data_dir, *, results_root="results", weights: str = "auto", names=None,
+                  payload=None) -> dict | None:
+    """The stored result record of a run folder (None: bicubic) on DATA_DIR's validation images, where it was made
+    from the checkpoint now in the folder (step and training wall time), the same weights and the same images;
+    else None (it must be evaluated). `names` and `payload` (the loaded checkpoint), where the caller has them."""
+    from dictsr_core.training.checkpoint import load_checkpoint, weights_used
+
+    names = validation_names(data_dir) if names is None else names
+    dataset = dataset_name(data_dir)
+    if run_dir is None:
+        return _reusable(results_path(BICUBIC_RUN, dataset, results_root), names=names, step=None, run_dir=None)
+    run_dir = Path(run_dir)
+    if payload is None:
+        if not (run_dir / CHECKPOINT).is_file():
+            return None
+        payload = load_checkpoint(run_dir / CHECKPOINT)
+    return _reusable(results_path(run_dir.name, dataset, results_root), names=names, step=int(payload["step"]),
+                     run_dir=run_dir, train_wall_s=payload.get("train_wall_s"),
+                     weights=weights_used(payload, weights, str(run_dir)))
+
+
 def collect_records(run_dirs, data_dir, *, results_root="results", device=None, tile: int = 256, force: bool = False,
                     progress: bool = True, log: Callable[[str], None] = print, weights: str = "auto") -> list[dict]:
     """Bicubic first, then one record per run; each reused from its results JSON when still valid, else evaluated
@@ -235,27 +256,24 @@ def collect_records(run_dirs, data_dir, *, results_root="results", device=None, 
     dataset = dataset_name(data_dir)
     device = pick_device(device) if not isinstance(device, torch.device) else device
 
-    def obtain(run: str, run_dir: Path | None, step: int | None, evaluate: Callable[[], dict], wall=None,
-               used: str | None = None) -> dict:
-        path = results_path(run, dataset, results_root)
-        record = None if force else _reusable(path, names=names, step=step, run_dir=run_dir, train_wall_s=wall,
-                                              weights=used)
+    def obtain(run: str, run_dir: Path | None, evaluate: Callable[[], dict], made_from: str, payload=None) -> dict:
+        record = None if force else stored_record(run_dir, data_dir, results_root=results_root, weights=weights,
+                                                  names=names, payload=payload)
         if record is not None:
-            made_from = "same validation images" if step is None else (
-                f"checkpoint step {step}, {used} weights, same validation images")
-            log(f"[table] {run}: reusing {path} ({made_from}; --force re-evaluates)")
+            log(f"[table] {run}: reusing {results_path(run, dataset, results_root)} ({made_from}; --force re-evaluates)")
             return record
         log(f"[table] {run}: evaluating on {len(names)} validation pairs of {dataset} ({device})")
         record = evaluate()
         write_run_results(record, results_root, dataset)
         return record
 
-    records = [obtain(BICUBIC_RUN, None, None, lambda: bicubic_record(data_dir, device, progress))]
+    records = [obtain(BICUBIC_RUN, None, lambda: bicubic_record(data_dir, device, progress), "same validation images")]
     for run_dir in run_dirs:
         payload = load_checkpoint(run_dir / CHECKPOINT)
-        records.append(obtain(run_dir.name, run_dir, int(payload["step"]),
+        made_from = f"checkpoint step {payload['step']}, {weights_used(payload, weights, str(run_dir))} weights, same validation images"
+        records.append(obtain(run_dir.name, run_dir,
                               lambda run_dir=run_dir: evaluate_run(run_dir, data_dir, device, tile, progress, weights),
-                              wall=payload.get("train_wall_s"), used=weights_used(payload, weights, str(run_dir))))
+                              made_from, payload))
     for record in records[1:]:
         if record["total_steps"] is not None and record["steps"] < record["total_steps"]:
             log(f"[table] note: {record['run']} stopped at step {record['steps']} of {record['total_steps']}")

@@ -96,6 +96,16 @@ def training_seconds(runs: list[tuple[Path, object]], clock: StepClock) -> float
     return total
 
 
-def evaluation_seconds(pairs: int, methods: int) -> float:
-    """Bicubic plus `methods` runs over `pairs` validation pairs."""
-    return EVAL_S_PER_PAIR * pairs * (methods + 1)
+def evaluation_seconds(pairs: int, scored: int) -> float:
+    """`scored` records (bicubic counts as one) made over `pairs` validation pairs."""
+    return EVAL_S_PER_PAIR * pairs * scored
+
+
+def records_to_make(run_dirs, data_dir, results_root, stale=frozenset()) -> int:
+    """How many result records scoring bicubic and `run_dirs` must make: those without a stored record made from
+    the checkpoint now in the folder, and every run in `stale` (to be trained or derived again first)."""
+    from dictsr_core.evaluation.results import stored_record
+
+    missing = [run_dir for run_dir in run_dirs if Path(run_dir) in stale
+               or stored_record(run_dir, data_dir, results_root=results_root) is None]
+    return len(missing) + (stored_record(None, data_dir, results_root=results_root) is None)

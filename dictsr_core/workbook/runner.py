@@ -34,7 +34,7 @@ def stage_estimates(ctx: Context, stages: list[Stage], force: bool = False) -> t
 
     clock = estimate.StepClock(ctx.data_dir, ctx.device, say=lambda line: print(line, flush=True))
     pairs = len(list_images(ctx.data_dir / "val_hr"))
-    rows, rerun = [], force
+    rows, rerun, stale = [], force, set()
     for stage in stages:
         output = ctx.notebook_dir / f"{stage.key}.ipynb"
         if not rerun and reusable(source_notebook(ctx.root, stage.notebook), output, stage.parameters, stage.outputs,
@@ -42,12 +42,17 @@ def stage_estimates(ctx: Context, stages: list[Stage], force: bool = False) -> t
             rows.append({"stage": stage.key, "reused": True, "seconds": 0.0, "what": stage.about})
             continue
         rerun = True
-        seconds = estimate.KERNEL_START_S + estimate.training_seconds(stage.runs, clock)
-        if stage.notebook == "03_evaluate":
-            seconds += estimate.evaluation_seconds(pairs, len(stage.parameters["runs"]))
-        elif stage.notebook == "04_ablations":
-            scored = len(ablation_runs(ctx, stage.parameters["variants"]))  # the derived variants too
-            seconds += estimate.evaluation_seconds(pairs, scored) + estimate.KERNEL_START_S * len(stage.runs)
+        training = estimate.training_seconds(stage.runs, clock)
+        if training > 0 or force:  # what it trains, and what it derives from those runs, must be scored again
+            stale |= {path.parent.parent for path in stage.outputs if path.name == "last.pt"}
+        seconds = estimate.KERNEL_START_S + training
+        if stage.notebook in ("03_evaluate", "04_ablations"):
+            runs = (stage.parameters["runs"] if stage.notebook == "03_evaluate"
+                    else ablation_runs(ctx, stage.parameters["variants"]).values())  # the derived variants too
+            made = estimate.records_to_make([ctx.run_dir(run) for run in runs], ctx.data_dir, ctx.results_root, stale)
+            seconds += estimate.evaluation_seconds(pairs, made)
+        if stage.notebook == "04_ablations":
+            seconds += estimate.KERNEL_START_S * len(stage.runs)
         seconds += estimate.TYPICAL_STAGE_S.get(stage.notebook, 0.0)
         rows.append({"stage": stage.key, "reused": False, "seconds": seconds, "what": stage.about})
     measured = ", ".join(f"{kind} {1 / s:.1f} it/s" for kind, s in clock.seconds.items())
