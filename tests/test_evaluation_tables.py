@@ -486,6 +486,8 @@ def test_write_tables_writes_a_per_image_table_next_to_table1(synthetic_records,
     assert {p.name for p in written} == {"table1.md", "table1.csv", "table1_images.md", "table1_images.csv",
                                          "table1_photos.md", "table1_photos.csv", "table3.md", "table3.csv"}
     assert "| p0__c0 |" not in markdown, "the per-image table is written, not printed"
+    assert "| all photos (4) |" in markdown and "| p0 |" not in markdown  # the photo groups, not each photo
+    assert "| p0 |" in (tmp_path / "table1_photos.md").read_text()
     assert "DictSR (CVPR 2024) Table 1, AIM-RWSR" in markdown
     rows = read_csv(tmp_path / "table1_images.csv")
     assert [row["image"] for row in rows] == [f"p{p}__c{c}" for p in range(4) for c in range(2)] + ["mean"]

@@ -401,11 +401,12 @@ def image_table(records: list[dict]) -> Table:
 FLAT_PHOTO = 0.5  # a photo is "flat" when at least half of its crops' 8x8 HR blocks are flat (luma std < 3)
 
 
-def photo_table(records: list[dict], reference: str = "paired-bicubic") -> Table:
-    """One row per validation photo (its crops averaged), flattest first, then the flat photos, the textured
-    photos and all photos: each record's LPIPS-Alex and, for each record but bicubic and `reference`, its mean
-    paired difference to `reference` with a bootstrap interval over those photos. Where a method wins depends
-    on the content; this is the split by photo that says so (the records of Table 1; ablation runs left out)."""
+def photo_table(records: list[dict], reference: str = "paired-bicubic", per_photo: bool = True) -> Table:
+    """One row per validation photo (its crops averaged; per_photo=False leaves them out), flattest first, then
+    the flat photos, the textured photos and all photos: each record's LPIPS-Alex and, for each record but
+    bicubic and `reference`, its mean paired difference to `reference` with a bootstrap interval over those
+    photos. Where a method wins depends on the content; this is the split by photo that says so (the records
+    of Table 1; ablation runs left out)."""
     from dictsr_core.evaluation.comparison import paired_bootstrap, photo_label, photos_to_exclude_zero
 
     ours = [r for r in records if not (r["method"] == "dictsr" and r["ablation"])]
@@ -437,7 +438,7 @@ def photo_table(records: list[dict], reference: str = "paired-bicubic") -> Table
 
     rows = []
     order = sorted(photos, key=lambda p: -(flat[p] if flat[p] is not None else -1.0))
-    for photo in order:
+    for photo in order if per_photo else ():
         crops = photos[photo]
         rows.append((photo, len(crops), flat[photo], *(lpips(r, crops) for r in per_record),
                      *(None if base is None else _single(per_record[ours.index(r)], per_record[ours.index(base)], crops)
@@ -455,11 +456,15 @@ def photo_table(records: list[dict], reference: str = "paired-bicubic") -> Table
     columns = (Column("photo"), Column("crops"), Column("flat_fraction", ".3f"),
                *(Column(f"LPIPS-Alex {label}", ".4f") for label in labels),
                *(Column(f"ΔLPIPS-Alex {_image_label(r)} vs {reference}", ".4f") for r in versus))
-    caption = (f"Per photo: {_scope(ours)}, {CONVENTION}; each photo's crops averaged, flattest photo first. "
+    caption = (("Per photo" if per_photo else "Flat and textured photos") + f": {_scope(ours)}, {CONVENTION}; "
+               + ("each photo's crops averaged, flattest photo first. " if per_photo else
+                  "one row per group of photos (the rows of each photo: table1_photos.md). ") +
                f"flat_fraction: share of the 8x8 HR blocks whose luma std (0-255) is below 3; a photo with "
-               f"flat_fraction >= {FLAT_PHOTO} counts as flat. On a photo's row, Δ is the mean over its crops of the "
-               f"paired difference to {reference} (LPIPS-Alex, lower is better); on the group rows, the mean over "
-               f"the group's images with its 95 % bootstrap interval resampling the group's photos (10000 "
+               f"flat_fraction >= {FLAT_PHOTO} counts as flat. "
+               + (f"On a photo's row, Δ is the mean over its crops of the paired difference to {reference} "
+                  "(LPIPS-Alex, lower is better); on the group rows, the mean over " if per_photo else
+                  f"Δ: the mean paired difference to {reference} (LPIPS-Alex, lower is better) over ")
+               + "the group's images with its 95 % bootstrap interval resampling the group's photos (10000 "
                "resamples, seed 0) and, where it spans 0, about how many photos would exclude it. Written by "
                "`dictsr table`; do not edit.")
     return Table(columns, tuple(rows), caption)
@@ -520,20 +525,21 @@ def seeds_table(pooled: dict[str, dict], run: str, reference: str, dataset: str)
 def write_tables(records: list[dict], out_dir, paper: str = "aim") -> tuple[list[Path], str]:
     """Write table1.md/.csv, table1_images.md/.csv (one row per validation image), table1_photos.md/.csv (one row
     per photo, and flat against textured photos) and, when wanted, table3.md/.csv into `out_dir` atomically;
-    (paths, Markdown of table1 and table3: the per-image and per-photo tables are only written)."""
+    (paths, Markdown of table1, the flat / textured photo groups and table3: the rows of each image and of each
+    photo are only written)."""
     out_dir = Path(out_dir)
     tables = {"table1": comparison_table(records, paper), "table1_images": image_table(records),
               "table1_photos": photo_table(records)}
+    shown = [tables["table1"].markdown(), photo_table(records, per_photo=False).markdown()]
     if wants_ablation_table(records):
         tables["table3"] = ablation_table(records)
-    written, texts = [], []
+    written = []
     for name, table in tables.items():
-        text = table.markdown()
-        written.append(atomic_write_text(out_dir / f"{name}.md", text))
+        written.append(atomic_write_text(out_dir / f"{name}.md", table.markdown()))
         written.append(atomic_write_text(out_dir / f"{name}.csv", table.csv()))
-        if name not in ("table1_images", "table1_photos"):
-            texts.append(text)
-    return written, "\n".join(texts)
+    if "table3" in tables:
+        shown.append(tables["table3"].markdown())
+    return written, "\n".join(shown)
 
 
 def update_readme(readme, dataset: str, markdown: str) -> Path:
