@@ -385,10 +385,9 @@ def cmd_seeds(args) -> int:
 
 def cmd_coarsen(args) -> int:
     from dictsr_core.analysis.code_coarsening import coarsening_curve, coarsening_markdown
-    from dictsr_core.data.datasets import training_lr_images
-    from dictsr_core.config import ConfigError
     from dictsr_core.atomic import atomic_write_json, replace_readme_block
-    from dictsr_core.data.datasets import PairedImages
+    from dictsr_core.config import ConfigError
+    from dictsr_core.data.datasets import PairedImages, training_lr_images
     from dictsr_core.evaluation.results import dataset_name
     from dictsr_core.training.checkpoint import load_inference_model
     from dictsr_core.training.devices import pick_device

@@ -37,6 +37,7 @@ def coarsening_curve(model, pairs, sizes=DEFAULT_SIZES, *, fit_images=None, wind
     {"entries": N, "fit": "images" | "validation", "rows": [...]}."""
     from dictsr_core.evaluation.index_consistency import clean_lr
     from dictsr_core.evaluation.metrics import lpips_distance, psnr_rgb
+    from dictsr_core.inference.index_maps import content_index_map
     from dictsr_core.inference.tiled import image_tensor, model_device, pad_to_grid
     from dictsr_core.model.dictionaries import coarse_code
 
@@ -55,7 +56,7 @@ def coarsening_curve(model, pairs, sizes=DEFAULT_SIZES, *, fit_images=None, wind
     if fit_images is None:
         chosen = torch.cat([torch.cat([own.reshape(-1), clean.reshape(-1)]) for _, _, own, clean in cells])
     else:
-        chosen = torch.cat([model.indices(pad_to_grid(image_tensor(image, device), model.code_patch)).reshape(-1)
+        chosen = torch.cat([content_index_map(model, image, tile=None, device=device).reshape(-1).to(device)
                             for image in fit_images])
     rows = []
     for size in sorted({min(int(s), entries.shape[0]) for s in sizes}, reverse=True):

@@ -162,14 +162,19 @@ def delta_cell(record: dict, reference: str, metric: str, digits: int) -> Cell |
     """`+0.42 [+0.10, +0.75]`: the record's mean paired difference to `reference` (a method) in `metric` and its
     bootstrap interval, from the record's `comparison`; `[-]` without an interval (one photo), None when absent.
     An interval that spans 0 is followed by `(~N photos)` (comparison.photos_to_exclude_zero)."""
-    from dictsr_core.evaluation.comparison import photos_to_exclude_zero
-
     found = ((record.get("comparison") or {}).get(reference) or {}).get(metric)
     if not found:
         return None
-    cell = interval_cell(found.get("mean_diff"), found.get("ci_low"), found.get("ci_high"), digits)
-    needed = photos_to_exclude_zero(found.get("mean_diff"), found.get("ci_low"), found.get("ci_high"),
-                                    found.get("clusters"))
+    return bootstrap_cell(found, digits)
+
+
+def bootstrap_cell(found: dict, digits: int) -> Cell | None:
+    """interval_cell of a paired_bootstrap result, followed by `(~N photos)` where its interval spans 0."""
+    from dictsr_core.evaluation.comparison import photos_to_exclude_zero
+
+    mean, low, high = found.get("mean_diff"), found.get("ci_low"), found.get("ci_high")
+    cell = interval_cell(mean, low, high, digits)
+    needed = photos_to_exclude_zero(mean, low, high, found.get("clusters"))
     if cell is None or needed is None:
         return cell
     return Cell(f"{cell.markdown} (~{needed} photos)", f"{cell.csv} (~{needed} photos)")
@@ -407,7 +412,7 @@ def photo_table(records: list[dict], reference: str = "paired-bicubic", per_phot
     bicubic and `reference`, its mean paired difference to `reference` with a bootstrap interval over those
     photos. Where a method wins depends on the content; this is the split by photo that says so (the records
     of Table 1; ablation runs left out)."""
-    from dictsr_core.evaluation.comparison import paired_bootstrap, photo_label, photos_to_exclude_zero
+    from dictsr_core.evaluation.comparison import paired_bootstrap, photo_label
 
     ours = [r for r in records if not (r["method"] == "dictsr" and r["ablation"])]
     ours.sort(key=lambda r: METHOD_ORDER.index(r["method"]) if r["method"] in METHOD_ORDER else len(METHOD_ORDER))
@@ -429,12 +434,9 @@ def photo_table(records: list[dict], reference: str = "paired-bicubic", per_phot
         rows, reference_rows = per_record[ours.index(record)], per_record[ours.index(base)]
         if not all(n in rows and n in reference_rows for n in crops):
             return None
-        found = paired_bootstrap([rows[n]["lpips_alex"] for n in crops], [reference_rows[n]["lpips_alex"] for n in crops],
-                                 clusters=[photo_label(first[n]) for n in crops], names=crops)
-        cell = interval_cell(found["mean_diff"], found["ci_low"], found["ci_high"], digits)
-        needed = photos_to_exclude_zero(found["mean_diff"], found["ci_low"], found["ci_high"], found["clusters"])
-        return cell if cell is None or needed is None else Cell(f"{cell.markdown} (~{needed} photos)",
-                                                                f"{cell.csv} (~{needed} photos)")
+        return bootstrap_cell(paired_bootstrap([rows[n]["lpips_alex"] for n in crops],
+                                               [reference_rows[n]["lpips_alex"] for n in crops],
+                                               clusters=[photo_label(first[n]) for n in crops], names=crops), digits)
 
     rows = []
     order = sorted(photos, key=lambda p: -(flat[p] if flat[p] is not None else -1.0))

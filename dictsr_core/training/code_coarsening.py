@@ -32,7 +32,7 @@ def derive_coarse_run(source_dir, out_dir, clusters: int, data_dir, force: bool 
     (it is not resumable). False when OUT_DIR already holds this derivation."""
     from dictsr_core.config import ConfigError
     from dictsr_core.data.datasets import training_lr_images
-    from dictsr_core.inference.tiled import image_tensor, pad_to_grid
+    from dictsr_core.inference.index_maps import content_index_map
     from dictsr_core.model.dictionaries import coarse_code
     from dictsr_core.training.checkpoint import inference_model, load_checkpoint, save_checkpoint, tensor_checksum
     from dictsr_core.training.run_folder import checkpoint_file, holds_derivation, start_derived_folder
@@ -52,9 +52,7 @@ def derive_coarse_run(source_dir, out_dir, clusters: int, data_dir, force: bool 
     if not force and holds_derivation(out_dir, derived_from, cfg):
         return False
     model = inference_model(payload, source=str(source_dir))
-    with torch.no_grad():
-        chosen = torch.cat([model.indices(pad_to_grid(image_tensor(image), model.code_patch)).reshape(-1)
-                            for image in training_lr_images(data_dir)])
+    chosen = torch.cat([content_index_map(model, image, tile=None).reshape(-1) for image in training_lr_images(data_dir)])
     keep = coarse_code(model.dictionaries.d_lr, chosen, clusters).representative
     start_derived_folder(source_dir, out_dir, cfg)
     states = {"model_ema": kept_rows(payload["model_ema"], keep)} if payload.get("model_ema") is not None else {}

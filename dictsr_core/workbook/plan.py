@@ -115,11 +115,12 @@ def plan(ctx: Context, force: bool = False) -> list[Stage]:
         derived = [i for i in runs if i in DERIVED_ABLATIONS]
         trained = [(ctx.run_dir(runs[i]), training_config(ctx, "dictsr", None if i == "Ours" else i, schedule="ablation"))
                    for i in train]
+        checkpoints = run_checkpoints(ctx, runs.values())  # its outputs, and what its evaluation reads
         stages.append(Stage("04_ablations", "04_ablations", {**common, "variants": variants},
                             _figures(ctx, "ablation_bars", "ablation_metrics")
                             + [table / "ablations" / "table3.md", table / "ablations" / "table3.csv"]
-                            + run_checkpoints(ctx, runs.values()),
-                            runs=trained, inputs=run_checkpoints(ctx, runs.values()), about=f"train {', '.join(train)}"
+                            + checkpoints,
+                            runs=trained, inputs=checkpoints, about=f"train {', '.join(train)}"
                             + (f" ({', '.join(derived)}: made from Ours' checkpoint)" if derived else "")
                             + ", evaluate, Table 3"
                             + (" (Ours is the main run)" if "dictsr" in runs.values() else "")))
