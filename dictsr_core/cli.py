@@ -89,6 +89,16 @@ def cmd_derive(args) -> int:
     return 0
 
 
+def _coarse_size(text: str) -> int | str:
+    """--coarsen: an entry count, or auto."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an entry count or auto, got {text!r}") from None
+
+
 def _derive_coarse(args) -> int:
     from dictsr_core.config import ConfigError
     from dictsr_core.training.code_coarsening import derive_coarse_run
@@ -97,9 +107,12 @@ def _derive_coarse(args) -> int:
         raise ConfigError("derive --coarsen M needs --data DIR: the clusters are fit on its training images")
     if args.ablation or args.set or args.before_perceptual:
         raise ConfigError("derive --coarsen takes no --ablation, --set or --before-perceptual")
-    if derive_coarse_run(args.source, args.out, args.coarsen, args.data, force=args.force):
-        print(f"[derive] {args.out}: {args.source} with its code coarsened to {args.coarsen} entries (k-means on the "
-              f"entries chosen by the training images of {args.data})", file=sys.stderr)
+    if args.agreement is not None and args.coarsen != "auto" and args.restarts == 1:
+        raise ConfigError("--agreement goes with --coarsen auto or --restarts")
+    if derive_coarse_run(args.source, args.out, args.coarsen, args.data, force=args.force, target=args.agreement,
+                         restarts=args.restarts, log=lambda line: print(line, file=sys.stderr)):
+        print(f"[derive] {args.out}: {args.source} with its code coarsened (k-means on the entries chosen by the "
+              f"training images of {args.data})", file=sys.stderr)
     else:
         print(f"[derive] {args.out} is already this derivation of {args.source}; nothing written", file=sys.stderr)
     return 0
@@ -447,9 +460,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--before-perceptual", action="store_true",
                    help="from the run's checkpoint at the start of its perceptual phase (checkpoints/before-perceptual.pt): "
                         "the model of its L1 + VQ steps only")
-    p.add_argument("--coarsen", type=int, default=None, metavar="M",
+    p.add_argument("--coarsen", type=_coarse_size, default=None, metavar="M",
                    help="instead: the run with its code coarsened to M entries (k-means clusters of its entries, fit "
-                        "on the entries the training images of --data choose; see `dictsr coarsen`)")
+                        "on the entries the training images of --data choose; see `dictsr coarsen`); auto: the largest "
+                        "power of 2 whose index agreement on the training images (clean HR-down vs the same with "
+                        "real LR noise added; no validation image) reaches --agreement")
+    p.add_argument("--agreement", type=float, default=None, metavar="A",
+                   help="with --coarsen auto or --restarts: the training index agreement to reach (default 0.5)")
+    p.add_argument("--restarts", type=int, default=1, metavar="R",
+                   help="with --coarsen: R k-means draws of the clusters, keeping the one with the lowest LPIPS-Alex on "
+                        "the training photos with real LR noise added, among those whose training agreement reaches "
+                        "--agreement (no validation image)")
     p.add_argument("--data", default=None, help="with --coarsen: the data folder whose training images fit the clusters")
     p.add_argument("--force", action="store_true", help="write it again even when OUT already holds it")
     p.set_defaults(func=cmd_derive)

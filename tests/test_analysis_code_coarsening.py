@@ -105,3 +105,18 @@ def test_coarsen_command_writes_json_and_readme_block(tmp_path, capsys):
                  "--device", "cpu"]) == 0
     assert main(["coarsen", "--checkpoint", str(paired / "checkpoints" / "last.pt"), "--data", str(data)]) == 2
     assert "no dictionary to coarsen" in capsys.readouterr().err
+
+
+def test_the_clusters_weigh_each_entry_by_the_cells_that_chose_it_and_none_starts_empty():
+    entries = torch.tensor([[0.0], [1.0], [10.0], [11.0]])
+    # {0, 1} and {10, 11}: the representative is the entry nearest the cell-weighted centroid
+    heavy_one = coarse_code(entries, torch.tensor([0] + [1] * 100 + [2] * 100 + [3]), 2)
+    heavy_zero = coarse_code(entries, torch.tensor([0] * 100 + [1] + [2] + [3] * 100), 2)
+    assert sorted(heavy_one.representative.tolist()) == [1, 2]
+    assert sorted(heavy_zero.representative.tolist()) == [0, 3]
+    # one entry chosen by nearly every cell: the other clusters still start on other entries, so none is empty
+    gen = torch.Generator().manual_seed(0)
+    many = torch.randn(30, 4, generator=gen)
+    chosen = torch.cat([torch.zeros(10_000, dtype=torch.long), torch.arange(30)])
+    code = coarse_code(many, chosen, 8)
+    assert len(set(code.group.tolist())) == 8 and len(set(code.representative.tolist())) == 8

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -62,3 +63,158 @@ def test_bad_coarsening_requests_name_what_is_wrong(tiny_run, tiny_data, tmp_pat
                  str(paired), "--device", "cpu"]) == 0
     with pytest.raises(ConfigError, match="no code to coarsen"):
         derive_coarse_run(paired, tmp_path / "z", 4, tiny_data)
+
+
+# ---- --coarsen auto: the code size chosen from the training images alone (training/coarse_size.py) ----------
+
+def test_noise_field_tiles_whole_patches_and_crops_the_edge_tiles():
+    from dictsr_core.data.noise_bank import noise_field
+
+    patches = np.stack([np.full((4, 4, 3), value, np.int16) for value in (-3, 5, 7)])
+    patches[1, 0, 0] = 40  # a marked corner shows where each drawn tile starts
+    field = noise_field(10, 6, patches, np.random.default_rng(0))
+    assert field.shape == (10, 6, 3) and field.dtype == np.int16
+    for top in (0, 4, 8):
+        for left in (0, 4):
+            tile = field[top : top + 4, left : left + 4]
+            assert any(np.array_equal(tile, p[: tile.shape[0], : tile.shape[1]]) for p in patches), (top, left)
+    assert len({int(field[t, l, 0]) for t in (1, 5, 9) for l in (1, 5)}) > 1  # not one patch everywhere
+
+
+def test_the_rule_keeps_the_largest_size_that_reaches_the_target():
+    from dictsr_core.training.coarse_size import largest_size_reaching, size_ladder
+
+    assert size_ladder(1024) == [512, 256, 128, 64, 32, 16, 8, 4, 2]
+    assert size_ladder(8) == [4, 2] and size_ladder(2) == []
+    curve = {1024: 0.05, 512: 0.2, 16: 0.49, 8: 0.5, 4: 0.7, 2: 0.45}
+    assert largest_size_reaching(curve, 0.5) == 8
+    assert largest_size_reaching(curve, 0.6) == 4
+    assert largest_size_reaching(curve, 0.04) == 1024
+    assert largest_size_reaching(curve, 0.71) is None
+
+
+def test_training_agreement_is_one_for_identical_images_and_drops_with_noise(tiny_run, tiny_data):
+    from dictsr_core.training.coarse_size import agreement_by_size, noisy_copies
+
+    model = inference_model(load_checkpoint(tiny_run / "checkpoints" / "last.pt"))
+    clean = training_lr_images(tiny_data)[:2]
+    entries = model.dictionaries.d_lr.shape[0]
+    codes = {entries: None, 4: torch.tensor([0, 5, 9, 13]), 1: torch.tensor([3])}
+    assert agreement_by_size(model, clean, clean, codes) == {entries: 1.0, 4: 1.0, 1: 1.0}
+    loud = noisy_copies(clean, np.random.default_rng(1).integers(-60, 61, size=(16, 8, 8, 3)).astype(np.int16))
+    found = agreement_by_size(model, clean, loud, codes)
+    assert found[1] == 1.0  # one entry: nothing to disagree on
+    assert 0.0 <= found[entries] < 1.0
+    with pytest.raises(ValueError, match="matching"):
+        agreement_by_size(model, clean, loud[:1], codes)
+
+
+def test_a_lookup_over_kept_entries_is_the_coarsened_runs_lookup(tiny_run, tiny_data, tmp_path):
+    out = tmp_path / "c4"
+    assert derive_coarse_run(tiny_run, out, 4, tiny_data)
+    source, derived = (inference_model(load_checkpoint(path / "checkpoints" / "last.pt")) for path in (tiny_run, out))
+    keep = torch.tensor([int((source.dictionaries.d_lr == row).all(1).nonzero()[0]) for row in derived.dictionaries.d_lr])
+    x = pad_to_grid(image_tensor(training_lr_images(tiny_data)[1]), source.code_patch)
+    from dictsr_core.model.dictsr import to_signed
+    with torch.no_grad():
+        kept = source.dictionaries.content_indices(source.enc_lr(to_signed(x)), keep)
+    assert torch.equal(kept, derived.indices(x))
+
+
+@pytest.fixture(scope="module")
+def noisy_data(tiny_data, tmp_path_factory):
+    """tiny_data with one more LR image that has flat, noisy regions (the noise bank needs flat windows)."""
+    import shutil
+
+    from dictsr_core.data.io import write_rgb
+
+    root = tmp_path_factory.mktemp("noisy") / "data"
+    shutil.copytree(tiny_data, root)
+    rng = np.random.default_rng(0)
+    flat = np.full((48, 48, 3), 120.0) + rng.normal(0, 6, size=(48, 48, 3))
+    flat[:, 24:] += 60
+    write_rgb(root / "train_lr" / "flat.png", np.clip(flat, 0, 255).round().astype(np.uint8))
+    return root
+
+
+def test_coarsen_auto_keeps_the_largest_size_that_reaches_the_target(tiny_run, noisy_data, tmp_path, capsys):
+    from dictsr_core.training.code_coarsening import choose_size, training_probe
+    from dictsr_core.training.coarse_size import size_ladder
+
+    payload = load_checkpoint(tiny_run / "checkpoints" / "last.pt")
+    model, cfg = inference_model(payload), payload["config"]
+    chosen = torch.cat([model.indices(pad_to_grid(image_tensor(im), model.code_patch)).reshape(-1)
+                        for im in training_lr_images(noisy_data)])
+    curve = choose_size(model, chosen, training_probe(noisy_data, cfg), 0.5)["agreement"]
+    assert list(curve) == [cfg.model.entries, *size_ladder(cfg.model.entries)]
+    below_n = {size: value for size, value in curve.items() if size < cfg.model.entries and value > curve[cfg.model.entries]}
+    assert below_n, f"no coarser code agrees more than the fine one: {curve}"
+    target = max(below_n.values())
+    expected = max(size for size, value in curve.items() if value >= target)
+    out = tmp_path / "auto"
+    assert main(["derive", "--from", str(tiny_run), "--out", str(out), "--coarsen", "auto", "--agreement", str(target),
+                 "--data", str(noisy_data)]) == 0
+    assert f"--coarsen auto: {expected} entries" in capsys.readouterr().err
+    derived = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert derived["config"].model.entries == expected and derived["coarse_size"]["clusters"] == expected
+    assert derived["derived_from"]["coarsen"] == "auto" and derived["derived_from"]["agreement_target"] == target
+    assert derived["coarse_size"]["agreement"] == pytest.approx(curve)
+    # the same request again is up to date; another target is another derivation
+    assert derive_coarse_run(tiny_run, out, "auto", noisy_data, target=target) is False
+    if expected != cfg.model.entries:
+        assert derive_coarse_run(tiny_run, out, expected, noisy_data) is True
+
+
+def test_coarsen_auto_says_why_it_cannot_choose(tiny_run, tiny_data, noisy_data, tmp_path, capsys):
+    import shutil
+
+    from dictsr_core.data.io import write_rgb
+
+    busy = tmp_path / "busy"  # LR photos with no flat window: no real noise to add
+    shutil.copytree(tiny_data, busy)
+    for path in (busy / "train_lr").iterdir():
+        path.unlink()
+    stripes = np.where((np.arange(48) // 4) % 2 == 0, 0, 255).astype(np.uint8)  # 8-pixel period: never flat
+    write_rgb(busy / "train_lr" / "texture.png", np.repeat(np.repeat(stripes[None, :, None], 48, 0), 3, 2))
+    with pytest.raises(ConfigError, match="train_lr.*flat enough.*--coarsen M"):
+        derive_coarse_run(tiny_run, tmp_path / "a", "auto", busy)
+    with pytest.raises(ConfigError, match="nothing to coarsen"):
+        derive_coarse_run(tiny_run, tmp_path / "b", "auto", noisy_data, target=1e-6)
+    with pytest.raises(ConfigError, match=r"fraction in \(0, 1\]"):
+        derive_coarse_run(tiny_run, tmp_path / "c", "auto", noisy_data, target=1.5)
+    assert main(["derive", "--from", str(tiny_run), "--out", str(tmp_path / "d"), "--coarsen", "4", "--agreement", "0.5",
+                 "--data", str(noisy_data)]) == 2
+    assert "--agreement goes with --coarsen auto or --restarts" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["derive", "--from", str(tiny_run), "--out", str(tmp_path / "e"), "--coarsen", "many", "--data", str(noisy_data)])
+    assert not any((tmp_path / name).exists() for name in "abcde")
+
+
+def test_restarts_keep_the_draw_with_the_best_training_lpips_among_those_that_agree(tiny_run, noisy_data, tmp_path, capsys):
+    from dictsr_core.training.coarse_size import best_restart
+
+    # the rule: lowest LPIPS among the draws that reach the target; all draws when none does
+    agreement, lpips = {0: 0.6, 1: 0.4, 2: 0.55}, {0: 0.30, 1: 0.10, 2: 0.25}
+    assert best_restart(agreement, lpips, 0.5) == 2
+    assert best_restart(agreement, lpips, 0.9) == 1
+    out = tmp_path / "r"
+    assert main(["derive", "--from", str(tiny_run), "--out", str(out), "--coarsen", "4", "--restarts", "3",
+                 "--agreement", "0.2", "--data", str(noisy_data)]) == 0
+    assert "3 k-means draws of 4 entries" in capsys.readouterr().err
+    derived = load_checkpoint(out / "checkpoints" / "last.pt")
+    scores = derived["coarse_restarts"]
+    assert sorted(scores["lpips_alex"]) == [0, 1, 2] and scores["seed"] == best_restart(scores["agreement"], scores["lpips_alex"], 0.2)
+    assert derived["derived_from"]["restarts"] == 3 and derived["derived_from"]["coarsen"] == 4
+    # the kept entries are that draw's representatives
+    payload = load_checkpoint(tiny_run / "checkpoints" / "last.pt")
+    model = inference_model(payload)
+    with torch.no_grad():
+        chosen = torch.cat([model.indices(pad_to_grid(image_tensor(im), model.code_patch)).reshape(-1)
+                            for im in training_lr_images(noisy_data)])
+    keep = coarse_code(model.dictionaries.d_lr, chosen, 4, seed=scores["seed"]).representative
+    assert torch.equal(derived["model"]["dictionaries.d_lr"], payload["model"]["dictionaries.d_lr"][keep])
+    # the draws differ: a restart is another k-means, not the same one again
+    others = {tuple(coarse_code(model.dictionaries.d_lr, chosen, 4, seed=s).representative.tolist()) for s in range(3)}
+    assert len(others) > 1
+    with pytest.raises(ConfigError, match="--restarts 0"):
+        derive_coarse_run(tiny_run, tmp_path / "bad", 4, noisy_data, restarts=0)

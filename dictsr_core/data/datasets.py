@@ -147,16 +147,20 @@ class PairedImages(Dataset):
         return {"name": self.names[index], "lr": lr, "hr": hr}
 
 
-def training_lr_images(data_dir) -> list[np.ndarray]:
-    """What the LR side of a model sees of a data folder's training photos: the clean LR (MATLAB bicubic x1/4 to
-    8 bits, HR-down) of each train_hr photo, cropped to a multiple of 4, and each train_lr image."""
+def training_clean_lr_images(data_dir) -> list[np.ndarray]:
+    """The clean LR (MATLAB bicubic x1/4 to 8 bits, HR-down) of each train_hr photo, cropped to a multiple of 4."""
     from dictsr_core.data.degradations import make_degradation
 
-    data_dir = Path(data_dir)
     downscale = make_degradation("aim", noise_sigma=0.0, jpeg_quality=None)
-    hr = [read_rgb(p) for p in sorted((data_dir / "train_hr").glob("*.png"))]
-    images = [downscale(im[: im.shape[0] // 4 * 4, : im.shape[1] // 4 * 4], 0) for im in hr]
-    images += [read_rgb(p) for p in sorted((data_dir / "train_lr").glob("*.png"))]
+    hr = [read_rgb(p) for p in sorted((Path(data_dir) / "train_hr").glob("*.png"))]
+    return [downscale(im[: im.shape[0] // 4 * 4, : im.shape[1] // 4 * 4], 0) for im in hr]
+
+
+def training_lr_images(data_dir) -> list[np.ndarray]:
+    """What the LR side of a model sees of a data folder's training photos: training_clean_lr_images, then each
+    train_lr image."""
+    data_dir = Path(data_dir)
+    images = training_clean_lr_images(data_dir) + [read_rgb(p) for p in sorted((data_dir / "train_lr").glob("*.png"))]
     if not images:
         raise ValueError(f"{data_dir}: no training images in train_hr/ or train_lr/")
     return images

@@ -71,3 +71,13 @@ def extract_noise_patches(images: list[np.ndarray], size: int, count: int = 2048
 def inject(clean: "torch.Tensor", noise: "torch.Tensor") -> "torch.Tensor":  # noqa: F821
     """Clean images in [0, 1] plus noise patches in grey levels, rounded and clipped to 8 bits like a file."""
     return (clean * 255.0 + noise.to(clean.dtype)).round_().clamp_(0, 255).div_(255)
+
+
+def noise_field(height: int, width: int, patches: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """[height, width, 3] int16 noise tiled from randomly drawn `patches` (edge tiles cropped): one draw of the real
+    LR noise over a whole image, for index consistency measured on clean training images."""
+    size = patches.shape[1]
+    rows, cols = -(-height // size), -(-width // size)
+    drawn = patches[rng.integers(0, len(patches), size=rows * cols)]
+    field = drawn.reshape(rows, cols, size, size, 3).transpose(0, 2, 1, 3, 4).reshape(rows * size, cols * size, 3)
+    return field[:height, :width]

@@ -407,11 +407,16 @@ FLAT_PHOTO = 0.5  # a photo is "flat" when at least half of its crops' 8x8 HR bl
 
 
 def photo_table(records: list[dict], reference: str = "paired-bicubic", per_photo: bool = True) -> Table:
-    """One row per validation photo (its crops averaged; per_photo=False leaves them out), flattest first, then
-    the flat photos, the textured photos and all photos: each record's LPIPS-Alex and, for each record but
-    bicubic and `reference`, its mean paired difference to `reference` with a bootstrap interval over those
-    photos. Where a method wins depends on the content; this is the split by photo that says so (the records
-    of Table 1; ablation runs left out)."""
+    """One of photo_tables: the rows of each photo and the groups (per_photo), or the groups alone."""
+    return photo_tables(records, reference)[0 if per_photo else 1]
+
+
+def photo_tables(records: list[dict], reference: str = "paired-bicubic") -> tuple[Table, Table]:
+    """(one row per validation photo (its crops averaged), flattest first, then the flat photos, the textured
+    photos and all photos; the same without the rows of each photo): each record's LPIPS-Alex and, for each
+    record but bicubic and `reference`, its mean paired difference to `reference` with a bootstrap interval over
+    those photos (drawn once for both tables). Where a method wins depends on the content; this is the split by
+    photo that says so (the records of Table 1; ablation runs left out)."""
     from dictsr_core.evaluation.comparison import paired_bootstrap, photo_label
 
     ours = [r for r in records if not (r["method"] == "dictsr" and r["ablation"])]
@@ -440,7 +445,7 @@ def photo_table(records: list[dict], reference: str = "paired-bicubic", per_phot
 
     rows = []
     order = sorted(photos, key=lambda p: -(flat[p] if flat[p] is not None else -1.0))
-    for photo in order if per_photo else ():
+    for photo in order:
         crops = photos[photo]
         rows.append((photo, len(crops), flat[photo], *(lpips(r, crops) for r in per_record),
                      *(None if base is None else _single(per_record[ours.index(r)], per_record[ours.index(base)], crops)
@@ -448,28 +453,31 @@ def photo_table(records: list[dict], reference: str = "paired-bicubic", per_phot
     groups = (("flat photos", [p for p in order if flat[p] is not None and flat[p] >= FLAT_PHOTO]),
               ("textured photos", [p for p in order if flat[p] is None or flat[p] < FLAT_PHOTO]),
               ("all photos", order))
+    group_rows = []
     for title, members in groups:
         if not members:
             continue
         crops = [n for p in members for n in photos[p]]
-        rows.append((f"{title} ({len(members)})", len(crops), _mean([flat[p] for p in members]),
-                     *(lpips(r, crops) for r in per_record), *(delta(r, crops) for r in versus)))
+        group_rows.append((f"{title} ({len(members)})", len(crops), _mean([flat[p] for p in members]),
+                           *(lpips(r, crops) for r in per_record), *(delta(r, crops) for r in versus)))
     labels = [_image_label(r) for r in ours]
     columns = (Column("photo"), Column("crops"), Column("flat_fraction", ".3f"),
                *(Column(f"LPIPS-Alex {label}", ".4f") for label in labels),
                *(Column(f"ΔLPIPS-Alex {_image_label(r)} vs {reference}", ".4f") for r in versus))
-    caption = (("Per photo" if per_photo else "Flat and textured photos") + f": {_scope(ours)}, {CONVENTION}; "
-               + ("each photo's crops averaged, flattest photo first. " if per_photo else
-                  "one row per group of photos (the rows of each photo: table1_photos.md). ") +
-               f"flat_fraction: share of the 8x8 HR blocks whose luma std (0-255) is below 3; a photo with "
-               f"flat_fraction >= {FLAT_PHOTO} counts as flat. "
-               + (f"On a photo's row, Δ is the mean over its crops of the paired difference to {reference} "
-                  "(LPIPS-Alex, lower is better); on the group rows, the mean over " if per_photo else
-                  f"Δ: the mean paired difference to {reference} (LPIPS-Alex, lower is better) over ")
-               + "the group's images with its 95 % bootstrap interval resampling the group's photos (10000 "
-               "resamples, seed 0) and, where it spans 0, about how many photos would exclude it. Written by "
-               "`dictsr table`; do not edit.")
-    return Table(columns, tuple(rows), caption)
+
+    def caption(per_photo: bool) -> str:
+        return (("Per photo" if per_photo else "Flat and textured photos") + f": {_scope(ours)}, {CONVENTION}; "
+                + ("each photo's crops averaged, flattest photo first. " if per_photo else
+                   "one row per group of photos (the rows of each photo: table1_photos.md). ") +
+                f"flat_fraction: share of the 8x8 HR blocks whose luma std (0-255) is below 3; a photo with "
+                f"flat_fraction >= {FLAT_PHOTO} counts as flat. "
+                + (f"On a photo's row, Δ is the mean over its crops of the paired difference to {reference} "
+                   "(LPIPS-Alex, lower is better); on the group rows, the mean over " if per_photo else
+                   f"Δ: the mean paired difference to {reference} (LPIPS-Alex, lower is better) over ")
+                + "the group's images with its 95 % bootstrap interval resampling the group's photos (10000 "
+                "resamples, seed 0) and, where it spans 0, about how many photos would exclude it. Written by "
+                "`dictsr table`; do not edit.")
+    return Table(columns, tuple(rows + group_rows), caption(True)), Table(columns, tuple(group_rows), caption(False))
 
 
 def _mean(values) -> float | None:
@@ -531,8 +539,9 @@ def write_tables(records: list[dict], out_dir, paper: str = "aim") -> tuple[list
     photo are only written)."""
     out_dir = Path(out_dir)
     tables = {"table1": comparison_table(records, paper), "table1_images": image_table(records),
-              "table1_photos": photo_table(records)}
-    shown = [tables["table1"].markdown(), photo_table(records, per_photo=False).markdown()]
+              "table1_photos": None}
+    tables["table1_photos"], photo_groups = photo_tables(records)
+    shown = [tables["table1"].markdown(), photo_groups.markdown()]
     if wants_ablation_table(records):
         tables["table3"] = ablation_table(records)
     written = []

@@ -207,13 +207,15 @@ class CoupledDictionaries(nn.Module):
         return F.mse_loss(z, self.d_lr[target].detach().float())
 
     @torch.no_grad()
-    def content_indices(self, features: torch.Tensor) -> torch.Tensor:
-        """Inference: the content index map of an LR embedding (eq. 4's j, or the joint rule's j)."""
+    def content_indices(self, features: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Inference: the content index map of an LR embedding (eq. 4's j, or the joint rule's j). With `keep`
+        (entry indices), the lookup sees only those entries, as a run coarsened to them does, and j indexes `keep`."""
         z = to_rows(self.lr_in(features).float())
+        d_lr, d_deg = (self.d_lr, self.d_deg) if keep is None else (self.d_lr[keep], self.d_deg[keep])
         if self.joint_lookup and self.hierarchical:
-            j, _ = nearest_pair(z, self.d_lr, self.d_deg, self.lookup_chunk)
+            j, _ = nearest_pair(z, d_lr, d_deg, self.lookup_chunk)
         else:
-            j = nearest_entry(z, self.d_lr, self.lookup_chunk)
+            j = nearest_entry(z, d_lr, self.lookup_chunk)
         return j.view(features.shape[0], features.shape[2], features.shape[3])
 
     def hr_features(self, indices: torch.Tensor) -> torch.Tensor:
@@ -309,6 +311,27 @@ def coupled_kmeans(z_lr: torch.Tensor, z_hr: torch.Tensor, k: int, iterations: i
     return centroids, hr
 
 
+def _counted_kmeans(entries: torch.Tensor, chosen: torch.Tensor, k: int, iterations: int) -> torch.Tensor:
+    """k-means over the rows entries[chosen] (one point per code cell), each distinct entry one point weighted by
+    how many cells chose it: millions of cells of a one-index-per-pixel code cost as much as their <= N entries.
+    The first centroids are k distinct chosen entries, drawn in proportion to their cells (drawing cells could
+    start two centroids on one entry, and one of them would stay empty)."""
+    distinct, counts = torch.unique(chosen, return_counts=True)
+    weights = counts.to(entries.dtype)
+    first = torch.multinomial(weights, min(k, len(distinct)), replacement=False)
+    if len(first) < k:  # fewer distinct entries than clusters: the extra clusters start on (and share) chosen ones
+        first = torch.cat([first, torch.multinomial(weights, k - len(first), replacement=True)])
+    points = entries[distinct]
+    centroids = points[first].clone()
+    for _ in range(iterations):
+        assign = nearest_entry(points, centroids)
+        mass = torch.bincount(assign, weights=weights, minlength=k).unsqueeze(1)
+        sums = torch.zeros_like(centroids).index_add_(0, assign, points * weights.unsqueeze(1))
+        filled = mass.squeeze(1) > 0
+        centroids[filled] = sums[filled] / mass[filled]
+    return centroids
+
+
 @dataclass
 class CoarseCode:
     group: torch.Tensor  # [N] long: each content entry's cluster
@@ -324,14 +347,14 @@ def coarse_code(entries: torch.Tensor, chosen: torch.Tensor, size: int, *, itera
     if size >= n:
         identity = torch.arange(n, device=entries.device)
         return CoarseCode(identity, identity.clone())
-    points = entries.detach().float()[chosen.reshape(-1)]
-    if points.shape[0] < size:
-        raise ValueError(f"{points.shape[0]} chosen cells cannot make {size} clusters")
+    entries = entries.detach().float()
+    chosen = chosen.reshape(-1)
+    if chosen.numel() < size:
+        raise ValueError(f"{chosen.numel()} chosen cells cannot make {size} clusters")
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        centroids, _ = coupled_kmeans(points, points, size, iterations=iterations)
+        centroids = _counted_kmeans(entries, chosen, size, iterations)
     finally:
         torch.random.set_rng_state(generator_state)
-    entries = entries.detach().float()
     return CoarseCode(group=nearest_entry(entries, centroids), representative=nearest_entry(centroids, entries))

@@ -24,42 +24,136 @@ def kept_rows(state: dict, keep: torch.Tensor) -> dict:
     return {key: (value[keep].clone() if key in DICTIONARY_ROWS else value) for key, value in state.items()}
 
 
-def derive_coarse_run(source_dir, out_dir, clusters: int, data_dir, force: bool = False) -> bool:
+def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force: bool = False,
+                      target: float | None = None, restarts: int = 1, log=print) -> bool:
     """OUT_DIR as SOURCE_DIR's run with its code coarsened to `clusters` entries, the clusters fit on the training
     images of DATA_DIR (data.datasets.training_lr_images) through the weights inference runs (its average where it
-    has one). Writes config.yaml (model.entries = clusters), a copy of metrics.jsonl and checkpoints/last.pt with
-    every kept state (last weights and averages) cut to the same entries and `derived_from`; no optimizer state
-    (it is not resumable). False when OUT_DIR already holds this derivation."""
+    has one). `clusters` "auto": the largest size of training.coarse_size.size_ladder whose training agreement
+    reaches `target` (AGREEMENT_TARGET by default; the sizes and their agreements are logged and kept in the
+    checkpoint's `coarse_size`). `restarts` > 1: that many k-means draws (seeds 0..restarts-1) of the M clusters,
+    and the one kept is training.coarse_size.best_restart's (lowest LPIPS-Alex on the noisy training images among
+    the draws whose training agreement reaches `target`; scores kept in `coarse_restarts`). Writes config.yaml (model.entries = clusters), a copy of metrics.jsonl and
+    checkpoints/last.pt with every kept state (last weights and averages) cut to the same entries and
+    `derived_from`; no optimizer state (it is not resumable). False when OUT_DIR already holds this derivation."""
     from dictsr_core.config import ConfigError
     from dictsr_core.data.datasets import training_lr_images
     from dictsr_core.inference.index_maps import content_index_map
     from dictsr_core.model.dictionaries import coarse_code
     from dictsr_core.training.checkpoint import inference_model, load_checkpoint, save_checkpoint, tensor_checksum
+    from dictsr_core.training.coarse_size import AGREEMENT_TARGET
     from dictsr_core.training.run_folder import checkpoint_file, holds_derivation, start_derived_folder
 
     source_dir, out_dir = Path(source_dir), Path(out_dir)
     payload = load_checkpoint(checkpoint_file(source_dir))
     source_cfg = payload["config"]
+    entries = source_cfg.model.entries
     if source_cfg.method != "dictsr":
         raise ConfigError(f"{source_dir} is a {source_cfg.method} run: it has no code to coarsen")
-    if not 1 <= clusters < source_cfg.model.entries:
-        raise ConfigError(f"--coarsen {clusters}: a coarser code of {source_dir} needs 1 to "
-                          f"{source_cfg.model.entries - 1} entries (it has {source_cfg.model.entries})")
-    cfg = replace(source_cfg, model=replace(source_cfg.model, entries=clusters)).validated()
+    auto = clusters == "auto"
+    if not auto and not (isinstance(clusters, int) and 1 <= clusters < entries):
+        raise ConfigError(f"--coarsen {clusters}: a coarser code of {source_dir} needs 1 to {entries - 1} entries "
+                          f"(it has {entries}), or auto")
+    target = AGREEMENT_TARGET if target is None else float(target)
+    if not 0 < target <= 1:
+        raise ConfigError(f"--agreement {target}: a target index agreement is a fraction in (0, 1]")
+    if not (isinstance(restarts, int) and restarts >= 1):
+        raise ConfigError(f"--restarts {restarts}: the number of k-means draws is an integer >= 1")
     derived_from = {"run": str(source_dir), "step": int(payload["step"]),
                     "checksum": tensor_checksum({k: v for k, v in payload.items() if k != "config"}),
-                    "coarsen": int(clusters), "fit": f"training images of {Path(data_dir).resolve().name}"}
-    if not force and holds_derivation(out_dir, derived_from, cfg):
+                    "coarsen": "auto" if auto else int(clusters), "fit": f"training images of {Path(data_dir).resolve().name}"}
+    if auto or restarts > 1:
+        derived_from["agreement_target"] = target
+    if restarts > 1:
+        derived_from["restarts"] = restarts
+    if not force and holds_derivation(out_dir, derived_from, lambda done: replace(
+            source_cfg, model=replace(source_cfg.model, entries=done.model.entries if auto else clusters))):
         return False
     model = inference_model(payload, source=str(source_dir))
     chosen = torch.cat([content_index_map(model, image, tile=None).reshape(-1) for image in training_lr_images(data_dir)])
-    keep = coarse_code(model.dictionaries.d_lr, chosen, clusters).representative
+    choice = restart = None
+    probe = training_probe(data_dir, source_cfg) if auto or restarts > 1 else None
+    if auto:
+        choice = choose_size(model, chosen, probe, target)
+        log(f"[derive] training index agreement by code size (clean HR-down vs + real LR noise; target {target:g}): "
+            + ", ".join(f"{size}: {value:.2f}" for size, value in choice["agreement"].items()))
+        if choice["clusters"] is None:
+            raise ConfigError(f"--coarsen auto: no code size of {source_dir} reaches a training index agreement of "
+                              f"{target:g} (best {max(choice['agreement'].values()):.2f}); pass --coarsen M")
+        if choice["clusters"] >= entries:
+            raise ConfigError(f"--coarsen auto: {source_dir} already reaches a training index agreement of "
+                              f"{choice['agreement'][entries]:.2f} >= {target:g} with all {entries} entries; "
+                              "nothing to coarsen")
+        clusters = choice["clusters"]
+        log(f"[derive] --coarsen auto: {clusters} entries")
+    cfg = replace(source_cfg, model=replace(source_cfg.model, entries=clusters)).validated()
+    seed = 0
+    if restarts > 1:
+        restart = score_restarts(model, chosen, clusters, restarts, probe, target)
+        seed = restart["seed"]
+        log(f"[derive] {restarts} k-means draws of {clusters} entries, training agreement / LPIPS-Alex: "
+            + ", ".join(f"seed {s}: {restart['agreement'][s]:.2f} / {restart['lpips_alex'][s]:.4f}" for s in range(restarts))
+            + f"; kept seed {seed}")
+    keep = coarse_code(model.dictionaries.d_lr, chosen, clusters, seed=seed).representative
     start_derived_folder(source_dir, out_dir, cfg)
     states = {"model_ema": kept_rows(payload["model_ema"], keep)} if payload.get("model_ema") is not None else {}
     if payload.get("model_averages"):
         states["model_averages"] = {label: None if state is None else kept_rows(state, keep)
                                     for label, state in payload["model_averages"].items()}
     extra = {k: v for k, v in payload.items() if k in ("train_wall_s", "device", "world_size")}
+    if choice is not None:
+        extra["coarse_size"] = {"target": target, "clusters": int(clusters),
+                                "agreement": {int(k): float(v) for k, v in choice["agreement"].items()},
+                                "images": len(probe["clean"]), "noise_patches": probe["noise_patches"]}
+    if restart is not None:
+        extra["coarse_restarts"] = restart
     save_checkpoint(checkpoint_file(out_dir), model_state=kept_rows(payload["model"], keep), config=cfg, step=payload["step"],
                     **extra, **states, derived_from=derived_from)
     return True
+
+
+def training_probe(data_dir, cfg) -> dict:
+    """What the training-data rules look at: {hr (train_hr photos, cropped to a multiple of 4), clean (their
+    HR-down), noisy (clean plus one draw of real LR noise), noise_patches (how many)}. The noise patches are the
+    ones index consistency trains on (train.hr_crop // 4 pixels, flat windows of train_lr)."""
+    from dictsr_core.config import ConfigError
+    from dictsr_core.data.datasets import load_folder, training_clean_lr_images
+    from dictsr_core.data.io import read_rgb
+    from dictsr_core.data.noise_bank import extract_noise_patches
+    from dictsr_core.training.coarse_size import noisy_copies
+
+    _, real_lr = load_folder(Path(data_dir) / "train_lr")
+    try:
+        patches = extract_noise_patches(real_lr, cfg.train.hr_crop // 4)
+    except ValueError as error:
+        raise ConfigError(f"--coarsen auto / --restarts: {Path(data_dir) / 'train_lr'}: {error}; the training index "
+                          "agreement needs real LR noise to add. Pass --coarsen M") from None
+    hr = [read_rgb(p) for p in sorted((Path(data_dir) / "train_hr").glob("*.png"))]
+    hr = [im[: im.shape[0] // 4 * 4, : im.shape[1] // 4 * 4] for im in hr]
+    clean = training_clean_lr_images(data_dir)
+    return {"hr": hr, "clean": clean, "noisy": noisy_copies(clean, patches), "noise_patches": len(patches)}
+
+
+def choose_size(model, chosen: torch.Tensor, probe: dict, target: float) -> dict:
+    """training.coarse_size's rule for one model: {clusters (None when no size reaches target), agreement {size:
+    value}}. The clusters of each size are fit as derive_coarse_run fits them (on `chosen`, seed 0)."""
+    from dictsr_core.model.dictionaries import coarse_code
+    from dictsr_core.training.coarse_size import agreement_by_size, largest_size_reaching, size_ladder
+
+    entries = model.dictionaries.d_lr.shape[0]
+    codes = {entries: None, **{size: coarse_code(model.dictionaries.d_lr, chosen, size).representative
+                               for size in size_ladder(entries)}}
+    agreement = agreement_by_size(model, probe["clean"], probe["noisy"], codes)
+    return {"clusters": largest_size_reaching(agreement, target), "agreement": agreement}
+
+
+def score_restarts(model, chosen: torch.Tensor, clusters: int, restarts: int, probe: dict, target: float) -> dict:
+    """{seed (best_restart's), agreement {seed: training agreement}, lpips_alex {seed: training LPIPS-Alex}} over
+    the k-means draws seed 0..restarts-1 of `clusters` clusters."""
+    from dictsr_core.model.dictionaries import coarse_code
+    from dictsr_core.training.coarse_size import agreement_by_size, best_restart, training_lpips
+
+    keeps = {seed: coarse_code(model.dictionaries.d_lr, chosen, clusters, seed=seed).representative
+             for seed in range(restarts)}
+    agreement = agreement_by_size(model, probe["clean"], probe["noisy"], keeps)
+    lpips = {seed: training_lpips(model, keep, probe["noisy"], probe["hr"]) for seed, keep in keeps.items()}
+    return {"seed": best_restart(agreement, lpips, target), "agreement": agreement, "lpips_alex": lpips}

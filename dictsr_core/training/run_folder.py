@@ -163,9 +163,10 @@ def start_derived_folder(source_dir: Path, out_dir: Path, cfg: Config, metrics_t
             truncate_metrics(metrics_file(out_dir), metrics_to)
 
 
-def holds_derivation(out_dir: Path, derived_from: dict, cfg: Config) -> bool:
-    """Whether OUT_DIR's checkpoint is already the run `derived_from` describes, with config `cfg` (an unreadable
-    earlier derivation is not: it is simply made again)."""
+def holds_derivation(out_dir: Path, derived_from: dict, cfg) -> bool:
+    """Whether OUT_DIR's checkpoint is already the run `derived_from` describes, with config `cfg` (or the config
+    `cfg(its config)` returns, where the derivation chose a field itself; an unreadable earlier derivation is not:
+    it is simply made again)."""
     from dictsr_core.training.checkpoint import load_checkpoint
 
     ckpt_path = checkpoint_file(out_dir)
@@ -175,7 +176,10 @@ def holds_derivation(out_dir: Path, derived_from: dict, cfg: Config) -> bool:
         done = load_checkpoint(ckpt_path)
     except Exception:  # noqa: BLE001 - an unreadable earlier derivation is simply redone
         return False
-    return done.get("derived_from") == derived_from and done["config"].to_dict() == cfg.to_dict()
+    if done.get("derived_from") != derived_from:
+        return False
+    expected = cfg(done["config"]) if callable(cfg) else cfg
+    return done["config"].to_dict() == expected.to_dict()
 
 
 def _derived_averages(source_dir: Path, out_dir: Path, source_cfg: Config, cfg: Config, payload: dict) -> dict:
