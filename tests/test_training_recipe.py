@@ -73,7 +73,14 @@ def test_the_cpu_plan_makes_and_scores_the_l1_only_model_of_the_main_dictsr_run(
     assert ctx.run_dir("dictsr-l1") / "checkpoints" / "last.pt" in train.outputs
     assert train.about == ("train dictsr: 6600 steps (dictsr-l1: its L1-only model at step 6000) (dictsr-c8: its code "
                            "in 8 entries)")
-    assert (train.parameters["coarse_run"], train.parameters["coarse_entries"]) == ("dictsr-c8", 8)
+    assert (train.parameters["coarse_run"], train.parameters["coarse_entries"],
+            train.parameters["coarse_restarts"]) == ("dictsr-c8", 8, 1)
+    from dataclasses import replace
+
+    drawn = replace(ctx, profile=replace(ctx.profile, coarse_restarts=8))  # the notebook gets the profile's draws
+    train8 = next(s for s in plan(drawn) if s.key == "02_train-dictsr")
+    assert train8.parameters["coarse_restarts"] == 8 and train8.about.endswith(
+        "(dictsr-c8: its code in 8 entries, the best of 8 k-means draws on the training images)")
     assert ctx.run_dir("dictsr-c8") / "checkpoints" / "last.pt" in train.outputs
     assert stages["02_train-oracle"].parameters["l1_run"] is None  # the baselines keep theirs in their own folder only
     assert "coarse_run" not in stages["02_train-oracle"].parameters  # a baseline has no code

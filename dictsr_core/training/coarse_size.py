@@ -72,11 +72,12 @@ def central_window(lr: np.ndarray, hr: np.ndarray, window: int):
 def training_lpips(model, keep: torch.Tensor, noisy: list[np.ndarray], hr: list[np.ndarray], window: int = 64) -> float:
     """Mean LPIPS-Alex of the SR of each noisy training LR (its central `window` pixels) against its HR photo, with
     the lookup restricted to the entries `keep` (what the coarsened run would output)."""
-    from dictsr_core.evaluation.metrics import lpips_distance
     from dictsr_core.inference.tiled import image_tensor, model_device, pad_to_grid
     from dictsr_core.model.dictsr import to_signed
+    from dictsr_core.perceptual.lpips_models import build_lpips
 
     device = model_device(model)
+    lpips = build_lpips("alex", device=device)
     keep = keep.to(device)
     scores = []
     for lr_image, hr_image in zip(noisy, hr):
@@ -84,8 +85,8 @@ def training_lpips(model, keep: torch.Tensor, noisy: list[np.ndarray], hr: list[
         x = pad_to_grid(image_tensor(lr_crop, device), model.code_patch)
         j = model.dictionaries.content_indices(model.enc_lr(to_signed(x)), keep)
         h, w = hr_crop.shape[:2]
-        sr = model.decode(keep[j], x)[0, :, :h, :w].float().clamp(0, 1).mul(255).round().byte()
-        scores.append(lpips_distance(sr.permute(1, 2, 0).cpu().numpy(), hr_crop, device=device))
+        sr = model.decode(keep[j], x)[:, :, :h, :w].float().clamp(0, 1).mul(255).round().div(255)  # as a saved image
+        scores.append(float(lpips(to_signed(sr), to_signed(image_tensor(hr_crop, device))).item()))
     return float(np.mean(scores))
 
 

@@ -32,32 +32,20 @@ def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force:
     reaches `target` (AGREEMENT_TARGET by default; the sizes and their agreements are logged and kept in the
     checkpoint's `coarse_size`). `restarts` > 1: that many k-means draws (seeds 0..restarts-1) of the M clusters,
     and the one kept is training.coarse_size.best_restart's (lowest LPIPS-Alex on the noisy training images among
-    the draws whose training agreement reaches `target`; scores kept in `coarse_restarts`). Writes config.yaml (model.entries = clusters), a copy of metrics.jsonl and
-    checkpoints/last.pt with every kept state (last weights and averages) cut to the same entries and
+    the draws whose training agreement reaches `target`; scores kept in `coarse_restarts`). Writes config.yaml
+    (model.entries = clusters), a copy of metrics.jsonl and checkpoints/last.pt with every kept state (last weights and averages) cut to the same entries and
     `derived_from`; no optimizer state (it is not resumable). False when OUT_DIR already holds this derivation."""
-    from dictsr_core.config import ConfigError
     from dictsr_core.data.datasets import training_lr_images
     from dictsr_core.inference.index_maps import content_index_map
     from dictsr_core.model.dictionaries import coarse_code
-    from dictsr_core.training.checkpoint import inference_model, load_checkpoint, save_checkpoint, tensor_checksum
-    from dictsr_core.training.coarse_size import AGREEMENT_TARGET
-    from dictsr_core.training.run_folder import checkpoint_file, holds_derivation, start_derived_folder
+    from dictsr_core.training.checkpoint import inference_model, load_checkpoint, tensor_checksum
+    from dictsr_core.training.run_folder import checkpoint_file, holds_derivation
 
     source_dir, out_dir = Path(source_dir), Path(out_dir)
     payload = load_checkpoint(checkpoint_file(source_dir))
     source_cfg = payload["config"]
-    entries = source_cfg.model.entries
-    if source_cfg.method != "dictsr":
-        raise ConfigError(f"{source_dir} is a {source_cfg.method} run: it has no code to coarsen")
     auto = clusters == "auto"
-    if not auto and not (isinstance(clusters, int) and 1 <= clusters < entries):
-        raise ConfigError(f"--coarsen {clusters}: a coarser code of {source_dir} needs 1 to {entries - 1} entries "
-                          f"(it has {entries}), or auto")
-    target = AGREEMENT_TARGET if target is None else float(target)
-    if not 0 < target <= 1:
-        raise ConfigError(f"--agreement {target}: a target index agreement is a fraction in (0, 1]")
-    if not (isinstance(restarts, int) and restarts >= 1):
-        raise ConfigError(f"--restarts {restarts}: the number of k-means draws is an integer >= 1")
+    target = _checked_request(source_dir, source_cfg, clusters, target, restarts)
     derived_from = {"run": str(source_dir), "step": int(payload["step"]),
                     "checksum": tensor_checksum({k: v for k, v in payload.items() if k != "config"}),
                     "coarsen": "auto" if auto else int(clusters), "fit": f"training images of {Path(data_dir).resolve().name}"}
@@ -70,45 +58,80 @@ def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force:
         return False
     model = inference_model(payload, source=str(source_dir))
     chosen = torch.cat([content_index_map(model, image, tile=None).reshape(-1) for image in training_lr_images(data_dir)])
-    choice = restart = None
     probe = training_probe(data_dir, source_cfg) if auto or restarts > 1 else None
+    extra = {}
     if auto:
-        choice = choose_size(model, chosen, probe, target)
-        log(f"[derive] training index agreement by code size (clean HR-down vs + real LR noise; target {target:g}): "
-            + ", ".join(f"{size}: {value:.2f}" for size, value in choice["agreement"].items()))
-        if choice["clusters"] is None:
-            raise ConfigError(f"--coarsen auto: no code size of {source_dir} reaches a training index agreement of "
-                              f"{target:g} (best {max(choice['agreement'].values()):.2f}); pass --coarsen M")
-        if choice["clusters"] >= entries:
-            raise ConfigError(f"--coarsen auto: {source_dir} already reaches a training index agreement of "
-                              f"{choice['agreement'][entries]:.2f} >= {target:g} with all {entries} entries; "
-                              "nothing to coarsen")
-        clusters = choice["clusters"]
-        log(f"[derive] --coarsen auto: {clusters} entries")
-    cfg = replace(source_cfg, model=replace(source_cfg.model, entries=clusters)).validated()
+        clusters, extra["coarse_size"] = _auto_size(model, chosen, probe, target, source_dir, log)
     seed = 0
     if restarts > 1:
-        restart = score_restarts(model, chosen, clusters, restarts, probe, target)
-        seed = restart["seed"]
+        extra["coarse_restarts"] = score_restarts(model, chosen, clusters, restarts, probe, target)
+        scores = extra["coarse_restarts"]
+        seed = scores["seed"]
         log(f"[derive] {restarts} k-means draws of {clusters} entries, training agreement / LPIPS-Alex: "
-            + ", ".join(f"seed {s}: {restart['agreement'][s]:.2f} / {restart['lpips_alex'][s]:.4f}" for s in range(restarts))
+            + ", ".join(f"seed {s}: {scores['agreement'][s]:.2f} / {scores['lpips_alex'][s]:.4f}" for s in range(restarts))
             + f"; kept seed {seed}")
     keep = coarse_code(model.dictionaries.d_lr, chosen, clusters, seed=seed).representative
+    _write_coarse_run(payload, source_dir, out_dir, clusters, keep, extra, derived_from)
+    return True
+
+
+def _checked_request(source_dir, source_cfg, clusters, target, restarts) -> float:
+    """The agreement target (AGREEMENT_TARGET for None) after checking the request; a ConfigError naming the field."""
+    from dictsr_core.config import ConfigError
+    from dictsr_core.training.coarse_size import AGREEMENT_TARGET
+
+    entries = source_cfg.model.entries
+    if source_cfg.method != "dictsr":
+        raise ConfigError(f"{source_dir} is a {source_cfg.method} run: it has no code to coarsen")
+    if clusters != "auto" and not (isinstance(clusters, int) and 1 <= clusters < entries):
+        raise ConfigError(f"--coarsen {clusters}: a coarser code of {source_dir} needs 1 to {entries - 1} entries "
+                          f"(it has {entries}), or auto")
+    target = AGREEMENT_TARGET if target is None else float(target)
+    if not 0 < target <= 1:
+        raise ConfigError(f"--agreement {target}: a target index agreement is a fraction in (0, 1]")
+    if not (isinstance(restarts, int) and restarts >= 1):
+        raise ConfigError(f"--restarts {restarts}: the number of k-means draws is an integer >= 1")
+    return target
+
+
+def _auto_size(model, chosen, probe: dict, target: float, source_dir, log) -> tuple[int, dict]:
+    """(M, the `coarse_size` record) by choose_size; a ConfigError when no size, or only the model itself, reaches
+    the target."""
+    from dictsr_core.config import ConfigError
+
+    entries = model.dictionaries.d_lr.shape[0]
+    choice = choose_size(model, chosen, probe, target)
+    log(f"[derive] training index agreement by code size (clean HR-down vs + real LR noise; target {target:g}): "
+        + ", ".join(f"{size}: {value:.2f}" for size, value in choice["agreement"].items()))
+    if choice["clusters"] is None:
+        raise ConfigError(f"--coarsen auto: no code size of {source_dir} reaches a training index agreement of "
+                          f"{target:g} (best {max(choice['agreement'].values()):.2f}); pass --coarsen M")
+    if choice["clusters"] >= entries:
+        raise ConfigError(f"--coarsen auto: {source_dir} already reaches a training index agreement of "
+                          f"{choice['agreement'][entries]:.2f} >= {target:g} with all {entries} entries; "
+                          "nothing to coarsen")
+    log(f"[derive] --coarsen auto: {choice['clusters']} entries")
+    return choice["clusters"], {"target": target, "clusters": int(choice["clusters"]),
+                                "agreement": {int(k): float(v) for k, v in choice["agreement"].items()},
+                                "images": len(probe["clean"]), "noise_patches": probe["noise_patches"]}
+
+
+def _write_coarse_run(payload: dict, source_dir: Path, out_dir: Path, clusters: int, keep, extra: dict,
+                      derived_from: dict) -> None:
+    """OUT_DIR's folder and checkpoint: every kept state of the source cut to the entries `keep`."""
+    from dictsr_core.training.checkpoint import save_checkpoint
+    from dictsr_core.training.run_folder import checkpoint_file, start_derived_folder
+
+    source_cfg = payload["config"]
+    cfg = replace(source_cfg, model=replace(source_cfg.model, entries=clusters)).validated()
     start_derived_folder(source_dir, out_dir, cfg)
     states = {"model_ema": kept_rows(payload["model_ema"], keep)} if payload.get("model_ema") is not None else {}
     if payload.get("model_averages"):
         states["model_averages"] = {label: None if state is None else kept_rows(state, keep)
                                     for label, state in payload["model_averages"].items()}
-    extra = {k: v for k, v in payload.items() if k in ("train_wall_s", "device", "world_size")}
-    if choice is not None:
-        extra["coarse_size"] = {"target": target, "clusters": int(clusters),
-                                "agreement": {int(k): float(v) for k, v in choice["agreement"].items()},
-                                "images": len(probe["clean"]), "noise_patches": probe["noise_patches"]}
-    if restart is not None:
-        extra["coarse_restarts"] = restart
-    save_checkpoint(checkpoint_file(out_dir), model_state=kept_rows(payload["model"], keep), config=cfg, step=payload["step"],
-                    **extra, **states, derived_from=derived_from)
-    return True
+    extra = {**{k: v for k, v in payload.items() if k in ("train_wall_s", "device", "world_size")}, **extra}
+    save_checkpoint(checkpoint_file(out_dir), model_state=kept_rows(payload["model"], keep), config=cfg,
+                    step=payload["step"], **extra, **states, derived_from=derived_from)
 
 
 def training_probe(data_dir, cfg) -> dict:

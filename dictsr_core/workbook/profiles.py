@@ -34,6 +34,10 @@ class Profile:
     # beside the main DictSR run, also that run with its code coarsened to this many entries (`dictsr derive
     # --coarsen`), scored in Table 1 as `dictsr-c<N>`; None: not made
     coarse_entries: int | None = None
+    # that many k-means draws of the coarse code, the one kept chosen on the training images (`dictsr derive
+    # --restarts`: the lowest LPIPS-Alex on the noisy training photos among the draws whose training index
+    # agreement reaches 0.5); 1: the first draw
+    coarse_restarts: int = 1
     umap_points: int = 2000  # validation patch embeddings in Fig. 4's map
     atlas_atoms: int = 256
     crop: int = 96  # Fig. 3 crop side (HR pixels)
