@@ -19,14 +19,6 @@ import torch
 DEFAULT_SIZES = (1024, 256, 64, 32, 16, 8, 4, 2, 1)
 
 
-def _central(lr: np.ndarray, hr: np.ndarray, window: int):
-    """The central `window` x `window` LR pixels (on the 4-pixel grid) and the HR under them."""
-    top, left = (max(0, (side - window) // 2) // 4 * 4 for side in lr.shape[:2])
-    lr = np.ascontiguousarray(lr[top : top + window, left : left + window])
-    hr = np.ascontiguousarray(hr[4 * top : 4 * (top + lr.shape[0]), 4 * left : 4 * (left + lr.shape[1])])
-    return lr, hr
-
-
 @torch.no_grad()
 def coarsening_curve(model, pairs, sizes=DEFAULT_SIZES, *, fit_images=None, window: int = 128, lpips: bool = True,
                      device=None, seed: int = 0) -> dict:
@@ -40,12 +32,13 @@ def coarsening_curve(model, pairs, sizes=DEFAULT_SIZES, *, fit_images=None, wind
     from dictsr_core.inference.index_maps import content_index_map
     from dictsr_core.inference.tiled import image_tensor, model_device, pad_to_grid
     from dictsr_core.model.dictionaries import coarse_code
+    from dictsr_core.training.coarse_size import central_window
 
     device = model_device(model, device)
     entries = model.dictionaries.d_lr
     cells = []
     for item in pairs:
-        lr, hr = _central(item["lr"], item["hr"], window)
+        lr, hr = central_window(item["lr"], item["hr"], window)
         if hr.shape[:2] != (4 * lr.shape[0], 4 * lr.shape[1]):
             raise ValueError(f"{item.get('name', '?')}: HR {hr.shape[1]}x{hr.shape[0]} is not 4x LR {lr.shape[1]}x{lr.shape[0]}")
         x = pad_to_grid(image_tensor(lr, device), model.code_patch)

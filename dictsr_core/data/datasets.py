@@ -147,13 +147,19 @@ class PairedImages(Dataset):
         return {"name": self.names[index], "lr": lr, "hr": hr}
 
 
-def training_clean_lr_images(data_dir) -> list[np.ndarray]:
-    """The clean LR (MATLAB bicubic x1/4 to 8 bits, HR-down) of each train_hr photo, cropped to a multiple of 4."""
+def training_hr_images(data_dir) -> list[np.ndarray]:
+    """Each train_hr photo, cropped to a multiple of 4."""
+    hr = [read_rgb(p) for p in sorted((Path(data_dir) / "train_hr").glob("*.png"))]
+    return [im[: im.shape[0] // 4 * 4, : im.shape[1] // 4 * 4] for im in hr]
+
+
+def training_clean_lr_images(data_dir, hr: list[np.ndarray] | None = None) -> list[np.ndarray]:
+    """The clean LR (MATLAB bicubic x1/4 to 8 bits, HR-down) of each train_hr photo (of `hr`, training_hr_images
+    when None)."""
     from dictsr_core.data.degradations import make_degradation
 
     downscale = make_degradation("aim", noise_sigma=0.0, jpeg_quality=None)
-    hr = [read_rgb(p) for p in sorted((Path(data_dir) / "train_hr").glob("*.png"))]
-    return [downscale(im[: im.shape[0] // 4 * 4, : im.shape[1] // 4 * 4], 0) for im in hr]
+    return [downscale(im, 0) for im in (training_hr_images(data_dir) if hr is None else hr)]
 
 
 def training_lr_images(data_dir) -> list[np.ndarray]:

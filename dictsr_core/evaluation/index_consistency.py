@@ -160,12 +160,11 @@ def agreement_worth(model, lr: np.ndarray, hr: np.ndarray, *, device=None, near:
     Measured on the central `window` x `window` LR pixels (on the 4-pixel grid; the whole pair when smaller)."""
     from dictsr_core.evaluation.metrics import lpips_distance, psnr_rgb
     from dictsr_core.inference.tiled import image_tensor, model_device, pad_to_grid
+    from dictsr_core.training.coarse_size import central_window
 
     if hr.shape[:2] != (4 * lr.shape[0], 4 * lr.shape[1]):
         raise ValueError(f"HR {hr.shape[1]}x{hr.shape[0]} is not 4x LR {lr.shape[1]}x{lr.shape[0]}")
-    top, left = (max(0, (side - window) // 2) // 4 * 4 for side in lr.shape[:2])
-    lr = np.ascontiguousarray(lr[top : top + window, left : left + window])
-    hr = np.ascontiguousarray(hr[4 * top : 4 * (top + lr.shape[0]), 4 * left : 4 * (left + lr.shape[1])])
+    lr, hr = central_window(lr, hr, window)
     device = model_device(model, device)
     grid = model.code_patch
     x = pad_to_grid(image_tensor(lr, device), grid)

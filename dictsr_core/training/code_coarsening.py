@@ -139,8 +139,7 @@ def training_probe(data_dir, cfg) -> dict:
     HR-down), noisy (clean plus one draw of real LR noise), noise_patches (how many)}. The noise patches are the
     ones index consistency trains on (train.hr_crop // 4 pixels, flat windows of train_lr)."""
     from dictsr_core.config import ConfigError
-    from dictsr_core.data.datasets import load_folder, training_clean_lr_images
-    from dictsr_core.data.io import read_rgb
+    from dictsr_core.data.datasets import load_folder, training_clean_lr_images, training_hr_images
     from dictsr_core.data.noise_bank import extract_noise_patches
     from dictsr_core.training.coarse_size import noisy_copies
 
@@ -150,9 +149,8 @@ def training_probe(data_dir, cfg) -> dict:
     except ValueError as error:
         raise ConfigError(f"--coarsen auto / --restarts: {Path(data_dir) / 'train_lr'}: {error}; the training index "
                           "agreement needs real LR noise to add. Pass --coarsen M") from None
-    hr = [read_rgb(p) for p in sorted((Path(data_dir) / "train_hr").glob("*.png"))]
-    hr = [im[: im.shape[0] // 4 * 4, : im.shape[1] // 4 * 4] for im in hr]
-    clean = training_clean_lr_images(data_dir)
+    hr = training_hr_images(data_dir)
+    clean = training_clean_lr_images(data_dir, hr)
     return {"hr": hr, "clean": clean, "noisy": noisy_copies(clean, patches), "noise_patches": len(patches)}
 
 
