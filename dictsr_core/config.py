@@ -253,28 +253,24 @@ PRESETS: dict[str, Config] = {
             checkpoint_every=1200, compile=True,
         ),
     ),
-    # 2 CPU cores, about 20 minutes of one core (photos-aim, 40 validation crops; README "Results"). Departures from
-    # the paper, each an option with an ablation row (R1, R2, R4): a low-pass base under the decoders (base_sigma;
-    # without it every colour must come from N codes), D_hr learning from the reconstruction alone (hr_grad
-    # "entries"; with the codebook term D_hr collapsed, std 0.002, and the decoder added nothing), and index
-    # consistency against real LR noise (consistency_weight). Measured at 3750 steps (cpu, 1 core, photos-aim):
-    # paper path 23.33 dB / LPIPS-Alex 0.610; + base 27.10 / 0.559; + entries 28.03 / 0.515; + consistency
-    # 28.07 / 0.493 (bicubic 27.97 / 0.566). Then a perceptual phase (R3 drops it): LPIPS-VGG costs 6x an L1 step
-    # (85 % of its FLOPs), so it joins only for the last 600 of 6600 steps (perceptual_from = 10/11), in bf16 where
-    # the CPU has it natively (amp "perceptual"): 6000 L1 steps gave 28.13 dB / LPIPS-Alex 0.493, plus 600 steps
-    # with LPIPS-VGG 28.06 / 0.397. Constant lr, halved once at 8 of 11 epochs (step 4800). The model kept is a
-    # length-aware weight average over the perceptual phase (ema_sigma_rel 0.2; R6 drops it, R7 is the fixed decay
-    # 0.995 it replaced): seed 0, one run per dataset, against 0.995 LPIPS-Alex -0.012 (photos-aim) and -0.006
-    # (photos-ntire), both intervals below 0 (README "What it took ...", 5.; results/weight-average/). N stays 1024:
-    # a coarse code (R8, N = 8) raises index agreement past 0.5 but costs LPIPS-Alex, a lot on photos-ntire
-    # (README "What it took ...", 6.; results/code-size/)
+    # 2 CPU cores, about 24 minutes (photos-aim, 40 validation crops; README "Results"). Departures from the paper,
+    # each an option with an ablation row: a low-pass base under the decoders (R1, base_sigma; without it every
+    # colour must come from N codes), D_hr learning from the reconstruction alone (R4, hr_grad "entries"; with the
+    # codebook term D_hr collapsed), index consistency against real LR noise (R2, consistency_weight), a perceptual
+    # phase (R3): LPIPS-VGG joins for the last 600 steps (perceptual_from = 13/14), in bf16 where the CPU has it
+    # natively (amp "perceptual"), and a length-aware weight average over it (R6 drops it, R7 is the fixed decay
+    # 0.995 it replaced). One code per LR pixel (code_patch 1 and an HR encoder one stage shallower, as ablation D1
+    # makes of the paper's 2x2 grid, which this preset had before): its step is 0.80x the 2x2 network's, so the same wall clock buys 8400 steps instead
+    # of 6600, and it keeps texture the 2x2 grid smooths (README "What it took ...", 8. and 9.). Constant lr,
+    # halved once at 10 of 14 epochs. The workbook then coarsens the 1024 entries to 8 (`dictsr derive --coarsen 8
+    # --restarts 8`, profile cpu): a code the degradation mostly cannot move (index agreement past 0.5)
     "cpu": Config(
         preset="cpu",
-        model=ModelConfig(entries=1024, offsets=8, hr_widths=(16, 32, 64, 128), lr_width=32, base_sigma=1.5,
+        model=ModelConfig(entries=1024, offsets=8, code_patch=1, hr_widths=(16, 32, 64), lr_width=32, base_sigma=1.5,
                           hr_grad="entries"),
         train=TrainConfig(
-            batch_size=4, hr_crop=96, lr_crop=24, lr=5e-4, epochs=11, steps_per_epoch=600, halve_every=8,
-            perceptual_weight=1.0, perceptual_from=10 / 11, amp="perceptual", consistency_weight=10.0,
+            batch_size=4, hr_crop=96, lr_crop=24, lr=5e-4, epochs=14, steps_per_epoch=600, halve_every=10,
+            perceptual_weight=1.0, perceptual_from=13 / 14, amp="perceptual", consistency_weight=10.0,
             usage_window=200, restart_every=100, log_every=25, checkpoint_every=1200, num_workers=1,
             ema_sigma_rel=0.2, ema_track_sigma_rel=(0.05, 0.1), ema_track_decay=(0.995,),
         ),
@@ -378,6 +374,18 @@ def get_config(
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     cfg = with_ablation(replace(PRESETS[preset], method=method), ablation)
     return apply_overrides(cfg, overrides or {}).validated()
+
+
+def ablations_for(preset: str) -> list[str]:
+    """The ablations that change this preset (D1 needs a code grid it can halve: not the cpu preset's 1x1)."""
+    def applies(ablation: str) -> bool:
+        try:
+            get_config(preset, ablation)
+        except ConfigError:
+            return False
+        return True
+
+    return [ablation for ablation in ABLATIONS if applies(ablation)]
 
 
 def with_ablation(cfg: Config, ablation: str | None) -> Config:

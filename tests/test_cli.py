@@ -116,14 +116,22 @@ def test_sr_without_checkpoint_uses_the_main_jobs_and_says_which(trained_run, tm
     err = capsys.readouterr().err
     assert f"using the main job's DictSR checkpoint {ckpt}" in err
     assert Image.open(tmp_path / "sr" / "photo.png").size == (56, 48)  # default --out: ./sr
+    # the cpu profile ends with its coarse code: that model, once made, before the run it came from
+    coarse = ckpt.parents[2] / "dictsr-c8" / "checkpoints" / "last.pt"
+    if resolve_profile("auto").coarse_entries == 8:
+        coarse.parent.mkdir(parents=True)
+        shutil.copy(trained_run / "checkpoints" / "last.pt", coarse)
+        assert main(["sr", str(image), "--device", "cpu", "--overwrite"]) == 0
+        assert f"using the main job's DictSR checkpoint {coarse}" in capsys.readouterr().err
 
 
 def test_info_all_lists_every_preset_ablation_and_rrdbnet(capsys):
-    from dictsr_core.config import ABLATIONS, PRESETS
+    from dictsr_core.config import ABLATIONS, PRESETS, ablations_for
 
     assert main(["info", "--all", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert len(rows) == len(PRESETS) * (len(ABLATIONS) + 1) + 1
+    assert ablations_for("cpu") == [a for a in ABLATIONS if a != "D1"] and ablations_for("paper") == list(ABLATIONS)
+    assert len(rows) == len(PRESETS) * (len(ABLATIONS) + 1) - 1 + 1  # every pair but cpu + D1, then RRDBNet
     paper = next(r for r in rows if r["preset"] == "paper" and r["ablation"] is None)
     assert paper["inference_conv_layers"] == 18 and abs(paper["gmacs_128"] - 129.1) < 0.1
     assert next(r for r in rows if r["preset"] == "paper" and r["ablation"] == "F2")["inference_conv_layers"] == 26

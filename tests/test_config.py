@@ -6,8 +6,14 @@ from dictsr_core.config import ABLATIONS, PRESETS, Config, ConfigError, get_conf
 def test_presets_and_ablations_compose():
     for preset in PRESETS:
         for ablation in ABLATIONS:
+            if ablation == "D1" and PRESETS[preset].model.code_patch == 1:
+                # the cpu preset already has one code per LR pixel: there is no shallower grid
+                with pytest.raises(ConfigError, match="ablation D1 needs model.code_patch >= 2"):
+                    get_config(preset, ablation)
+                continue
             cfg = get_config(preset, ablation)
             assert cfg.preset == preset and cfg.ablation == ablation
+    assert PRESETS["cpu"].model.code_patch == 1
 
 
 def test_paper_preset_is_the_paper():

@@ -115,14 +115,15 @@ def graph_infer_ms(module, device, batch: int, size: int) -> float:
 
 
 def train_step(device, compile_model: bool, perceptual: bool = True, preset: str = "paper",
-               channels_last: bool | None = None, bf16: bool | None = None, ablation: str | None = None) -> dict:
-    """One training step of a preset's batch (paper: 24 x 256^2 HR + 24 x 64^2 LR; with an ablation's change);
-    by default bf16 and channels_last on CUDA, fp32 contiguous on the CPU."""
+               channels_last: bool | None = None, bf16: bool | None = None, ablation: str | None = None,
+               overrides: dict | None = None) -> dict:
+    """One training step of a preset's batch (paper: 24 x 256^2 HR + 24 x 64^2 LR; with an ablation's change and
+    `--set` overrides); by default bf16 and channels_last on CUDA, fp32 contiguous on the CPU."""
     from dictsr_core.training.step import build_criterion, build_perceptual, downscale_hr, training_objective
 
-    cfg = get_config(preset, ablation)
-    cfg = get_config(preset, ablation,
-                     overrides={"train.perceptual_weight": (cfg.train.perceptual_weight or 1.0) if perceptual else 0.0})
+    cfg = get_config(preset, ablation, overrides)
+    cfg = get_config(preset, ablation, overrides={
+        **(overrides or {}), "train.perceptual_weight": (cfg.train.perceptual_weight or 1.0) if perceptual else 0.0})
     torch.manual_seed(0)
     model = DictSR(cfg.model).to(device)
     cl = device.type == "cuda" if channels_last is None else channels_last

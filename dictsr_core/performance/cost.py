@@ -101,11 +101,11 @@ def _literal_macs(module, x) -> int:
 
 
 def cost_table(presets=None, lr_size: int = 128) -> list[dict]:
-    """model_cost of every preset x (no ablation + every ablation), then RRDBNet x4 for reference."""
-    from dictsr_core.config import ABLATIONS, PRESETS, get_config
+    """model_cost of every preset x (no ablation + every ablation that applies to it), then RRDBNet x4 for reference."""
+    from dictsr_core.config import PRESETS, ablations_for, get_config
 
     rows = [model_cost(get_config(preset, ablation), lr_size)
-            for preset in (presets or PRESETS) for ablation in (None, *ABLATIONS)]
+            for preset in (presets or PRESETS) for ablation in (None, *ablations_for(preset))]
     from dictsr_core.performance.rrdbnet import build_rrdbnet
 
     with torch.device("meta"):
