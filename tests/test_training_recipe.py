@@ -89,6 +89,13 @@ def test_the_cpu_plan_makes_and_scores_the_l1_only_model_of_the_main_dictsr_run(
     finished = context("cpu", data_dir="data/photos-aim", run_root=tmp_path / "runs", device="cpu")
     (finished.run_dir("dictsr") / "checkpoints").mkdir(parents=True)
     (finished.run_dir("dictsr") / "checkpoints" / "last.pt").write_bytes(b"")
+    # a finished run of another recipe is trained again, so it will keep its L1-only model
+    from dictsr_core.workbook.plan import training_config
+
+    other = training_config(finished, "dictsr", overrides={"train.epochs": 12})
+    _finished_folder(finished.run_dir("dictsr"), other)
+    assert {s.key: s for s in plan(finished)}["02_train-dictsr"].parameters["l1_run"] == "dictsr-l1"
+    _finished_folder(finished.run_dir("dictsr"), training_config(finished, "dictsr"))
     before = {s.key: s for s in plan(finished)}
     assert before["02_train-dictsr"].parameters["l1_run"] is None and "L1-only" not in before["02_train-dictsr"].about
     assert before["03_evaluate"].parameters["runs"] == ["dictsr", "dictsr-c8", "paired-bicubic", "oracle"]
@@ -99,6 +106,16 @@ def test_the_cpu_plan_makes_and_scores_the_l1_only_model_of_the_main_dictsr_run(
     assert smoke["02_train-dictsr"].parameters["l1_run"] is None  # tiny preset: no perceptual phase, no L1-only model
     assert smoke["03_evaluate"].parameters["runs"] == ["dictsr", "paired-bicubic", "oracle"]  # no coarse run either
     assert "coarse_run" not in smoke["02_train-dictsr"].parameters
+
+
+def _finished_folder(run_dir, cfg):
+    """A run folder as the trainer leaves it, for the plan's eyes: config.yaml, a last metrics line, last.pt."""
+    import json
+
+    import yaml
+
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict()), encoding="utf-8")
+    (run_dir / "metrics.jsonl").write_text(json.dumps({"step": cfg.train.total_steps}) + "\n", encoding="utf-8")
 
 
 def test_paper_preset_keeps_the_papers_method():

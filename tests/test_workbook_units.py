@@ -274,3 +274,22 @@ def test_the_training_stage_makes_the_l1_only_model_beside_its_run_and_reuses_bo
     train_run(ctx, "dictsr", cfg, live=False, l1_run="dictsr-l1")  # finished: reused, and the L1 run is up to date
     out = capsys.readouterr().out
     assert "is finished (20 steps); reusing it" in out and "L1-only" not in out
+
+
+def test_a_finished_run_of_another_config_is_moved_aside_not_deleted(tiny_data, tmp_path, capsys):
+    from dictsr_core.config import get_config
+    from dictsr_core.training.checkpoint import load_checkpoint
+    from dictsr_core.workbook.profiles import context
+    from dictsr_core.workbook.stages import train_run
+
+    ctx = context("smoke", data_dir=tiny_data, run_root=tmp_path / "runs", figure_dir=tmp_path / "figures", device="cpu")
+    before = get_config("tiny")
+    train_run(ctx, "dictsr", before, live=False)
+    capsys.readouterr()
+    after = get_config("tiny", overrides={"train.lr": 5e-4})
+    train_run(ctx, "dictsr", after, live=False)
+    out = capsys.readouterr().out
+    aside = [p for p in (tmp_path / "runs").iterdir() if p.name.startswith("dictsr.replaced-")]
+    assert len(aside) == 1 and f"moved to {aside[0]}" in out
+    assert load_checkpoint(aside[0] / "checkpoints" / "last.pt")["config"].to_dict() == before.to_dict()
+    assert load_checkpoint(ctx.run_dir("dictsr") / "checkpoints" / "last.pt")["config"].to_dict() == after.to_dict()

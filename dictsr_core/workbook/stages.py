@@ -7,6 +7,7 @@ Every function takes the notebook's `Context` first, writes its files under the 
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 from dictsr_core.workbook.execute import execute_notebook
@@ -101,7 +102,10 @@ def train_run(ctx: Context, run_name: str, cfg, force: bool = False, live: bool 
     ckpt = run_dir / "checkpoints" / "last.pt"
     stored = load_checkpoint(ckpt) if ckpt.exists() and not force else None
     if stored is not None and stored["config"].to_dict() != cfg.to_dict():
-        print(f"{run_dir} was trained with another config; training it again")
+        # a finished run of another recipe is minutes to hours of training: kept beside, never deleted
+        aside = run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+        run_dir.rename(aside)
+        print(f"{run_dir} was trained with another config; moved to {aside}, training it again")
         force, stored = True, None
     if force and run_dir.exists():
         shutil.rmtree(run_dir)
