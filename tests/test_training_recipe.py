@@ -95,6 +95,9 @@ def test_the_cpu_plan_makes_and_scores_the_l1_only_model_of_the_main_dictsr_run(
     other = training_config(finished, "dictsr", overrides={"train.epochs": 12})
     _finished_folder(finished.run_dir("dictsr"), other)
     assert {s.key: s for s in plan(finished)}["02_train-dictsr"].parameters["l1_run"] == "dictsr-l1"
+    # a partial run of this config, short of the L1 phase's end, keeps it when it resumes
+    _finished_folder(finished.run_dir("dictsr"), training_config(finished, "dictsr"), step=3600)
+    assert {s.key: s for s in plan(finished)}["02_train-dictsr"].parameters["l1_run"] == "dictsr-l1"
     _finished_folder(finished.run_dir("dictsr"), training_config(finished, "dictsr"))
     before = {s.key: s for s in plan(finished)}
     assert before["02_train-dictsr"].parameters["l1_run"] is None and "L1-only" not in before["02_train-dictsr"].about
@@ -108,14 +111,15 @@ def test_the_cpu_plan_makes_and_scores_the_l1_only_model_of_the_main_dictsr_run(
     assert "coarse_run" not in smoke["02_train-dictsr"].parameters
 
 
-def _finished_folder(run_dir, cfg):
-    """A run folder as the trainer leaves it, for the plan's eyes: config.yaml, a last metrics line, last.pt."""
+def _finished_folder(run_dir, cfg, step=None):
+    """A run folder as the trainer leaves it at `step` (default: finished), for the plan's eyes: config.yaml and a
+    last metrics line beside last.pt."""
     import json
 
     import yaml
 
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict()), encoding="utf-8")
-    (run_dir / "metrics.jsonl").write_text(json.dumps({"step": cfg.train.total_steps}) + "\n", encoding="utf-8")
+    (run_dir / "metrics.jsonl").write_text(json.dumps({"step": step or cfg.train.total_steps}) + "\n", encoding="utf-8")
 
 
 def test_paper_preset_keeps_the_papers_method():

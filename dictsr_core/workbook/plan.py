@@ -51,14 +51,15 @@ def ablation_runs(ctx: Context, variants=None) -> dict[str, str]:
 def l1_run_name(run_name: str, cfg, run_dir: Path | None = None, force: bool = False) -> str | None:
     """The run made beside a main run whose perceptual phase follows an L1 phase: its L1-only model (the issue's
     PSNR reference for what the perceptual phase costs), from the checkpoint kept at the start of that phase.
-    None also for a run of this config in run_dir that finished without keeping it (trained before it was kept),
-    unless forced; a run of another config there is trained again, and so keeps one."""
+    None also for a run of this config in run_dir that went past that step without keeping it (trained before it
+    was kept), unless forced; a partial run short of it keeps one when it resumes, and a run of another config
+    there is trained again, and so keeps one."""
     from dictsr_core.training.run_folder import checkpoint_file
     from dictsr_core.workbook.estimate import steps_done
 
     if cfg.train.l1_phase_end is None:
         return None
-    if run_dir is not None and not force and steps_done(run_dir, cfg) > 0 \
+    if run_dir is not None and not force and steps_done(run_dir, cfg) >= cfg.train.l1_phase_end \
             and not checkpoint_file(run_dir, "before-perceptual").is_file():
         return None
     return f"{run_name}-l1"
