@@ -260,9 +260,9 @@ PRESETS: dict[str, Config] = {
     # phase (R3): LPIPS-VGG joins for the last 600 steps (perceptual_from = 13/14), in bf16 where the CPU has it
     # natively (amp "perceptual"), and a length-aware weight average over it (R6 drops it, R7 is the fixed decay
     # 0.995 it replaced). One code per LR pixel (code_patch 1 and an HR encoder one stage shallower, as ablation D1
-    # makes of the paper's 2x2 grid, which this preset had before): its step is 0.80x the 2x2 network's, so the same wall clock buys 8400 steps instead
-    # of 6600, and it keeps texture the 2x2 grid smooths (README "What it took ...", 8. and 9.). Constant lr,
-    # halved once at 10 of 14 epochs. The workbook then coarsens the 1024 entries to 8 (`dictsr derive --coarsen 8
+    # makes of the paper's 2x2 grid, which this preset had before): its step is 0.80x the 2x2 network's, so the
+    # same wall clock buys 8400 steps instead of 6600, and it keeps texture the 2x2 grid smooths (README "What it
+    # took ...", 8. and 9.). Constant lr, halved once at 10 of 14 epochs. The workbook then coarsens the 1024 entries to 8 (`dictsr derive --coarsen 8
     # --restarts 8`, profile cpu): a code the degradation mostly cannot move (index agreement past 0.5)
     "cpu": Config(
         preset="cpu",

@@ -33,8 +33,8 @@ def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force:
     checkpoint's `coarse_size`). `restarts` > 1: that many k-means draws (seeds 0..restarts-1) of the M clusters,
     and the one kept is training.coarse_size.best_restart's (lowest LPIPS-Alex on the noisy training images among
     the draws whose training agreement reaches `target`; scores kept in `coarse_restarts`). Writes config.yaml
-    (model.entries = clusters), a copy of metrics.jsonl and checkpoints/last.pt with every kept state (last weights and averages) cut to the same entries and
-    `derived_from`; no optimizer state (it is not resumable). False when OUT_DIR already holds this derivation."""
+    (model.entries = clusters), a copy of metrics.jsonl and checkpoints/last.pt with every kept state (last
+    weights and averages) cut to the same entries and `derived_from`; no optimizer state (it is not resumable). False when OUT_DIR already holds this derivation."""
     from dictsr_core.data.datasets import training_lr_images
     from dictsr_core.inference.index_maps import content_index_map
     from dictsr_core.model.dictionaries import coarse_code

@@ -185,8 +185,9 @@ def main_checkpoint(root=None) -> tuple[Path | None, list[Path]]:
             profile = PROFILES[name]
             for data in (default_data_dir(profile, folder), folder / "data" / f"sample-{profile.degradation}"):
                 runs = ["dictsr"] if not profile.coarse_entries else [f"dictsr-c{profile.coarse_entries}", "dictsr"]
+                where = context(name, data_dir=data, root=folder, device="cpu")
                 for run in runs:
-                    ckpt = context(name, data_dir=data, root=folder, device="cpu").run_dir(run) / "checkpoints" / "last.pt"
+                    ckpt = where.run_dir(run) / "checkpoints" / "last.pt"
                     if ckpt not in looked:
                         looked.append(ckpt)
     found = next((path for path in looked if path.is_file()), None)
