@@ -65,7 +65,7 @@ def cmd_train(args) -> int:
 
 def cmd_derive(args) -> int:
     from dictsr_core.config import apply_overrides, parse_set_args, with_ablation
-    from dictsr_core.training.checkpoint import CheckpointError, load_checkpoint
+    from dictsr_core.training.checkpoint import CheckpointError
     from dictsr_core.training.run_folder import NO_SNAPSHOT_WHY, checkpoint_file, derive_average_run
 
     if args.coarsen is not None:
@@ -75,9 +75,14 @@ def cmd_derive(args) -> int:
     if not source_ckpt.is_file():
         why = f" ({NO_SNAPSHOT_WHY})" if args.before_perceptual else ""
         raise CheckpointError(f"{source_ckpt}: no such checkpoint{why}")
-    source = load_checkpoint(source_ckpt)["config"]
-    cfg = apply_overrides(with_ablation(source, args.ablation), parse_set_args(args.set)).validated()
-    if derive_average_run(args.source, args.out, cfg, force=args.force, snapshot=snapshot):
+    made = []  # the derived config, from the source's (read once, by derive_average_run)
+
+    def derived_config(source):
+        made.append(apply_overrides(with_ablation(source, args.ablation), parse_set_args(args.set)).validated())
+        return made[-1]
+
+    if derive_average_run(args.source, args.out, derived_config, force=args.force, snapshot=snapshot):
+        cfg = made[-1]
         if args.before_perceptual:
             print(f"[derive] {args.out}: the L1-only model of {args.source}, its checkpoint at step "
                   f"{cfg.train.l1_phase_end} (the start of the perceptual phase)", file=sys.stderr)
@@ -397,7 +402,7 @@ def cmd_seeds(args) -> int:
 
 
 def cmd_coarsen(args) -> int:
-    from dictsr_core.analysis.code_coarsening import coarsening_curve, coarsening_markdown
+    from dictsr_core.analysis.code_coarsening import DEFAULT_SIZES, coarsening_curve, coarsening_markdown
     from dictsr_core.atomic import atomic_write_json, replace_readme_block
     from dictsr_core.config import ConfigError
     from dictsr_core.data.datasets import PairedImages, training_lr_images
@@ -411,8 +416,8 @@ def cmd_coarsen(args) -> int:
         raise ConfigError(f"{args.checkpoint}: a {cfg.method} checkpoint has no dictionary to coarsen")
     pairs = PairedImages(Path(args.data) / "val_lr", Path(args.data) / "val_hr")
     fit_images = None if args.fit == "validation" else training_lr_images(args.data)
-    curve = coarsening_curve(model, [pairs[i] for i in range(len(pairs))], args.sizes, fit_images=fit_images,
-                             device=device)
+    curve = coarsening_curve(model, [pairs[i] for i in range(len(pairs))], args.sizes or DEFAULT_SIZES,
+                             fit_images=fit_images, device=device)
     dataset, label = dataset_name(args.data), args.label or Path(args.checkpoint).parent.parent.name
     curve.update(checkpoint=str(args.checkpoint), step=step, dataset=dataset, label=label,
                  fit_label=f"the training images of `{dataset}` (clean LR of train_hr, and train_lr)")
@@ -564,8 +569,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "index agreement, PSNR and LPIPS-Alex for each M (what the code's fineness buys and costs)")
     p.add_argument("--checkpoint", required=True, help="a DictSR run's checkpoints/last.pt")
     p.add_argument("--data", required=True, help="prepared data folder with val_lr/ and val_hr/")
-    p.add_argument("--sizes", type=int, nargs="+", default=[1024, 256, 64, 32, 16, 8, 4, 2, 1], metavar="M",
-                   help="cluster counts (above N: the model itself)")
+    p.add_argument("--sizes", type=int, nargs="+", default=None, metavar="M",
+                   help="cluster counts (above N: the model itself; default: analysis.code_coarsening.DEFAULT_SIZES, "
+                        "1024 256 64 32 16 8 4 2 1)")
     p.add_argument("--fit", choices=("training", "validation"), default="training",
                    help="fit the clusters on the entries the training images choose (default), or the validation "
                         "images' own (a leak, for a probe only)")

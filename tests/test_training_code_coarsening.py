@@ -44,6 +44,11 @@ def test_the_derived_run_keeps_the_representative_entries_fit_on_the_training_im
     # up to date: nothing written again, unless forced
     assert derive_coarse_run(tiny_run, out, 4, tiny_data) is False
     assert derive_coarse_run(tiny_run, out, 4, tiny_data, force=True) is True
+    # the source's checkpoint handed in (as the workbook does after reusing a run): the same derivation, not read again
+    again = tmp_path / "again"
+    assert derive_coarse_run(tiny_run, again, 4, tiny_data, payload=source) is True
+    assert torch.equal(load_checkpoint(again / "checkpoints" / "last.pt")["model"]["dictionaries.d_lr"],
+                       derived["model"]["dictionaries.d_lr"])
 
 
 def test_bad_coarsening_requests_name_what_is_wrong(tiny_run, tiny_data, tmp_path, capsys):

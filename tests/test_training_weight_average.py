@@ -107,6 +107,10 @@ def test_a_run_without_the_average_is_derived_bit_for_bit_from_the_run_with_it(t
                            load_inference_model(tmp_path / "trained-R6" / "checkpoints" / "last.pt")[0](x))
 
     assert not derive_average_run(tmp_path / "Ours", tmp_path / "R6", r6)  # up to date: nothing written
+    # the config as a function of the source's (read from its checkpoint): the same derivation
+    seen = []
+    assert not derive_average_run(tmp_path / "Ours", tmp_path / "R6", lambda source: seen.append(source) or r6)
+    assert seen == [ours]
     assert derive_average_run(tmp_path / "Ours", tmp_path / "R6", r6, force=True)
     other_seed = with_ablation(replace(ours, train=replace(ours.train, seed=1)), "R6")
     with pytest.raises(ConfigError, match=r"R6 cannot be derived .*train\.seed"):
@@ -259,3 +263,21 @@ def test_the_l1_only_model_is_kept_at_the_start_of_the_perceptual_phase_and_deri
         derive_average_run(tmp_path / "plain", tmp_path / "plain-l1", plain, snapshot="before-perceptual")
     assert main(["derive", "--from", str(tmp_path / "plain"), "--out", str(tmp_path / "x"), "--before-perceptual"]) == 2
     assert "before-perceptual.pt: no such checkpoint" in capsys.readouterr().err
+
+
+def test_a_checkpoint_step_at_the_end_of_the_l1_phase_is_serialised_once_for_both_files(tiny_data, tmp_path, monkeypatch):
+    import dictsr_core.training.trainer as trainer
+    from dictsr_core.training.run_folder import checkpoint_file
+
+    saved = []
+    real_save = trainer.save_checkpoint
+    monkeypatch.setattr(trainer, "save_checkpoint",
+                        lambda path, **kw: saved.append((kw["step"], path)) or real_save(path, **kw))
+    cfg = get_config("tiny", overrides={"train.ema_decay": 0.8, "train.perceptual_weight": 0.1,
+                                        "train.perceptual_from": 0.5, "train.checkpoint_every": 10})
+    train(cfg, tiny_data, tmp_path / "run", device="cpu", progress=False, stop_after=12)
+    assert saved == [(10, checkpoint_file(tmp_path / "run")), (12, checkpoint_file(tmp_path / "run"))]  # one save at 10
+    kept = checkpoint_file(tmp_path / "run", "before-perceptual")  # a copy of that save's bytes
+    assert load_checkpoint(kept)["step"] == 10 and "optimizer" in load_checkpoint(kept)
+    assert load_checkpoint(checkpoint_file(tmp_path / "run"))["step"] == 12
+    assert not list((tmp_path / "run" / "checkpoints").glob("*.tmp*"))

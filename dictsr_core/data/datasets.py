@@ -162,11 +162,12 @@ def training_clean_lr_images(data_dir, hr: list[np.ndarray] | None = None) -> li
     return [downscale(im, 0) for im in (training_hr_images(data_dir) if hr is None else hr)]
 
 
-def training_lr_images(data_dir) -> list[np.ndarray]:
-    """What the LR side of a model sees of a data folder's training photos: training_clean_lr_images, then each
-    train_lr image."""
+def training_lr_images(data_dir, clean: list[np.ndarray] | None = None) -> list[np.ndarray]:
+    """What the LR side of a model sees of a data folder's training photos: training_clean_lr_images (`clean`, where
+    the caller has them already), then each train_lr image."""
     data_dir = Path(data_dir)
-    images = training_clean_lr_images(data_dir) + [read_rgb(p) for p in sorted((data_dir / "train_lr").glob("*.png"))]
+    clean = training_clean_lr_images(data_dir) if clean is None else clean
+    images = list(clean) + [read_rgb(p) for p in sorted((data_dir / "train_lr").glob("*.png"))]
     if not images:
         raise ValueError(f"{data_dir}: no training images in train_hr/ or train_lr/")
     return images

@@ -122,9 +122,11 @@ def _record(*, run: str, run_dir, method: str, data_dir, eval_device: torch.devi
     return record
 
 
-def evaluate_run(run_dir, data_dir, device=None, tile: int = 256, progress: bool = True, weights: str = "auto") -> dict:
+def evaluate_run(run_dir, data_dir, device=None, tile: int = 256, progress: bool = True, weights: str = "auto",
+                 payload: dict | None = None) -> dict:
     """The result record of a trained run: RUN/checkpoints/last.pt scored on DATA/val_lr -> DATA/val_hr (its weight
-    average where it has one, unless `weights` is "last"; checkpoint.model_weights)."""
+    average where it has one, unless `weights` is "last"; checkpoint.model_weights). `payload`: that checkpoint,
+    where the caller has loaded it already."""
     from dictsr_core.data.datasets import PairedImages
     from dictsr_core.evaluation.evaluate import evaluate_pairs
     from dictsr_core.inference.tiled import super_resolve
@@ -135,7 +137,7 @@ def evaluate_run(run_dir, data_dir, device=None, tile: int = 256, progress: bool
     run_dir = Path(run_dir)
     ckpt = checkpoint_path(run_dir)
     device = pick_device(device) if not isinstance(device, torch.device) else device
-    payload = load_checkpoint(ckpt)
+    payload = load_checkpoint(ckpt) if payload is None else payload
     cfg = payload["config"]
     method = getattr(cfg, "method", "dictsr")
     model = inference_model(payload, device, source=str(ckpt), weights=weights)
@@ -272,7 +274,8 @@ def collect_records(run_dirs, data_dir, *, results_root="results", device=None, 
         payload = load_checkpoint(run_dir / CHECKPOINT)
         made_from = f"checkpoint step {payload['step']}, {weights_used(payload, weights, str(run_dir))} weights, same validation images"
         records.append(obtain(run_dir.name, run_dir,
-                              lambda run_dir=run_dir: evaluate_run(run_dir, data_dir, device, tile, progress, weights),
+                              lambda run_dir=run_dir, payload=payload: evaluate_run(run_dir, data_dir, device, tile,
+                                                                                    progress, weights, payload),
                               made_from, payload))
     for record in records[1:]:
         if record["total_steps"] is not None and record["steps"] < record["total_steps"]:

@@ -25,7 +25,7 @@ def kept_rows(state: dict, keep: torch.Tensor) -> dict:
 
 
 def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force: bool = False,
-                      target: float | None = None, restarts: int = 1, log=print) -> bool:
+                      target: float | None = None, restarts: int = 1, log=print, payload: dict | None = None) -> bool:
     """OUT_DIR as SOURCE_DIR's run with its code coarsened to `clusters` entries, the clusters fit on the training
     images of DATA_DIR (data.datasets.training_lr_images) through the weights inference runs (its average where it
     has one). `clusters` "auto": the largest size of training.coarse_size.size_ladder whose training agreement
@@ -34,15 +34,17 @@ def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force:
     and the one kept is training.coarse_size.best_restart's (lowest LPIPS-Alex on the noisy training images among
     the draws whose training agreement reaches `target`; scores kept in `coarse_restarts`). Writes config.yaml
     (model.entries = clusters), a copy of metrics.jsonl and checkpoints/last.pt with every kept state (last
-    weights and averages) cut to the same entries and `derived_from`; no optimizer state (it is not resumable). False when OUT_DIR already holds this derivation."""
-    from dictsr_core.data.datasets import training_lr_images
+    weights and averages) cut to the same entries and `derived_from`; no optimizer state (it is not resumable).
+    False when OUT_DIR already holds this derivation. `payload`: SOURCE_DIR's checkpoint, where the caller has
+    loaded it already."""
+    from dictsr_core.data.datasets import training_clean_lr_images, training_hr_images, training_lr_images
     from dictsr_core.inference.index_maps import content_index_map
     from dictsr_core.model.dictionaries import coarse_code
     from dictsr_core.training.checkpoint import inference_model, load_checkpoint, tensor_checksum
     from dictsr_core.training.run_folder import checkpoint_file, holds_derivation
 
     source_dir, out_dir = Path(source_dir), Path(out_dir)
-    payload = load_checkpoint(checkpoint_file(source_dir))
+    payload = load_checkpoint(checkpoint_file(source_dir)) if payload is None else payload
     source_cfg = payload["config"]
     auto = clusters == "auto"
     target = _checked_request(source_dir, source_cfg, clusters, target, restarts)
@@ -57,8 +59,11 @@ def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force:
             source_cfg, model=replace(source_cfg.model, entries=done.model.entries if auto else clusters))):
         return False
     model = inference_model(payload, source=str(source_dir))
-    chosen = torch.cat([content_index_map(model, image, tile=None).reshape(-1) for image in training_lr_images(data_dir)])
-    probe = training_probe(data_dir, source_cfg) if auto or restarts > 1 else None
+    hr = training_hr_images(data_dir)
+    clean = training_clean_lr_images(data_dir, hr)
+    chosen = torch.cat([content_index_map(model, image, tile=None).reshape(-1)
+                        for image in training_lr_images(data_dir, clean)])
+    probe = training_probe(data_dir, source_cfg, hr, clean) if auto or restarts > 1 else None
     extra = {}
     if auto:
         clusters, extra["coarse_size"] = _auto_size(model, chosen, probe, target, source_dir, log)
@@ -134,10 +139,11 @@ def _write_coarse_run(payload: dict, source_dir: Path, out_dir: Path, clusters: 
                     step=payload["step"], **extra, **states, derived_from=derived_from)
 
 
-def training_probe(data_dir, cfg) -> dict:
+def training_probe(data_dir, cfg, hr: list | None = None, clean: list | None = None) -> dict:
     """What the training-data rules look at: {hr (train_hr photos, cropped to a multiple of 4), clean (their
     HR-down), noisy (clean plus one draw of real LR noise), noise_patches (how many)}. The noise patches are the
-    ones index consistency trains on (train.hr_crop // 4 pixels, flat windows of train_lr)."""
+    ones index consistency trains on (train.hr_crop // 4 pixels, flat windows of train_lr). `hr` and `clean`:
+    training_hr_images and training_clean_lr_images, where the caller has read them already."""
     from dictsr_core.config import ConfigError
     from dictsr_core.data.datasets import load_folder, training_clean_lr_images, training_hr_images
     from dictsr_core.data.noise_bank import extract_noise_patches
@@ -149,8 +155,8 @@ def training_probe(data_dir, cfg) -> dict:
     except ValueError as error:
         raise ConfigError(f"--coarsen auto / --restarts: {Path(data_dir) / 'train_lr'}: {error}; the training index "
                           "agreement needs real LR noise to add. Pass --coarsen M") from None
-    hr = training_hr_images(data_dir)
-    clean = training_clean_lr_images(data_dir, hr)
+    hr = training_hr_images(data_dir) if hr is None else hr
+    clean = training_clean_lr_images(data_dir, hr) if clean is None else clean
     return {"hr": hr, "clean": clean, "noisy": noisy_copies(clean, patches), "noise_patches": len(patches)}
 
 

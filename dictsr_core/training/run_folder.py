@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -117,14 +118,16 @@ def remove_failed_start(out_dir: Path, made: list[Path], had_config: bool) -> No
 AVERAGE_FIELDS = ("ema_decay", "ema_sigma_rel", "ema_track_sigma_rel", "ema_track_decay")  # train fields that change no training step
 
 
-def derive_average_run(source_dir: Path, out_dir: Path, cfg: Config, force: bool = False, snapshot: str = "last") -> bool:
+def derive_average_run(source_dir: Path, out_dir: Path, cfg: Config | Callable[[Config], Config], force: bool = False,
+                       snapshot: str = "last") -> bool:
     """OUT_DIR as the run of `cfg` made from SOURCE_DIR's checkpoint, where `cfg` differs from the source's config in
     its weight averages only (AVERAGE_FIELDS: e.g. R6, no average, or a power-function average the source tracked):
     an average changes no training step, so `cfg` trained would end on exactly the source's weights and averages.
     Writes config.yaml, a copy of metrics.jsonl and checkpoints/last.pt (the source's weights, optimizer and RNG
     state, the averages `cfg` keeps, and `derived_from`); False when OUT_DIR already holds this derivation.
     snapshot="before-perceptual" makes it from the source's checkpoint at the start of its perceptual phase: the
-    L1-only model (its step is that step, its metrics the log lines up to it)."""
+    L1-only model (its step is that step, its metrics the log lines up to it). `cfg` may be a function of the
+    source's config (read from its checkpoint) that returns the derived run's."""
     from dictsr_core.config import ConfigError
     from dictsr_core.training.checkpoint import load_checkpoint, save_checkpoint, tensor_checksum
 
@@ -134,7 +137,9 @@ def derive_average_run(source_dir: Path, out_dir: Path, cfg: Config, force: bool
         raise ConfigError(f"{out_dir.name} cannot be derived from {source_dir}: it has no {source_ckpt.name} "
                           f"({NO_SNAPSHOT_WHY})")
     payload = load_checkpoint(source_ckpt)
-    averages = _derived_averages(source_dir, out_dir, payload.pop("config"), cfg, payload)
+    source_cfg = payload.pop("config")
+    cfg = cfg(source_cfg) if callable(cfg) else cfg
+    averages = _derived_averages(source_dir, out_dir, source_cfg, cfg, payload)
     derived_from = {"run": str(source_dir), "step": int(payload["step"]), "checksum": tensor_checksum(payload)}
     if snapshot != "last":
         derived_from["checkpoint"] = source_ckpt.name

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from dictsr_core.atomic import atomic_write_bytes
 from dictsr_core.config import Config
 from dictsr_core.training.build import TrainingRun, build_run
 from dictsr_core.training.checkpoint import rng_state, save_checkpoint
@@ -113,10 +114,11 @@ class Trainer:
         last = self.step == run.end_step or out_of_time
         if self.step % t.log_every == 0 or last:
             self.log()
-        if self.step % t.checkpoint_every == 0 or last:
-            self.checkpoint()
+        paths = [run.ckpt_path] if self.step % t.checkpoint_every == 0 or last else []
         if self.step == t.l1_phase_end:
-            self.checkpoint(checkpoint_file(run.out_dir, "before-perceptual"))  # the L1-only model
+            paths.append(checkpoint_file(run.out_dir, "before-perceptual"))  # the L1-only model
+        if paths:
+            self.checkpoint(*paths)
         if self.bar is not None:
             self.bar.update(1)
         if out_of_time and run.rank == 0:
@@ -210,8 +212,9 @@ class Trainer:
         record["wall_s"] = run.prior_wall + now - self.wall0
         return record
 
-    def checkpoint(self, path: Path | None = None) -> None:
-        """checkpoints/last.pt (or `path`) at this step (written by rank 0, atomically), after the NaN guard."""
+    def checkpoint(self, *paths: Path) -> None:
+        """checkpoints/last.pt (or each of `paths`) at this step (written by rank 0, atomically), after the NaN
+        guard; serialised once, the other paths get a copy of the bytes."""
         self.check_finite()
         run = self.run
         if run.rank == 0:
@@ -220,11 +223,14 @@ class Trainer:
             tracked = {label: each.state_dict(run.model) for label, each in run.tracked.items()}
             if any(state is not None for state in tracked.values()):
                 extra["model_averages"] = tracked
+            paths = paths or (run.ckpt_path,)
             save_checkpoint(
-                path or run.ckpt_path, model_state=run.model.state_dict(), config=run.cfg, step=self.step, **extra,
+                paths[0], model_state=run.model.state_dict(), config=run.cfg, step=self.step, **extra,
                 optimizer=run.optimizer.state_dict(), scheduler=run.scheduler.state_dict(), rng=rng_state(run.device),
                 train_wall_s=self.wall_s(), device=str(run.device),
             )
+            for path in paths[1:]:
+                atomic_write_bytes(path, Path(paths[0]).read_bytes())
         self.last_good = self.step
 
     def out_of_time(self) -> bool:

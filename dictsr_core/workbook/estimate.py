@@ -46,10 +46,10 @@ def steps_done(run_dir: Path, cfg) -> int:
     try:
         stored = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))
         stored = Config.from_dict(stored).to_dict()  # a config.yaml written before the baselines' was trimmed
-        records = read_metrics(Path(run_dir) / "metrics.jsonl")
+        if stored != cfg.to_dict() or not (Path(run_dir) / "checkpoints" / "last.pt").is_file():
+            return 0
+        records = read_metrics(Path(run_dir) / "metrics.jsonl")  # only for a run of this config
     except (OSError, yaml.YAMLError, ConfigError, TypeError, AttributeError):
-        return 0
-    if stored != cfg.to_dict() or not (Path(run_dir) / "checkpoints" / "last.pt").is_file():
         return 0
     steps = [r["step"] for r in records if isinstance(r, dict) and isinstance(r.get("step"), int)]
     return steps[-1] if steps else 0

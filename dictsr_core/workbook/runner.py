@@ -73,7 +73,7 @@ def run_workbook(profile: str = "auto", data_dir=None, force: bool = False, run_
     fetch_weights()  # once here, not in every kernel: the LPIPS backbones (offline copies)
     print(f"[workbook] profile {ctx.profile.name} ({ctx.profile.about}) on {ctx.device}\n"
           f"[workbook] data {ctx.data_dir}; runs {ctx.run_root}; figures {ctx.figure_dir}", flush=True)
-    stages = plan(ctx, force=force)
+    stages = every_stage = plan(ctx, force=force)
     if only:
         unknown = set(only) - set(NOTEBOOKS)
         if unknown:
@@ -95,13 +95,14 @@ def run_workbook(profile: str = "auto", data_dir=None, force: bool = False, run_
                                       configs=stage_configs(stage), inputs=stage.inputs)
         rerun = rerun or result["executed"]
         done.append((stage, result))
-    report = write_report(ctx, done, time.time() - start)
+    times = _times(ctx, every_stage)
+    report = write_report(ctx, done, time.time() - start, times)
     summary = "\n".join(summary_lines(table_csv=ctx.table_dir / "table1.csv", report=report, figure_dir=ctx.figure_dir,
                                       notebook_dir=ctx.notebook_dir, data_dir=ctx.data_dir, seconds=time.time() - start))
     if any(result["executed"] for _, result in done):  # like plan.txt: of the call that ran something, for the README
         atomic_write_text(ctx.run_root / "summary.txt", summary + "\n")
     if readme:  # after summary.txt: the block shows this call's summary, not the previous one's
-        print(f"[workbook] figures block of {update_readme_figures(readme, ctx)} rewritten", flush=True)
+        print(f"[workbook] figures block of {update_readme_figures(readme, ctx, times)} rewritten", flush=True)
     print(summary, flush=True)
     return report
 
@@ -140,13 +141,14 @@ def stage_seconds(ctx: Context) -> float:
     return total
 
 
-def training_seconds(ctx: Context) -> tuple[float, int]:
-    """(seconds, runs): the training wall time of the runs the profile's stages train (the last `wall_s` of each
-    metrics.jsonl; derived runs are made from these), however long the call that showed them took."""
+def training_seconds(ctx: Context, stages=None) -> tuple[float, int]:
+    """(seconds, runs): the training wall time of the runs the profile's stages (`stages`, plan(ctx) when None)
+    train (the last `wall_s` of each metrics.jsonl; derived runs are made from these), however long the call that
+    showed them took."""
     from dictsr_core.analysis.figures.training import read_metrics
 
     total, count = 0.0, 0
-    for stage in plan(ctx):
+    for stage in plan(ctx) if stages is None else stages:
         for run_dir, _ in stage.runs:
             try:
                 records = read_metrics(Path(run_dir) / "metrics.jsonl")
@@ -158,8 +160,8 @@ def training_seconds(ctx: Context) -> tuple[float, int]:
     return total, count
 
 
-def _times(ctx: Context) -> str:
-    seconds, runs = training_seconds(ctx)
+def _times(ctx: Context, stages=None) -> str:
+    seconds, runs = training_seconds(ctx, stages)
     return (f"its {runs} trained runs took {seconds / 60:.0f} min of training, the stages "
             f"{stage_seconds(ctx) / 60:.0f} min when last executed")
 
@@ -174,8 +176,9 @@ def _machine(ctx: Context) -> str:
     return f"CPU ({platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__})"
 
 
-def write_report(ctx: Context, done: list, seconds: float) -> Path:
-    """RUN_ROOT/report.md: what ran (executed or reused, seconds), the tables, and every figure, all linked."""
+def write_report(ctx: Context, done: list, seconds: float, times: str | None = None) -> Path:
+    """RUN_ROOT/report.md: what ran (executed or reused, seconds), the tables, and every figure, all linked.
+    `times`: _times(ctx), where the caller has it."""
     report = ctx.run_root / "report.md"
 
     def link(path: Path) -> str:
@@ -185,7 +188,7 @@ def write_report(ctx: Context, done: list, seconds: float) -> Path:
              f"{ctx.profile.about}.", "",
              f"Machine: {_machine(ctx)}; device {ctx.device}. Data: `{ctx.data_dir}`. Written "
              f"{time.strftime('%Y-%m-%d %H:%M')} by `dictsr workbook --profile {ctx.profile.name}` ({seconds:.0f} s this call; "
-             f"{_times(ctx)}).",
+             f"{_times(ctx) if times is None else times}).",
              "", "## Notebooks", "", "| stage | executed copy | this call | seconds |", "|---|---|---|---|"]
     for stage, result in done:
         stamp_file = stamp_path(Path(result["output"]))
@@ -221,12 +224,14 @@ README_FIGURES = (
 )
 
 
-def update_readme_figures(readme, ctx: Context) -> Path:
-    """The README's figure block for this profile, rewritten from the figures on disk and the ablation table."""
+def update_readme_figures(readme, ctx: Context, times: str | None = None) -> Path:
+    """The README's figure block for this profile, rewritten from the figures on disk and the ablation table.
+    `times`: _times(ctx), where the caller has it."""
     readme = Path(readme)
     link = lambda path: os.path.relpath(path, readme.resolve().parent)  # noqa: E731
+    times = _times(ctx) if times is None else times
     lines = [f"Made by `dictsr workbook --profile {ctx.profile.name} --readme {readme.name}` on {_machine(ctx)}, "
-             f"{time.strftime('%Y-%m-%d')}, on `{ctx.data_dir.name}` ({_times(ctx)}); full report: "
+             f"{time.strftime('%Y-%m-%d')}, on `{ctx.data_dir.name}` ({times}); full report: "
              f"[{link(ctx.run_root / 'report.md')}]({link(ctx.run_root / 'report.md')}) (not in git). "
              "Generated, never pasted: rerun the command to replace this block.", ""]
     for name, caption in (("plan.txt", "The plan printed by the latest call that executed stages (before the first one ran)"),

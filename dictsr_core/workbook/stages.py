@@ -118,11 +118,12 @@ def train_run(ctx: Context, run_name: str, cfg, force: bool = False, live: bool 
         done = train(cfg, ctx.data_dir, run_dir, resume=stored is not None, device=str(ctx.device),
                      on_log=LiveTrainingPlot(title, entries) if live else None)
         steps, wall = done["step"], done["train_wall_s"]
+        stored = None  # training ended on another checkpoint than the one read
     if l1_run and derive_average_run(run_dir, ctx.run_dir(l1_run), cfg, force=force, snapshot="before-perceptual"):
         print(f"{ctx.run_dir(l1_run)}: the L1-only model, {run_name} at step {cfg.train.l1_phase_end} (the start of "
               "its perceptual phase)")
     if coarse_run and derive_coarse_run(run_dir, ctx.run_dir(coarse_run), coarse_entries, ctx.data_dir, force=force,
-                                        restarts=coarse_restarts):
+                                        restarts=coarse_restarts, payload=stored):
         print(f"{ctx.run_dir(coarse_run)}: {run_name} with its code coarsened to {coarse_entries} entries")
     records = read_metrics(run_dir / "metrics.jsonl")
     figure = training_curves(records, title, entries)
