@@ -176,9 +176,9 @@ def _machine(ctx: Context) -> str:
     return f"CPU ({platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__})"
 
 
-def write_report(ctx: Context, done: list, seconds: float, times: str | None = None) -> Path:
-    """RUN_ROOT/report.md: what ran (executed or reused, seconds), the tables, and every figure, all linked.
-    `times`: _times(ctx), where the caller has it."""
+def write_report(ctx: Context, done: list, seconds: float, times: str) -> Path:
+    """RUN_ROOT/report.md: what ran (executed or reused, seconds), the tables, and every figure, all linked;
+    `times` is _times of the stages the call planned."""
     report = ctx.run_root / "report.md"
 
     def link(path: Path) -> str:
@@ -188,7 +188,7 @@ def write_report(ctx: Context, done: list, seconds: float, times: str | None = N
              f"{ctx.profile.about}.", "",
              f"Machine: {_machine(ctx)}; device {ctx.device}. Data: `{ctx.data_dir}`. Written "
              f"{time.strftime('%Y-%m-%d %H:%M')} by `dictsr workbook --profile {ctx.profile.name}` ({seconds:.0f} s this call; "
-             f"{_times(ctx) if times is None else times}).",
+             f"{times}).",
              "", "## Notebooks", "", "| stage | executed copy | this call | seconds |", "|---|---|---|---|"]
     for stage, result in done:
         stamp_file = stamp_path(Path(result["output"]))
