@@ -64,12 +64,14 @@ def cmd_train(args) -> int:
 
 
 def cmd_derive(args) -> int:
-    from dictsr_core.config import apply_overrides, parse_set_args, with_ablation
+    from dictsr_core.config import ConfigError, apply_overrides, parse_set_args, with_ablation
     from dictsr_core.training.checkpoint import CheckpointError
     from dictsr_core.training.run_folder import NO_SNAPSHOT_WHY, checkpoint_file, derive_average_run
 
     if args.coarsen is not None:
         return _derive_coarse(args)
+    if args.split:
+        raise ConfigError("--split goes with --coarsen M: it grows a coarsened code")
     snapshot = "before-perceptual" if args.before_perceptual else "last"
     source_ckpt = checkpoint_file(args.source, snapshot)
     if not source_ckpt.is_file():
@@ -112,10 +114,10 @@ def _derive_coarse(args) -> int:
         raise ConfigError("derive --coarsen M needs --data DIR: the clusters are fit on its training images")
     if args.ablation or args.set or args.before_perceptual:
         raise ConfigError("derive --coarsen takes no --ablation, --set or --before-perceptual")
-    if args.agreement is not None and args.coarsen != "auto" and args.restarts == 1:
-        raise ConfigError("--agreement goes with --coarsen auto or --restarts")
+    if args.agreement is not None and args.coarsen != "auto" and args.restarts == 1 and not args.split:
+        raise ConfigError("--agreement goes with --coarsen auto, --restarts or --split")
     if derive_coarse_run(args.source, args.out, args.coarsen, args.data, force=args.force, target=args.agreement,
-                         restarts=args.restarts, log=lambda line: print(line, file=sys.stderr)):
+                         restarts=args.restarts, split=args.split, log=lambda line: print(line, file=sys.stderr)):
         print(f"[derive] {args.out}: {args.source} with its code coarsened (k-means on the entries chosen by the "
               f"training images of {args.data})", file=sys.stderr)
     else:
@@ -471,11 +473,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "power of 2 whose index agreement on the training images (clean HR-down vs the same with "
                         "real LR noise added; no validation image) reaches --agreement")
     p.add_argument("--agreement", type=float, default=None, metavar="A",
-                   help="with --coarsen auto or --restarts: the training index agreement to reach (default 0.5)")
+                   help="with --coarsen auto, --restarts or --split: the training index agreement to reach (default 0.5)")
     p.add_argument("--restarts", type=int, default=1, metavar="R",
                    help="with --coarsen: R k-means draws of the clusters, keeping the one with the lowest LPIPS-Alex on "
                         "the training photos with real LR noise added, among those whose training agreement reaches "
                         "--agreement (no validation image)")
+    p.add_argument("--split", action="store_true",
+                   help="with --coarsen: then grow the kept entries one greedy split at a time (a kept entry replaced by "
+                        "two, 2-means of the entries it stands for), keeping the split with the lowest training LPIPS-Alex "
+                        "among those whose training agreement reaches --agreement, while it gains (no validation image)")
     p.add_argument("--data", default=None, help="with --coarsen: the data folder whose training images fit the clusters")
     p.add_argument("--force", action="store_true", help="write it again even when OUT already holds it")
     p.set_defaults(func=cmd_derive)

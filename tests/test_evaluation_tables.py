@@ -277,6 +277,34 @@ def test_the_plan_counts_only_the_records_it_must_make(table_run, runs, data_dir
     assert records_to_make([runs["ours"], runs["a1"]], data_dir, results) == 2  # ours and bicubic
 
 
+def test_a_run_derived_again_is_scored_again_though_it_keeps_its_sources_step(table_run, runs, data_dir, tmp_path):
+    from dictsr_core.evaluation.results import stored_record
+    from dictsr_core.training.code_coarsening import derive_coarse_run
+
+    results, coarse = tmp_path / "results", tmp_path / "coarse"
+    assert derive_coarse_run(runs["ours"], coarse, 4, data_dir, log=lambda line: None)
+    code, _, stderr = run_cli(["table", "--runs", coarse, "--data", data_dir, "--out", results, "--device", "cpu"])
+    assert code == 0 and "coarse: evaluating" in stderr
+    record = strict_json(results / DATASET / "coarse.json")
+    assert record["entries"] == 4 and len(record["checkpoint_checksum"]) == 64
+    assert stored_record(coarse, data_dir, results_root=results)["entries"] == 4
+    # another code in the same folder: same step and training time as before, another checkpoint
+    assert derive_coarse_run(runs["ours"], coarse, 2, data_dir, log=lambda line: None)
+    assert stored_record(coarse, data_dir, results_root=results) is None
+    code, _, stderr = run_cli(["table", "--runs", coarse, "--data", data_dir, "--out", results, "--device", "cpu"])
+    assert code == 0 and "coarse: evaluating" in stderr
+    assert strict_json(results / DATASET / "coarse.json")["entries"] == 2
+    # a record written before the checksum existed: reused for a trained run, scored again for a derived one
+    old = strict_json(results / DATASET / "coarse.json")
+    del old["checkpoint_checksum"]
+    (results / DATASET / "coarse.json").write_text(json.dumps(old))
+    assert stored_record(coarse, data_dir, results_root=results) is None
+    trained = strict_json(table_run["folder"] / "ours.json")
+    del trained["checkpoint_checksum"]
+    (results / DATASET / "ours.json").write_text(json.dumps(trained))
+    assert stored_record(runs["ours"], data_dir, results_root=results)["run"] == "ours"
+
+
 def test_paper_ntire_puts_table2_beside_ours(table_run, runs, data_dir, tmp_path):
     results = tmp_path / "results"
     shutil.copytree(table_run["results"], results)

@@ -189,7 +189,7 @@ def test_coarsen_auto_says_why_it_cannot_choose(tiny_run, tiny_data, noisy_data,
         derive_coarse_run(tiny_run, tmp_path / "c", "auto", noisy_data, target=1.5)
     assert main(["derive", "--from", str(tiny_run), "--out", str(tmp_path / "d"), "--coarsen", "4", "--agreement", "0.5",
                  "--data", str(noisy_data)]) == 2
-    assert "--agreement goes with --coarsen auto or --restarts" in capsys.readouterr().err
+    assert "--agreement goes with --coarsen auto, --restarts or --split" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["derive", "--from", str(tiny_run), "--out", str(tmp_path / "e"), "--coarsen", "many", "--data", str(noisy_data)])
     assert not any((tmp_path / name).exists() for name in "abcde")
@@ -223,3 +223,79 @@ def test_restarts_keep_the_draw_with_the_best_training_lpips_among_those_that_ag
     assert len(others) > 1
     with pytest.raises(ConfigError, match="--restarts 0"):
         derive_coarse_run(tiny_run, tmp_path / "bad", 4, noisy_data, restarts=0)
+
+
+# ---- --split: the coarse code grown where the training LPIPS gains and the agreement holds ---------------------
+
+def test_a_split_replaces_one_kept_entry_by_two_of_the_entries_it_stands_for():
+    from dictsr_core.model.dictionaries import split_kept_entry
+
+    entries = torch.tensor([[0.0], [1.0], [10.0], [11.0], [20.0], [21.0]])
+    chosen = torch.tensor([0, 1, 1, 2, 2, 2, 3, 4, 5, 5, 5])
+    keep = torch.tensor([1, 3])  # entry 1 stands for {0, 1}; entry 3 for {10, 11, 20, 21}
+    grown = split_kept_entry(entries, chosen, keep, 1)
+    assert grown[0] == 1 and len(grown) == 3  # the other kept entry untouched
+    # 2-means of {10, 11, 20, 21} weighted by their cells: one from each pair, the entry nearest its centroid
+    assert set(grown[1:].tolist()) == {2, 5}
+    assert split_kept_entry(entries, chosen, keep, 0).tolist()[0] == 3  # the first region split instead
+    # a region whose cells choose one entry only cannot be split
+    assert split_kept_entry(entries, torch.tensor([0, 0, 2, 3]), keep, 0) is None
+
+
+def test_a_split_must_lower_the_training_lpips_by_more_than_z_standard_errors():
+    from dictsr_core.training.code_refinement import significant_gain
+
+    before = [0.50, 0.40, 0.30, 0.20]
+    assert significant_gain(before, [0.45, 0.35, 0.25, 0.15])  # the same gain on every image: no spread at all
+    uneven = [0.30, 0.42, 0.28, 0.22]  # gains 0.2, -0.02, 0.02, -0.02: mean 0.045, standard error 0.052
+    assert significant_gain(before, uneven, z=0.5) and not significant_gain(before, uneven, z=1.0)
+    assert not significant_gain(before, before, z=0.0)  # no gain is no gain, whatever z
+    assert not significant_gain(before, [0.55, 0.45, 0.35, 0.25], z=0.0)
+    with pytest.raises(ValueError, match="matching"):
+        significant_gain(before, before[:3])
+
+
+def test_refinement_keeps_the_split_with_the_best_training_lpips_among_those_that_agree(tiny_run, noisy_data, tmp_path,
+                                                                                        capsys):
+    from dictsr_core.model.dictionaries import split_kept_entry
+    from dictsr_core.training.code_coarsening import training_probe
+    from dictsr_core.training.code_refinement import refine_code
+    from dictsr_core.training.coarse_size import agreement_by_size, training_lpips
+
+    payload = load_checkpoint(tiny_run / "checkpoints" / "last.pt")
+    model = inference_model(payload)
+    with torch.no_grad():
+        chosen = torch.cat([model.indices(pad_to_grid(image_tensor(im), model.code_patch)).reshape(-1)
+                            for im in training_lr_images(noisy_data)])
+    probe = training_probe(noisy_data, payload["config"])
+    start = coarse_code(model.dictionaries.d_lr, chosen, 2).representative
+    keep, record = refine_code(model, chosen, start, probe, 1e-6, z=0.0, max_splits=2, log=lambda line: None)
+    steps = record["steps"]
+    assert steps[0]["entries"] == 2 and steps[0]["split"] is None and len(keep) == steps[-1]["entries"]
+    assert len(steps) >= 2, f"no split lowered the training LPIPS-Alex of a 2-entry code: {steps}"
+    assert [s["entries"] for s in steps] == list(range(2, 2 + len(steps)))
+    assert all(later["lpips_alex"] < earlier["lpips_alex"] for earlier, later in zip(steps, steps[1:]))
+    # the first split is the best of all single splits of the start, as scored on the probe
+    candidates = {int(start[i]): split_kept_entry(model.dictionaries.d_lr, chosen, start, i) for i in range(2)}
+    candidates = {entry: grown for entry, grown in candidates.items() if grown is not None}
+    scores = {entry: training_lpips(model, grown, probe["noisy"], probe["hr"]) for entry, grown in candidates.items()}
+    assert steps[1]["split"] == min(scores, key=lambda entry: (scores[entry], entry))
+    assert steps[1]["lpips_alex"] == pytest.approx(scores[steps[1]["split"]])
+    assert steps[-1]["agreement"] == pytest.approx(agreement_by_size(model, probe["clean"], probe["noisy"], {0: keep})[0])
+    # a target no split can keep: the code stays as it was
+    best = max(agreement_by_size(model, probe["clean"], probe["noisy"], candidates).values())
+    if best < 1:
+        same, record = refine_code(model, chosen, start, probe, best + 1e-6, log=lambda line: None)
+        assert torch.equal(same, start) and len(record["steps"]) == 1
+    # the command: the derived run is the grown code, and says how it grew
+    out = tmp_path / "split"
+    assert main(["derive", "--from", str(tiny_run), "--out", str(out), "--coarsen", "2", "--split", "--agreement",
+                 "1e-6", "--data", str(noisy_data)]) == 0
+    assert "[split] 2 entries" in capsys.readouterr().err
+    derived = load_checkpoint(out / "checkpoints" / "last.pt")
+    grown = derived["coarse_split"]["steps"][-1]["entries"]
+    assert derived["config"].model.entries == grown == derived["model"]["dictionaries.d_lr"].shape[0] >= 2
+    assert derived["derived_from"]["split"] is True
+    assert derive_coarse_run(tiny_run, out, 2, noisy_data, target=1e-6, split=True) is False  # up to date
+    assert main(["derive", "--from", str(tiny_run), "--out", str(tmp_path / "no"), "--split"]) == 2
+    assert "--split goes with --coarsen" in capsys.readouterr().err and not (tmp_path / "no").exists()

@@ -26,6 +26,10 @@ RECORD_KEYS = ("run", "run_dir", "method", "preset", "ablation", "steps", "total
 # the records collected together (vs bicubic for every non-bicubic record, and vs paired-bicubic when such a run
 # is among them); None for the bicubic record. A record stored before this key existed is evaluated again.
 # `weights`: which of the checkpoint's weights were scored, "average" (its `model_ema`) or "last"; None for bicubic.
+OPTIONAL_KEYS = ("checkpoint_checksum",)
+# `checkpoint_checksum`: checkpoint.tensor_checksum of the scored checkpoint. A derived run (`dictsr derive`) keeps
+# its source's step and training time, so only this tells two derivations apart; records made before it existed
+# are reused on step and time, except those of derived runs, which are evaluated again.
 
 
 class ResultsError(ValueError):
@@ -107,10 +111,11 @@ def checkpoint_path(run_dir) -> Path:
 
 
 def _record(*, run: str, run_dir, method: str, data_dir, eval_device: torch.device, evaluation: dict, **fields) -> dict:
+    """Every key of RECORD_KEYS, in that order; what does not apply (cost of bicubic, entries of a baseline) is None.
+    OPTIONAL_KEYS where given."""
     from dictsr_core.evaluation.evaluate import report_record
 
-    """Every key of RECORD_KEYS, in that order; what does not apply (cost of bicubic, entries of a baseline) is None."""
-    unknown = set(fields) - set(RECORD_KEYS)
+    unknown = set(fields) - set(RECORD_KEYS) - set(OPTIONAL_KEYS)
     if unknown:
         raise TypeError(f"unknown record field(s) {sorted(unknown)}")
     record = {key: None for key in RECORD_KEYS}
@@ -129,6 +134,7 @@ def evaluate_run(run_dir, data_dir, device=None, tile: int = 256, progress: bool
     where the caller has loaded it already."""
     from dictsr_core.data.datasets import PairedImages
     from dictsr_core.evaluation.evaluate import evaluate_pairs
+    from dictsr_core.training.checkpoint import tensor_checksum
     from dictsr_core.inference.tiled import super_resolve
     from dictsr_core.performance.cost import model_cost
     from dictsr_core.training.checkpoint import inference_model, load_checkpoint, weights_used
@@ -158,6 +164,7 @@ def evaluate_run(run_dir, data_dir, device=None, tile: int = 256, progress: bool
         activated_entries=validation_activated_entries(model, pairs, tile=tile, device=device, amp=amp) if is_dictsr else None,
         entries=cfg.model.entries if is_dictsr else None,
         codebook=validation_codebook_health(model, pairs, device=device) if is_dictsr else None,
+        checkpoint_checksum=tensor_checksum({k: v for k, v in payload.items() if k != "config"}),
     )
 
 
@@ -195,9 +202,10 @@ def write_run_results(record: dict, results_root="results", dataset: str | None 
 
 
 def _reusable(path: Path, *, names: list[str], step: int | None, run_dir, train_wall_s=None,
-              weights: str | None = None) -> dict | None:
-    """The stored record at `path` if it was made from the same checkpoint (step and training wall time: a run
-    trained again to the same step is another checkpoint), run folder, weights and images."""
+              weights: str | None = None, checksum: str | None = None, derived: bool = False) -> dict | None:
+    """The stored record at `path` if it was made from the same checkpoint (its `checksum`, where the record has
+    one; else step and training wall time, which a derived run shares with its source), run folder, weights and
+    images."""
     if not path.is_file():
         return None
     try:
@@ -213,15 +221,19 @@ def _reusable(path: Path, *, names: list[str], step: int | None, run_dir, train_
         return None
     if run_dir is not None and record.get("train_wall_s") != train_wall_s:
         return None
+    if run_dir is not None and record.get("checkpoint_checksum", checksum) != checksum:
+        return None
+    if run_dir is not None and "checkpoint_checksum" not in record and derived:
+        return None
     return record
 
 
 def stored_record(run_dir, data_dir, *, results_root="results", weights: str = "auto", names=None,
                   payload=None) -> dict | None:
     """The stored result record of a run folder (None: bicubic) on DATA_DIR's validation images, where it was made
-    from the checkpoint now in the folder (step and training wall time), the same weights and the same images;
-    else None (it must be evaluated). `names` and `payload` (the loaded checkpoint), where the caller has them."""
-    from dictsr_core.training.checkpoint import load_checkpoint, weights_used
+    from the checkpoint now in the folder (_reusable), the same weights and the same images; else None (it must be
+    evaluated). `names` and `payload` (the loaded checkpoint), where the caller has them."""
+    from dictsr_core.training.checkpoint import load_checkpoint, tensor_checksum, weights_used
 
     names = validation_names(data_dir) if names is None else names
     dataset = dataset_name(data_dir)
@@ -234,7 +246,9 @@ def stored_record(run_dir, data_dir, *, results_root="results", weights: str = "
         payload = load_checkpoint(run_dir / CHECKPOINT)
     return _reusable(results_path(run_dir.name, dataset, results_root), names=names, step=int(payload["step"]),
                      run_dir=run_dir, train_wall_s=payload.get("train_wall_s"),
-                     weights=weights_used(payload, weights, str(run_dir)))
+                     weights=weights_used(payload, weights, str(run_dir)),
+                     checksum=tensor_checksum({k: v for k, v in payload.items() if k != "config"}),
+                     derived="derived_from" in payload)
 
 
 def collect_records(run_dirs, data_dir, *, results_root="results", device=None, tile: int = 256, force: bool = False,

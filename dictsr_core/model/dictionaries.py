@@ -358,3 +358,30 @@ def coarse_code(entries: torch.Tensor, chosen: torch.Tensor, size: int, *, itera
     finally:
         torch.random.set_rng_state(generator_state)
     return CoarseCode(group=nearest_entry(entries, centroids), representative=nearest_entry(centroids, entries))
+
+
+def split_kept_entry(entries: torch.Tensor, chosen: torch.Tensor, keep: torch.Tensor, which: int, *, parts: int = 2,
+                     iterations: int = 25, seed: int = 0) -> torch.Tensor | None:
+    """`keep` (kept entry indices) with keep[which] replaced by the representatives of `parts` k-means clusters of
+    the chosen entries whose nearest kept entry it is: the code made finer only where those cells are, the other
+    kept entries untouched. None when those cells choose fewer than `parts` distinct entries not kept already."""
+    entries = entries.detach().float()
+    distinct, counts = torch.unique(chosen.reshape(-1), return_counts=True)
+    mine = nearest_entry(entries[distinct], entries[keep]) == which
+    if int(mine.sum()) < parts:
+        return None
+    cells = torch.repeat_interleave(distinct[mine], counts[mine])
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        centroids = _counted_kmeans(entries, cells, parts, iterations)
+    finally:
+        torch.random.set_rng_state(generator_state)
+    # each part's representative among the region's own entries, so it is one of them and not another region's
+    region = distinct[mine]
+    representatives = region[nearest_entry(centroids, entries[region])].unique()
+    others = torch.cat([keep[:which], keep[which + 1 :]])
+    representatives = representatives[~torch.isin(representatives, others)]
+    if len(representatives) < parts:
+        return None
+    return torch.cat([others, representatives])

@@ -69,9 +69,11 @@ def central_window(lr: np.ndarray, hr: np.ndarray, window: int):
 
 
 @torch.no_grad()
-def training_lpips(model, keep: torch.Tensor, noisy: list[np.ndarray], hr: list[np.ndarray], window: int = 64) -> float:
+def training_lpips(model, keep: torch.Tensor, noisy: list[np.ndarray], hr: list[np.ndarray], window: int = 64, *,
+                   per_image: bool = False) -> float | list[float]:
     """Mean LPIPS-Alex of the SR of each noisy training LR (its central `window` pixels) against its HR photo, with
-    the lookup restricted to the entries `keep` (what the coarsened run would output)."""
+    the lookup restricted to the entries `keep` (what the coarsened run would output); `per_image`: the list of
+    each image's instead."""
     from dictsr_core.inference.tiled import image_tensor, model_device, pad_to_grid
     from dictsr_core.model.dictsr import to_signed
     from dictsr_core.perceptual.lpips_models import build_lpips
@@ -87,7 +89,7 @@ def training_lpips(model, keep: torch.Tensor, noisy: list[np.ndarray], hr: list[
         h, w = hr_crop.shape[:2]
         sr = model.decode(keep[j], x)[:, :, :h, :w].float().clamp(0, 1).mul(255).round().div(255)  # as a saved image
         scores.append(float(lpips(to_signed(sr), to_signed(image_tensor(hr_crop, device))).item()))
-    return float(np.mean(scores))
+    return scores if per_image else float(np.mean(scores))
 
 
 def best_restart(agreement: dict, lpips: dict, target: float = AGREEMENT_TARGET):

@@ -25,7 +25,8 @@ def kept_rows(state: dict, keep: torch.Tensor) -> dict:
 
 
 def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force: bool = False,
-                      target: float | None = None, restarts: int = 1, log=print, payload: dict | None = None) -> bool:
+                      target: float | None = None, restarts: int = 1, split: bool = False, log=print,
+                      payload: dict | None = None) -> bool:
     """OUT_DIR as SOURCE_DIR's run with its code coarsened to `clusters` entries, the clusters fit on the training
     images of DATA_DIR (data.datasets.training_lr_images) through the weights inference runs (its average where it
     has one). `clusters` "auto": the largest size of training.coarse_size.size_ladder whose training agreement
@@ -35,6 +36,8 @@ def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force:
     the draws whose training agreement reaches `target`; scores kept in `coarse_restarts`). Writes config.yaml
     (model.entries = clusters), a copy of metrics.jsonl and checkpoints/last.pt with every kept state (last
     weights and averages) cut to the same entries and `derived_from`; no optimizer state (it is not resumable).
+    `split`: then grow the kept entries by greedy splits while the training agreement holds
+    (training.code_refinement.refine_code; its steps kept in `coarse_split`, and model.entries is the grown size).
     False when OUT_DIR already holds this derivation. `payload`: SOURCE_DIR's checkpoint, where the caller has
     loaded it already."""
     from dictsr_core.data.datasets import training_clean_lr_images, training_hr_images, training_lr_images
@@ -55,15 +58,18 @@ def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force:
         derived_from["agreement_target"] = target
     if restarts > 1:
         derived_from["restarts"] = restarts
+    if split:
+        derived_from["split"] = True
+        derived_from["agreement_target"] = target
     if not force and holds_derivation(out_dir, derived_from, lambda done: replace(
-            source_cfg, model=replace(source_cfg.model, entries=done.model.entries if auto else clusters))):
+            source_cfg, model=replace(source_cfg.model, entries=done.model.entries if auto or split else clusters))):
         return False
     model = inference_model(payload, source=str(source_dir))
     hr = training_hr_images(data_dir)
     clean = training_clean_lr_images(data_dir, hr)
     chosen = torch.cat([content_index_map(model, image, tile=None).reshape(-1)
                         for image in training_lr_images(data_dir, clean)])
-    probe = training_probe(data_dir, source_cfg, hr, clean) if auto or restarts > 1 else None
+    probe = training_probe(data_dir, source_cfg, hr, clean) if auto or restarts > 1 or split else None
     extra = {}
     if auto:
         clusters, extra["coarse_size"] = _auto_size(model, chosen, probe, target, source_dir, log)
@@ -76,6 +82,11 @@ def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force:
             + ", ".join(f"seed {s}: {scores['agreement'][s]:.2f} / {scores['lpips_alex'][s]:.4f}" for s in range(restarts))
             + f"; kept seed {seed}")
     keep = coarse_code(model.dictionaries.d_lr, chosen, clusters, seed=seed).representative
+    if split:
+        from dictsr_core.training.code_refinement import refine_code
+
+        keep, extra["coarse_split"] = refine_code(model, chosen, keep, probe, target, log=log)
+        clusters = len(keep)
     _write_coarse_run(payload, source_dir, out_dir, clusters, keep, extra, derived_from)
     return True
 

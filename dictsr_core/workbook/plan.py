@@ -98,9 +98,10 @@ def plan(ctx: Context, force: bool = False) -> list[Stage]:
         cfg = training_config(ctx, method)
         l1_run = l1_run_name(method, cfg, ctx.run_dir(method), force) if method == "dictsr" else None
         coarse_run = coarse_run_name(method, cfg, ctx.profile.coarse_entries)
-        made = [run for run in (method, l1_run, coarse_run) if run]
+        split_run = f"{coarse_run}s" if coarse_run and ctx.profile.coarse_split else None
+        made = [run for run in (method, l1_run, coarse_run, split_run) if run]
         extra = {"coarse_run": coarse_run, "coarse_entries": ctx.profile.coarse_entries,
-                 "coarse_restarts": ctx.profile.coarse_restarts} if coarse_run else {}
+                 "coarse_restarts": ctx.profile.coarse_restarts, "split_run": split_run} if coarse_run else {}
         stages.append(Stage(f"02_train-{method}", "02_train",
                             {**common, "method": method, "ablation": None, "schedule": "main", "run_name": method,
                              "l1_run": l1_run, **extra},
@@ -109,7 +110,9 @@ def plan(ctx: Context, force: bool = False) -> list[Stage]:
                             + (f" ({l1_run}: its L1-only model at step {cfg.train.l1_phase_end})" if l1_run else "")
                             + (f" ({coarse_run}: its code in {ctx.profile.coarse_entries} entries"
                                + (f", the best of {ctx.profile.coarse_restarts} k-means draws on the training images"
-                                  if ctx.profile.coarse_restarts > 1 else "") + ")" if coarse_run else "")))
+                                  if ctx.profile.coarse_restarts > 1 else "") + ")" if coarse_run else "")
+                            + (f" ({split_run}: that code grown by greedy splits while its training agreement holds)"
+                               if split_run else "")))
         scored += made
     stages.append(Stage("03_evaluate", "03_evaluate", {**common, "runs": scored, "table_dir": None, "figure_name": "eval_metrics"},
                         _figures(ctx, "eval_metrics") + [table / "table1.md", table / "table1.csv"],

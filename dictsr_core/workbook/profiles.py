@@ -38,6 +38,9 @@ class Profile:
     # --restarts`: the lowest LPIPS-Alex on the noisy training photos among the draws whose training index
     # agreement reaches 0.5); 1: the first draw
     coarse_restarts: int = 1
+    # also that code grown by greedy splits while its training agreement holds (`dictsr derive --split`), scored
+    # as `dictsr-c<N>s`: the model the recipe ends with where set
+    coarse_split: bool = False
     umap_points: int = 2000  # validation patch embeddings in Fig. 4's map
     atlas_atoms: int = 256
     crop: int = 96  # Fig. 3 crop side (HR pixels)
@@ -63,6 +66,9 @@ PROFILES: dict[str, Profile] = {
         # the fine code coarsened to 8 entries, the k-means draw of the 8 chosen on the training images (README
         # "What it took ...", 6. and 9.): the model the recipe ends with (dictsr-c8)
         coarse_entries=8, coarse_restarts=8,
+        # then grown where the training photos show a split helps and the training agreement stays >= 0.5 (README
+        # "What it took ...", 12.): dictsr-c8s, the recipe's model; dictsr-c8 stays as its ablation row
+        coarse_split=True,
         about="the README's main job on 2 CPU cores: real photos (photos-aim; sample-aim where apt cannot fetch them), "
               "cpu preset, baselines, 7 ablations",
     ),
@@ -77,6 +83,13 @@ PROFILES: dict[str, Profile] = {
         about="the paper's schedule (100 epochs) for every run: days on one GPU; point --data at AIM-RWSR",
     ),
 }
+
+
+def recipe_model_name(profile: Profile) -> str:
+    """The run a profile's recipe ends with: its main DictSR run, or the coarse code derived from it."""
+    if not profile.coarse_entries:
+        return "dictsr"
+    return f"dictsr-c{profile.coarse_entries}" + ("s" if profile.coarse_split else "")
 
 
 def resolve_profile(name: str) -> Profile:
@@ -172,8 +185,8 @@ def context(profile: str = "smoke", data_dir=None, run_root=None, figure_dir=Non
 
 def main_checkpoint(root=None) -> tuple[Path | None, list[Path]]:
     """(the DictSR checkpoint `dictsr main` trained, every place looked in): its profile's run on the default
-    photos, or on the bundled sample it falls back to, the model the recipe ends with (its coarse code, dictsr-c8,
-    where the profile makes one) before the run it came from; the project folder is the cwd's (or DICTSR_ROOT),
+    photos, or on the bundled sample it falls back to, the model the recipe ends with (recipe_model_name: its grown coarse
+    code, dictsr-c8s, where the profile makes one) before the run it came from; the project folder is the cwd's (or DICTSR_ROOT),
     else the one this package is installed from."""
     if root is not None or os.environ.get("DICTSR_ROOT"):
         roots = [Path(root).resolve() if root else project_root()]
@@ -184,7 +197,9 @@ def main_checkpoint(root=None) -> tuple[Path | None, list[Path]]:
         for name in dict.fromkeys([resolve_profile("auto").name, "gpu", "cpu"]):
             profile = PROFILES[name]
             for data in (default_data_dir(profile, folder), folder / "data" / f"sample-{profile.degradation}"):
-                runs = ["dictsr"] if not profile.coarse_entries else [f"dictsr-c{profile.coarse_entries}", "dictsr"]
+                # the recipe's model first; then, in a run folder made before it, the coarse code or the run itself
+                coarse = f"dictsr-c{profile.coarse_entries}" if profile.coarse_entries else "dictsr"
+                runs = list(dict.fromkeys([recipe_model_name(profile), coarse, "dictsr"]))
                 where = context(name, data_dir=data, root=folder, device="cpu")
                 for run in runs:
                     ckpt = where.run_dir(run) / "checkpoints" / "last.pt"

@@ -86,12 +86,14 @@ def _csv(rows: list[dict]) -> str:
 # ---- 02_train -----------------------------------------------------------------------------
 
 def train_run(ctx: Context, run_name: str, cfg, force: bool = False, live: bool = True, l1_run: str | None = None,
-              coarse_run: str | None = None, coarse_entries: int | None = None, coarse_restarts: int = 1) -> dict:
+              coarse_run: str | None = None, coarse_entries: int | None = None, coarse_restarts: int = 1,
+              split_run: str | None = None) -> dict:
     """Train RUN_ROOT/run_name (resuming a partial run, reusing a finished one with the same config) and save
     its curves as figure train_curves_<run_name>; with l1_run, also make RUN_ROOT/l1_run, its L1-only model (the
     checkpoint kept at the start of the perceptual phase); with coarse_run, RUN_ROOT/coarse_run, the run with its
     code coarsened to coarse_entries entries (training/code_coarsening.py, fit on the data's training images; the
-    best of coarse_restarts k-means draws there)."""
+    best of coarse_restarts k-means draws there); with split_run too, RUN_ROOT/split_run, that code grown by greedy
+    splits while its training agreement holds (training/code_refinement.py)."""
     from dictsr_core.analysis.figures.training import LiveTrainingPlot, read_metrics, training_curves
     from dictsr_core.training.checkpoint import load_checkpoint
     from dictsr_core.training.code_coarsening import derive_coarse_run
@@ -125,11 +127,15 @@ def train_run(ctx: Context, run_name: str, cfg, force: bool = False, live: bool 
     if coarse_run and derive_coarse_run(run_dir, ctx.run_dir(coarse_run), coarse_entries, ctx.data_dir, force=force,
                                         restarts=coarse_restarts, payload=stored):
         print(f"{ctx.run_dir(coarse_run)}: {run_name} with its code coarsened to {coarse_entries} entries")
+    if coarse_run and split_run and derive_coarse_run(run_dir, ctx.run_dir(split_run), coarse_entries, ctx.data_dir,
+                                                      force=force, restarts=coarse_restarts, split=True, payload=stored):
+        print(f"{ctx.run_dir(split_run)}: {coarse_run}'s code grown by greedy splits")
     records = read_metrics(run_dir / "metrics.jsonl")
     figure = training_curves(records, title, entries)
     ctx.save(figure, f"train_curves_{run_name}")
     summary = {"run": run_name, "run_dir": str(run_dir), "steps": steps, "train_wall_s": wall,
-               "last_log": records[-1] if records else None, "l1_run": l1_run, "coarse_run": coarse_run}
+               "last_log": records[-1] if records else None, "l1_run": l1_run, "coarse_run": coarse_run,
+            "split_run": split_run}
     return {"summary": summary, "figure": figure}
 
 
