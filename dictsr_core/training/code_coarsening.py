@@ -42,7 +42,6 @@ def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force:
     loaded it already."""
     from dictsr_core.data.datasets import training_clean_lr_images, training_hr_images, training_lr_images
     from dictsr_core.inference.index_maps import content_index_map
-    from dictsr_core.model.dictionaries import coarse_code
     from dictsr_core.training.checkpoint import inference_model, load_checkpoint, tensor_checksum
     from dictsr_core.training.run_folder import checkpoint_file, holds_derivation
 
@@ -73,15 +72,7 @@ def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force:
     extra = {}
     if auto:
         clusters, extra["coarse_size"] = _auto_size(model, chosen, probe, target, source_dir, log)
-    seed = 0
-    if restarts > 1:
-        extra["coarse_restarts"] = score_restarts(model, chosen, clusters, restarts, probe, target)
-        scores = extra["coarse_restarts"]
-        seed = scores["seed"]
-        log(f"[derive] {restarts} k-means draws of {clusters} entries, training agreement / LPIPS-Alex: "
-            + ", ".join(f"seed {s}: {scores['agreement'][s]:.2f} / {scores['lpips_alex'][s]:.4f}" for s in range(restarts))
-            + f"; kept seed {seed}")
-    keep = coarse_code(model.dictionaries.d_lr, chosen, clusters, seed=seed).representative
+    keep = _kept_draw(model, chosen, clusters, restarts, probe, target, extra, log)
     if split:
         from dictsr_core.training.code_refinement import refine_code
 
@@ -89,6 +80,21 @@ def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force:
         clusters = len(keep)
     _write_coarse_run(payload, source_dir, out_dir, clusters, keep, extra, derived_from)
     return True
+
+
+def _kept_draw(model, chosen, clusters: int, restarts: int, probe, target: float, extra: dict, log) -> torch.Tensor:
+    """The representatives of the k-means draw kept (seed 0, or score_restarts' best of `restarts` draws, whose
+    scores go into extra["coarse_restarts"])."""
+    from dictsr_core.model.dictionaries import coarse_code
+
+    seed = 0
+    if restarts > 1:
+        extra["coarse_restarts"] = scores = score_restarts(model, chosen, clusters, restarts, probe, target)
+        seed = scores["seed"]
+        log(f"[derive] {restarts} k-means draws of {clusters} entries, training agreement / LPIPS-Alex: "
+            + ", ".join(f"seed {s}: {scores['agreement'][s]:.2f} / {scores['lpips_alex'][s]:.4f}" for s in range(restarts))
+            + f"; kept seed {seed}")
+    return coarse_code(model.dictionaries.d_lr, chosen, clusters, seed=seed).representative
 
 
 def _checked_request(source_dir, source_cfg, clusters, target, restarts) -> float:
