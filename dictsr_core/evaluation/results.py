@@ -134,10 +134,9 @@ def evaluate_run(run_dir, data_dir, device=None, tile: int = 256, progress: bool
     where the caller has loaded it already."""
     from dictsr_core.data.datasets import PairedImages
     from dictsr_core.evaluation.evaluate import evaluate_pairs
-    from dictsr_core.training.checkpoint import tensor_checksum
     from dictsr_core.inference.tiled import super_resolve
     from dictsr_core.performance.cost import model_cost
-    from dictsr_core.training.checkpoint import inference_model, load_checkpoint, weights_used
+    from dictsr_core.training.checkpoint import inference_model, load_checkpoint, tensor_checksum, weights_used
     from dictsr_core.training.devices import pick_device
 
     run_dir = Path(run_dir)
@@ -164,7 +163,7 @@ def evaluate_run(run_dir, data_dir, device=None, tile: int = 256, progress: bool
         activated_entries=validation_activated_entries(model, pairs, tile=tile, device=device, amp=amp) if is_dictsr else None,
         entries=cfg.model.entries if is_dictsr else None,
         codebook=validation_codebook_health(model, pairs, device=device) if is_dictsr else None,
-        checkpoint_checksum=tensor_checksum({k: v for k, v in payload.items() if k != "config"}),
+        checkpoint_checksum=tensor_checksum(payload),
     )
 
 
@@ -247,7 +246,7 @@ def stored_record(run_dir, data_dir, *, results_root="results", weights: str = "
     return _reusable(results_path(run_dir.name, dataset, results_root), names=names, step=int(payload["step"]),
                      run_dir=run_dir, train_wall_s=payload.get("train_wall_s"),
                      weights=weights_used(payload, weights, str(run_dir)),
-                     checksum=tensor_checksum({k: v for k, v in payload.items() if k != "config"}),
+                     checksum=tensor_checksum(payload),
                      derived="derived_from" in payload)
 
 

@@ -311,16 +311,22 @@ def coupled_kmeans(z_lr: torch.Tensor, z_hr: torch.Tensor, k: int, iterations: i
     return centroids, hr
 
 
-def _counted_kmeans(entries: torch.Tensor, chosen: torch.Tensor, k: int, iterations: int) -> torch.Tensor:
-    """k-means over the rows entries[chosen] (one point per code cell), each distinct entry one point weighted by
-    how many cells chose it: millions of cells of a one-index-per-pixel code cost as much as their <= N entries.
-    The first centroids are k distinct chosen entries, drawn in proportion to their cells (drawing cells could
-    start two centroids on one entry, and one of them would stay empty)."""
-    distinct, counts = torch.unique(chosen, return_counts=True)
+def _counted_kmeans(entries: torch.Tensor, distinct: torch.Tensor, counts: torch.Tensor, k: int, iterations: int,
+                    seed: int) -> torch.Tensor:
+    """k-means over the rows entries[distinct] (the distinct entries code cells chose), each one point weighted by
+    `counts`, how many cells chose it: millions of cells of a one-index-per-pixel code cost as much as their <= N
+    entries. The first centroids are k distinct chosen entries, drawn with `seed` in proportion to their cells
+    (drawing cells could start two centroids on one entry, and one of them would stay empty); the global random
+    generator is left as it was."""
     weights = counts.to(entries.dtype)
-    first = torch.multinomial(weights, min(k, len(distinct)), replacement=False)
-    if len(first) < k:  # fewer distinct entries than clusters: the extra clusters start on (and share) chosen ones
-        first = torch.cat([first, torch.multinomial(weights, k - len(first), replacement=True)])
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        first = torch.multinomial(weights, min(k, len(distinct)), replacement=False)
+        if len(first) < k:  # fewer distinct entries than clusters: the extra clusters start on (and share) chosen ones
+            first = torch.cat([first, torch.multinomial(weights, k - len(first), replacement=True)])
+    finally:
+        torch.random.set_rng_state(generator_state)
     points = entries[distinct]
     centroids = points[first].clone()
     for _ in range(iterations):
@@ -351,12 +357,8 @@ def coarse_code(entries: torch.Tensor, chosen: torch.Tensor, size: int, *, itera
     chosen = chosen.reshape(-1)
     if chosen.numel() < size:
         raise ValueError(f"{chosen.numel()} chosen cells cannot make {size} clusters")
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        centroids = _counted_kmeans(entries, chosen, size, iterations)
-    finally:
-        torch.random.set_rng_state(generator_state)
+    distinct, counts = torch.unique(chosen, return_counts=True)
+    centroids = _counted_kmeans(entries, distinct, counts, size, iterations, seed)
     return CoarseCode(group=nearest_entry(entries, centroids), representative=nearest_entry(centroids, entries))
 
 
@@ -370,15 +372,9 @@ def split_kept_entry(entries: torch.Tensor, chosen: torch.Tensor, keep: torch.Te
     mine = nearest_entry(entries[distinct], entries[keep]) == which
     if int(mine.sum()) < parts:
         return None
-    cells = torch.repeat_interleave(distinct[mine], counts[mine])
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        centroids = _counted_kmeans(entries, cells, parts, iterations)
-    finally:
-        torch.random.set_rng_state(generator_state)
-    # each part's representative among the region's own entries, so it is one of them and not another region's
     region = distinct[mine]
+    centroids = _counted_kmeans(entries, region, counts[mine], parts, iterations, seed)
+    # each part's representative among the region's own entries, so it is one of them and not another region's
     representatives = region[nearest_entry(centroids, entries[region])].unique()
     others = torch.cat([keep[:which], keep[which + 1 :]])
     representatives = representatives[~torch.isin(representatives, others)]
