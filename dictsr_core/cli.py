@@ -114,10 +114,12 @@ def _derive_coarse(args) -> int:
         raise ConfigError("derive --coarsen M needs --data DIR: the clusters are fit on its training images")
     if args.ablation or args.set or args.before_perceptual:
         raise ConfigError("derive --coarsen takes no --ablation, --set or --before-perceptual")
-    if args.agreement is not None and args.coarsen != "auto" and args.restarts == 1 and not args.split:
-        raise ConfigError("--agreement goes with --coarsen auto, --restarts or --split")
+    for flag, value in (("--agreement", args.agreement), ("--agreement-z", args.agreement_z)):
+        if value is not None and args.coarsen != "auto" and args.restarts == 1 and not args.split:
+            raise ConfigError(f"{flag} goes with --coarsen auto, --restarts or --split")
     if derive_coarse_run(args.source, args.out, args.coarsen, args.data, force=args.force, target=args.agreement,
-                         restarts=args.restarts, split=args.split, log=lambda line: print(line, file=sys.stderr)):
+                         restarts=args.restarts, split=args.split, agreement_z=args.agreement_z,
+                         log=lambda line: print(line, file=sys.stderr)):
         print(f"[derive] {args.out}: {args.source} with its code coarsened (k-means on the entries chosen by the "
               f"training images of {args.data})", file=sys.stderr)
     else:
@@ -474,6 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "real LR noise added; no validation image) reaches --agreement")
     p.add_argument("--agreement", type=float, default=None, metavar="A",
                    help="with --coarsen auto, --restarts or --split: the training index agreement to reach (default 0.5)")
+    p.add_argument("--agreement-z", type=float, default=None, metavar="Z",
+                   help="with --coarsen auto, --restarts or --split: a training agreement reaches --agreement when its "
+                        "mean over the training photos less Z standard errors does (default 2; 0: the mean itself)")
     p.add_argument("--restarts", type=int, default=1, metavar="R",
                    help="with --coarsen: R k-means draws of the clusters, keeping the one with the lowest LPIPS-Alex on "
                         "the training photos with real LR noise added, among those whose training agreement reaches "

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -43,6 +45,8 @@ def test_the_derived_run_keeps_the_representative_entries_fit_on_the_training_im
     assert (out / "metrics.jsonl").read_text() == (tiny_run / "metrics.jsonl").read_text()
     # up to date: nothing written again, unless forced
     assert derive_coarse_run(tiny_run, out, 4, tiny_data) is False
+    # the same source named another way (relative here, absolute there): still up to date, its checksum names it
+    assert derive_coarse_run(os.path.relpath(tiny_run), out, 4, tiny_data) is False
     assert derive_coarse_run(tiny_run, out, 4, tiny_data, force=True) is True
     # the source's checkpoint handed in (as the workbook does after reusing a run): the same derivation, not read again
     again = tmp_path / "again"
@@ -98,6 +102,24 @@ def test_the_rule_keeps_the_largest_size_that_reaches_the_target():
     assert largest_size_reaching(curve, 0.71) is None
 
 
+def test_a_code_reaches_the_agreement_target_by_the_mean_less_z_standard_errors():
+    from dictsr_core.training.coarse_size import agreement_bound, agreement_summary, largest_size_reaching
+
+    shares = [0.5, 0.6, 0.7]  # mean 0.6, standard deviation 0.1, standard error 0.1 / sqrt(3)
+    assert agreement_bound(shares, z=2.0) == pytest.approx(0.6 - 2 * 0.1 / np.sqrt(3))
+    assert agreement_bound(shares, z=0.0) == pytest.approx(0.6)
+    assert agreement_bound([0.4], z=2.0) == pytest.approx(0.4)  # one photo: no spread to count
+    assert agreement_bound([0.55] * 5) == pytest.approx(0.55)  # every photo alike
+    # a size whose mean clears the target but whose photos spread too much does not reach it
+    means, bounds = agreement_summary({8: [0.4, 0.5, 0.75], 4: [0.52, 0.54, 0.56]}, z=2.0)
+    assert means[8] > means[4] > 0.5 and bounds[4] > 0.5 > bounds[8]
+    assert largest_size_reaching(means, 0.5) == 8 and largest_size_reaching(bounds, 0.5) == 4
+    with pytest.raises(ValueError, match="at least one"):
+        agreement_bound([])
+    with pytest.raises(ValueError, match="must not lie above the mean"):
+        agreement_bound(shares, z=-1.0)
+
+
 def test_training_agreement_is_one_for_identical_images_and_drops_with_noise(tiny_run, tiny_data):
     from dictsr_core.training.coarse_size import agreement_by_size, noisy_copies
 
@@ -110,6 +132,9 @@ def test_training_agreement_is_one_for_identical_images_and_drops_with_noise(tin
     found = agreement_by_size(model, clean, loud, codes)
     assert found[1] == 1.0  # one entry: nothing to disagree on
     assert 0.0 <= found[entries] < 1.0
+    each = agreement_by_size(model, clean, loud, codes, per_image=True)
+    assert all(len(values) == 2 for values in each.values())
+    assert {size: pytest.approx(np.mean(values)) for size, values in each.items()} == found
     with pytest.raises(ValueError, match="matching"):
         agreement_by_size(model, clean, loud[:1], codes)
 
@@ -150,12 +175,14 @@ def test_coarsen_auto_keeps_the_largest_size_that_reaches_the_target(tiny_run, n
     model, cfg = inference_model(payload), payload["config"]
     chosen = torch.cat([model.indices(pad_to_grid(image_tensor(im), model.code_patch)).reshape(-1)
                         for im in training_lr_images(noisy_data)])
-    curve = choose_size(model, chosen, training_probe(noisy_data, cfg), 0.5)["agreement"]
-    assert list(curve) == [cfg.model.entries, *size_ladder(cfg.model.entries)]
-    below_n = {size: value for size, value in curve.items() if size < cfg.model.entries and value > curve[cfg.model.entries]}
-    assert below_n, f"no coarser code agrees more than the fine one: {curve}"
+    choice = choose_size(model, chosen, training_probe(noisy_data, cfg), 0.5)
+    curve, bound = choice["agreement"], choice["agreement_bound"]  # a size reaches the target by its bound
+    assert list(curve) == list(bound) == [cfg.model.entries, *size_ladder(cfg.model.entries)]
+    assert all(bound[size] <= curve[size] for size in curve)
+    below_n = {size: value for size, value in bound.items() if size < cfg.model.entries and value > bound[cfg.model.entries]}
+    assert below_n, f"no coarser code agrees more than the fine one: {bound}"
     target = max(below_n.values())
-    expected = max(size for size, value in curve.items() if value >= target)
+    expected = max(size for size, value in bound.items() if value >= target)
     out = tmp_path / "auto"
     assert main(["derive", "--from", str(tiny_run), "--out", str(out), "--coarsen", "auto", "--agreement", str(target),
                  "--data", str(noisy_data)]) == 0
@@ -164,6 +191,7 @@ def test_coarsen_auto_keeps_the_largest_size_that_reaches_the_target(tiny_run, n
     assert derived["config"].model.entries == expected and derived["coarse_size"]["clusters"] == expected
     assert derived["derived_from"]["coarsen"] == "auto" and derived["derived_from"]["agreement_target"] == target
     assert derived["coarse_size"]["agreement"] == pytest.approx(curve)
+    assert derived["coarse_size"]["agreement_bound"] == pytest.approx(bound) and derived["coarse_size"]["z"] == 2.0
     # the same request again is up to date; another target is another derivation
     assert derive_coarse_run(tiny_run, out, "auto", noisy_data, target=target) is False
     if expected != cfg.model.entries:
@@ -190,6 +218,9 @@ def test_coarsen_auto_says_why_it_cannot_choose(tiny_run, tiny_data, noisy_data,
     assert main(["derive", "--from", str(tiny_run), "--out", str(tmp_path / "d"), "--coarsen", "4", "--agreement", "0.5",
                  "--data", str(noisy_data)]) == 2
     assert "--agreement goes with --coarsen auto, --restarts or --split" in capsys.readouterr().err
+    assert main(["derive", "--from", str(tiny_run), "--out", str(tmp_path / "d"), "--coarsen", "4", "--agreement-z", "1",
+                 "--data", str(noisy_data)]) == 2
+    assert "--agreement-z goes with --coarsen auto, --restarts or --split" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["derive", "--from", str(tiny_run), "--out", str(tmp_path / "e"), "--coarsen", "many", "--data", str(noisy_data)])
     assert not any((tmp_path / name).exists() for name in "abcde")
@@ -198,18 +229,26 @@ def test_coarsen_auto_says_why_it_cannot_choose(tiny_run, tiny_data, noisy_data,
 def test_restarts_keep_the_draw_with_the_best_training_lpips_among_those_that_agree(tiny_run, noisy_data, tmp_path, capsys):
     from dictsr_core.training.coarse_size import best_restart
 
-    # the rule: lowest LPIPS among the draws that reach the target; all draws when none does
+    # the rule: lowest LPIPS among the draws that reach the target; the highest agreement when none does
     agreement, lpips = {0: 0.6, 1: 0.4, 2: 0.55}, {0: 0.30, 1: 0.10, 2: 0.25}
     assert best_restart(agreement, lpips, 0.5) == 2
-    assert best_restart(agreement, lpips, 0.9) == 1
+    assert best_restart(agreement, lpips, 0.9) == 0
     out = tmp_path / "r"
     assert main(["derive", "--from", str(tiny_run), "--out", str(out), "--coarsen", "4", "--restarts", "3",
                  "--agreement", "0.2", "--data", str(noisy_data)]) == 0
     assert "3 k-means draws of 4 entries" in capsys.readouterr().err
     derived = load_checkpoint(out / "checkpoints" / "last.pt")
     scores = derived["coarse_restarts"]
-    assert sorted(scores["lpips_alex"]) == [0, 1, 2] and scores["seed"] == best_restart(scores["agreement"], scores["lpips_alex"], 0.2)
+    assert sorted(scores["lpips_alex"]) == [0, 1, 2]
+    assert scores["seed"] == best_restart(scores["agreement_bound"], scores["lpips_alex"], 0.2)
+    assert scores["agreement_z"] == 2.0 and all(scores["agreement_bound"][s] <= scores["agreement"][s] for s in range(3))
     assert derived["derived_from"]["restarts"] == 3 and derived["derived_from"]["coarsen"] == 4
+    assert derived["derived_from"]["agreement_z"] == 2.0
+    # another z is another derivation, not the one already there
+    assert derive_coarse_run(tiny_run, out, 4, noisy_data, target=0.2, restarts=3) is False
+    assert derive_coarse_run(tiny_run, out, 4, noisy_data, target=0.2, restarts=3, agreement_z=0.0, log=lambda l: None)
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["coarse_restarts"]["agreement_bound"] == pytest.approx(
+        scores["agreement"])
     # the kept entries are that draw's representatives
     payload = load_checkpoint(tiny_run / "checkpoints" / "last.pt")
     model = inference_model(payload)
@@ -223,6 +262,8 @@ def test_restarts_keep_the_draw_with_the_best_training_lpips_among_those_that_ag
     assert len(others) > 1
     with pytest.raises(ConfigError, match="--restarts 0"):
         derive_coarse_run(tiny_run, tmp_path / "bad", 4, noisy_data, restarts=0)
+    with pytest.raises(ConfigError, match="--agreement-z -1"):
+        derive_coarse_run(tiny_run, tmp_path / "bad", 4, noisy_data, restarts=2, agreement_z=-1)
 
 
 # ---- --split: the coarse code grown where the training LPIPS gains and the agreement holds ---------------------
@@ -260,7 +301,7 @@ def test_refinement_keeps_the_split_with_the_best_training_lpips_among_those_tha
     from dictsr_core.model.dictionaries import split_kept_entry
     from dictsr_core.training.code_coarsening import training_probe
     from dictsr_core.training.code_refinement import refine_code
-    from dictsr_core.training.coarse_size import agreement_by_size, training_lpips
+    from dictsr_core.training.coarse_size import agreement_bound, agreement_by_size, training_lpips
 
     payload = load_checkpoint(tiny_run / "checkpoints" / "last.pt")
     model = inference_model(payload)
@@ -269,7 +310,8 @@ def test_refinement_keeps_the_split_with_the_best_training_lpips_among_those_tha
                             for im in training_lr_images(noisy_data)])
     probe = training_probe(noisy_data, payload["config"])
     start = coarse_code(model.dictionaries.d_lr, chosen, 2).representative
-    keep, record = refine_code(model, chosen, start, probe, 1e-6, z=0.0, max_splits=2, log=lambda line: None)
+    keep, record = refine_code(model, chosen, start, probe, 1e-6, z=0.0, agreement_z=0.0, max_splits=2,
+                               log=lambda line: None)
     steps = record["steps"]
     assert steps[0]["entries"] == 2 and steps[0]["split"] is None and len(keep) == steps[-1]["entries"]
     assert len(steps) >= 2, f"no split lowered the training LPIPS-Alex of a 2-entry code: {steps}"
@@ -285,8 +327,13 @@ def test_refinement_keeps_the_split_with_the_best_training_lpips_among_those_tha
     # a target no split can keep: the code stays as it was
     best = max(agreement_by_size(model, probe["clean"], probe["noisy"], candidates).values())
     if best < 1:
-        same, record = refine_code(model, chosen, start, probe, best + 1e-6, log=lambda line: None)
+        same, record = refine_code(model, chosen, start, probe, best + 1e-6, agreement_z=0.0, log=lambda line: None)
         assert torch.equal(same, start) and len(record["steps"]) == 1
+    # the agreement each step is held to is its bound: the mean less agreement_z standard errors of it
+    shares = agreement_by_size(model, probe["clean"], probe["noisy"], {0: start}, per_image=True)[0]
+    _, record = refine_code(model, chosen, start, probe, 1e-6, agreement_z=3.0, max_splits=0, log=lambda line: None)
+    assert record["agreement_z"] == 3.0
+    assert record["steps"][0]["agreement_bound"] == pytest.approx(agreement_bound(shares, 3.0))
     # the command: the derived run is the grown code, and says how it grew
     out = tmp_path / "split"
     assert main(["derive", "--from", str(tiny_run), "--out", str(out), "--coarsen", "2", "--split", "--agreement",

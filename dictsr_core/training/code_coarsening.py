@@ -26,7 +26,7 @@ def kept_rows(state: dict, keep: torch.Tensor) -> dict:
 
 def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force: bool = False,
                       target: float | None = None, restarts: int = 1, split: bool = False, log=print,
-                      payload: dict | None = None) -> bool:
+                      payload: dict | None = None, agreement_z: float | None = None) -> bool:
     """OUT_DIR as SOURCE_DIR's run with its code coarsened to `clusters` entries, the clusters fit on the training
     images of DATA_DIR (data.datasets.training_lr_images) through the weights inference runs (its average where it
     has one). `clusters` "auto": the largest size of training.coarse_size.size_ladder whose training agreement
@@ -38,6 +38,8 @@ def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force:
     weights and averages) cut to the same entries and `derived_from`; no optimizer state (it is not resumable).
     `split`: then grow the kept entries by greedy splits while the training agreement holds
     (training.code_refinement.refine_code; its steps kept in `coarse_split`, and model.entries is the grown size).
+    A training agreement "reaches" `target` when its mean over the training photos less `agreement_z`
+    (training.coarse_size.AGREEMENT_Z by default) standard errors does (training.coarse_size.agreement_bound).
     False when OUT_DIR already holds this derivation. `payload`: SOURCE_DIR's checkpoint, where the caller has
     loaded it already."""
     from dictsr_core.data.datasets import training_clean_lr_images, training_hr_images, training_lr_images
@@ -49,17 +51,16 @@ def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force:
     payload = load_checkpoint(checkpoint_file(source_dir)) if payload is None else payload
     source_cfg = payload["config"]
     auto = clusters == "auto"
-    target = _checked_request(source_dir, source_cfg, clusters, target, restarts)
+    target, agreement_z = _checked_request(source_dir, source_cfg, clusters, target, restarts, agreement_z)
     derived_from = {"run": str(source_dir), "step": int(payload["step"]),
                     "checksum": tensor_checksum({k: v for k, v in payload.items() if k != "config"}),
                     "coarsen": "auto" if auto else int(clusters), "fit": f"training images of {Path(data_dir).resolve().name}"}
-    if auto or restarts > 1:
-        derived_from["agreement_target"] = target
+    if auto or restarts > 1 or split:
+        derived_from.update(agreement_target=target, agreement_z=agreement_z)
     if restarts > 1:
         derived_from["restarts"] = restarts
     if split:
         derived_from["split"] = True
-        derived_from["agreement_target"] = target
     if not force and holds_derivation(out_dir, derived_from, lambda done: replace(
             source_cfg, model=replace(source_cfg.model, entries=done.model.entries if auto or split else clusters))):
         return False
@@ -71,36 +72,40 @@ def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force:
     probe = training_probe(data_dir, source_cfg, hr, clean) if auto or restarts > 1 or split else None
     extra = {}
     if auto:
-        clusters, extra["coarse_size"] = _auto_size(model, chosen, probe, target, source_dir, log)
-    keep = _kept_draw(model, chosen, clusters, restarts, probe, target, extra, log)
+        clusters, extra["coarse_size"] = _auto_size(model, chosen, probe, target, agreement_z, source_dir, log)
+    keep = _kept_draw(model, chosen, clusters, restarts, probe, (target, agreement_z), extra, log)
     if split:
         from dictsr_core.training.code_refinement import refine_code
 
-        keep, extra["coarse_split"] = refine_code(model, chosen, keep, probe, target, log=log)
+        keep, extra["coarse_split"] = refine_code(model, chosen, keep, probe, target, agreement_z=agreement_z, log=log)
         clusters = len(keep)
     _write_coarse_run(payload, source_dir, out_dir, clusters, keep, extra, derived_from)
     return True
 
 
-def _kept_draw(model, chosen, clusters: int, restarts: int, probe, target: float, extra: dict, log) -> torch.Tensor:
-    """The representatives of the k-means draw kept (seed 0, or score_restarts' best of `restarts` draws, whose
-    scores go into extra["coarse_restarts"])."""
+def _kept_draw(model, chosen, clusters: int, restarts: int, probe, rule: tuple[float, float], extra: dict,
+               log) -> torch.Tensor:
+    """The representatives of the k-means draw kept (seed 0, or score_restarts' best of `restarts` draws under
+    `rule` (target, z), whose scores go into extra["coarse_restarts"])."""
     from dictsr_core.model.dictionaries import coarse_code
 
     seed = 0
     if restarts > 1:
-        extra["coarse_restarts"] = scores = score_restarts(model, chosen, clusters, restarts, probe, target)
+        extra["coarse_restarts"] = scores = score_restarts(model, chosen, clusters, restarts, probe, *rule)
         seed = scores["seed"]
-        log(f"[derive] {restarts} k-means draws of {clusters} entries, training agreement / LPIPS-Alex: "
-            + ", ".join(f"seed {s}: {scores['agreement'][s]:.2f} / {scores['lpips_alex'][s]:.4f}" for s in range(restarts))
+        log(f"[derive] {restarts} k-means draws of {clusters} entries, training agreement (its bound, "
+            f"{scores['agreement_z']:g} SE under) / LPIPS-Alex: "
+            + ", ".join(f"seed {s}: {scores['agreement'][s]:.3f} ({scores['agreement_bound'][s]:.3f}) / "
+                        f"{scores['lpips_alex'][s]:.4f}" for s in range(restarts))
             + f"; kept seed {seed}")
     return coarse_code(model.dictionaries.d_lr, chosen, clusters, seed=seed).representative
 
 
-def _checked_request(source_dir, source_cfg, clusters, target, restarts) -> float:
-    """The agreement target (AGREEMENT_TARGET for None) after checking the request; a ConfigError naming the field."""
+def _checked_request(source_dir, source_cfg, clusters, target, restarts, agreement_z) -> tuple[float, float]:
+    """(the agreement target, its z) (AGREEMENT_TARGET, AGREEMENT_Z for None) after checking the request; a
+    ConfigError naming the field."""
     from dictsr_core.config import ConfigError
-    from dictsr_core.training.coarse_size import AGREEMENT_TARGET
+    from dictsr_core.training.coarse_size import AGREEMENT_TARGET, AGREEMENT_Z
 
     entries = source_cfg.model.entries
     if source_cfg.method != "dictsr":
@@ -113,28 +118,35 @@ def _checked_request(source_dir, source_cfg, clusters, target, restarts) -> floa
         raise ConfigError(f"--agreement {target}: a target index agreement is a fraction in (0, 1]")
     if not (isinstance(restarts, int) and restarts >= 1):
         raise ConfigError(f"--restarts {restarts}: the number of k-means draws is an integer >= 1")
-    return target
+    agreement_z = AGREEMENT_Z if agreement_z is None else float(agreement_z)
+    if not agreement_z >= 0:  # NaN too
+        raise ConfigError(f"--agreement-z {agreement_z}: the standard errors the training agreement must clear the "
+                          "target by are a number >= 0")
+    return target, agreement_z
 
 
-def _auto_size(model, chosen, probe: dict, target: float, source_dir, log) -> tuple[int, dict]:
+def _auto_size(model, chosen, probe: dict, target: float, z: float, source_dir, log) -> tuple[int, dict]:
     """(M, the `coarse_size` record) by choose_size; a ConfigError when no size, or only the model itself, reaches
     the target."""
     from dictsr_core.config import ConfigError
 
     entries = model.dictionaries.d_lr.shape[0]
-    choice = choose_size(model, chosen, probe, target)
-    log(f"[derive] training index agreement by code size (clean HR-down vs + real LR noise; target {target:g}): "
-        + ", ".join(f"{size}: {value:.2f}" for size, value in choice["agreement"].items()))
+    choice = choose_size(model, chosen, probe, target, z)
+    bound = choice["agreement_bound"]
+    log(f"[derive] training index agreement by code size (clean HR-down vs + real LR noise; target {target:g} for "
+        f"the mean less {z:g} standard errors, in brackets): "
+        + ", ".join(f"{size}: {value:.3f} ({bound[size]:.3f})" for size, value in choice["agreement"].items()))
     if choice["clusters"] is None:
         raise ConfigError(f"--coarsen auto: no code size of {source_dir} reaches a training index agreement of "
-                          f"{target:g} (best {max(choice['agreement'].values()):.2f}); pass --coarsen M")
+                          f"{target:g} by {z:g} standard errors (best {max(bound.values()):.3f}); "
+                          "pass --coarsen M")
     if choice["clusters"] >= entries:
         raise ConfigError(f"--coarsen auto: {source_dir} already reaches a training index agreement of "
-                          f"{choice['agreement'][entries]:.2f} >= {target:g} with all {entries} entries; "
-                          "nothing to coarsen")
+                          f"{bound[entries]:.3f} >= {target:g} with all {entries} entries; nothing to coarsen")
     log(f"[derive] --coarsen auto: {choice['clusters']} entries")
-    return choice["clusters"], {"target": target, "clusters": int(choice["clusters"]),
+    return choice["clusters"], {"target": target, "z": z, "clusters": int(choice["clusters"]),
                                 "agreement": {int(k): float(v) for k, v in choice["agreement"].items()},
+                                "agreement_bound": {int(k): float(v) for k, v in bound.items()},
                                 "images": len(probe["clean"]), "noise_patches": probe["noise_patches"]}
 
 
@@ -177,27 +189,36 @@ def training_probe(data_dir, cfg, hr: list | None = None, clean: list | None = N
     return {"hr": hr, "clean": clean, "noisy": noisy_copies(clean, patches), "noise_patches": len(patches)}
 
 
-def choose_size(model, chosen: torch.Tensor, probe: dict, target: float) -> dict:
+def choose_size(model, chosen: torch.Tensor, probe: dict, target: float, z: float | None = None) -> dict:
     """training.coarse_size's rule for one model: {clusters (None when no size reaches target), agreement {size:
-    value}}. The clusters of each size are fit as derive_coarse_run fits them (on `chosen`, seed 0)."""
+    mean}, agreement_bound {size: bound}}. The clusters of each size are fit as derive_coarse_run fits them (on
+    `chosen`, seed 0); the bound is `z` (AGREEMENT_Z for None) standard errors under the mean."""
     from dictsr_core.model.dictionaries import coarse_code
-    from dictsr_core.training.coarse_size import agreement_by_size, largest_size_reaching, size_ladder
+    from dictsr_core.training.coarse_size import (AGREEMENT_Z, agreement_by_size, agreement_summary,
+                                                  largest_size_reaching, size_ladder)
 
     entries = model.dictionaries.d_lr.shape[0]
     codes = {entries: None, **{size: coarse_code(model.dictionaries.d_lr, chosen, size).representative
                                for size in size_ladder(entries)}}
-    agreement = agreement_by_size(model, probe["clean"], probe["noisy"], codes)
-    return {"clusters": largest_size_reaching(agreement, target), "agreement": agreement}
+    agreement, bound = agreement_summary(agreement_by_size(model, probe["clean"], probe["noisy"], codes,
+                                                           per_image=True), AGREEMENT_Z if z is None else z)
+    return {"clusters": largest_size_reaching(bound, target), "agreement": agreement, "agreement_bound": bound}
 
 
-def score_restarts(model, chosen: torch.Tensor, clusters: int, restarts: int, probe: dict, target: float) -> dict:
-    """{seed (best_restart's), agreement {seed: training agreement}, lpips_alex {seed: training LPIPS-Alex}} over
-    the k-means draws seed 0..restarts-1 of `clusters` clusters."""
+def score_restarts(model, chosen: torch.Tensor, clusters: int, restarts: int, probe: dict, target: float,
+                   z: float | None = None) -> dict:
+    """{seed (best_restart's, on the agreement bounds), agreement {seed: training agreement}, agreement_bound
+    {seed: that less `z` (AGREEMENT_Z for None) standard errors}, agreement_z, lpips_alex {seed: training LPIPS-Alex}} over the
+    k-means draws seed 0..restarts-1 of `clusters` clusters."""
     from dictsr_core.model.dictionaries import coarse_code
-    from dictsr_core.training.coarse_size import agreement_by_size, best_restart, training_lpips
+    from dictsr_core.training.coarse_size import (AGREEMENT_Z, agreement_by_size, agreement_summary, best_restart,
+                                                  training_lpips)
 
     keeps = {seed: coarse_code(model.dictionaries.d_lr, chosen, clusters, seed=seed).representative
              for seed in range(restarts)}
-    agreement = agreement_by_size(model, probe["clean"], probe["noisy"], keeps)
+    z = AGREEMENT_Z if z is None else z
+    agreement, bound = agreement_summary(agreement_by_size(model, probe["clean"], probe["noisy"], keeps,
+                                                           per_image=True), z)
     lpips = {seed: training_lpips(model, keep, probe["noisy"], probe["hr"]) for seed, keep in keeps.items()}
-    return {"seed": best_restart(agreement, lpips, target), "agreement": agreement, "lpips_alex": lpips}
+    return {"seed": best_restart(bound, lpips, target), "agreement": agreement, "agreement_bound": bound,
+            "agreement_z": z, "lpips_alex": lpips}

@@ -171,7 +171,8 @@ def start_derived_folder(source_dir: Path, out_dir: Path, cfg: Config, metrics_t
 def holds_derivation(out_dir: Path, derived_from: dict, cfg) -> bool:
     """Whether OUT_DIR's checkpoint is already the run `derived_from` describes, with config `cfg` (or the config
     `cfg(its config)` returns, where the derivation chose a field itself; an unreadable earlier derivation is not:
-    it is simply made again)."""
+    it is simply made again). Where both name the source by its checksum, its path is a label only: the same run
+    given as `runs/x` by hand and by its absolute path in the workbook is the same source."""
     from dictsr_core.training.checkpoint import load_checkpoint
 
     ckpt_path = checkpoint_file(out_dir)
@@ -181,10 +182,18 @@ def holds_derivation(out_dir: Path, derived_from: dict, cfg) -> bool:
         done = load_checkpoint(ckpt_path)
     except Exception:  # noqa: BLE001 - an unreadable earlier derivation is simply redone
         return False
-    if done.get("derived_from") != derived_from:
+    if not _same_derivation(done.get("derived_from"), derived_from):
         return False
     expected = cfg(done["config"]) if callable(cfg) else cfg
     return done["config"].to_dict() == expected.to_dict()
+
+
+def _same_derivation(done, wanted: dict) -> bool:
+    if not isinstance(done, dict):
+        return False
+    if done.get("checksum") is not None and wanted.get("checksum") is not None:
+        done, wanted = ({k: v for k, v in record.items() if k != "run"} for record in (done, wanted))
+    return done == wanted
 
 
 def _derived_averages(source_dir: Path, out_dir: Path, source_cfg: Config, cfg: Config, payload: dict) -> dict:
