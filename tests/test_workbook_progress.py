@@ -159,6 +159,18 @@ def test_phase_steps_split_at_the_perceptual_start():
     assert estimate.phase_steps(get_config("tiny"), 3) == (total - 3, 0)
 
 
+def test_the_plan_counts_the_coarse_derivations_a_training_stage_makes(tmp_path):
+    from dictsr_core.workbook.plan import plan
+    from dictsr_core.workbook.profiles import context
+
+    ctx = context("cpu", data_dir="data/photos-aim", run_root=tmp_path / "fresh", device="cpu")
+    stages = {stage.key: stage for stage in plan(ctx)}
+    dictsr, paired = stages["02_train-dictsr"].parameters, stages["02_train-paired-bicubic"].parameters
+    assert estimate.derivation_seconds(dictsr) == estimate.DERIVE_S["coarse_run"] + estimate.DERIVE_S["split_run"] > 0
+    assert estimate.derivation_seconds(paired) == 0.0  # a paired baseline has no code to coarsen
+    assert estimate.derivation_seconds({**dictsr, "split_run": None}) == estimate.DERIVE_S["coarse_run"]
+
+
 def test_step_time_is_measured_by_real_training_and_reused_per_kind(tiny_data, tmp_path):
     from dictsr_core.config import get_config
 

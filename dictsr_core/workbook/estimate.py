@@ -15,6 +15,9 @@ from dictsr_core.analysis.figures.training import read_metrics
 TYPICAL_STAGE_S = {"01_data": 30.0, "05_dictionaries": 60.0, "06_qualitative": 20.0, "07_explore": 10.0}
 KERNEL_START_S = 10.0  # a papermill kernel's start, imports and the curves figure of a training stage
 EVAL_S_PER_PAIR = 1.3  # one validation pair through one method, all metrics and the index agreement
+# a run derived after training (`dictsr derive --coarsen 8 --restarts 8`, then with --split; 2026-12-04, 2-core
+# AMD EPYC: 29 s and 46-100 s, the splits' probe scoring most of it)
+DERIVE_S = {"coarse_run": 30.0, "split_run": 100.0}
 
 
 def measure_step_seconds(cfg, data_dir, device, steps: int = 24, log_every: int = 6) -> float:
@@ -94,6 +97,11 @@ def training_seconds(runs: list[tuple[Path, object]], clock: StepClock) -> float
         if perceptual:
             total += perceptual * clock(cfg, perceptual=True)
     return total
+
+
+def derivation_seconds(parameters: dict) -> float:
+    """The coarse derivations a training stage with these notebook parameters makes after its run."""
+    return sum(seconds for key, seconds in DERIVE_S.items() if parameters.get(key))
 
 
 def evaluation_seconds(pairs: int, scored: int) -> float:
