@@ -66,8 +66,9 @@ PROFILES: dict[str, Profile] = {
         # the fine code coarsened to 8 entries, the k-means draw of the 8 chosen on the training images (README
         # "What it took ...", 6. and 9.): the model the recipe ends with (dictsr-c8)
         coarse_entries=8, coarse_restarts=8,
-        # then grown where the training photos show a split helps and the training agreement stays >= 0.5 (README
-        # "What it took ...", 12.): dictsr-c8s, the recipe's model; dictsr-c8 stays as its ablation row
+        # then grown where the training photos show a split helps and the training agreement stays >= 0.5 by 2
+        # standard errors (README "What it took ...", 12.): dictsr-c8s, the recipe's model; dictsr-c8 stays as its
+        # ablation row
         coarse_split=True,
         about="the README's main job on 2 CPU cores: real photos (photos-aim; sample-aim where apt cannot fetch them), "
               "cpu preset, baselines, 7 ablations",
