@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 AGREEMENT_TARGET = 0.5
-AGREEMENT_Z = 2.0  # how many standard errors of its mean over the training photos the agreement must clear the target by
+AGREEMENT_Z = 2.0  # standard errors of its mean over the training photos the agreement must clear the target by
 NOISE_SEED = 0
 
 

@@ -208,8 +208,8 @@ def choose_size(model, chosen: torch.Tensor, probe: dict, target: float, z: floa
 def score_restarts(model, chosen: torch.Tensor, clusters: int, restarts: int, probe: dict, target: float,
                    z: float | None = None) -> dict:
     """{seed (best_restart's, on the agreement bounds), agreement {seed: training agreement}, agreement_bound
-    {seed: that less `z` (AGREEMENT_Z for None) standard errors}, agreement_z, lpips_alex {seed: training LPIPS-Alex}} over the
-    k-means draws seed 0..restarts-1 of `clusters` clusters."""
+    {seed: that less `z` (AGREEMENT_Z for None) standard errors}, agreement_z, lpips_alex {seed: training
+    LPIPS-Alex}} over the k-means draws seed 0..restarts-1 of `clusters` clusters."""
     from dictsr_core.model.dictionaries import coarse_code
     from dictsr_core.training.coarse_size import (AGREEMENT_Z, agreement_by_size, agreement_summary, best_restart,
                                                   training_lpips)

@@ -8,9 +8,10 @@ textured ones). Here the kept entries grow one greedy split at a time: each kept
 two (2-means of the fine entries whose cells it stands for, model.dictionaries.split_kept_entry), and the split
 kept is the one with the lowest LPIPS-Alex on the noisy training images among those whose training index
 agreement still reaches the target by `agreement_z` standard errors (training/coarse_size.py's probe and
-agreement_bound: the clean LR of every HR training photo, and the same with real LR noise added). The growth stops when no split both keeps the agreement and lowers the
-training LPIPS-Alex by more than `z` standard errors of its mean paired (per-image) difference: a split has to
-show on the training photos that it helps, since each one costs agreement. No validation image is read.
+agreement_bound: the clean LR of every HR training photo, and the same with real LR noise added). The growth
+stops when no split both keeps the agreement and lowers the training LPIPS-Alex by more than `z` standard errors
+of its mean paired (per-image) difference: a split has to show on the training photos that it helps, since each
+one costs agreement. No validation image is read.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def refine_code(model, chosen: torch.Tensor, keep: torch.Tensor, probe: dict, ta
                                  agreement_z)
 
     keep = keep.detach().clone()
-    (agreement,), (bound,) = (values.values() for values in agreements_of({0: keep}))
+    agreements, bounds = agreements_of({0: keep})
+    agreement, bound = agreements[0], bounds[0]
     scores = scores_of(keep)
     steps = [{"entries": len(keep), "split": None, "agreement": agreement, "agreement_bound": bound,
               "lpips_alex": float(np.mean(scores)), "tried": 0}]
