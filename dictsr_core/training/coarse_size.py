@@ -56,16 +56,22 @@ def agreement_by_size(model, clean: list[np.ndarray], noisy: list[np.ndarray], c
     return shares if per_image else {size: float(np.mean(values)) for size, values in shares.items()}
 
 
-def agreement_bound(shares: list[float], z: float = AGREEMENT_Z) -> float:
-    """The mean of the per-image agreements `shares` less `z` standard errors of that mean (the mean itself for one
-    image or z = 0): what a code's training agreement is taken to reach."""
-    if not len(shares):
-        raise ValueError("need at least one image's agreement")
+def mean_less_standard_errors(values, z: float) -> float:
+    """The mean of the per-image `values` less `z` standard errors of that mean (the mean itself for one image or
+    z = 0): what the training photos vouch for, for an agreement here and a split's LPIPS-Alex gain in
+    training/code_refinement.py."""
+    if not len(values):
+        raise ValueError("need at least one image's value")
     if z < 0:
-        raise ValueError(f"z {z}: the agreement bound must not lie above the mean")
-    values = np.asarray(shares, dtype=float)
+        raise ValueError(f"z {z}: the bound must not lie above the mean")
+    values = np.asarray(values, dtype=float)
     error = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else 0.0
     return float(values.mean() - z * error)
+
+
+def agreement_bound(shares: list[float], z: float = AGREEMENT_Z) -> float:
+    """What a code's training agreement is taken to reach: mean_less_standard_errors of the per-image `shares`."""
+    return mean_less_standard_errors(shares, z)
 
 
 def agreement_summary(shares: dict, z: float = AGREEMENT_Z) -> tuple[dict, dict]:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from dictsr_core.training.coarse_size import AGREEMENT_Z
+
 DICTIONARY_ROWS = ("dictionaries.d_lr", "dictionaries.d_hr", "dictionaries.d_deg", "dictionaries.last_used",
                    "dictionaries.last_used_deg", "dictionaries.born")  # state entries indexed by content entry
 
@@ -53,7 +55,7 @@ def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force:
     auto = clusters == "auto"
     target, agreement_z = _checked_request(source_dir, source_cfg, clusters, target, restarts, agreement_z)
     derived_from = {"run": str(source_dir), "step": int(payload["step"]),
-                    "checksum": tensor_checksum({k: v for k, v in payload.items() if k != "config"}),
+                    "checksum": tensor_checksum(payload),
                     "coarsen": "auto" if auto else int(clusters), "fit": f"training images of {Path(data_dir).resolve().name}"}
     if auto or restarts > 1 or split:
         derived_from.update(agreement_target=target, agreement_z=agreement_z)
@@ -73,7 +75,7 @@ def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force:
     extra = {}
     if auto:
         clusters, extra["coarse_size"] = _auto_size(model, chosen, probe, target, agreement_z, source_dir, log)
-    keep = _kept_draw(model, chosen, clusters, restarts, probe, (target, agreement_z), extra, log)
+    keep = _kept_draw(model, chosen, clusters, restarts, probe, target, agreement_z, extra, log)
     if split:
         from dictsr_core.training.code_refinement import refine_code
 
@@ -83,15 +85,15 @@ def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force:
     return True
 
 
-def _kept_draw(model, chosen, clusters: int, restarts: int, probe, rule: tuple[float, float], extra: dict,
+def _kept_draw(model, chosen, clusters: int, restarts: int, probe, target: float, z: float, extra: dict,
                log) -> torch.Tensor:
-    """The representatives of the k-means draw kept (seed 0, or score_restarts' best of `restarts` draws under
-    `rule` (target, z), whose scores go into extra["coarse_restarts"])."""
+    """The representatives of the k-means draw kept (seed 0, or score_restarts' best of `restarts` draws, whose
+    scores go into extra["coarse_restarts"])."""
     from dictsr_core.model.dictionaries import coarse_code
 
     seed = 0
     if restarts > 1:
-        extra["coarse_restarts"] = scores = score_restarts(model, chosen, clusters, restarts, probe, *rule)
+        extra["coarse_restarts"] = scores = score_restarts(model, chosen, clusters, restarts, probe, target, z)
         seed = scores["seed"]
         log(f"[derive] {restarts} k-means draws of {clusters} entries, training agreement (its bound, "
             f"{scores['agreement_z']:g} SE under) / LPIPS-Alex: "
@@ -105,7 +107,7 @@ def _checked_request(source_dir, source_cfg, clusters, target, restarts, agreeme
     """(the agreement target, its z) (AGREEMENT_TARGET, AGREEMENT_Z for None) after checking the request; a
     ConfigError naming the field."""
     from dictsr_core.config import ConfigError
-    from dictsr_core.training.coarse_size import AGREEMENT_TARGET, AGREEMENT_Z
+    from dictsr_core.training.coarse_size import AGREEMENT_TARGET
 
     entries = source_cfg.model.entries
     if source_cfg.method != "dictsr":
@@ -189,34 +191,32 @@ def training_probe(data_dir, cfg, hr: list | None = None, clean: list | None = N
     return {"hr": hr, "clean": clean, "noisy": noisy_copies(clean, patches), "noise_patches": len(patches)}
 
 
-def choose_size(model, chosen: torch.Tensor, probe: dict, target: float, z: float | None = None) -> dict:
+def choose_size(model, chosen: torch.Tensor, probe: dict, target: float, z: float = AGREEMENT_Z) -> dict:
     """training.coarse_size's rule for one model: {clusters (None when no size reaches target), agreement {size:
     mean}, agreement_bound {size: bound}}. The clusters of each size are fit as derive_coarse_run fits them (on
-    `chosen`, seed 0); the bound is `z` (AGREEMENT_Z for None) standard errors under the mean."""
+    `chosen`, seed 0); the bound is `z` standard errors under the mean."""
     from dictsr_core.model.dictionaries import coarse_code
-    from dictsr_core.training.coarse_size import (AGREEMENT_Z, agreement_by_size, agreement_summary,
-                                                  largest_size_reaching, size_ladder)
+    from dictsr_core.training.coarse_size import (agreement_by_size, agreement_summary, largest_size_reaching,
+                                                  size_ladder)
 
     entries = model.dictionaries.d_lr.shape[0]
     codes = {entries: None, **{size: coarse_code(model.dictionaries.d_lr, chosen, size).representative
                                for size in size_ladder(entries)}}
     agreement, bound = agreement_summary(agreement_by_size(model, probe["clean"], probe["noisy"], codes,
-                                                           per_image=True), AGREEMENT_Z if z is None else z)
+                                                           per_image=True), z)
     return {"clusters": largest_size_reaching(bound, target), "agreement": agreement, "agreement_bound": bound}
 
 
 def score_restarts(model, chosen: torch.Tensor, clusters: int, restarts: int, probe: dict, target: float,
-                   z: float | None = None) -> dict:
+                   z: float = AGREEMENT_Z) -> dict:
     """{seed (best_restart's, on the agreement bounds), agreement {seed: training agreement}, agreement_bound
-    {seed: that less `z` (AGREEMENT_Z for None) standard errors}, agreement_z, lpips_alex {seed: training
+    {seed: that less `z` standard errors}, agreement_z, lpips_alex {seed: training
     LPIPS-Alex}} over the k-means draws seed 0..restarts-1 of `clusters` clusters."""
     from dictsr_core.model.dictionaries import coarse_code
-    from dictsr_core.training.coarse_size import (AGREEMENT_Z, agreement_by_size, agreement_summary, best_restart,
-                                                  training_lpips)
+    from dictsr_core.training.coarse_size import agreement_by_size, agreement_summary, best_restart, training_lpips
 
     keeps = {seed: coarse_code(model.dictionaries.d_lr, chosen, clusters, seed=seed).representative
              for seed in range(restarts)}
-    z = AGREEMENT_Z if z is None else z
     agreement, bound = agreement_summary(agreement_by_size(model, probe["clean"], probe["noisy"], keeps,
                                                            per_image=True), z)
     lpips = {seed: training_lpips(model, keep, probe["noisy"], probe["hr"]) for seed, keep in keeps.items()}

@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dictsr_core.training.coarse_size import AGREEMENT_Z, mean_less_standard_errors
+
 SIGNIFICANCE_Z = 2.0  # a split's training LPIPS-Alex gain, in standard errors of the mean paired difference
 MAX_SPLITS = 8
 
@@ -28,26 +30,23 @@ def significant_gain(before: list[float], after: list[float], z: float = SIGNIFI
     the mean paired difference (with z = 0: lower at all)."""
     if len(before) != len(after) or not before:
         raise ValueError(f"need matching, non-empty per-image scores (got {len(before)} and {len(after)})")
-    gains = np.asarray(before, dtype=float) - np.asarray(after, dtype=float)
-    error = gains.std(ddof=1) / np.sqrt(len(gains)) if len(gains) > 1 else 0.0
-    return bool(gains.mean() > 0 and gains.mean() > z * error)
+    return mean_less_standard_errors(np.asarray(before, dtype=float) - np.asarray(after, dtype=float), z) > 0
 
 
 def refine_code(model, chosen: torch.Tensor, keep: torch.Tensor, probe: dict, target: float, *,
                 max_entries: int | None = None, max_splits: int = MAX_SPLITS, z: float = SIGNIFICANCE_Z,
-                agreement_z: float | None = None, log=print) -> tuple[torch.Tensor, dict]:
+                agreement_z: float = AGREEMENT_Z, log=print) -> tuple[torch.Tensor, dict]:
     """(the grown kept entries, the record of every step: {target, z, agreement_z, steps: [{entries, split (None
     for the start), agreement, agreement_bound, lpips_alex, tried}]}) from the kept entries `keep` of `model`'s
     fine code. `chosen`: the fine indices the training images choose (what the clusters were fit on); `probe`:
-    training_probe's; `agreement_z`: training.coarse_size.AGREEMENT_Z for None."""
+    training_probe's."""
     from dictsr_core.model.dictionaries import split_kept_entry
-    from dictsr_core.training.coarse_size import AGREEMENT_Z, agreement_by_size, agreement_summary, training_lpips
+    from dictsr_core.training.coarse_size import agreement_by_size, agreement_summary, training_lpips
 
     entries = model.dictionaries.d_lr
     max_entries = entries.shape[0] if max_entries is None else int(max_entries)
     if not 0 < target <= 1:
         raise ValueError(f"target index agreement {target}: a fraction in (0, 1]")
-    agreement_z = AGREEMENT_Z if agreement_z is None else agreement_z
     if z < 0 or agreement_z < 0:
         raise ValueError(f"z {z}, agreement_z {agreement_z}: a split must not be allowed to raise the training "
                          "LPIPS-Alex, nor its agreement be counted above its mean")

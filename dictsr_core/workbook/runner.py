@@ -43,9 +43,10 @@ def stage_estimates(ctx: Context, stages: list[Stage], force: bool = False) -> t
             continue
         rerun = True
         training = estimate.training_seconds(stage.runs, clock)
-        if training > 0 or force:  # what it trains, and what it derives from those runs, must be scored again
+        seconds = estimate.KERNEL_START_S + training
+        if training > 0 or force:  # what it trains, and what it derives from those runs, is made and scored again
             stale |= {path.parent.parent for path in stage.outputs if path.name == "last.pt"}
-        seconds = estimate.KERNEL_START_S + training + estimate.derivation_seconds(stage.parameters)
+            seconds += estimate.derivation_seconds(stage.parameters)
         if stage.notebook in ("03_evaluate", "04_ablations"):
             runs = (stage.parameters["runs"] if stage.notebook == "03_evaluate"
                     else ablation_runs(ctx, stage.parameters["variants"]).values())  # the derived variants too
