@@ -245,12 +245,20 @@ def _plain(d: dict) -> dict:
 PRESETS: dict[str, Config] = {
     # the paper's settings (section 4.1.2): 100 epochs of 1000 steps, lr halved every 25
     "paper": Config(preset="paper"),
-    # paper architecture and batch, a schedule of about 6 minutes on one H100/H200 (compiled: ~2x the eager steps/s)
+    # the cpu recipe below (low-pass base, D_hr from the reconstruction alone, index consistency, one code per LR pixel,
+    # 1024 x 8 entries, constant lr halved once at 10 of 14 epochs, the perceptual phase in the last 14th, the
+    # length-aware weight average) at the paper's widths (one HR stage shallower, as code_patch 1 asks), batch and
+    # crops; the paper's lr (4e-4 diverged at these widths on the H200 run with the paper's recipe). About 6 minutes
+    # on one H100/H200; eager: the compiled step was never measured faster there, and the perceptual phase would
+    # compile a second graph
     "gpu": Config(
         preset="gpu",
+        model=ModelConfig(entries=1024, offsets=8, code_patch=1, hr_widths=(48, 128, 256), base_sigma=1.5,
+                          hr_grad="entries"),
         train=TrainConfig(
-            epochs=8, steps_per_epoch=600, halve_every=2, perceptual_weight=0.1, num_workers=8, log_every=100,
-            checkpoint_every=1200, compile=True,
+            lr=2e-4, epochs=14, steps_per_epoch=500, halve_every=10, perceptual_weight=1.0, perceptual_from=13 / 14,
+            consistency_weight=10.0, usage_window=200, restart_every=100, num_workers=8, log_every=100,
+            checkpoint_every=1000, ema_sigma_rel=0.2, ema_track_sigma_rel=(0.05, 0.1), ema_track_decay=(0.995,),
         ),
     ),
     # 2 CPU cores, about 24 minutes (photos-aim, 40 validation crops; README "Results"). Departures from the paper,

@@ -2,13 +2,18 @@
 
     results/bench/<card>.json            the bench numbers (card = H100 / H200 / ...)
     results/photos-aim/<name>.json + .md  the training run, scored on its validation pairs against bicubic
+    runs/gpu-photos-aim/dictsr/          its run folder, where the session returned the weights (weights.pt.NN):
+                                         the checkpoint joined and checked, config.yaml, metrics.jsonl; the
+                                         record then carries the index agreement measured with it, and
+                                         `dictsr derive` / `dictsr table` take the folder like any run
 
-    python scripts/gpu_results.py --session /work/.device/N --data data/photos-aim [--name gpu]
+    python scripts/gpu_results.py --session /work/.device/N --data data/photos-aim [--name gpu] [--run-dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import tarfile
 import tempfile
@@ -24,6 +29,41 @@ from dictsr_core.performance.bench import card_name
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def join_weights(session: Path, train: dict, run_dir: Path) -> Path | None:
+    """RUN_DIR as the session's run folder (checkpoints/last.pt joined from weights.pt.NN, its size and sha256
+    checked against train.json's `weights`, then its own tensor checksum on load; config.yaml, metrics.jsonl).
+    None where the session returned no weights."""
+    import yaml
+
+    from dictsr_core.atomic import atomic_write_bytes
+    from dictsr_core.training.checkpoint import load_checkpoint
+
+    expected = train.get("weights")
+    parts = sorted(session.glob("weights.pt.[0-9][0-9]"))
+    if not expected or not parts:
+        return None
+    data = b"".join(part.read_bytes() for part in parts)
+    if len(parts) != expected["parts"] or len(data) != expected["bytes"] or hashlib.sha256(data).hexdigest() != expected["sha256"]:
+        raise SystemExit(f"{session}: weights.pt.NN ({len(parts)} parts, {len(data)} bytes) do not join into the "
+                         f"checkpoint train.json describes ({expected}); fetch the files again")
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    atomic_write_bytes(checkpoint, data)
+    payload = load_checkpoint(checkpoint)  # its own tensor checksum
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(payload["config"].to_dict(), sort_keys=False))
+    atomic_write_text(run_dir / "metrics.jsonl", (session / "metrics.jsonl").read_text())
+    return checkpoint
+
+
+def index_agreement(checkpoint: Path, data: Path, pairs) -> dict:
+    """evaluation.index_consistency's validation summary (clean vs degraded LR, two draws) of the joined run."""
+    from dictsr_core.data.degradations import data_degradation
+    from dictsr_core.evaluation.index_consistency import validation_agreement
+    from dictsr_core.training.checkpoint import load_inference_model
+
+    model, _, _ = load_inference_model(checkpoint)
+    return validation_agreement(model, pairs, degradation=data_degradation(data))["summary"]
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser()
     parser.add_argument("--session", required=True, help="folder with bench.json, train.json, metrics.jsonl, sr.tar")
@@ -31,6 +71,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--name", default="gpu")
     parser.add_argument("--bench", default=None, help="bench.json of another session on the same card (when this one skipped it)")
     parser.add_argument("--results", default=str(ROOT / "results"))
+    parser.add_argument("--run-dir", default=None, help="where the returned weights become a run folder "
+                        "(default runs/gpu-<dataset>/dictsr)")
     args = parser.parse_args(argv)
     session, results = Path(args.session), Path(args.results)
 
@@ -42,6 +84,9 @@ def main(argv=None) -> dict:
         atomic_write_json(results / "bench" / f"{card}.json", bench)
 
     pairs = PairedImages(Path(args.data) / "val_lr", Path(args.data) / "val_hr")
+    run_dir = Path(args.run_dir) if args.run_dir else ROOT / "runs" / f"gpu-{Path(args.data).name}" / "dictsr"
+    checkpoint = join_weights(session, train, run_dir)
+    agreement = index_agreement(checkpoint, Path(args.data), pairs) if checkpoint else {}
     with tempfile.TemporaryDirectory() as tmp:
         with tarfile.open(session / "sr.tar") as archive:
             archive.extractall(tmp, filter="data")
@@ -62,6 +107,9 @@ def main(argv=None) -> dict:
         "activated_offsets": train.get("activated_deg"),
         "entries": train["config"]["model"]["entries"],
         "config": train["config"],
+        "run_dir": str(run_dir) if checkpoint else None,
+        "index_agreement": agreement.get("index_agreement"),  # clean vs degraded LR; evaluation.index_consistency
+        "index_agreement_draws": agreement.get("index_agreement_draws"),
         "dictsr": dictsr,
         "dictsr_wavelet": wavelet,  # not the paper's method: see dictsr_core/inference/color_fix.py
         "bicubic": bicubic,

@@ -133,8 +133,9 @@ def test_info_all_lists_every_preset_ablation_and_rrdbnet(capsys):
 
     assert main(["info", "--all", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert ablations_for("cpu") == [a for a in ABLATIONS if a != "D1"] and ablations_for("paper") == list(ABLATIONS)
-    assert len(rows) == len(PRESETS) * (len(ABLATIONS) + 1) - 1 + 1  # every pair but cpu + D1, then RRDBNet
+    one_code_per_pixel = [a for a in ABLATIONS if a != "D1"]
+    assert ablations_for("cpu") == ablations_for("gpu") == one_code_per_pixel and ablations_for("paper") == list(ABLATIONS)
+    assert len(rows) == len(PRESETS) * (len(ABLATIONS) + 1) - 2 + 1  # every pair but cpu + D1 and gpu + D1, then RRDBNet
     paper = next(r for r in rows if r["preset"] == "paper" and r["ablation"] is None)
     assert paper["inference_conv_layers"] == 18 and abs(paper["gmacs_128"] - 129.1) < 0.1
     assert next(r for r in rows if r["preset"] == "paper" and r["ablation"] == "F2")["inference_conv_layers"] == 26

@@ -31,6 +31,52 @@ def test_planned_steps_fit_the_time_and_keep_the_schedule():
     assert session.steady_step_ms([{"it_s": 1.0}, {"it_s": 40.0}, {"it_s": 50.0}, {"it_s": 20.0}]) == 25.0
 
 
+def test_planned_steps_time_the_perceptual_phase_at_its_own_step():
+    session = _script("gpu_session")
+    t = get_config("gpu").train
+    share = 1 - t.perceptual_from
+    plan = session.planned_steps("gpu", seconds=300, step_ms=30, perceptual_step_ms=60)
+    steps = get_config("gpu", overrides=plan).train.total_steps
+    seconds = steps * ((1 - share) * 30 + share * 60) * 1.1 / 1000
+    assert 300 * 0.95 <= seconds <= 300
+    assert steps < get_config("gpu", overrides=session.planned_steps("gpu", seconds=300, step_ms=30)).train.total_steps
+
+
+def test_weights_come_back_in_parts_and_join_checked(tmp_path, monkeypatch):
+    import torch
+
+    from dictsr_core.model.dictsr import DictSR
+    from dictsr_core.training.checkpoint import load_checkpoint, save_checkpoint
+
+    session, results = _script("gpu_session"), _script("gpu_results")
+    cfg = get_config("tiny")
+    model = DictSR(cfg.model)
+    average = {k: v + 1 if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    save_checkpoint(tmp_path / "last.pt", model_state=model.state_dict(), config=cfg, step=7, model_ema=average,
+                    optimizer={"state": {}, "param_groups": []}, train_wall_s=3.0)
+    out = tmp_path / "OUT"
+    out.mkdir()
+    monkeypatch.setattr(session, "PART_BYTES", 40_000)
+    weights = session.write_weight_parts(tmp_path / "last.pt", out)
+    parts = sorted(out.glob("weights.pt.*"))
+    assert weights["parts"] == len(parts) >= 2 and all(p.stat().st_size <= 40_000 for p in parts)
+    (out / "metrics.jsonl").write_text('{"step": 7}\n')
+    train = {"weights": weights}
+    checkpoint = results.join_weights(out, train, tmp_path / "run")
+    joined = load_checkpoint(checkpoint)
+    assert joined["step"] == 7 and "optimizer" not in joined and joined["train_wall_s"] == 3.0
+    for key, value in model.state_dict().items():
+        assert torch.equal(joined["model"][key], value) and torch.equal(joined["model_ema"][key], average[key])
+    assert get_config("tiny").to_dict() == load_checkpoint(checkpoint)["config"].to_dict()
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == '{"step": 7}\n'
+    assert (tmp_path / "run" / "config.yaml").is_file()
+    # a part lost or changed on the way: refused, and named
+    parts[-1].write_bytes(parts[-1].read_bytes()[:-1] + b"x")
+    with pytest.raises(SystemExit, match="do not join"):
+        results.join_weights(out, train, tmp_path / "run2")
+    assert results.join_weights(out, {}, tmp_path / "run3") is None  # a session without weights
+
+
 @pytest.mark.slow
 def test_session_then_results_on_the_cpu(tmp_path):
     data = tmp_path / "sample-aim"
@@ -38,19 +84,22 @@ def test_session_then_results_on_the_cpu(tmp_path):
     out = tmp_path / "OUT"
     summary = _script("gpu_session").main([
         "--data", str(data), "--out", str(out), "--preset", "tiny", "--device", "cpu", "--no-compile",
-        "--skip-bench", "--step-ms", "50", "--train-s", "2", "--budget-s", "200",
+        "--skip-bench", "--probe-steps", "8", "--train-s", "2", "--budget-s", "200",
     ])
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.jsonl", "sr.tar", "train.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.jsonl", "sr.tar", "train.json", "weights.pt.00"]
     train = json.loads((out / "train.json").read_text())
     assert train["step"] == summary["step"] == train["config"]["train"]["steps_per_epoch"] * train["config"]["train"]["epochs"]
-    assert train["step"] >= 10 and train["train_step_ms_run"] > 0
+    assert train["step"] >= 10 and train["train_step_ms_run"] > 0 and train["probe_step_ms"] > 0
     with tarfile.open(out / "sr.tar") as archive:
         names = sorted(Path(n).name for n in archive.getnames() if n.endswith(".png"))
     assert names == sorted(p.name for p in (data / "val_lr").iterdir())
 
     results = tmp_path / "results"
-    record = _script("gpu_results").main(["--session", str(out), "--data", str(data), "--name", "gpu", "--results", str(results)])
+    record = _script("gpu_results").main(["--session", str(out), "--data", str(data), "--name", "gpu", "--results", str(results),
+                                          "--run-dir", str(tmp_path / "run")])
     written = json.loads((results / "sample-aim" / "gpu.json").read_text())
+    assert written["run_dir"] == str(tmp_path / "run") and (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+    assert 0 <= written["index_agreement"] <= 1 and 0 <= written["index_agreement_draws"] <= 1
     assert written["steps"] == train["step"] and written["entries"] == get_config("tiny").model.entries
     for key in ("device", "train_wall_s", "activated_entries"):
         assert written[key] == record[key] is not None
