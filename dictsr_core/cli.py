@@ -89,8 +89,9 @@ def cmd_derive(args) -> int:
             print(f"[derive] {args.out}: the L1-only model of {args.source}, its checkpoint at step "
                   f"{cfg.train.l1_phase_end} (the start of the perceptual phase)", file=sys.stderr)
         else:
-            print(f"[derive] {args.out}: the run of {args.source}'s steps with its weight averages set as asked "
-                  f"(train.ema_decay {cfg.train.ema_decay:g}, ema_sigma_rel {cfg.train.ema_sigma_rel:g})", file=sys.stderr)
+            print(f"[derive] {args.out}: the run of {args.source}'s steps with its weight averages and inference lookup "
+                  f"set as asked (train.ema_decay {cfg.train.ema_decay:g}, ema_sigma_rel {cfg.train.ema_sigma_rel:g}, "
+                  f"model.joint_lookup {cfg.model.joint_lookup}, lookup_blur {cfg.model.lookup_blur:g})", file=sys.stderr)
     else:
         print(f"[derive] {args.out} is already this derivation of {args.source}; nothing written", file=sys.stderr)
     return 0
@@ -119,7 +120,7 @@ def _derive_coarse(args) -> int:
             raise ConfigError(f"{flag} goes with --coarsen auto, --restarts or --split")
     if derive_coarse_run(args.source, args.out, args.coarsen, args.data, force=args.force, target=args.agreement,
                          restarts=args.restarts, split=args.split, agreement_z=args.agreement_z,
-                         log=lambda line: print(line, file=sys.stderr)):
+                         lookup_blurs=args.lookup_blur, log=lambda line: print(line, file=sys.stderr)):
         print(f"[derive] {args.out}: {args.source} with its code coarsened (k-means on the entries chosen by the "
               f"training images of {args.data})", file=sys.stderr)
     else:
@@ -458,14 +459,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("derive", help="make the run that differs from a trained one in its weight averages only (no "
-                       "average, or one it tracked with train.ema_track_sigma_rel / _decay) from its checkpoint, without "
-                       "training; or, with --before-perceptual, its L1-only model")
+    p = sub.add_parser("derive", help="make the run that differs from a trained one in its weight averages (no "
+                       "average, or one it tracked with train.ema_track_sigma_rel / _decay) or its inference lookup only "
+                       "from its checkpoint, without training; or, with --before-perceptual, its L1-only model")
     p.add_argument("--from", dest="source", required=True, metavar="RUN", help="the trained run folder")
     p.add_argument("--out", required=True, help="the derived run folder")
     p.add_argument("--ablation", default=None, help="an ablation that changes the averages only, e.g. R6")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="train.ema_decay, ema_sigma_rel, ema_track_sigma_rel or ema_track_decay (repeatable)")
+                   help="train.ema_decay, ema_sigma_rel, ema_track_sigma_rel, ema_track_decay, model.joint_lookup or "
+                        "model.lookup_blur (repeatable)")
     p.add_argument("--before-perceptual", action="store_true",
                    help="from the run's checkpoint at the start of its perceptual phase (checkpoints/before-perceptual.pt): "
                         "the model of its L1 + VQ steps only")
@@ -487,6 +489,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --coarsen: then grow the kept entries one greedy split at a time (a kept entry replaced by "
                         "two, 2-means of the entries it stands for), keeping the split with the lowest training LPIPS-Alex "
                         "among those whose training agreement reaches --agreement, while it gains (no validation image)")
+    p.add_argument("--lookup-blur", type=float, nargs="+", default=None, metavar="SIGMA",
+                   help="with --coarsen M and --restarts or --split: the whole derivation once per model.lookup_blur "
+                        "(the LR lookup embedding blurred, sigma in code cells; 0 for none), keeping the code with the "
+                        "lowest training LPIPS-Alex among those whose training agreement reaches --agreement "
+                        "(no validation image)")
     p.add_argument("--data", default=None, help="with --coarsen: the data folder whose training images fit the clusters")
     p.add_argument("--force", action="store_true", help="write it again even when OUT already holds it")
     p.set_defaults(func=cmd_derive)

@@ -28,6 +28,10 @@ class ModelConfig:
     hierarchical: bool = True  # A1 = False: branch 3 looks up over D_lr only
     coupled: bool = True  # E1 = False: the HR branch looks up its own index over D_hr
     joint_lookup: bool = False  # inference: choose the nearest (j, k) pair over D_lr + D_deg, keep j
+    # not in the paper, inference only: > 0 blurs the LR lookup embedding (Gaussian, this sigma in code cells) before
+    # the content lookup, so a cell's entry follows its neighbourhood's mean embedding and one LR pixel's sensor noise
+    # moves it less (index agreement), at a cost in detail where the content changes within the blur
+    lookup_blur: float = 0.0
     beta: float = 0.25  # commitment weight (on ||z - sg[q]||^2, not on the codebook term)
     # branch 1's index comes from branch 2, so no argmin sits between D_hr and the HR loss: "ste" passes the
     # reconstruction gradient to E_hr only (VQ-VAE; D_hr follows E_hr through L_dis); "both" also gives it to D_hr.
@@ -131,7 +135,10 @@ class TrainConfig:
 METHODS = ("dictsr", "paired-bicubic", "oracle")
 # ModelConfig fields that only DictSR's dictionaries read (PlainSR has none)
 DICTIONARY_FIELDS = ("entries", "offsets", "dim", "hierarchical", "coupled", "joint_lookup", "beta", "hr_grad",
-                     "consistency_form", "init", "deg_init_scale", "lookup_chunk")
+                     "consistency_form", "init", "deg_init_scale", "lookup_chunk", "lookup_blur")
+# model fields that change no training step, only the inference lookup: `dictsr derive --set` may change them on a
+# trained run (training/run_folder.derive_average_run)
+INFERENCE_FIELDS = ("joint_lookup", "lookup_blur")
 
 
 @dataclass(frozen=True)
@@ -193,6 +200,8 @@ class Config:
         _check(m.consistency_form in ("mse", "cross_entropy"), "model.consistency_form", m.consistency_form,
                "'mse' or 'cross_entropy'")
         _check(m.deg_init_scale >= 0, "model.deg_init_scale", m.deg_init_scale, "non-negative")
+        _check(m.lookup_blur >= 0 and math.isfinite(m.lookup_blur), "model.lookup_blur", m.lookup_blur,
+               "0 (off) or a positive sigma in code cells")
         _check(m.lookup_chunk >= 1024, "model.lookup_chunk", m.lookup_chunk, "at least 1024")
         _check(t.batch_size >= 1, "train.batch_size", t.batch_size, "at least 1")
         _check(t.hr_crop % m.hr_patch == 0 and t.hr_crop > 0, "train.hr_crop", t.hr_crop, f"a positive multiple of {m.hr_patch}")

@@ -58,3 +58,19 @@ def smoke(tmp_path_factory):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     ctx = context("smoke", data_dir=data, run_root=root / "runs", figure_dir=root / "figures")
     return {"root": root, "ctx": ctx, "args": args, "stdout": done.stdout, "stderr": done.stderr}
+
+
+@pytest.fixture(scope="session")
+def noisy_data(tiny_data, tmp_path_factory):
+    """tiny_data with one more LR image that has flat, noisy regions (the noise bank needs flat windows)."""
+    import shutil
+
+    from dictsr_core.data.io import write_rgb
+
+    root = tmp_path_factory.mktemp("noisy") / "data"
+    shutil.copytree(tiny_data, root)
+    rng = np.random.default_rng(0)
+    flat = np.full((48, 48, 3), 120.0) + rng.normal(0, 6, size=(48, 48, 3))
+    flat[:, 24:] += 60
+    write_rgb(root / "train_lr" / "flat.png", np.clip(flat, 0, 255).round().astype(np.uint8))
+    return root

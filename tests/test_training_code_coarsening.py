@@ -151,22 +151,6 @@ def test_a_lookup_over_kept_entries_is_the_coarsened_runs_lookup(tiny_run, tiny_
     assert torch.equal(kept, derived.indices(x))
 
 
-@pytest.fixture(scope="module")
-def noisy_data(tiny_data, tmp_path_factory):
-    """tiny_data with one more LR image that has flat, noisy regions (the noise bank needs flat windows)."""
-    import shutil
-
-    from dictsr_core.data.io import write_rgb
-
-    root = tmp_path_factory.mktemp("noisy") / "data"
-    shutil.copytree(tiny_data, root)
-    rng = np.random.default_rng(0)
-    flat = np.full((48, 48, 3), 120.0) + rng.normal(0, 6, size=(48, 48, 3))
-    flat[:, 24:] += 60
-    write_rgb(root / "train_lr" / "flat.png", np.clip(flat, 0, 255).round().astype(np.uint8))
-    return root
-
-
 def test_coarsen_auto_keeps_the_largest_size_that_reaches_the_target(tiny_run, noisy_data, tmp_path, capsys):
     from dictsr_core.training.code_coarsening import choose_size, training_probe
     from dictsr_core.training.coarse_size import size_ladder

@@ -199,7 +199,7 @@ def test_tracked_averages_resume_exactly_and_derive_the_run_that_uses_one_bit_fo
     assert states_equal(by_cli["model_ema"], trained["model_ema"]) and by_cli["config"] == power
     assert main(["derive", "--from", str(tmp_path / "Ours"), "--out", str(tmp_path / "cli-seed"), *to_power,
                  "--set", "train.seed=3"]) == 2
-    assert "differs in more than the weight averages (train.seed)" in capsys.readouterr().err
+    assert "differs in more than the weight averages and the inference lookup (train.seed)" in capsys.readouterr().err
     assert not (tmp_path / "cli-seed").exists()  # refused before anything is written
 
 

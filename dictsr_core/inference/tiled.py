@@ -47,6 +47,10 @@ def receptive_margin(model: DictSRInference) -> int:
             scale /= 2
             radius += 2 * scale  # nearest x2 (half a source pixel) + 3x3 conv
     radius += scale  # tail conv
+    if getattr(cfg, "lookup_blur", 0) > 0:  # the blurred lookup sees this many more code cells around each cell
+        from dictsr_core.model.lowpass_base import kernel_radius
+
+        radius += kernel_radius(cfg.lookup_blur) * cfg.code_patch
     if getattr(cfg, "base_sigma", 0) > 0:
         radius = max(radius, base_margin(cfg.base_sigma))
     step = cfg.code_patch

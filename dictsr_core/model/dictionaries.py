@@ -7,25 +7,21 @@ lookup gathers only the K offsets of the chosen entry, never a (queries x N x K)
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dictsr_core.model.lowpass_base import gaussian_lowpass
+from dictsr_core.model.precision import autocast_off
+
 NEVER = -(1 << 62)  # `last_used` of an entry that has not been chosen since it was (re)initialised
-
-
-def _fp32(device: torch.device):
-    if device.type not in ("cpu", "cuda"):  # e.g. "meta" (cost counting): no autocast there
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, enabled=False)
 
 
 def nearest_entry(z: torch.Tensor, codebook: torch.Tensor, chunk_elements: int = 1 << 24) -> torch.Tensor:
     """argmin_i ||z_t - c_i||^2 for each row of z [T, d] over codebook [M, d]; at most chunk_elements distances at once."""
-    with _fp32(z.device):
+    with autocast_off(z.device):
         z = z.detach().float()
         codebook = codebook.detach().float()
         sq_norms = codebook.pow(2).sum(1)
@@ -41,7 +37,7 @@ def nearest_entry(z: torch.Tensor, codebook: torch.Tensor, chunk_elements: int =
 
 def nearest_offset(residual: torch.Tensor, offsets: torch.Tensor, entry: torch.Tensor, chunk_elements: int = 1 << 24) -> torch.Tensor:
     """argmin_k ||r_t - D_deg(j_t, k)||^2 where r = z - D_lr(j): gathers only the K offsets of each chosen j."""
-    with _fp32(residual.device):
+    with autocast_off(residual.device):
         residual = residual.detach().float()
         offsets = offsets.detach().float()
         per_row = offsets.shape[1] * offsets.shape[2]
@@ -68,7 +64,7 @@ def cell_cross_entropy(z: torch.Tensor, entries: torch.Tensor, target: torch.Ten
     s^2 is the mean squared distance from each target entry to its nearest other entry (no gradient), so the
     loss is scale-free: shrinking the lookup space cannot weaken it, while an MSE to the entry shrinks with it
     (cpu recipe: MSE 1.4e-4, the degradation moving an embedding 19x its margin to the cell boundary)."""
-    with _fp32(z.device):
+    with autocast_off(z.device):
         z, entries = z.float(), entries.detach().float()
         logits = torch.addmm(entries.pow(2).sum(1).unsqueeze(0), z, entries.t(), beta=1.0, alpha=-2.0)  # ||e||^2 - 2 z.e
         with torch.no_grad():
@@ -127,6 +123,7 @@ class CoupledDictionaries(nn.Module):
         hierarchical: bool = True,
         coupled: bool = True,
         joint_lookup: bool = False,
+        lookup_blur: float = 0.0,
         init: str = "sample",
         deg_init_scale: float = 0.05,
         lookup_chunk: int = 1 << 24,
@@ -137,6 +134,7 @@ class CoupledDictionaries(nn.Module):
         self.entries, self.num_offsets, self.dim = entries, offsets, dim
         self.beta, self.hierarchical, self.coupled, self.joint_lookup = beta, hierarchical, coupled, joint_lookup
         self.init, self.deg_init_scale, self.lookup_chunk = init, deg_init_scale, lookup_chunk
+        self.lookup_blur = lookup_blur
         self.hr_grad, self.consistency_form = hr_grad, consistency_form
         self.hr_in, self.hr_out = nn.Conv2d(hr_channels, dim, 1), nn.Conv2d(dim, hr_channels, 1)
         self.lr_in, self.lr_out = nn.Conv2d(lr_channels, dim, 1), nn.Conv2d(dim, lr_channels, 1)
@@ -209,8 +207,12 @@ class CoupledDictionaries(nn.Module):
     @torch.no_grad()
     def content_indices(self, features: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         """Inference: the content index map of an LR embedding (eq. 4's j, or the joint rule's j). With `keep`
-        (entry indices), the lookup sees only those entries, as a run coarsened to them does, and j indexes `keep`."""
-        z = to_rows(self.lr_in(features).float())
+        (entry indices), the lookup sees only those entries, as a run coarsened to them does, and j indexes `keep`.
+        With lookup_blur > 0 the embedding map is Gaussian-blurred first (model.lookup_blur)."""
+        z = self.lr_in(features).float()
+        if self.lookup_blur > 0:
+            z = gaussian_lowpass(z, self.lookup_blur)
+        z = to_rows(z)
         d_lr, d_deg = (self.d_lr, self.d_deg) if keep is None else (self.d_lr[keep], self.d_deg[keep])
         if self.joint_lookup and self.hierarchical:
             j, _ = nearest_pair(z, d_lr, d_deg, self.lookup_chunk)

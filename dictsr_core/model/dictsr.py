@@ -37,6 +37,7 @@ def build_dictionaries(cfg: ModelConfig) -> CoupledDictionaries:
         hierarchical=cfg.hierarchical,
         coupled=cfg.coupled,
         joint_lookup=cfg.joint_lookup,
+        lookup_blur=cfg.lookup_blur,
         init=cfg.init,
         deg_init_scale=cfg.deg_init_scale,
         lookup_chunk=cfg.lookup_chunk,

@@ -19,7 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from dictsr_core.model.dictionaries import _fp32
+from dictsr_core.model.precision import autocast_off
 
 
 def gaussian_kernel(sigma: float, dtype=torch.float32, device=None) -> torch.Tensor:
@@ -62,6 +62,6 @@ def add_base(decoded: torch.Tensor, lr: torch.Tensor | None, sigma: float, scale
     base + decoded / 2, so a decoder output of 0 means "the base itself"."""
     if sigma <= 0:
         return (decoded + 1.0) * 0.5
-    with _fp32(lr.device):  # the base carries the colour: never in bf16 (8 bits of mantissa ~ 1 grey level)
+    with autocast_off(lr.device):  # the base carries the colour: never in bf16 (8 bits of mantissa ~ 1 grey level)
         base = lowpass_base(lr.float(), sigma, scale)
     return base + decoded.float() * 0.5

@@ -28,7 +28,8 @@ def kept_rows(state: dict, keep: torch.Tensor) -> dict:
 
 def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force: bool = False,
                       target: float | None = None, restarts: int = 1, split: bool = False, log=print,
-                      payload: dict | None = None, agreement_z: float | None = None) -> bool:
+                      payload: dict | None = None, agreement_z: float | None = None,
+                      lookup_blurs: tuple[float, ...] | None = None) -> bool:
     """OUT_DIR as SOURCE_DIR's run with its code coarsened to `clusters` entries, the clusters fit on the training
     images of DATA_DIR (data.datasets.training_lr_images) through the weights inference runs (its average where it
     has one). `clusters` "auto": the largest size of training.coarse_size.size_ladder whose training agreement
@@ -42,10 +43,12 @@ def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force:
     (training.code_refinement.refine_code; its steps kept in `coarse_split`, and model.entries is the grown size).
     A training agreement "reaches" `target` when its mean over the training photos less `agreement_z`
     (training.coarse_size.AGREEMENT_Z by default) standard errors does (training.coarse_size.agreement_bound).
+    `lookup_blurs`: the whole derivation once per model.lookup_blur of the list, and the one kept is the code
+    with the lowest training LPIPS-Alex among those whose training agreement reaches `target` (the most agreeing
+    where none does; every candidate kept in `coarse_blur`); needs `restarts` > 1 or `split`, which score it.
     False when OUT_DIR already holds this derivation. `payload`: SOURCE_DIR's checkpoint, where the caller has
     loaded it already."""
-    from dictsr_core.data.datasets import training_clean_lr_images, training_hr_images, training_lr_images
-    from dictsr_core.inference.index_maps import content_index_map
+    from dictsr_core.data.datasets import training_clean_lr_images, training_hr_images
     from dictsr_core.training.checkpoint import inference_model, load_checkpoint, tensor_checksum
     from dictsr_core.training.run_folder import checkpoint_file, holds_derivation
 
@@ -54,6 +57,7 @@ def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force:
     source_cfg = payload["config"]
     auto = clusters == "auto"
     target, agreement_z = _checked_request(source_dir, source_cfg, clusters, target, restarts, agreement_z)
+    blurs = _checked_blurs(lookup_blurs, auto, restarts, split)
     derived_from = {"run": str(source_dir), "step": int(payload["step"]),
                     "checksum": tensor_checksum(payload),
                     "coarsen": "auto" if auto else int(clusters), "fit": f"training images of {Path(data_dir).resolve().name}"}
@@ -63,26 +67,102 @@ def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force:
         derived_from["restarts"] = restarts
     if split:
         derived_from["split"] = True
-    if not force and holds_derivation(out_dir, derived_from, lambda done: replace(
-            source_cfg, model=replace(source_cfg.model, entries=done.model.entries if auto or split else clusters))):
+    if blurs is not None:
+        derived_from["lookup_blurs"] = list(blurs)
+    if not force and holds_derivation(out_dir, derived_from, lambda done: replace(source_cfg, model=replace(
+            source_cfg.model, entries=done.model.entries if auto or split else clusters,
+            lookup_blur=done.model.lookup_blur if blurs is not None else source_cfg.model.lookup_blur))):
         return False
     model = inference_model(payload, source=str(source_dir))
     hr = training_hr_images(data_dir)
     clean = training_clean_lr_images(data_dir, hr)
+    probe = training_probe(data_dir, source_cfg, hr, clean) if auto or restarts > 1 or split else None
+    request = {"clusters": clusters, "restarts": restarts, "split": split, "target": target, "z": agreement_z}
+    if blurs is None:
+        blur, (clusters, keep, extra, _) = source_cfg.model.lookup_blur, _derive_code(model, data_dir, clean, probe,
+                                                                                       request, source_dir, log)
+    else:
+        blur, (clusters, keep, extra) = _best_blur(model, data_dir, clean, probe, request, blurs, source_dir, log)
+    _write_coarse_run(payload, source_dir, out_dir, clusters, keep, extra, derived_from, blur)
+    return True
+
+
+def _derive_code(model, data_dir, clean, probe, request: dict, source_dir, log) -> tuple:
+    """(clusters, kept entries, the records for the checkpoint, {agreement, agreement_bound, lpips_alex} of the
+    code kept or None where nothing scored it) of one derivation through `model`'s own lookup."""
+    from dictsr_core.data.datasets import training_lr_images
+    from dictsr_core.inference.index_maps import content_index_map
+
+    clusters, target, z = request["clusters"], request["target"], request["z"]
     chosen = torch.cat([content_index_map(model, image, tile=None).reshape(-1)
                         for image in training_lr_images(data_dir, clean)])
-    probe = training_probe(data_dir, source_cfg, hr, clean) if auto or restarts > 1 or split else None
     extra = {}
-    if auto:
-        clusters, extra["coarse_size"] = _auto_size(model, chosen, probe, target, agreement_z, source_dir, log)
-    keep = _kept_draw(model, chosen, clusters, restarts, probe, target, agreement_z, extra, log)
-    if split:
+    if clusters == "auto":
+        clusters, extra["coarse_size"] = _auto_size(model, chosen, probe, target, z, source_dir, log)
+    keep = _kept_draw(model, chosen, clusters, request["restarts"], probe, target, z, extra, log)
+    if request["split"]:
         from dictsr_core.training.code_refinement import refine_code
 
-        keep, extra["coarse_split"] = refine_code(model, chosen, keep, probe, target, agreement_z=agreement_z, log=log)
+        keep, extra["coarse_split"] = refine_code(model, chosen, keep, probe, target, agreement_z=z, log=log)
         clusters = len(keep)
-    _write_coarse_run(payload, source_dir, out_dir, clusters, keep, extra, derived_from)
-    return True
+    return clusters, keep, extra, _final_scores(extra)
+
+
+def _final_scores(extra: dict) -> dict | None:
+    """The training scores of the code a derivation kept: its last split step's, else its k-means draw's."""
+    if "coarse_split" in extra:
+        last = extra["coarse_split"]["steps"][-1]
+        return {key: float(last[key]) for key in ("agreement", "agreement_bound", "lpips_alex")}
+    if "coarse_restarts" in extra:
+        scores = extra["coarse_restarts"]
+        seed = scores["seed"]
+        return {key: float(scores[key][seed]) for key in ("agreement", "agreement_bound", "lpips_alex")}
+    return None
+
+
+def _best_blur(model, data_dir, clean, probe, request: dict, blurs, source_dir, log) -> tuple[float, tuple]:
+    """(the lookup blur kept, (clusters, kept entries, records with `coarse_blur`)): one derivation per blur."""
+    found = {}
+    for blur in blurs:
+        _set_lookup_blur(model, blur)
+        log(f"[derive] lookup blur {blur:g}:")
+        found[blur] = _derive_code(model, data_dir, clean, probe, request, source_dir, log)
+    scores = {blur: result[3] for blur, result in found.items()}
+    reaching = [blur for blur in blurs if scores[blur]["agreement_bound"] >= request["target"]]
+    kept = (min(reaching, key=lambda b: scores[b]["lpips_alex"]) if reaching
+            else max(blurs, key=lambda b: scores[b]["agreement_bound"]))
+    clusters, keep, extra, _ = found[kept]
+    extra["coarse_blur"] = {"kept": kept, "target": request["target"], "candidates": [
+        {"lookup_blur": blur, "entries": int(found[blur][0]), **scores[blur]} for blur in blurs]}
+    log(f"[derive] lookup blur kept: {kept:g} (" + ", ".join(
+        f"{blur:g}: {found[blur][0]} entries, agreement {scores[blur]['agreement']:.3f} "
+        f"({scores[blur]['agreement_bound']:.3f}), LPIPS-Alex {scores[blur]['lpips_alex']:.4f}" for blur in blurs) + ")")
+    _set_lookup_blur(model, kept)
+    return kept, (clusters, keep, extra)
+
+
+def _set_lookup_blur(model, blur: float) -> None:
+    """The inference model's lookup blur (its lookup, and its config, which sizes tiled inference's margin)."""
+    model.dictionaries.lookup_blur = blur
+    model.cfg = replace(model.cfg, lookup_blur=blur)
+
+
+def _checked_blurs(lookup_blurs, auto: bool, restarts: int, split: bool) -> tuple[float, ...] | None:
+    """The lookup blurs to try (None: the source's own), after checking them; a ConfigError naming the flag."""
+    import math
+
+    from dictsr_core.config import ConfigError
+
+    if lookup_blurs is None:
+        return None
+    blurs = tuple(float(b) for b in lookup_blurs)
+    if not blurs or any(not (math.isfinite(b) and b >= 0) for b in blurs) or len(set(blurs)) != len(blurs):
+        raise ConfigError(f"--lookup-blur {' '.join(map(str, lookup_blurs))}: distinct sigmas >= 0 (code cells), "
+                          "0 for no blur")
+    if auto or not (restarts > 1 or split):
+        raise ConfigError("--lookup-blur chooses by the training LPIPS-Alex that --restarts R (> 1) or --split "
+                          "measure; it does not go with --coarsen auto or without them")
+    return blurs
 
 
 def _kept_draw(model, chosen, clusters: int, restarts: int, probe, target: float, z: float, extra: dict,
@@ -153,13 +233,13 @@ def _auto_size(model, chosen, probe: dict, target: float, z: float, source_dir, 
 
 
 def _write_coarse_run(payload: dict, source_dir: Path, out_dir: Path, clusters: int, keep, extra: dict,
-                      derived_from: dict) -> None:
+                      derived_from: dict, lookup_blur: float) -> None:
     """OUT_DIR's folder and checkpoint: every kept state of the source cut to the entries `keep`."""
     from dictsr_core.training.checkpoint import save_checkpoint
     from dictsr_core.training.run_folder import checkpoint_file, start_derived_folder
 
     source_cfg = payload["config"]
-    cfg = replace(source_cfg, model=replace(source_cfg.model, entries=clusters)).validated()
+    cfg = replace(source_cfg, model=replace(source_cfg.model, entries=clusters, lookup_blur=lookup_blur)).validated()
     start_derived_folder(source_dir, out_dir, cfg)
     states = {"model_ema": kept_rows(payload["model_ema"], keep)} if payload.get("model_ema") is not None else {}
     if payload.get("model_averages"):

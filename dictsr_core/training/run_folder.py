@@ -121,8 +121,9 @@ AVERAGE_FIELDS = ("ema_decay", "ema_sigma_rel", "ema_track_sigma_rel", "ema_trac
 def derive_average_run(source_dir: Path, out_dir: Path, cfg: Config | Callable[[Config], Config], force: bool = False,
                        snapshot: str = "last") -> bool:
     """OUT_DIR as the run of `cfg` made from SOURCE_DIR's checkpoint, where `cfg` differs from the source's config in
-    its weight averages only (AVERAGE_FIELDS: e.g. R6, no average, or a power-function average the source tracked):
-    an average changes no training step, so `cfg` trained would end on exactly the source's weights and averages.
+    its weight averages (AVERAGE_FIELDS: e.g. R6, no average, or a power-function average the source tracked) and
+    its inference lookup (config.INFERENCE_FIELDS) only: neither changes a training step, so `cfg` trained would end
+    on exactly the source's weights and averages.
     Writes config.yaml, a copy of metrics.jsonl and checkpoints/last.pt (the source's weights, optimizer and RNG
     state, the averages `cfg` keeps, and `derived_from`); False when OUT_DIR already holds this derivation.
     snapshot="before-perceptual" makes it from the source's checkpoint at the start of its perceptual phase: the
@@ -204,13 +205,16 @@ def _derived_averages(source_dir: Path, out_dir: Path, source_cfg: Config, cfg: 
 
     from dictsr_core.config import ConfigError
 
+    from dictsr_core.config import INFERENCE_FIELDS
+
     same_steps = replace(source_cfg, ablation=cfg.ablation, train=replace(
-        source_cfg.train, **{name: getattr(cfg.train, name) for name in AVERAGE_FIELDS}))
+        source_cfg.train, **{name: getattr(cfg.train, name) for name in AVERAGE_FIELDS}),
+        model=replace(source_cfg.model, **{name: getattr(cfg.model, name) for name in INFERENCE_FIELDS}))
     if same_steps.to_dict() != cfg.to_dict():
         wanted, found = _flat(cfg.to_dict()), _flat(same_steps.to_dict())
         differ = sorted(k for k in wanted.keys() | found.keys() if wanted.get(k) != found.get(k))
         raise ConfigError(f"{out_dir.name} cannot be derived from {source_dir}: its config differs in more than the "
-                          f"weight averages ({', '.join(differ)}); train it instead")
+                          f"weight averages and the inference lookup ({', '.join(differ)}); train it instead")
     kept = _kept_averages(source_cfg.train, payload)
     own, tracked_labels = _average_labels(cfg.train)
     missing = [label for label in ([own] if own else []) + tracked_labels if label not in kept]

@@ -101,7 +101,9 @@ def plan(ctx: Context, force: bool = False) -> list[Stage]:
         split_run = f"{coarse_run}s" if coarse_run and ctx.profile.coarse_split else None
         made = [run for run in (method, l1_run, coarse_run, split_run) if run]
         extra = {"coarse_run": coarse_run, "coarse_entries": ctx.profile.coarse_entries,
-                 "coarse_restarts": ctx.profile.coarse_restarts, "split_run": split_run} if coarse_run else {}
+                 "coarse_restarts": ctx.profile.coarse_restarts, "split_run": split_run,
+                 "coarse_lookup_blurs": None if ctx.profile.coarse_lookup_blurs is None
+                 else list(ctx.profile.coarse_lookup_blurs)} if coarse_run else {}
         stages.append(Stage(f"02_train-{method}", "02_train",
                             {**common, "method": method, "ablation": None, "schedule": "main", "run_name": method,
                              "l1_run": l1_run, **extra},

@@ -41,6 +41,10 @@ class Profile:
     # also that code grown by greedy splits while its training agreement holds (`dictsr derive --split`), scored
     # as `dictsr-c<N>s`: the model the recipe ends with where set
     coarse_split: bool = False
+    # both coarse codes derived once per LR lookup blur of this list (model.lookup_blur, `dictsr derive --lookup-blur`),
+    # the one with the lowest training LPIPS-Alex among those whose training agreement reaches 0.5 kept; None: the
+    # run's own lookup
+    coarse_lookup_blurs: tuple[float, ...] | None = None
     umap_points: int = 2000  # validation patch embeddings in Fig. 4's map
     atlas_atoms: int = 256
     crop: int = 96  # Fig. 3 crop side (HR pixels)
@@ -70,6 +74,9 @@ PROFILES: dict[str, Profile] = {
         # standard errors (README "What it took ...", 12.): dictsr-c8s, the recipe's model; dictsr-c8 stays as its
         # ablation row
         coarse_split=True,
+        # with the LR lookup embedding blurred (sigma 0.5 code cells) or not, as the training photos say (README "What
+        # it took ...", 13.): on photos-ntire's sensor noise the blur keeps the agreement with a finer code
+        coarse_lookup_blurs=(0.0, 0.5),
         about="the README's main job on 2 CPU cores: real photos (photos-aim; sample-aim where apt cannot fetch them), "
               "cpu preset, baselines, 7 ablations",
     ),
@@ -80,7 +87,7 @@ PROFILES: dict[str, Profile] = {
         "gpu", preset="gpu", source="photos",
         ablations=("A1", "B1", "B2", "C1", "C2", "D2", "E1", "G1", "R1", "R2", "R3", "R4", "R6", "R7", "R8"),
         ablation_overrides={"train.epochs": 2},
-        coarse_entries=8, coarse_restarts=8, coarse_split=True,
+        coarse_entries=8, coarse_restarts=8, coarse_split=True, coarse_lookup_blurs=(0.0, 0.5),
         about="the main job on one GPU: the cpu recipe at the paper's widths and batch, about 6 minutes per main run",
     ),
     "paper": Profile(

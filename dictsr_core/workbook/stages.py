@@ -87,13 +87,14 @@ def _csv(rows: list[dict]) -> str:
 
 def train_run(ctx: Context, run_name: str, cfg, force: bool = False, live: bool = True, l1_run: str | None = None,
               coarse_run: str | None = None, coarse_entries: int | None = None, coarse_restarts: int = 1,
-              split_run: str | None = None) -> dict:
+              split_run: str | None = None, coarse_lookup_blurs=None) -> dict:
     """Train RUN_ROOT/run_name (resuming a partial run, reusing a finished one with the same config) and save
     its curves as figure train_curves_<run_name>; with l1_run, also make RUN_ROOT/l1_run, its L1-only model (the
     checkpoint kept at the start of the perceptual phase); with coarse_run, RUN_ROOT/coarse_run, the run with its
     code coarsened to coarse_entries entries (training/code_coarsening.py, fit on the data's training images; the
     best of coarse_restarts k-means draws there); with split_run too, RUN_ROOT/split_run, that code grown by greedy
-    splits while its training agreement holds (training/code_refinement.py)."""
+    splits while its training agreement holds (training/code_refinement.py); coarse_lookup_blurs: both codes derived
+    once per LR lookup blur, the best on the training images kept (derive_coarse_run's lookup_blurs)."""
     from dictsr_core.analysis.figures.training import LiveTrainingPlot, read_metrics, training_curves
     from dictsr_core.training.checkpoint import load_checkpoint
     from dictsr_core.training.code_coarsening import derive_coarse_run
@@ -125,10 +126,11 @@ def train_run(ctx: Context, run_name: str, cfg, force: bool = False, live: bool 
         print(f"{ctx.run_dir(l1_run)}: the L1-only model, {run_name} at step {cfg.train.l1_phase_end} (the start of "
               "its perceptual phase)")
     if coarse_run and derive_coarse_run(run_dir, ctx.run_dir(coarse_run), coarse_entries, ctx.data_dir, force=force,
-                                        restarts=coarse_restarts, payload=stored):
+                                        restarts=coarse_restarts, payload=stored, lookup_blurs=coarse_lookup_blurs):
         print(f"{ctx.run_dir(coarse_run)}: {run_name} with its code coarsened to {coarse_entries} entries")
     if coarse_run and split_run and derive_coarse_run(run_dir, ctx.run_dir(split_run), coarse_entries, ctx.data_dir,
-                                                      force=force, restarts=coarse_restarts, split=True, payload=stored):
+                                                      force=force, restarts=coarse_restarts, split=True, payload=stored,
+                                                      lookup_blurs=coarse_lookup_blurs):
         print(f"{ctx.run_dir(split_run)}: {coarse_run}'s code grown by greedy splits")
     records = read_metrics(run_dir / "metrics.jsonl")
     figure = training_curves(records, title, entries)
