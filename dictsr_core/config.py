@@ -257,8 +257,8 @@ PRESETS: dict[str, Config] = {
     # the cpu recipe below (low-pass base, D_hr from the reconstruction alone, index consistency, one code per LR pixel,
     # 1024 x 8 entries, constant lr halved once at 10 of 14 epochs, the perceptual phase in the last 14th, the
     # length-aware weight average) at the paper's widths (one HR stage shallower, as code_patch 1 asks), batch and
-    # crops; the paper's lr (4e-4 diverged at these widths on the H200 run with the paper's recipe). About 6 minutes
-    # on one H100/H200; eager: the compiled step was never measured faster there, and the perceptual phase would
+    # crops; the paper's lr (4e-4 diverged at these widths on the H200 run with the paper's recipe). About 5 minutes
+    # on one H200 (7966 steps in 276 s, 2026-12-04); eager: the compiled step was never measured faster there, and the perceptual phase would
     # compile a second graph
     "gpu": Config(
         preset="gpu",

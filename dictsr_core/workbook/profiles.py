@@ -88,7 +88,7 @@ PROFILES: dict[str, Profile] = {
         ablations=("A1", "B1", "B2", "C1", "C2", "D2", "E1", "G1", "R1", "R2", "R3", "R4", "R6", "R7", "R8"),
         ablation_overrides={"train.epochs": 2},
         coarse_entries=8, coarse_restarts=8, coarse_split=True, coarse_lookup_blurs=(0.0, 0.5),
-        about="the main job on one GPU: the cpu recipe at the paper's widths and batch, about 6 minutes per main run",
+        about="the main job on one GPU: the cpu recipe at the paper's widths and batch, about 5 minutes per main run",
     ),
     "paper": Profile(
         "paper", preset="paper", source="photos",
