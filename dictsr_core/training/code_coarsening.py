@@ -79,8 +79,8 @@ def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force:
     probe = training_probe(data_dir, source_cfg, hr, clean) if auto or restarts > 1 or split else None
     request = {"clusters": clusters, "restarts": restarts, "split": split, "target": target, "z": agreement_z}
     if blurs is None:
-        blur, (clusters, keep, extra, _) = source_cfg.model.lookup_blur, _derive_code(model, data_dir, clean, probe,
-                                                                                       request, source_dir, log)
+        clusters, keep, extra, _ = _derive_code(model, data_dir, clean, probe, request, source_dir, log)
+        blur = source_cfg.model.lookup_blur
     else:
         blur, (clusters, keep, extra) = _best_blur(model, data_dir, clean, probe, request, blurs, source_dir, log)
     _write_coarse_run(payload, source_dir, out_dir, clusters, keep, extra, derived_from, blur)
