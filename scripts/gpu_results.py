@@ -29,14 +29,13 @@ from dictsr_core.performance.bench import card_name
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def join_weights(session: Path, train: dict, run_dir: Path) -> Path | None:
+def join_weights(session: Path, train: dict, run_dir: Path) -> dict | None:
     """RUN_DIR as the session's run folder (checkpoints/last.pt joined from weights.pt.NN, its size and sha256
-    checked against train.json's `weights`, then its own tensor checksum on load; config.yaml, metrics.jsonl).
-    None where the session returned no weights."""
-    import yaml
-
+    checked against train.json's `weights`, then its own tensor checksum on load; config.yaml, metrics.jsonl), and
+    that checkpoint, loaded. None where the session returned no weights."""
     from dictsr_core.atomic import atomic_write_bytes
     from dictsr_core.training.checkpoint import load_checkpoint
+    from dictsr_core.training.run_folder import write_run_config
 
     expected = train.get("weights")
     parts = sorted(session.glob("weights.pt.[0-9][0-9]"))
@@ -49,18 +48,18 @@ def join_weights(session: Path, train: dict, run_dir: Path) -> Path | None:
     checkpoint = run_dir / "checkpoints" / "last.pt"
     atomic_write_bytes(checkpoint, data)
     payload = load_checkpoint(checkpoint)  # its own tensor checksum
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(payload["config"].to_dict(), sort_keys=False))
+    write_run_config(run_dir, payload["config"], None)
     atomic_write_text(run_dir / "metrics.jsonl", (session / "metrics.jsonl").read_text())
-    return checkpoint
+    return payload
 
 
-def index_agreement(checkpoint: Path, data: Path, pairs) -> dict:
+def index_agreement(payload: dict, data: Path, pairs) -> dict:
     """evaluation.index_consistency's validation summary (clean vs degraded LR, two draws) of the joined run."""
     from dictsr_core.data.degradations import data_degradation
     from dictsr_core.evaluation.index_consistency import validation_agreement
-    from dictsr_core.training.checkpoint import load_inference_model
+    from dictsr_core.training.checkpoint import inference_model
 
-    model, _, _ = load_inference_model(checkpoint)
+    model = inference_model(payload)
     return validation_agreement(model, pairs, degradation=data_degradation(data))["summary"]
 
 
@@ -85,8 +84,8 @@ def main(argv=None) -> dict:
 
     pairs = PairedImages(Path(args.data) / "val_lr", Path(args.data) / "val_hr")
     run_dir = Path(args.run_dir) if args.run_dir else ROOT / "runs" / f"gpu-{Path(args.data).name}" / "dictsr"
-    checkpoint = join_weights(session, train, run_dir)
-    agreement = index_agreement(checkpoint, Path(args.data), pairs) if checkpoint else {}
+    payload = join_weights(session, train, run_dir)
+    agreement = index_agreement(payload, Path(args.data), pairs) if payload else {}
     with tempfile.TemporaryDirectory() as tmp:
         with tarfile.open(session / "sr.tar") as archive:
             archive.extractall(tmp, filter="data")
@@ -107,7 +106,7 @@ def main(argv=None) -> dict:
         "activated_offsets": train.get("activated_deg"),
         "entries": train["config"]["model"]["entries"],
         "config": train["config"],
-        "run_dir": str(run_dir) if checkpoint else None,
+        "run_dir": str(run_dir) if payload else None,
         "index_agreement": agreement.get("index_agreement"),  # clean vs degraded LR; evaluation.index_consistency
         "index_agreement_draws": agreement.get("index_agreement_draws"),
         "dictsr": dictsr,

@@ -34,7 +34,7 @@ from dictsr_core.data.io import list_images, read_rgb, write_rgb
 from dictsr_core.inference.fast import FastInference
 from dictsr_core.inference.tiled import super_resolve
 from dictsr_core.performance.bench import main_bench
-from dictsr_core.training.checkpoint import load_inference_model
+from dictsr_core.training.checkpoint import inference_model, load_checkpoint
 from dictsr_core.training.trainer import train
 
 RESERVE_S = 75  # after training: loading, SR of the validation images, the archive, and a margin
@@ -77,14 +77,14 @@ def probe_step_ms(preset: str, data, device: str, overrides: dict, steps: int = 
     return steady_step_ms(first), steady_step_ms(second) if perceptual and second else None
 
 
-def write_weight_parts(checkpoint: Path, out: Path) -> dict:
-    """The run's weights (last and averaged; no optimizer state, no tracked averages) as one checkpoint, split
-    into files of at most PART_BYTES (`weights.pt.00`, ...); {parts, bytes, sha256} to check the join."""
+def write_weight_parts(payload: dict, out: Path) -> dict:
+    """The weights of a loaded run checkpoint (last and averaged; no optimizer state, no tracked averages) as one
+    checkpoint, split into files of at most PART_BYTES (`weights.pt.00`, ...); {parts, bytes, sha256} to check
+    the join."""
     import hashlib
 
-    from dictsr_core.training.checkpoint import load_checkpoint, save_checkpoint
+    from dictsr_core.training.checkpoint import save_checkpoint
 
-    payload = load_checkpoint(checkpoint)
     kept = {k: payload[k] for k in ("model_ema", "train_wall_s", "device") if payload.get(k) is not None}
     with tempfile.TemporaryDirectory(prefix="dictsr-gpu-weights-") as tmp:
         whole = save_checkpoint(Path(tmp) / "weights.pt", model_state=payload["model"], config=payload["config"],
@@ -156,9 +156,10 @@ def main(argv=None) -> dict:
                         on_log=lambda r: print(json.dumps(r), flush=True))
         metrics_text = (run / "metrics.jsonl").read_text()
         metrics = [json.loads(line) for line in metrics_text.splitlines()]
+        payload = load_checkpoint(run / "checkpoints" / "last.pt")
         summary.update(config=cfg.to_dict(), train_step_ms_run=steady_step_ms(metrics), checkpoint=None,  # a temp dir
                        probe_step_ms=None if args.skip_probe else step_ms, probe_perceptual_step_ms=perceptual_ms,
-                       weights=write_weight_parts(run / "checkpoints" / "last.pt", out))
+                       weights=write_weight_parts(payload, out))
         if cuda:
             summary["peak_train_mem_gb_run"] = torch.cuda.max_memory_allocated(args.device) / 2**30
         atomic_write_json(out / "train.json", summary)
@@ -168,7 +169,7 @@ def main(argv=None) -> dict:
             atomic_write_json(out / "bench.json", bench)
         (out / "metrics.jsonl").write_text(metrics_text)
 
-        model, _, _ = load_inference_model(run / "checkpoints" / "last.pt", device=args.device)
+        model = inference_model(payload, device=args.device)
         sr_dir = run / "sr"
         t0 = time.time()
         if cuda:

@@ -61,6 +61,16 @@ def smoke(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_run(tiny_data, tmp_path_factory):
+    """A tiny-preset run trained on tiny_data (`dictsr train`), read but never written by the tests that share it."""
+    from dictsr_core.cli import main
+
+    out = tmp_path_factory.mktemp("tiny-run") / "run"
+    assert main(["train", "--preset", "tiny", "--data", str(tiny_data), "--out", str(out), "--device", "cpu"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
 def noisy_data(tiny_data, tmp_path_factory):
     """tiny_data with one more LR image that has flat, noisy regions (the noise bank needs flat windows)."""
     import shutil

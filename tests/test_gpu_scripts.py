@@ -57,13 +57,14 @@ def test_weights_come_back_in_parts_and_join_checked(tmp_path, monkeypatch):
     out = tmp_path / "OUT"
     out.mkdir()
     monkeypatch.setattr(session, "PART_BYTES", 40_000)
-    weights = session.write_weight_parts(tmp_path / "last.pt", out)
+    weights = session.write_weight_parts(load_checkpoint(tmp_path / "last.pt"), out)
     parts = sorted(out.glob("weights.pt.*"))
     assert weights["parts"] == len(parts) >= 2 and all(p.stat().st_size <= 40_000 for p in parts)
     (out / "metrics.jsonl").write_text('{"step": 7}\n')
     train = {"weights": weights}
-    checkpoint = results.join_weights(out, train, tmp_path / "run")
-    joined = load_checkpoint(checkpoint)
+    joined = results.join_weights(out, train, tmp_path / "run")
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.pt"
+    assert torch.equal(load_checkpoint(checkpoint)["model"]["dictionaries.d_lr"], joined["model"]["dictionaries.d_lr"])
     assert joined["step"] == 7 and "optimizer" not in joined and joined["train_wall_s"] == 3.0
     for key, value in model.state_dict().items():
         assert torch.equal(joined["model"][key], value) and torch.equal(joined["model_ema"][key], average[key])

@@ -64,13 +64,6 @@ def test_tiled_inference_widens_its_margin_and_still_equals_the_whole_image(tiny
         tiny_inference.dictionaries.lookup_blur = 0.0
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tiny_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("blur") / "run"
-    assert main(["train", "--preset", "tiny", "--data", str(tiny_data), "--out", str(out), "--device", "cpu"]) == 0
-    return out
-
-
 def test_derive_sets_the_inference_lookup_without_training(tiny_run, tmp_path, capsys):
     out = tmp_path / "blurred"
     assert main(["derive", "--from", str(tiny_run), "--out", str(out), "--set", "model.lookup_blur=0.5"]) == 0

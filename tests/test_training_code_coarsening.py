@@ -13,13 +13,6 @@ from dictsr_core.training.checkpoint import inference_model, load_checkpoint
 from dictsr_core.training.code_coarsening import derive_coarse_run
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tiny_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("coarse") / "run"
-    assert main(["train", "--preset", "tiny", "--data", str(tiny_data), "--out", str(out), "--device", "cpu"]) == 0
-    return out
-
-
 def test_the_derived_run_keeps_the_representative_entries_fit_on_the_training_images(tiny_run, tiny_data, tmp_path):
     out = tmp_path / "coarse"
     assert derive_coarse_run(tiny_run, out, 4, tiny_data) is True

@@ -16,7 +16,7 @@ from dictsr_core.data.io import MAX_SR_INPUT_PIXELS, pil_to_rgb
 from dictsr_core.inference.color_fix import apply_color_fix, check_color_fix
 from dictsr_core.inference.fast import graphed
 from dictsr_core.model import DictSRInference
-from dictsr_core.model.lowpass_base import base_margin
+from dictsr_core.model.lowpass_base import base_margin, kernel_radius
 
 MIN_SIZE = 8  # LR pixels: smaller images carry no usable content for 2x2 codes and 3x3 convs
 MIN_TILE = 8  # LR pixels: a smaller tile is almost all margin (the receptive field), so extremely slow
@@ -48,8 +48,6 @@ def receptive_margin(model: DictSRInference) -> int:
             radius += 2 * scale  # nearest x2 (half a source pixel) + 3x3 conv
     radius += scale  # tail conv
     if getattr(cfg, "lookup_blur", 0) > 0:  # the blurred lookup sees this many more code cells around each cell
-        from dictsr_core.model.lowpass_base import kernel_radius
-
         radius += kernel_radius(cfg.lookup_blur) * cfg.code_patch
     if getattr(cfg, "base_sigma", 0) > 0:
         radius = max(radius, base_margin(cfg.base_sigma))

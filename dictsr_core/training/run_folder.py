@@ -203,9 +203,7 @@ def _derived_averages(source_dir: Path, out_dir: Path, source_cfg: Config, cfg: 
     average `cfg` uses (a ConfigError naming them)."""
     from dataclasses import replace
 
-    from dictsr_core.config import ConfigError
-
-    from dictsr_core.config import INFERENCE_FIELDS
+    from dictsr_core.config import INFERENCE_FIELDS, ConfigError
 
     same_steps = replace(source_cfg, ablation=cfg.ablation, train=replace(
         source_cfg.train, **{name: getattr(cfg.train, name) for name in AVERAGE_FIELDS}),
