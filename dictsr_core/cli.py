@@ -72,6 +72,8 @@ def cmd_derive(args) -> int:
         return _derive_coarse(args)
     if args.split:
         raise ConfigError("--split goes with --coarsen M: it grows a coarsened code")
+    if args.gate is not None:
+        raise ConfigError("--gate goes with --coarsen M: it gates a coarse code of M entries")
     snapshot = "before-perceptual" if args.before_perceptual else "last"
     source_ckpt = checkpoint_file(args.source, snapshot)
     if not source_ckpt.is_file():
@@ -115,6 +117,8 @@ def _derive_coarse(args) -> int:
         raise ConfigError("derive --coarsen M needs --data DIR: the clusters are fit on its training images")
     if args.ablation or args.set or args.before_perceptual:
         raise ConfigError("derive --coarsen takes no --ablation, --set or --before-perceptual")
+    if args.gate is not None:
+        return _derive_gated(args)
     for flag, value in (("--agreement", args.agreement), ("--agreement-z", args.agreement_z)):
         if value is not None and args.coarsen != "auto" and args.restarts == 1 and not args.split:
             raise ConfigError(f"{flag} goes with --coarsen auto, --restarts or --split")
@@ -123,6 +127,23 @@ def _derive_coarse(args) -> int:
                          lookup_blurs=args.lookup_blur, log=lambda line: print(line, file=sys.stderr)):
         print(f"[derive] {args.out}: {args.source} with its code coarsened (k-means on the entries chosen by the "
               f"training images of {args.data})", file=sys.stderr)
+    else:
+        print(f"[derive] {args.out} is already this derivation of {args.source}; nothing written", file=sys.stderr)
+    return 0
+
+
+def _derive_gated(args) -> int:
+    from dictsr_core.config import ConfigError
+    from dictsr_core.training.texture_gate_search import derive_gated_run
+
+    if args.coarsen == "auto" or args.split:
+        raise ConfigError("--gate goes with --coarsen M (an entry count) and --restarts R, not with auto or --split")
+    if derive_gated_run(args.source, args.out, args.coarsen, args.data, args.gate, restarts=args.restarts,
+                        lookup_blurs=args.lookup_blur, target=args.agreement, agreement_z=args.agreement_z,
+                        force=args.force, log=lambda line: print(line, file=sys.stderr)):
+        print(f"[derive] {args.out}: {args.source} with a texture-gated code (a coarse code of {args.coarsen} entries "
+              "for flat LR cells, all entries for textured ones; chosen on the training images of "
+              f"{args.data})", file=sys.stderr)
     else:
         print(f"[derive] {args.out} is already this derivation of {args.source}; nothing written", file=sys.stderr)
     return 0
@@ -467,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablation", default=None, help="an ablation that changes the averages only, e.g. R6")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="train.ema_decay, ema_sigma_rel, ema_track_sigma_rel, ema_track_decay, model.joint_lookup or "
-                        "model.lookup_blur (repeatable)")
+                        "model.lookup_blur, model.texture_gate (repeatable)")
     p.add_argument("--before-perceptual", action="store_true",
                    help="from the run's checkpoint at the start of its perceptual phase (checkpoints/before-perceptual.pt): "
                         "the model of its L1 + VQ steps only")
@@ -494,6 +515,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(the LR lookup embedding blurred, sigma in code cells; 0 for none), keeping the code with the "
                         "lowest training LPIPS-Alex among those whose training agreement reaches --agreement "
                         "(no validation image)")
+    p.add_argument("--gate", type=float, nargs="+", default=None, metavar="T",
+                   help="with --coarsen M (and --restarts, --lookup-blur): a texture-gated code instead (model.texture_gate, "
+                        "not in the paper): LR cells whose roughness (grey levels) is at least T choose among all entries, "
+                        "the rest among the M; every draw x blur x T scored on the training photos, keeping the lowest "
+                        "training LPIPS-Alex among those whose training agreement reaches --agreement (no validation image)")
     p.add_argument("--data", default=None, help="with --coarsen: the data folder whose training images fit the clusters")
     p.add_argument("--force", action="store_true", help="write it again even when OUT already holds it")
     p.set_defaults(func=cmd_derive)

@@ -32,6 +32,11 @@ class ModelConfig:
     # the content lookup, so a cell's entry follows its neighbourhood's mean embedding and one LR pixel's sensor noise
     # moves it less (index agreement), at a cost in detail where the content changes within the blur
     lookup_blur: float = 0.0
+    # not in the paper, inference only, set by `dictsr derive --gate`: a coarse code of this many of the N entries
+    # (the state's dictionaries.coarse_keep) that the LR cells whose roughness is under `texture_gate` grey levels
+    # choose among; the textured ones choose among all N (model/texture_gate.py). 0 and 0: no gate
+    coarse_entries: int = 0
+    texture_gate: float = 0.0
     beta: float = 0.25  # commitment weight (on ||z - sg[q]||^2, not on the codebook term)
     # branch 1's index comes from branch 2, so no argmin sits between D_hr and the HR loss: "ste" passes the
     # reconstruction gradient to E_hr only (VQ-VAE; D_hr follows E_hr through L_dis); "both" also gives it to D_hr.
@@ -135,10 +140,11 @@ class TrainConfig:
 METHODS = ("dictsr", "paired-bicubic", "oracle")
 # ModelConfig fields that only DictSR's dictionaries read (PlainSR has none)
 DICTIONARY_FIELDS = ("entries", "offsets", "dim", "hierarchical", "coupled", "joint_lookup", "beta", "hr_grad",
-                     "consistency_form", "init", "deg_init_scale", "lookup_chunk", "lookup_blur")
+                     "consistency_form", "init", "deg_init_scale", "lookup_chunk", "lookup_blur", "coarse_entries",
+                     "texture_gate")
 # model fields that change no training step, only the inference lookup: `dictsr derive --set` may change them on a
 # trained run (training/run_folder.derive_average_run)
-INFERENCE_FIELDS = ("joint_lookup", "lookup_blur")
+INFERENCE_FIELDS = ("joint_lookup", "lookup_blur", "texture_gate")
 
 
 @dataclass(frozen=True)
@@ -202,6 +208,11 @@ class Config:
         _check(m.deg_init_scale >= 0, "model.deg_init_scale", m.deg_init_scale, "non-negative")
         _check(m.lookup_blur >= 0 and math.isfinite(m.lookup_blur), "model.lookup_blur", m.lookup_blur,
                "0 (off) or a positive sigma in code cells")
+        _check(isinstance(m.coarse_entries, int) and 0 <= m.coarse_entries < max(m.entries, 1), "model.coarse_entries",
+               m.coarse_entries, f"0 (no gated code) or fewer than model.entries ({m.entries})")
+        _check(m.texture_gate >= 0 and math.isfinite(m.texture_gate) and (m.texture_gate > 0) == (m.coarse_entries > 0),
+               "model.texture_gate", m.texture_gate, "a positive roughness in grey levels with model.coarse_entries > 0, "
+               "0 without (the gate is made by dictsr derive --gate)")
         _check(m.lookup_chunk >= 1024, "model.lookup_chunk", m.lookup_chunk, "at least 1024")
         _check(t.batch_size >= 1, "train.batch_size", t.batch_size, "at least 1")
         _check(t.hr_crop % m.hr_patch == 0 and t.hr_crop > 0, "train.hr_crop", t.hr_crop, f"a positive multiple of {m.hr_patch}")

@@ -73,20 +73,22 @@ def test_the_cpu_plan_makes_and_scores_the_l1_only_model_of_the_main_dictsr_run(
     assert ctx.run_dir("dictsr-l1") / "checkpoints" / "last.pt" in train.outputs
     assert train.about == ("train dictsr: 8400 steps (dictsr-l1: its L1-only model at step 7800) (dictsr-c8: its code "
                            "in 8 entries, the best of 8 k-means draws on the training images) (dictsr-c8s: that code "
-                           "grown by greedy splits while its training agreement holds)")
+                           "grown by greedy splits while its training agreement holds) (dictsr-c8g: the coarse code for flat "
+                           "LR cells, all entries for textured ones)")
     assert (train.parameters["coarse_run"], train.parameters["coarse_entries"], train.parameters["coarse_restarts"],
             train.parameters["split_run"]) == ("dictsr-c8", 8, 8, "dictsr-c8s")
     from dataclasses import replace
 
-    once = replace(ctx, profile=replace(ctx.profile, coarse_restarts=1, coarse_split=False))  # as the profile says
+    once = replace(ctx, profile=replace(ctx.profile, coarse_restarts=1, coarse_split=False,
+                                        coarse_gates=None))  # as the profile says
     train1 = next(s for s in plan(once) if s.key == "02_train-dictsr")
     assert train1.parameters["coarse_restarts"] == 1 and train1.about.endswith("(dictsr-c8: its code in 8 entries)")
-    assert train1.parameters["split_run"] is None
-    assert {ctx.run_dir(run) / "checkpoints" / "last.pt" for run in ("dictsr-c8", "dictsr-c8s")} <= set(train.outputs)
+    assert train1.parameters["split_run"] is None and train1.parameters["gated_run"] is None
+    assert {ctx.run_dir(run) / "checkpoints" / "last.pt" for run in ("dictsr-c8", "dictsr-c8s", "dictsr-c8g")} <= set(train.outputs)
     assert stages["02_train-oracle"].parameters["l1_run"] is None  # the baselines keep theirs in their own folder only
     assert "coarse_run" not in stages["02_train-oracle"].parameters  # a baseline has no code
     assert stages["03_evaluate"].parameters["runs"] == ["dictsr", "dictsr-l1", "dictsr-c8", "dictsr-c8s",
-                                                         "paired-bicubic", "oracle"]
+                                                         "dictsr-c8g", "paired-bicubic", "oracle"]
     # a run that finished before the L1-only model was kept has none to make: the plan leaves it out (a forced
     # plan retrains it, and so keeps one)
     finished = context("cpu", data_dir="data/photos-aim", run_root=tmp_path / "runs", device="cpu")
@@ -104,7 +106,8 @@ def test_the_cpu_plan_makes_and_scores_the_l1_only_model_of_the_main_dictsr_run(
     _finished_folder(finished.run_dir("dictsr"), training_config(finished, "dictsr"))
     before = {s.key: s for s in plan(finished)}
     assert before["02_train-dictsr"].parameters["l1_run"] is None and "L1-only" not in before["02_train-dictsr"].about
-    assert before["03_evaluate"].parameters["runs"] == ["dictsr", "dictsr-c8", "dictsr-c8s", "paired-bicubic", "oracle"]
+    assert before["03_evaluate"].parameters["runs"] == ["dictsr", "dictsr-c8", "dictsr-c8s", "dictsr-c8g", "paired-bicubic",
+                                                      "oracle"]
     assert {s.key: s for s in plan(finished, force=True)}["02_train-dictsr"].parameters["l1_run"] == "dictsr-l1"
     (finished.run_dir("dictsr") / "checkpoints" / "before-perceptual.pt").write_bytes(b"")
     assert {s.key: s for s in plan(finished)}["02_train-dictsr"].parameters["l1_run"] == "dictsr-l1"

@@ -17,6 +17,7 @@ from dictsr_core.inference.color_fix import apply_color_fix, check_color_fix
 from dictsr_core.inference.fast import graphed
 from dictsr_core.model import DictSRInference
 from dictsr_core.model.lowpass_base import base_margin, kernel_radius
+from dictsr_core.model.texture_gate import roughness_radius
 
 MIN_SIZE = 8  # LR pixels: smaller images carry no usable content for 2x2 codes and 3x3 convs
 MIN_TILE = 8  # LR pixels: a smaller tile is almost all margin (the receptive field), so extremely slow
@@ -49,6 +50,8 @@ def receptive_margin(model: DictSRInference) -> int:
     radius += scale  # tail conv
     if getattr(cfg, "lookup_blur", 0) > 0:  # the blurred lookup sees this many more code cells around each cell
         radius += kernel_radius(cfg.lookup_blur) * cfg.code_patch
+    if getattr(cfg, "texture_gate", 0) > 0:  # a cell's roughness reads the LR pixels around it
+        radius += roughness_radius() + cfg.code_patch
     if getattr(cfg, "base_sigma", 0) > 0:
         radius = max(radius, base_margin(cfg.base_sigma))
     step = cfg.code_patch

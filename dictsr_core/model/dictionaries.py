@@ -104,6 +104,11 @@ class LookupResult:
     z: torch.Tensor | None = None  # lookup-space embedding rows [B*h*w, d] (fp32, with grad)
 
 
+def gate_indices(fine: torch.Tensor, coarse: torch.Tensor, roughness: torch.Tensor, gate: float) -> torch.Tensor:
+    """The gated index map (model/texture_gate.py): `fine` where the roughness is at least `gate`, else `coarse`."""
+    return torch.where(roughness >= gate, fine, coarse)
+
+
 class CoupledDictionaries(nn.Module):
     """D_hr and D_lr share their index space; D_deg holds K offsets around each D_lr entry.
 
@@ -124,6 +129,8 @@ class CoupledDictionaries(nn.Module):
         coupled: bool = True,
         joint_lookup: bool = False,
         lookup_blur: float = 0.0,
+        coarse_entries: int = 0,
+        texture_gate: float = 0.0,
         init: str = "sample",
         deg_init_scale: float = 0.05,
         lookup_chunk: int = 1 << 24,
@@ -134,7 +141,7 @@ class CoupledDictionaries(nn.Module):
         self.entries, self.num_offsets, self.dim = entries, offsets, dim
         self.beta, self.hierarchical, self.coupled, self.joint_lookup = beta, hierarchical, coupled, joint_lookup
         self.init, self.deg_init_scale, self.lookup_chunk = init, deg_init_scale, lookup_chunk
-        self.lookup_blur = lookup_blur
+        self.lookup_blur, self.texture_gate = lookup_blur, texture_gate
         self.hr_grad, self.consistency_form = hr_grad, consistency_form
         self.hr_in, self.hr_out = nn.Conv2d(hr_channels, dim, 1), nn.Conv2d(dim, hr_channels, 1)
         self.lr_in, self.lr_out = nn.Conv2d(lr_channels, dim, 1), nn.Conv2d(dim, lr_channels, 1)
@@ -150,6 +157,13 @@ class CoupledDictionaries(nn.Module):
         self.register_buffer("clock", torch.zeros((), dtype=torch.long))  # training steps seen
         self.register_buffer("last_used", torch.full((entries,), NEVER, dtype=torch.long))
         self.register_buffer("born", torch.zeros(entries, dtype=torch.long))  # step of last (re)initialisation
+        # a texture-gated code (model/texture_gate.py): the entries flat cells choose among; only derived runs have one
+        self.register_buffer("coarse_keep", torch.arange(coarse_entries) if coarse_entries > 0 else None)
+
+    @property
+    def gated(self) -> bool:
+        """Whether content_indices needs the LR roughness map: a coarse code with a texture gate."""
+        return self.coarse_keep is not None and self.texture_gate > 0
 
     # ---- lookups --------------------------------------------------------------------------
     def lookup_lr(self, features: torch.Tensor, degraded: bool) -> LookupResult:
@@ -205,20 +219,45 @@ class CoupledDictionaries(nn.Module):
         return F.mse_loss(z, self.d_lr[target].detach().float())
 
     @torch.no_grad()
-    def content_indices(self, features: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    def content_indices(self, features: torch.Tensor, keep: torch.Tensor | None = None,
+                        roughness: torch.Tensor | None = None) -> torch.Tensor:
         """Inference: the content index map of an LR embedding (eq. 4's j, or the joint rule's j). With `keep`
         (entry indices), the lookup sees only those entries, as a run coarsened to them does, and j indexes `keep`.
-        With lookup_blur > 0 the embedding map is Gaussian-blurred first (model.lookup_blur)."""
+        With lookup_blur > 0 the embedding map is Gaussian-blurred first (model.lookup_blur). A gated code (`gated`)
+        needs `roughness` ([B, h, w], model/texture_gate.lr_roughness of the LR image): cells at or above
+        texture_gate choose among all entries, unblurred, the rest among coarse_keep, blurred; `keep` bypasses it."""
+        grid = (features.shape[0], features.shape[2], features.shape[3])
+        if keep is None and self.gated:
+            if roughness is None or tuple(roughness.shape) != grid:
+                raise ValueError(f"a texture-gated lookup (model.texture_gate) needs the LR roughness map of shape "
+                                 f"{grid}, got {None if roughness is None else tuple(roughness.shape)}")
+            return gate_indices(self.fine_indices(features), self.coarse_indices(features, self.coarse_keep),
+                                roughness, self.texture_gate)
         z = self.lr_in(features).float()
-        if self.lookup_blur > 0:
-            z = gaussian_lowpass(z, self.lookup_blur)
-        z = to_rows(z)
-        d_lr, d_deg = (self.d_lr, self.d_deg) if keep is None else (self.d_lr[keep], self.d_deg[keep])
+        d_lr, d_deg = (self.d_lr, self.d_deg) if keep is None else (self.d_lr[keep], None if self.d_deg is None else self.d_deg[keep])
+        return self._nearest(to_rows(self._blurred(z)), d_lr, d_deg).view(grid)
+
+    @torch.no_grad()
+    def fine_indices(self, features: torch.Tensor) -> torch.Tensor:
+        """A gated code's textured cells: the nearest of all N entries to the unblurred embedding, [B, h, w]."""
+        z = self.lr_in(features).float()
+        return self._nearest(to_rows(z), self.d_lr, self.d_deg).view(z.shape[0], z.shape[2], z.shape[3])
+
+    @torch.no_grad()
+    def coarse_indices(self, features: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """A gated code's flat cells: the nearest of the entries `keep` to the embedding blurred by lookup_blur, as
+        indices over all N entries, [B, h, w]."""
+        z = self._blurred(self.lr_in(features).float())
+        d_deg = None if self.d_deg is None else self.d_deg[keep]
+        return keep[self._nearest(to_rows(z), self.d_lr[keep], d_deg)].view(z.shape[0], z.shape[2], z.shape[3])
+
+    def _blurred(self, z: torch.Tensor) -> torch.Tensor:
+        return gaussian_lowpass(z, self.lookup_blur) if self.lookup_blur > 0 else z
+
+    def _nearest(self, rows: torch.Tensor, d_lr: torch.Tensor, d_deg: torch.Tensor | None) -> torch.Tensor:
         if self.joint_lookup and self.hierarchical:
-            j, _ = nearest_pair(z, d_lr, d_deg, self.lookup_chunk)
-        else:
-            j = nearest_entry(z, d_lr, self.lookup_chunk)
-        return j.view(features.shape[0], features.shape[2], features.shape[3])
+            return nearest_pair(rows, d_lr, d_deg, self.lookup_chunk)[0]
+        return nearest_entry(rows, d_lr, self.lookup_chunk)
 
     def hr_features(self, indices: torch.Tensor) -> torch.Tensor:
         """D_hr(i) for an index map [B, h, w], projected out to the D_hr decoder's width."""

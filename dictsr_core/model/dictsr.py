@@ -15,6 +15,7 @@ from dictsr_core.model.decoders import Decoder
 from dictsr_core.model.dictionaries import CoupledDictionaries, LookupResult
 from dictsr_core.model.encoders import Encoder
 from dictsr_core.model.lowpass_base import add_base
+from dictsr_core.model.texture_gate import lr_roughness
 
 
 def to_signed(x: torch.Tensor) -> torch.Tensor:
@@ -38,6 +39,8 @@ def build_dictionaries(cfg: ModelConfig) -> CoupledDictionaries:
         coupled=cfg.coupled,
         joint_lookup=cfg.joint_lookup,
         lookup_blur=cfg.lookup_blur,
+        coarse_entries=cfg.coarse_entries,
+        texture_gate=cfg.texture_gate,
         init=cfg.init,
         deg_init_scale=cfg.deg_init_scale,
         lookup_chunk=cfg.lookup_chunk,
@@ -137,7 +140,8 @@ class DictSRInference(nn.Module):
         self.stem = None  # CodeStem once folded(): the decoder then starts at dec_hr[1]
 
     def indices(self, lr: torch.Tensor) -> torch.Tensor:
-        return self.dictionaries.content_indices(self.enc_lr(to_signed(lr)))
+        roughness = lr_roughness(lr, self.code_patch) if self.dictionaries.gated else None
+        return self.dictionaries.content_indices(self.enc_lr(to_signed(lr)), roughness=roughness)
 
     def decode(self, indices: torch.Tensor, lr: torch.Tensor | None = None) -> torch.Tensor:
         """SR from an index map; with a low-pass base (model.base_sigma > 0) `lr` gives the base, and without

@@ -18,6 +18,8 @@ EVAL_S_PER_PAIR = 1.3  # one validation pair through one method, all metrics and
 # a run derived after training (`dictsr derive --coarsen 8 --restarts 8`, then with --split; 2026-12-04, 2-core
 # AMD EPYC: 29 s and 46-100 s, the splits' probe scoring most of it)
 DERIVE_S = {"coarse_run": 30.0, "split_run": 100.0}
+# the gated code (`--gate`): each draw x blur x gate candidate's lookups and training windows (2026-12-04, same machine)
+GATE_CANDIDATE_S = 2.0
 
 
 def measure_step_seconds(cfg, data_dir, device, steps: int = 24, log_every: int = 6) -> float:
@@ -104,7 +106,12 @@ def derivation_seconds(parameters: dict) -> float:
     lookup blur it tries (photos-ntire, 2026-12-04: 193 s for both codes with two blurs, where the blurred ones
     stopped splitting early; 260 s counted)."""
     per_blur = sum(seconds for key, seconds in DERIVE_S.items() if parameters.get(key))
-    return per_blur * len(parameters.get("coarse_lookup_blurs") or [None])
+    gated = 0.0
+    if parameters.get("gated_run"):
+        gated = GATE_CANDIDATE_S * (max(int(parameters.get("coarse_restarts") or 1), 1)
+                                    * len(parameters.get("gate_lookup_blurs") or [None])
+                                    * len(parameters.get("coarse_gates") or []))
+    return per_blur * len(parameters.get("coarse_lookup_blurs") or [None]) + gated
 
 
 def evaluation_seconds(pairs: int, scored: int) -> float:

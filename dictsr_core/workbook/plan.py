@@ -73,6 +73,11 @@ def coarse_run_name(run_name: str, cfg, entries: int | None) -> str | None:
     return f"{run_name}-c{entries}"
 
 
+def _listed(values) -> list | None:
+    """A profile's tuple as a notebook parameter (papermill passes lists)."""
+    return None if values is None else list(values)
+
+
 def common_parameters(ctx: Context) -> dict:
     return {"profile": ctx.profile.name, "data_dir": str(ctx.data_dir), "run_root": str(ctx.run_root),
             "figure_dir": str(ctx.figure_dir), "device": str(ctx.device), "seed": ctx.seed}
@@ -99,11 +104,13 @@ def plan(ctx: Context, force: bool = False) -> list[Stage]:
         l1_run = l1_run_name(method, cfg, ctx.run_dir(method), force) if method == "dictsr" else None
         coarse_run = coarse_run_name(method, cfg, ctx.profile.coarse_entries)
         split_run = f"{coarse_run}s" if coarse_run and ctx.profile.coarse_split else None
-        made = [run for run in (method, l1_run, coarse_run, split_run) if run]
+        gated_run = f"{coarse_run}g" if coarse_run and ctx.profile.coarse_gates else None
+        made = [run for run in (method, l1_run, coarse_run, split_run, gated_run) if run]
         extra = {"coarse_run": coarse_run, "coarse_entries": ctx.profile.coarse_entries,
                  "coarse_restarts": ctx.profile.coarse_restarts, "split_run": split_run,
-                 "coarse_lookup_blurs": None if ctx.profile.coarse_lookup_blurs is None
-                 else list(ctx.profile.coarse_lookup_blurs)} if coarse_run else {}
+                 "coarse_lookup_blurs": _listed(ctx.profile.coarse_lookup_blurs), "gated_run": gated_run,
+                 "coarse_gates": _listed(ctx.profile.coarse_gates),
+                 "gate_lookup_blurs": _listed(ctx.profile.gate_lookup_blurs)} if coarse_run else {}
         stages.append(Stage(f"02_train-{method}", "02_train",
                             {**common, "method": method, "ablation": None, "schedule": "main", "run_name": method,
                              "l1_run": l1_run, **extra},
@@ -114,7 +121,9 @@ def plan(ctx: Context, force: bool = False) -> list[Stage]:
                                + (f", the best of {ctx.profile.coarse_restarts} k-means draws on the training images"
                                   if ctx.profile.coarse_restarts > 1 else "") + ")" if coarse_run else "")
                             + (f" ({split_run}: that code grown by greedy splits while its training agreement holds)"
-                               if split_run else "")))
+                               if split_run else "")
+                            + (f" ({gated_run}: the coarse code for flat LR cells, all entries for textured ones)"
+                               if gated_run else "")))
         scored += made
     stages.append(Stage("03_evaluate", "03_evaluate", {**common, "runs": scored, "table_dir": None, "figure_name": "eval_metrics"},
                         _figures(ctx, "eval_metrics") + [table / "table1.md", table / "table1.csv"],

@@ -87,18 +87,22 @@ def _csv(rows: list[dict]) -> str:
 
 def train_run(ctx: Context, run_name: str, cfg, force: bool = False, live: bool = True, l1_run: str | None = None,
               coarse_run: str | None = None, coarse_entries: int | None = None, coarse_restarts: int = 1,
-              split_run: str | None = None, coarse_lookup_blurs=None) -> dict:
+              split_run: str | None = None, coarse_lookup_blurs=None, gated_run: str | None = None,
+              coarse_gates=None, gate_lookup_blurs=None) -> dict:
     """Train RUN_ROOT/run_name (resuming a partial run, reusing a finished one with the same config) and save
     its curves as figure train_curves_<run_name>; with l1_run, also make RUN_ROOT/l1_run, its L1-only model (the
     checkpoint kept at the start of the perceptual phase); with coarse_run, RUN_ROOT/coarse_run, the run with its
     code coarsened to coarse_entries entries (training/code_coarsening.py, fit on the data's training images; the
     best of coarse_restarts k-means draws there); with split_run too, RUN_ROOT/split_run, that code grown by greedy
     splits while its training agreement holds (training/code_refinement.py); coarse_lookup_blurs: both codes derived
-    once per LR lookup blur, the best on the training images kept (derive_coarse_run's lookup_blurs)."""
+    once per LR lookup blur, the best on the training images kept (derive_coarse_run's lookup_blurs); with gated_run
+    too, RUN_ROOT/gated_run, the texture-gated code (training/texture_gate_search.py: coarse_restarts draws x
+    gate_lookup_blurs x coarse_gates scored on the training images)."""
     from dictsr_core.analysis.figures.training import LiveTrainingPlot, read_metrics, training_curves
     from dictsr_core.training.checkpoint import load_checkpoint
     from dictsr_core.training.code_coarsening import derive_coarse_run
     from dictsr_core.training.run_folder import derive_average_run
+    from dictsr_core.training.texture_gate_search import derive_gated_run
     from dictsr_core.training.trainer import train
 
     run_dir = ctx.run_dir(run_name)
@@ -132,12 +136,16 @@ def train_run(ctx: Context, run_name: str, cfg, force: bool = False, live: bool 
                                                       force=force, restarts=coarse_restarts, split=True, payload=stored,
                                                       lookup_blurs=coarse_lookup_blurs):
         print(f"{ctx.run_dir(split_run)}: {coarse_run}'s code grown by greedy splits")
+    if coarse_run and gated_run and derive_gated_run(run_dir, ctx.run_dir(gated_run), coarse_entries, ctx.data_dir,
+                                                     coarse_gates, restarts=coarse_restarts, force=force,
+                                                     lookup_blurs=gate_lookup_blurs, payload=stored):
+        print(f"{ctx.run_dir(gated_run)}: {coarse_run}'s code for flat LR cells, all entries for textured ones")
     records = read_metrics(run_dir / "metrics.jsonl")
     figure = training_curves(records, title, entries)
     ctx.save(figure, f"train_curves_{run_name}")
     summary = {"run": run_name, "run_dir": str(run_dir), "steps": steps, "train_wall_s": wall,
                "last_log": records[-1] if records else None, "l1_run": l1_run, "coarse_run": coarse_run,
-            "split_run": split_run}
+            "split_run": split_run, "gated_run": gated_run}
     return {"summary": summary, "figure": figure}
 
 
