@@ -124,12 +124,20 @@ def _derive_coarse(args) -> int:
             raise ConfigError(f"{flag} goes with --coarsen auto, --restarts or --split")
     if derive_coarse_run(args.source, args.out, args.coarsen, args.data, force=args.force, target=args.agreement,
                          restarts=args.restarts, split=args.split, agreement_z=args.agreement_z,
-                         lookup_blurs=args.lookup_blur, log=lambda line: print(line, file=sys.stderr)):
+                         lookup_blurs=args.lookup_blur, log=lambda line: print(line, file=sys.stderr),
+                         device=_derive_device(args)):
         print(f"[derive] {args.out}: {args.source} with its code coarsened (k-means on the entries chosen by the "
               f"training images of {args.data})", file=sys.stderr)
     else:
         print(f"[derive] {args.out} is already this derivation of {args.source}; nothing written", file=sys.stderr)
     return 0
+
+
+def _derive_device(args) -> str:
+    """--device of `derive --coarsen` (default: CUDA when available, as training's)."""
+    from dictsr_core.training.devices import pick_device
+
+    return str(pick_device(args.device))
 
 
 def _derive_gated(args) -> int:
@@ -140,7 +148,7 @@ def _derive_gated(args) -> int:
         raise ConfigError("--gate goes with --coarsen M (an entry count) and --restarts R, not with auto or --split")
     if derive_gated_run(args.source, args.out, args.coarsen, args.data, args.gate, restarts=args.restarts,
                         lookup_blurs=args.lookup_blur, target=args.agreement, agreement_z=args.agreement_z,
-                        force=args.force, log=lambda line: print(line, file=sys.stderr)):
+                        force=args.force, log=lambda line: print(line, file=sys.stderr), device=_derive_device(args)):
         print(f"[derive] {args.out}: {args.source} with a texture-gated code (a coarse code of {args.coarsen} entries "
               "for flat LR cells, all entries for textured ones; chosen on the training images of "
               f"{args.data})", file=sys.stderr)
@@ -521,6 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the rest among the M; every draw x blur x T scored on the training photos, keeping the lowest "
                         "training LPIPS-Alex among those whose training agreement reaches --agreement (no validation image)")
     p.add_argument("--data", default=None, help="with --coarsen: the data folder whose training images fit the clusters")
+    p.add_argument("--device", default=None, help="with --coarsen: where the derivation's lookups and scoring run: cpu, "
+                   "cuda, cuda:1 (default: CUDA when available)")
     p.add_argument("--force", action="store_true", help="write it again even when OUT already holds it")
     p.set_defaults(func=cmd_derive)
 

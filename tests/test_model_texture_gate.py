@@ -166,3 +166,14 @@ def test_cpu_profile_makes_the_gated_code_as_a_row_beside_its_model(tmp_path):
     assert train.parameters["gate_lookup_blurs"] == [0.0, 0.5, 1.0]
     evaluate = next(stage for stage in plan(ctx) if stage.key == "03_evaluate")
     assert "dictsr-c8g" in evaluate.parameters["runs"]
+
+
+def test_derivations_run_where_asked(tiny_run, noisy_data, tmp_path, capsys):
+    # --device reaches both derivations (a CUDA device is checked by the device script; here the CPU by name),
+    # and a device that does not exist is refused by name before anything is written
+    assert main(["derive", "--from", str(tiny_run), "--out", str(tmp_path / "g"), "--coarsen", "4", "--restarts", "2",
+                 "--gate", "2", "--agreement", "0.05", "--data", str(noisy_data), "--device", "cpu"]) == 0
+    assert load_checkpoint(tmp_path / "g" / "checkpoints" / "last.pt")["config"].model.texture_gate == 2.0
+    assert main(["derive", "--from", str(tiny_run), "--out", str(tmp_path / "x"), "--coarsen", "4", "--restarts", "2",
+                 "--data", str(noisy_data), "--device", "cuda:7"]) == 2
+    assert "cuda" in capsys.readouterr().err and not (tmp_path / "x").exists()

@@ -168,10 +168,12 @@ def test_the_plan_counts_the_coarse_derivations_a_training_stage_makes(tmp_path)
     dictsr, paired = stages["02_train-dictsr"].parameters, stages["02_train-paired-bicubic"].parameters
     both = estimate.DERIVE_S["coarse_run"] + estimate.DERIVE_S["split_run"]
     assert dictsr["coarse_lookup_blurs"] == [0.0, 0.5]  # each derivation is made once per blur tried
-    assert estimate.derivation_seconds(dictsr) == 2 * both > 0
-    assert estimate.derivation_seconds({**dictsr, "coarse_lookup_blurs": None}) == both
+    gated = estimate.GATE_CANDIDATE_S * 8 * 3 * 4  # the gated code: 8 draws x 3 blurs x 4 gates scored
+    assert estimate.derivation_seconds(dictsr) == pytest.approx(2 * both + gated) and gated > 0
+    assert estimate.derivation_seconds({**dictsr, "coarse_lookup_blurs": None}) == pytest.approx(both + gated)
     assert estimate.derivation_seconds(paired) == 0.0  # a paired baseline has no code to coarsen
-    assert estimate.derivation_seconds({**dictsr, "split_run": None}) == 2 * estimate.DERIVE_S["coarse_run"]
+    assert estimate.derivation_seconds({**dictsr, "split_run": None, "gated_run": None}) == (
+        2 * estimate.DERIVE_S["coarse_run"])
 
 
 def test_step_time_is_measured_by_real_training_and_reused_per_kind(tiny_data, tmp_path):

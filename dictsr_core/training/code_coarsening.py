@@ -29,7 +29,7 @@ def kept_rows(state: dict, keep: torch.Tensor) -> dict:
 def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force: bool = False,
                       target: float | None = None, restarts: int = 1, split: bool = False, log=print,
                       payload: dict | None = None, agreement_z: float | None = None,
-                      lookup_blurs: tuple[float, ...] | None = None) -> bool:
+                      lookup_blurs: tuple[float, ...] | None = None, device="cpu") -> bool:
     """OUT_DIR as SOURCE_DIR's run with its code coarsened to `clusters` entries, the clusters fit on the training
     images of DATA_DIR (data.datasets.training_lr_images) through the weights inference runs (its average where it
     has one). `clusters` "auto": the largest size of training.coarse_size.size_ladder whose training agreement
@@ -47,7 +47,8 @@ def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force:
     with the lowest training LPIPS-Alex among those whose training agreement reaches `target` (the most agreeing
     where none does; every candidate kept in `coarse_blur`); needs `restarts` > 1 or `split`, which score it.
     False when OUT_DIR already holds this derivation. `payload`: SOURCE_DIR's checkpoint, where the caller has
-    loaded it already."""
+    loaded it already. `device`: where the model runs its lookups and the probe's SR (the codes found do not depend
+    on it beyond float rounding)."""
     from dictsr_core.data.datasets import training_clean_lr_images, training_hr_images
     from dictsr_core.training.checkpoint import inference_model, load_checkpoint, tensor_checksum
     from dictsr_core.training.run_folder import checkpoint_file, holds_derivation
@@ -73,7 +74,7 @@ def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force:
             source_cfg.model, entries=done.model.entries if auto or split else clusters,
             lookup_blur=done.model.lookup_blur if blurs is not None else source_cfg.model.lookup_blur))):
         return False
-    model = inference_model(payload, source=str(source_dir))
+    model = inference_model(payload, device=device, source=str(source_dir))
     hr = training_hr_images(data_dir)
     clean = training_clean_lr_images(data_dir, hr)
     probe = training_probe(data_dir, source_cfg, hr, clean) if auto or restarts > 1 or split else None
@@ -83,7 +84,7 @@ def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force:
         blur = source_cfg.model.lookup_blur
     else:
         blur, (clusters, keep, extra) = _best_blur(model, data_dir, clean, probe, request, blurs, source_dir, log)
-    _write_coarse_run(payload, source_dir, out_dir, clusters, keep, extra, derived_from, blur)
+    _write_coarse_run(payload, source_dir, out_dir, clusters, keep.cpu(), extra, derived_from, blur)
     return True
 
 
@@ -95,7 +96,7 @@ def _derive_code(model, data_dir, clean, probe, request: dict, source_dir, log) 
 
     clusters, target, z = request["clusters"], request["target"], request["z"]
     chosen = torch.cat([content_index_map(model, image, tile=None).reshape(-1)
-                        for image in training_lr_images(data_dir, clean)])
+                        for image in training_lr_images(data_dir, clean)]).to(model.dictionaries.d_lr.device)
     extra = {}
     if clusters == "auto":
         clusters, extra["coarse_size"] = _auto_size(model, chosen, probe, target, z, source_dir, log)

@@ -27,11 +27,11 @@ from dictsr_core.training.coarse_size import agreement_bound, central_window
 
 def derive_gated_run(source_dir, out_dir, clusters: int, data_dir, gates, *, restarts: int = 1, lookup_blurs=None,
                      target: float | None = None, agreement_z: float | None = None, force: bool = False,
-                     payload: dict | None = None, log=print) -> bool:
+                     payload: dict | None = None, log=print, device="cpu") -> bool:
     """OUT_DIR as SOURCE_DIR's run with a texture-gated code (module docstring): every k-means draw (seeds
     0..restarts-1) of `clusters` entries x every lookup blur (the source's own where None) x every gate in `gates`
     (grey levels) scored on DATA_DIR's training photos, the best kept (its scores and every candidate's in the
-    checkpoint's `coarse_gate`). False when OUT_DIR already holds this derivation."""
+    checkpoint's `coarse_gate`). False when OUT_DIR already holds this derivation. `device`: where the scoring runs."""
     from dictsr_core.data.datasets import training_clean_lr_images, training_hr_images, training_lr_images
     from dictsr_core.inference.index_maps import content_index_map
     from dictsr_core.model.dictionaries import coarse_code
@@ -51,17 +51,17 @@ def derive_gated_run(source_dir, out_dir, clusters: int, data_dir, gates, *, res
     if not force and holds_derivation(out_dir, derived_from, lambda done: gated_config(
             source_cfg, clusters, done.model.texture_gate, done.model.lookup_blur)):
         return False
-    model = inference_model(payload, source=str(source_dir))
+    model = inference_model(payload, device=device, source=str(source_dir))
     hr = training_hr_images(data_dir)
     clean = training_clean_lr_images(data_dir, hr)
     probe = training_probe(data_dir, source_cfg, hr, clean)
     chosen = torch.cat([content_index_map(model, image, tile=None).reshape(-1)
-                        for image in training_lr_images(data_dir, clean)])
+                        for image in training_lr_images(data_dir, clean)]).to(model.dictionaries.d_lr.device)
     keeps = {seed: coarse_code(model.dictionaries.d_lr, chosen, clusters, seed=seed).representative
              for seed in range(restarts)}
     record = score_gated_codes(model, keeps, blurs, gates, probe, target, agreement_z, log)
     kept = record["kept"]
-    _write_gated_run(payload, source_dir, out_dir, keeps[kept["seed"]], kept, record, derived_from)
+    _write_gated_run(payload, source_dir, out_dir, keeps[kept["seed"]].cpu(), kept, record, derived_from)
     return True
 
 

@@ -18,8 +18,9 @@ EVAL_S_PER_PAIR = 1.3  # one validation pair through one method, all metrics and
 # a run derived after training (`dictsr derive --coarsen 8 --restarts 8`, then with --split; 2026-12-04, 2-core
 # AMD EPYC: 29 s and 46-100 s, the splits' probe scoring most of it)
 DERIVE_S = {"coarse_run": 30.0, "split_run": 100.0}
-# the gated code (`--gate`): each draw x blur x gate candidate's lookups and training windows (2026-12-04, same machine)
-GATE_CANDIDATE_S = 2.0
+# the gated code (`--gate`), per draw x blur x gate candidate: 96 candidates in 104 s on photos-ntire, probe and
+# lookups included (2026-12-04, same machine)
+GATE_CANDIDATE_S = 1.1
 
 
 def measure_step_seconds(cfg, data_dir, device, steps: int = 24, log_every: int = 6) -> float:

@@ -130,15 +130,17 @@ def train_run(ctx: Context, run_name: str, cfg, force: bool = False, live: bool 
         print(f"{ctx.run_dir(l1_run)}: the L1-only model, {run_name} at step {cfg.train.l1_phase_end} (the start of "
               "its perceptual phase)")
     if coarse_run and derive_coarse_run(run_dir, ctx.run_dir(coarse_run), coarse_entries, ctx.data_dir, force=force,
-                                        restarts=coarse_restarts, payload=stored, lookup_blurs=coarse_lookup_blurs):
+                                        restarts=coarse_restarts, payload=stored, lookup_blurs=coarse_lookup_blurs,
+                                        device=str(ctx.device)):
         print(f"{ctx.run_dir(coarse_run)}: {run_name} with its code coarsened to {coarse_entries} entries")
     if coarse_run and split_run and derive_coarse_run(run_dir, ctx.run_dir(split_run), coarse_entries, ctx.data_dir,
                                                       force=force, restarts=coarse_restarts, split=True, payload=stored,
-                                                      lookup_blurs=coarse_lookup_blurs):
+                                                      lookup_blurs=coarse_lookup_blurs, device=str(ctx.device)):
         print(f"{ctx.run_dir(split_run)}: {coarse_run}'s code grown by greedy splits")
     if coarse_run and gated_run and derive_gated_run(run_dir, ctx.run_dir(gated_run), coarse_entries, ctx.data_dir,
                                                      coarse_gates, restarts=coarse_restarts, force=force,
-                                                     lookup_blurs=gate_lookup_blurs, payload=stored):
+                                                     lookup_blurs=gate_lookup_blurs, payload=stored,
+                                                     device=str(ctx.device)):
         print(f"{ctx.run_dir(gated_run)}: {coarse_run}'s code for flat LR cells, all entries for textured ones")
     records = read_metrics(run_dir / "metrics.jsonl")
     figure = training_curves(records, title, entries)
