@@ -142,6 +142,14 @@ def test_gated_derivation_scores_through_the_model_it_writes(tiny_run, noisy_dat
               for i, (lr, hr) in enumerate(windows)]
     assert np.mean(scores) == pytest.approx(kept["lpips_alex"], abs=1e-6)
     assert any("kept gate" in line for line in lines)
+    # the explorer and the dictionary analysis see the gated run's own index map
+    from dictsr_core.analysis.dictionary_analysis import lr_patch_embeddings
+    from dictsr_core.analysis.explorer import encode_image, load_training_model
+
+    image = probe["noisy"][0]
+    expected = content_index_map(model, image, tile=None)
+    assert torch.equal(encode_image(load_training_model(out / "checkpoints" / "last.pt"), image).entries, expected)
+    assert np.array_equal(lr_patch_embeddings(model, [image], max_points=10**9)[1], expected.reshape(-1).numpy())
     # up to date unless the candidates change; a gated run is not a source
     assert derive_gated_run(tiny_run, out, 4, noisy_data, (2.0, 6.0), restarts=2, lookup_blurs=(0.0, 0.5),
                             target=0.05) is False
