@@ -74,6 +74,8 @@ def cmd_derive(args) -> int:
         raise ConfigError("--split goes with --coarsen M: it grows a coarsened code")
     if args.gate is not None:
         raise ConfigError("--gate goes with --coarsen M: it gates a coarse code of M entries")
+    if args.device is not None:
+        raise ConfigError("--device goes with --coarsen M: the other derivations only copy weights")
     snapshot = "before-perceptual" if args.before_perceptual else "last"
     source_ckpt = checkpoint_file(args.source, snapshot)
     if not source_ckpt.is_file():

@@ -156,7 +156,7 @@ def test_gated_derivation_scores_through_the_model_it_writes(tiny_run, noisy_dat
     with pytest.raises(ConfigError, match="already has a gated code"):
         derive_gated_run(out, tmp_path / "again", 4, noisy_data, (2.0,), target=0.05)
     # the CLI: flags checked by name, nothing written
-    for argv, message in ((["--gate", "4"], "--gate goes with --coarsen"),
+    for argv, message in ((["--gate", "4"], "--gate goes with --coarsen"), (["--device", "cpu"], "--device goes with"),
                           (["--coarsen", "4", "--split", "--gate", "4"], "not with auto or --split"),
                           (["--coarsen", "4", "--gate", "-1"], "positive roughness")):
         assert main(["derive", "--from", str(tiny_run), "--out", str(tmp_path / "x"), "--data", str(noisy_data),

@@ -3,7 +3,7 @@ dictionary where it is textured.
 
 A code of a few entries is one the degradation's noise mostly cannot move (index agreement >= 0.5), and on flat
 regions it is also the better picture: fewer entries, fewer blotches. On texture it is too poor: the 8-entry codes
-of photos-ntire trail paired-bicubic on the textured photos while the full 1024-entry code leads it there. The gate
+of photos-ntire trail paired-bicubic on the textured photos while the full 1024-entry code is level with it there. The gate
 reads how textured each code cell's neighbourhood is from the LR image itself, where the noise is first low-passed
 away, and lets the textured cells choose among all N entries (unblurred); the rest choose among the coarse code's M
 entries (with model.lookup_blur). Both index into the same D_hr, so one decoder serves the mixed map.
@@ -33,8 +33,9 @@ def lr_roughness(lr: torch.Tensor, code_patch: int = 1) -> torch.Tensor:
     if lr.ndim != 4 or lr.shape[1] != 3:
         raise ValueError(f"lr must be a [B, 3, H, W] RGB batch, got {tuple(lr.shape)}")
     with autocast_off(lr.device):
-        weights = torch.tensor(LUMA, dtype=torch.float32, device=lr.device).view(1, 3, 1, 1)
-        luma = gaussian_lowpass((lr.float() * weights).sum(1, keepdim=True) * 255.0, ROUGHNESS_SIGMA)
+        lr = lr.float()  # scalar weights: no host-to-device copy, so a CUDA graph can capture it
+        luma = (lr[:, 0:1] * LUMA[0] + lr[:, 1:2] * LUMA[1] + lr[:, 2:3] * LUMA[2]) * 255.0
+        luma = gaussian_lowpass(luma, ROUGHNESS_SIGMA)
         pad = ROUGHNESS_WINDOW // 2
         padded = F.pad(luma, (pad, pad, pad, pad), mode="replicate")
         mean = F.avg_pool2d(padded, ROUGHNESS_WINDOW, stride=1)
