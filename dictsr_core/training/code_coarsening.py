@@ -50,7 +50,7 @@ def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force:
     loaded it already. `device`: where the model runs its lookups and the probe's SR (the codes found do not depend
     on it beyond float rounding)."""
     from dictsr_core.data.datasets import training_clean_lr_images, training_hr_images
-    from dictsr_core.training.checkpoint import inference_model, load_checkpoint, tensor_checksum
+    from dictsr_core.training.checkpoint import inference_model, load_checkpoint
     from dictsr_core.training.run_folder import checkpoint_file, holds_derivation
 
     source_dir, out_dir = Path(source_dir), Path(out_dir)
@@ -59,25 +59,16 @@ def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force:
     auto = clusters == "auto"
     target, agreement_z = _checked_request(source_dir, source_cfg, clusters, target, restarts, agreement_z)
     blurs = _checked_blurs(lookup_blurs, auto, restarts, split)
-    derived_from = {"run": str(source_dir), "step": int(payload["step"]),
-                    "checksum": tensor_checksum(payload),
-                    "coarsen": "auto" if auto else int(clusters), "fit": f"training images of {Path(data_dir).resolve().name}"}
-    if auto or restarts > 1 or split:
-        derived_from.update(agreement_target=target, agreement_z=agreement_z)
-    if restarts > 1:
-        derived_from["restarts"] = restarts
-    if split:
-        derived_from["split"] = True
-    if blurs is not None:
-        derived_from["lookup_blurs"] = list(blurs)
+    hr = training_hr_images(data_dir)
+    clean = training_clean_lr_images(data_dir, hr)
+    probe = training_probe(data_dir, source_cfg, hr, clean) if auto or restarts > 1 or split else None
+    derived_from = _derivation_record(source_dir, payload, clusters, data_dir, target, agreement_z, restarts, split,
+                                      blurs, probe)
     if not force and holds_derivation(out_dir, derived_from, lambda done: replace(source_cfg, model=replace(
             source_cfg.model, entries=done.model.entries if auto or split else clusters,
             lookup_blur=done.model.lookup_blur if blurs is not None else source_cfg.model.lookup_blur))):
         return False
     model = inference_model(payload, device=device, source=str(source_dir))
-    hr = training_hr_images(data_dir)
-    clean = training_clean_lr_images(data_dir, hr)
-    probe = training_probe(data_dir, source_cfg, hr, clean) if auto or restarts > 1 or split else None
     request = {"clusters": clusters, "restarts": restarts, "split": split, "target": target, "z": agreement_z}
     if blurs is None:
         clusters, keep, extra, _ = _derive_code(model, data_dir, clean, probe, request, source_dir, log)
@@ -86,6 +77,27 @@ def derive_coarse_run(source_dir, out_dir, clusters: int | str, data_dir, force:
         blur, (clusters, keep, extra) = _best_blur(model, data_dir, clean, probe, request, blurs, source_dir, log)
     _write_coarse_run(payload, source_dir, out_dir, clusters, keep.cpu(), extra, derived_from, blur)
     return True
+
+
+def _derivation_record(source_dir, payload, clusters, data_dir, target, agreement_z, restarts, split, blurs,
+                       probe) -> dict:
+    """The derived checkpoint's `derived_from`: what makes two derivations the same."""
+    from dictsr_core.training.checkpoint import tensor_checksum
+
+    auto = clusters == "auto"
+    record = {"run": str(source_dir), "step": int(payload["step"]), "checksum": tensor_checksum(payload),
+              "coarsen": "auto" if auto else int(clusters), "fit": f"training images of {Path(data_dir).resolve().name}"}
+    if auto or restarts > 1 or split:
+        record.update(agreement_target=target, agreement_z=agreement_z)
+    if restarts > 1:
+        record["restarts"] = restarts
+    if split:
+        record["split"] = True
+    if blurs is not None:
+        record["lookup_blurs"] = list(blurs)
+    if probe is not None and probe["jpeg_quality"] is not None:  # the probe's copies are JPEG'd (data/jpeg_trace.py)
+        record["probe_jpeg"] = probe["jpeg_quality"]
+    return record
 
 
 def _derive_code(model, data_dir, clean, probe, request: dict, source_dir, log) -> tuple:
@@ -253,11 +265,15 @@ def _write_coarse_run(payload: dict, source_dir: Path, out_dir: Path, clusters: 
 
 def training_probe(data_dir, cfg, hr: list | None = None, clean: list | None = None) -> dict:
     """What the training-data rules look at: {hr (train_hr photos, cropped to a multiple of 4), clean (their
-    HR-down), noisy (clean plus one draw of real LR noise), noise_patches (how many)}. The noise patches are the
-    ones index consistency trains on (train.hr_crop // 4 pixels, flat windows of train_lr). `hr` and `clean`:
+    HR-down), noisy (clean plus one draw of real LR noise, then a JPEG round trip where the real LR shows one:
+    data/jpeg_trace.py), noise_patches (how many), jpeg_quality (None: none), jpeg_trace (its blockiness record)}.
+    The noise patches are the ones index consistency trains on (train.hr_crop // 4 pixels, flat windows of
+    train_lr). `hr` and `clean`:
     training_hr_images and training_clean_lr_images, where the caller has read them already."""
     from dictsr_core.config import ConfigError
     from dictsr_core.data.datasets import load_folder, training_clean_lr_images, training_hr_images
+    from dictsr_core.data.degradations import jpeg_roundtrip
+    from dictsr_core.data.jpeg_trace import estimate_jpeg_quality
     from dictsr_core.data.noise_bank import extract_noise_patches
     from dictsr_core.training.coarse_size import noisy_copies
 
@@ -269,7 +285,12 @@ def training_probe(data_dir, cfg, hr: list | None = None, clean: list | None = N
                           "agreement needs real LR noise to add. Pass --coarsen M") from None
     hr = training_hr_images(data_dir) if hr is None else hr
     clean = training_clean_lr_images(data_dir, hr) if clean is None else clean
-    return {"hr": hr, "clean": clean, "noisy": noisy_copies(clean, patches), "noise_patches": len(patches)}
+    noisy = noisy_copies(clean, patches)
+    quality, trace = estimate_jpeg_quality(real_lr, noisy)
+    if quality is not None:  # the real LR went through JPEG: so do the copies (data/jpeg_trace.py)
+        noisy = [jpeg_roundtrip(image, quality) for image in noisy]
+    return {"hr": hr, "clean": clean, "noisy": noisy, "noise_patches": len(patches), "jpeg_quality": quality,
+            "jpeg_trace": trace}
 
 
 def choose_size(model, chosen: torch.Tensor, probe: dict, target: float, z: float = AGREEMENT_Z) -> dict:

@@ -48,13 +48,15 @@ def derive_gated_run(source_dir, out_dir, clusters: int, data_dir, gates, *, res
                     "coarsen": int(clusters), "fit": f"training images of {Path(data_dir).resolve().name}",
                     "agreement_target": target, "agreement_z": agreement_z, "restarts": restarts,
                     "lookup_blurs": list(blurs), "gates": list(gates)}
+    hr = training_hr_images(data_dir)
+    clean = training_clean_lr_images(data_dir, hr)
+    probe = training_probe(data_dir, source_cfg, hr, clean)
+    if probe["jpeg_quality"] is not None:  # the probe's copies are JPEG'd (data/jpeg_trace.py)
+        derived_from["probe_jpeg"] = probe["jpeg_quality"]
     if not force and holds_derivation(out_dir, derived_from, lambda done: gated_config(
             source_cfg, clusters, done.model.texture_gate, done.model.lookup_blur)):
         return False
     model = inference_model(payload, device=device, source=str(source_dir))
-    hr = training_hr_images(data_dir)
-    clean = training_clean_lr_images(data_dir, hr)
-    probe = training_probe(data_dir, source_cfg, hr, clean)
     chosen = torch.cat([content_index_map(model, image, tile=None).reshape(-1)
                         for image in training_lr_images(data_dir, clean)]).to(model.dictionaries.d_lr.device)
     keeps = {seed: coarse_code(model.dictionaries.d_lr, chosen, clusters, seed=seed).representative
