@@ -2,9 +2,10 @@
 the next probe, not a rule: it reads only training photos, but the qualities tried are given by hand.)
 
 The training agreement of `dictsr derive`'s rules compares each training photo's HR-down with a copy that has real
-LR noise added (training/code_coarsening.training_probe). On photos-aim, whose degradation ends in JPEG, it reads far
-above the validation agreement; here the noisy copies are also JPEG-encoded at each --quality and the agreement of
-each run is printed beside the plain one.
+LR noise added. On photos-aim, whose degradation ends in JPEG, that reads far above the validation agreement; here
+the plain noisy copies are also JPEG-encoded at each --quality, and each run's agreement is printed for the plain
+copies, for each quality, and for the probe the rules now use (training/code_coarsening.training_probe, which
+round-trips the copies at the quality data/jpeg_trace.py finds in the real LR).
 
     python scripts/probe_jpeg_check.py --data data/photos-aim --runs runs/cpu/dictsr-c8s runs/cpu/dictsr-c8g runs/cpu/dictsr
 """
@@ -16,10 +17,13 @@ import argparse
 import numpy as np
 import torch
 
+from dictsr_core.data.datasets import load_folder
 from dictsr_core.data.degradations import jpeg_roundtrip
+from dictsr_core.data.noise_bank import extract_noise_patches
 from dictsr_core.inference.tiled import image_tensor, pad_to_grid
 from dictsr_core.training.checkpoint import inference_model, load_checkpoint
 from dictsr_core.training.code_coarsening import training_probe
+from dictsr_core.training.coarse_size import noisy_copies
 
 
 @torch.no_grad()
@@ -39,11 +43,14 @@ def main() -> None:
     args = parser.parse_args()
     payloads = [load_checkpoint(f"{run}/checkpoints/last.pt") for run in args.runs]
     probe = training_probe(args.data, payloads[0]["config"])
-    encoded = {q: [jpeg_roundtrip(image, q) for image in probe["noisy"]] for q in args.quality}
+    _, real_lr = load_folder(f"{args.data}/train_lr")
+    plain = noisy_copies(probe["clean"], extract_noise_patches(real_lr, payloads[0]["config"].train.hr_crop // 4))
+    encoded = {q: [jpeg_roundtrip(image, q) for image in plain] for q in args.quality}
     for run, payload in zip(args.runs, payloads):
         model = inference_model(payload, source=run)
-        cells = [f"noise {agreement(model, probe['clean'], probe['noisy']):.3f}"]
+        cells = [f"noise {agreement(model, probe['clean'], plain):.3f}"]
         cells += [f"noise + JPEG q{q} {agreement(model, probe['clean'], encoded[q]):.3f}" for q in args.quality]
+        cells.append(f"the probe (JPEG found: {probe['jpeg_quality']}) {agreement(model, probe['clean'], probe['noisy']):.3f}")
         print(f"{run}: training agreement " + ", ".join(cells), flush=True)
 
 
