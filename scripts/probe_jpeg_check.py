@@ -14,25 +14,16 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-import torch
-
 from dictsr_core.data.datasets import load_folder
 from dictsr_core.data.degradations import jpeg_roundtrip
 from dictsr_core.data.noise_bank import extract_noise_patches
-from dictsr_core.inference.tiled import image_tensor, pad_to_grid
 from dictsr_core.training.checkpoint import inference_model, load_checkpoint
 from dictsr_core.training.code_coarsening import training_probe
-from dictsr_core.training.coarse_size import noisy_copies
+from dictsr_core.training.coarse_size import agreement_by_size, noisy_copies
 
 
-@torch.no_grad()
 def agreement(model, clean: list, noisy: list) -> float:
-    shares = []
-    for a, b in zip(clean, noisy):
-        xa, xb = (pad_to_grid(image_tensor(image, "cpu"), model.code_patch) for image in (a, b))
-        shares.append(float((model.indices(xa) == model.indices(xb)).float().mean()))
-    return float(np.mean(shares))
+    return agreement_by_size(model, clean, noisy, {None: None})[None]
 
 
 def main() -> None:

@@ -15,8 +15,8 @@ from dictsr_core.model import DictSRInference
 from dictsr_core.model.dictionaries import CoupledDictionaries
 from dictsr_core.model.texture_gate import lr_roughness
 from dictsr_core.training.checkpoint import inference_model, load_checkpoint
-from dictsr_core.training.coarse_size import central_window
-from dictsr_core.training.code_coarsening import training_probe
+from dictsr_core.training.coarse_size import agreement_by_size, central_window
+from dictsr_core.training.code_coarsening import derive_coarse_run, training_probe
 from dictsr_core.training.texture_gate_search import best_gated, derive_gated_run
 from dictsr_core.workbook import context
 from dictsr_core.workbook.plan import plan
@@ -134,6 +134,8 @@ def test_gated_derivation_scores_through_the_model_it_writes(tiny_run, noisy_dat
                      == model.indices(pad_to_grid(image_tensor(b, "cpu"), model.code_patch))).float().mean())
               for a, b in zip(probe["clean"], probe["noisy"])]
     assert np.mean(shares) == pytest.approx(kept["agreement"], abs=1e-6)
+    # the rules' shared agreement helper follows the gate too (the model itself: no `keep`)
+    assert agreement_by_size(model, probe["clean"], probe["noisy"], {0: None}, per_image=True)[0] == pytest.approx(shares)
     from dictsr_core.perceptual.lpips_models import build_lpips
     from dictsr_core.training.texture_gate_search import _encoded, _window_lpips
 
@@ -155,6 +157,9 @@ def test_gated_derivation_scores_through_the_model_it_writes(tiny_run, noisy_dat
                             target=0.05) is False
     with pytest.raises(ConfigError, match="already has a gated code"):
         derive_gated_run(out, tmp_path / "again", 4, noisy_data, (2.0,), target=0.05)
+    with pytest.raises(ConfigError, match="already has a gated code"):  # nor of a plain coarse code
+        derive_coarse_run(out, tmp_path / "again", 4, noisy_data, target=0.05, restarts=2)
+    assert not (tmp_path / "again").exists()
     # the CLI: flags checked by name, nothing written
     for argv, message in ((["--gate", "4"], "--gate goes with --coarsen"), (["--device", "cpu"], "--device goes with"),
                           (["--coarsen", "4", "--split", "--gate", "4"], "not with auto or --split"),

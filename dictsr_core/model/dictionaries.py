@@ -244,15 +244,16 @@ class CoupledDictionaries(nn.Module):
         return self._nearest(to_rows(z), self.d_lr, self.d_deg).view(z.shape[0], z.shape[2], z.shape[3])
 
     @torch.no_grad()
-    def coarse_indices(self, features: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """A gated code's flat cells: the nearest of the entries `keep` to the embedding blurred by lookup_blur, as
-        indices over all N entries, [B, h, w]."""
-        z = self._blurred(self.lr_in(features).float())
+    def coarse_indices(self, features: torch.Tensor, keep: torch.Tensor, blur: float | None = None) -> torch.Tensor:
+        """A gated code's flat cells: the nearest of the entries `keep` to the embedding blurred by `blur` (default
+        lookup_blur), as indices over all N entries, [B, h, w]."""
+        z = self._blurred(self.lr_in(features).float(), blur)
         d_deg = None if self.d_deg is None else self.d_deg[keep]
         return keep[self._nearest(to_rows(z), self.d_lr[keep], d_deg)].view(z.shape[0], z.shape[2], z.shape[3])
 
-    def _blurred(self, z: torch.Tensor) -> torch.Tensor:
-        return gaussian_lowpass(z, self.lookup_blur) if self.lookup_blur > 0 else z
+    def _blurred(self, z: torch.Tensor, blur: float | None = None) -> torch.Tensor:
+        blur = self.lookup_blur if blur is None else blur
+        return gaussian_lowpass(z, blur) if blur > 0 else z
 
     def _nearest(self, rows: torch.Tensor, d_lr: torch.Tensor, d_deg: torch.Tensor | None) -> torch.Tensor:
         if self.joint_lookup and self.hierarchical:

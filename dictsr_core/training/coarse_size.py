@@ -33,25 +33,31 @@ def noisy_copies(images: list[np.ndarray], patches: np.ndarray, seed: int = NOIS
 
 
 @torch.no_grad()
-def _features(model, image: np.ndarray) -> torch.Tensor:
+def _features(model, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(E_lr features, the LR roughness map where the model's code is texture-gated, else None) of one image."""
     from dictsr_core.inference.tiled import image_tensor, model_device, pad_to_grid
     from dictsr_core.model.dictsr import to_signed
+    from dictsr_core.model.texture_gate import lr_roughness
 
-    return model.enc_lr(to_signed(pad_to_grid(image_tensor(image, model_device(model)), model.code_patch)))
+    x = pad_to_grid(image_tensor(image, model_device(model)), model.code_patch)
+    roughness = lr_roughness(x, model.code_patch) if model.dictionaries.gated else None
+    return model.enc_lr(to_signed(x)), roughness
 
 
 def agreement_by_size(model, clean: list[np.ndarray], noisy: list[np.ndarray], codes: dict, *,
                       per_image: bool = False) -> dict:
     """{size: mean over the images of the share of code cells whose content index is the same for the clean and
-    the noisy image} for each {size: kept entries} of `codes` (None keeps all: the model itself); `per_image`:
+    the noisy image} for each {size: kept entries} of `codes` (None keeps all: the model itself, its texture gate
+    included where it has one); `per_image`:
     {size: the list of each image's share} instead."""
     if len(clean) != len(noisy) or not clean:
         raise ValueError(f"need matching, non-empty clean and noisy image lists (got {len(clean)} and {len(noisy)})")
     shares = {size: [] for size in codes}
     for a, b in zip(clean, noisy):
-        fa, fb = _features(model, a), _features(model, b)
+        (fa, ra), (fb, rb) = _features(model, a), _features(model, b)
         for size, keep in codes.items():
-            ja, jb = model.dictionaries.content_indices(fa, keep), model.dictionaries.content_indices(fb, keep)
+            ja = model.dictionaries.content_indices(fa, keep, roughness=ra)
+            jb = model.dictionaries.content_indices(fb, keep, roughness=rb)
             shares[size].append(float((ja == jb).float().mean()))
     return shares if per_image else {size: float(np.mean(values)) for size, values in shares.items()}
 

@@ -160,18 +160,26 @@ def _set_lookup_blur(model, blur: float) -> None:
     model.cfg = replace(model.cfg, lookup_blur=blur)
 
 
-def _checked_blurs(lookup_blurs, auto: bool, restarts: int, split: bool) -> tuple[float, ...] | None:
-    """The lookup blurs to try (None: the source's own), after checking them; a ConfigError naming the flag."""
+def checked_sigmas(lookup_blurs) -> tuple[float, ...]:
+    """--lookup-blur's candidates as floats: distinct sigmas >= 0, at least one; a ConfigError naming the flag."""
     import math
 
     from dictsr_core.config import ConfigError
 
-    if lookup_blurs is None:
-        return None
     blurs = tuple(float(b) for b in lookup_blurs)
     if not blurs or any(not (math.isfinite(b) and b >= 0) for b in blurs) or len(set(blurs)) != len(blurs):
         raise ConfigError(f"--lookup-blur {' '.join(map(str, lookup_blurs))}: distinct sigmas >= 0 (code cells), "
                           "0 for no blur")
+    return blurs
+
+
+def _checked_blurs(lookup_blurs, auto: bool, restarts: int, split: bool) -> tuple[float, ...] | None:
+    """The lookup blurs to try (None: the source's own), after checking them; a ConfigError naming the flag."""
+    from dictsr_core.config import ConfigError
+
+    if lookup_blurs is None:
+        return None
+    blurs = checked_sigmas(lookup_blurs)
     if auto or not (restarts > 1 or split):
         raise ConfigError("--lookup-blur chooses by the training LPIPS-Alex that --restarts R (> 1) or --split "
                           "measure; it does not go with --coarsen auto or without them")
@@ -205,6 +213,8 @@ def _checked_request(source_dir, source_cfg, clusters, target, restarts, agreeme
     entries = source_cfg.model.entries
     if source_cfg.method != "dictsr":
         raise ConfigError(f"{source_dir} is a {source_cfg.method} run: it has no code to coarsen")
+    if source_cfg.model.coarse_entries:  # its coarse_keep indexes the full code: coarsen the run it came from
+        raise ConfigError(f"{source_dir} already has a gated code; derive from the run it came from")
     if clusters != "auto" and not (isinstance(clusters, int) and 1 <= clusters < entries):
         raise ConfigError(f"--coarsen {clusters}: a coarser code of {source_dir} needs 1 to {entries - 1} entries "
                           f"(it has {entries}), or auto")

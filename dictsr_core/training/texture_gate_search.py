@@ -14,7 +14,6 @@ The derived run keeps all N entries (the textured cells choose among them) and t
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -43,7 +42,7 @@ def derive_gated_run(source_dir, out_dir, clusters: int, data_dir, gates, *, res
     payload = load_checkpoint(checkpoint_file(source_dir)) if payload is None else payload
     source_cfg = payload["config"]
     target, agreement_z = _checked_request(source_dir, source_cfg, clusters, target, restarts, agreement_z)
-    blurs, gates = checked_gate_request(source_dir, source_cfg, lookup_blurs, gates)
+    blurs, gates = checked_gate_request(source_cfg, lookup_blurs, gates)
     derived_from = {"run": str(source_dir), "step": int(payload["step"]), "checksum": tensor_checksum(payload),
                     "coarsen": int(clusters), "fit": f"training images of {Path(data_dir).resolve().name}",
                     "agreement_target": target, "agreement_z": agreement_z, "restarts": restarts,
@@ -67,39 +66,23 @@ def derive_gated_run(source_dir, out_dir, clusters: int, data_dir, gates, *, res
     return True
 
 
-def checked_gate_request(source_dir, source_cfg, lookup_blurs, gates) -> tuple[tuple, tuple]:
+def checked_gate_request(source_cfg, lookup_blurs, gates) -> tuple[tuple, tuple]:
     """(lookup blurs, gates) to try after checking them; a ConfigError naming the flag."""
     import math
 
     from dictsr_core.config import ConfigError
+    from dictsr_core.training.code_coarsening import checked_sigmas
 
-    if source_cfg.model.coarse_entries:
-        raise ConfigError(f"{source_dir} already has a gated code; derive from the run it came from")
     gates = tuple(float(g) for g in (gates or ()))
     if not gates or any(not (math.isfinite(g) and g > 0) for g in gates) or len(set(gates)) != len(gates):
         raise ConfigError(f"--gate {' '.join(map(str, gates))}: distinct positive roughness thresholds (grey levels)")
-    blurs = (source_cfg.model.lookup_blur,) if lookup_blurs is None else tuple(float(b) for b in lookup_blurs)
-    if not blurs or any(not (math.isfinite(b) and b >= 0) for b in blurs) or len(set(blurs)) != len(blurs):
-        raise ConfigError(f"--lookup-blur {' '.join(map(str, blurs))}: distinct sigmas >= 0 (code cells), 0 for no blur")
-    return blurs, gates
+    return (source_cfg.model.lookup_blur,) if lookup_blurs is None else checked_sigmas(lookup_blurs), gates
 
 
 def gated_config(source_cfg, clusters: int, gate: float, blur: float):
     """The derived run's config: the source's, with the gated code's fields."""
     return replace(source_cfg, model=replace(source_cfg.model, coarse_entries=int(clusters), texture_gate=float(gate),
                                              lookup_blur=float(blur))).validated()
-
-
-@contextmanager
-def gated(model, keep: torch.Tensor, blur: float, gate: float):
-    """`model` (an ungated DictSRInference) looking up as the gated run would, for the duration."""
-    d = model.dictionaries
-    before = (d.coarse_keep, d.texture_gate, d.lookup_blur)
-    d.coarse_keep, d.texture_gate, d.lookup_blur = keep.to(d.d_lr.device), float(gate), float(blur)
-    try:
-        yield model
-    finally:
-        d.coarse_keep, d.texture_gate, d.lookup_blur = before
 
 
 def score_gated_codes(model, keeps: dict, blurs, gates, probe: dict, target: float, agreement_z: float, log) -> dict:
@@ -116,16 +99,15 @@ def score_gated_codes(model, keeps: dict, blurs, gates, probe: dict, target: flo
     candidates, scored = [], {}
     for blur in blurs:
         for seed, keep in keeps.items():
-            with gated(model, keep, blur, min(gates)):
-                coarse = [[_coarse(model, e, keep) for e in pair] for pair in pairs]
-                window_coarse = [_coarse(model, e, keep) for e, _ in windows]
-                for gate in gates:
-                    shares = [float((gate_indices(a[3], ca, a[2], gate) == gate_indices(b[3], cb, b[2], gate))
-                                    .float().mean()) for (a, b), (ca, cb) in zip(pairs, coarse)]
-                    scores = [_window_lpips(model, i, e, gate_indices(e[3], c, e[2], gate), hr, lpips, scored)
-                              for i, ((e, hr), c) in enumerate(zip(windows, window_coarse))]
-                    candidates.append(_candidate(seed, blur, gate, shares, scores, pairs, agreement_z))
-                    _log_candidate(candidates[-1], log)
+            coarse = [[_coarse(model, e, keep, blur) for e in pair] for pair in pairs]
+            window_coarse = [_coarse(model, e, keep, blur) for e, _ in windows]
+            for gate in gates:
+                shares = [float((gate_indices(a[3], ca, a[2], gate) == gate_indices(b[3], cb, b[2], gate))
+                                .float().mean()) for (a, b), (ca, cb) in zip(pairs, coarse)]
+                scores = [_window_lpips(model, i, e, gate_indices(e[3], c, e[2], gate), hr, lpips, scored)
+                          for i, ((e, hr), c) in enumerate(zip(windows, window_coarse))]
+                candidates.append(_candidate(seed, blur, gate, shares, scores, pairs, agreement_z))
+                _log_candidate(candidates[-1], log)
     kept = best_gated(candidates, target)
     log(f"[derive] kept gate {kept['texture_gate']:g}, blur {kept['lookup_blur']:g}, draw {kept['seed']} "
         f"(LPIPS-Alex {kept['lpips_alex']:.4f}, agreement {kept['agreement']:.3f})")
@@ -166,8 +148,8 @@ def _encoded(model, image: np.ndarray) -> tuple:
     return x, features, lr_roughness(x, model.code_patch), model.dictionaries.fine_indices(features)
 
 
-def _coarse(model, encoded: tuple, keep: torch.Tensor) -> torch.Tensor:
-    return model.dictionaries.coarse_indices(encoded[1], keep.to(encoded[1].device))
+def _coarse(model, encoded: tuple, keep: torch.Tensor, blur: float) -> torch.Tensor:
+    return model.dictionaries.coarse_indices(encoded[1], keep.to(encoded[1].device), blur)
 
 
 @torch.no_grad()

@@ -84,7 +84,7 @@ PROFILES: dict[str, Profile] = {
         # it took ...", 13.): on photos-ntire's sensor noise the blur keeps the agreement with a finer code
         coarse_lookup_blurs=(0.0, 0.5),
         # and the texture-gated code (README "What it took ...", 14.): the 8-entry code where the LR is flat, all 1024
-        # entries where it is textured: dictsr-c8g, a row (on photos-aim its validation agreement falls under 0.5)
+        # entries where it is textured: dictsr-c8g, a row beside dictsr-c8s
         coarse_gates=(3.0, 4.0, 6.0, 8.0), gate_lookup_blurs=(0.0, 0.5, 1.0),
         about="the README's main job on 2 CPU cores: real photos (photos-aim; sample-aim where apt cannot fetch them), "
               "cpu preset, baselines, 7 ablations",
@@ -209,7 +209,7 @@ def context(profile: str = "smoke", data_dir=None, run_root=None, figure_dir=Non
 def main_checkpoint(root=None) -> tuple[Path | None, list[Path]]:
     """(the DictSR checkpoint `dictsr main` trained, every place looked in): its profile's run on the default
     photos, or on the bundled sample it falls back to, the model the recipe ends with (recipe_model_name: its grown coarse
-    code, dictsr-c8s, where the profile makes one) before the runs it came from; the project folder is the cwd's (or DICTSR_ROOT),
+    code, dictsr-c8s, where the profile makes one) before the run it came from; the project folder is the cwd's (or DICTSR_ROOT),
     else the one this package is installed from."""
     if root is not None or os.environ.get("DICTSR_ROOT"):
         roots = [Path(root).resolve() if root else project_root()]
@@ -222,8 +222,7 @@ def main_checkpoint(root=None) -> tuple[Path | None, list[Path]]:
             for data in (default_data_dir(profile, folder), folder / "data" / f"sample-{profile.degradation}"):
                 # the recipe's model first; then, in a run folder made before it, the coarse code or the run itself
                 coarse = f"dictsr-c{profile.coarse_entries}" if profile.coarse_entries else "dictsr"
-                split = f"{coarse}s" if profile.coarse_entries and profile.coarse_split else coarse
-                runs = list(dict.fromkeys([recipe_model_name(profile), split, coarse, "dictsr"]))
+                runs = list(dict.fromkeys([recipe_model_name(profile), coarse, "dictsr"]))
                 where = context(name, data_dir=data, root=folder, device="cpu")
                 for run in runs:
                     ckpt = where.run_dir(run) / "checkpoints" / "last.pt"
