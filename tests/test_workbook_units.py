@@ -259,6 +259,37 @@ def test_preparable_data_folders_and_the_loud_sample_fallback(tmp_path, monkeypa
         runner._with_data(explicit, explicit=True, run_root=None, figure_dir=None)
 
 
+def test_a_photos_dataset_from_an_older_catalogue_is_made_again_and_a_current_one_is_kept(tmp_path, monkeypatch, capsys):
+    from dictsr_core.data.sources.photos import CATALOGUE
+    from dictsr_core.workbook import stages
+
+    data_dir = tmp_path / "data" / "photos-aim"
+    for split in stages.SPLITS:
+        (data_dir / split).mkdir(parents=True)
+        (data_dir / split / "a.png").write_bytes(b"")  # listed, never read
+
+    def manifest(**fields):
+        (data_dir / "manifest.json").write_text(json.dumps({"made_by": "dictsr prepare", **fields}))
+
+    made = []
+    monkeypatch.setattr("dictsr_core.data.prepare.prepare_dataset", lambda out, **kwargs: made.append((out, kwargs)))
+    ctx = context("cpu", root=tmp_path, device="cpu", data_dir=data_dir)
+    cases = [({}, True),  # whole validation photos, before crops
+             ({"val_crops": {"per_photo": 4, "side": 256}, "source_notes": {}}, True),  # catalogue 1: 40 pairs
+             ({"val_crops": {"per_photo": 4, "side": 256}, "source_notes": {"catalogue": CATALOGUE}}, False)]
+    for fields, remade in cases:
+        manifest(**fields)
+        made.clear()
+        assert stages.prepare_data(ctx) == data_dir
+        assert bool(made) == remade, fields
+        if remade:
+            assert made[0][1]["source"] == "photos" and "older photo catalogue" in capsys.readouterr().out
+    # a folder the user prepared from their own photos is never remade for this
+    manifest(val_crops=None, source="folder")
+    made.clear()
+    assert stages._older_protocol(data_dir, "folder") is False
+
+
 def test_the_training_stage_makes_the_l1_only_model_beside_its_run_and_reuses_both(tiny_data, tmp_path, capsys):
     from dictsr_core.config import get_config
     from dictsr_core.training.checkpoint import load_checkpoint

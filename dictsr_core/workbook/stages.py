@@ -29,7 +29,7 @@ def prepare_data(ctx: Context, force: bool = False) -> Path:
     missing = [split for split in SPLITS if not (data_dir / split).is_dir() or not list_images(data_dir / split)]
     stale = bool(spec) and not missing and _older_protocol(data_dir, spec[0])
     if spec and (force or missing or stale):
-        why = "made before validation crops" if stale else "missing" if missing else "--force"
+        why = "made from an older photo catalogue" if stale else "missing" if missing else "--force"
         print(f"preparing {data_dir} ({why}) from source {spec[0]!r} with the {spec[1]!r} degradation", flush=True)
         prepare_dataset(data_dir, source=spec[0], degradation=spec[1], seed=ctx.seed)
     elif missing:
@@ -40,14 +40,20 @@ def prepare_data(ctx: Context, force: bool = False) -> Path:
 
 
 def _older_protocol(data_dir: Path, source: str) -> bool:
-    """A photos dataset prepared before validation photos were cut into crops (10 pairs instead of 40)."""
+    """A photos dataset prepared from an older catalogue: before validation photos were cut into crops (10 pairs),
+    or before the validation-only photos (40 pairs). Its training images come out byte-identical when made again,
+    so trained runs stay valid; only the validation set grows."""
     import json
+
+    from dictsr_core.data.sources.photos import CATALOGUE
 
     try:
         manifest = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return source == "photos" and manifest.get("made_by") == "dictsr prepare" and not manifest.get("val_crops")
+    if source != "photos" or manifest.get("made_by") != "dictsr prepare":
+        return False
+    return not manifest.get("val_crops") or (manifest.get("source_notes") or {}).get("catalogue", 1) < CATALOGUE
 
 
 def data_overview(ctx: Context, gallery_images: int = 3) -> dict:

@@ -1,4 +1,4 @@
-"""`--source photos`: 50 real photographs shipped in Debian wallpaper/test-data packages.
+"""`--source photos`: 55 real photographs shipped in Debian wallpaper/test-data packages.
 
 The packages are fetched with ``apt-get download`` into the cache and unpacked with
 ``dpkg -x``; nothing is installed. Which files are photographs was decided by looking at
@@ -9,6 +9,11 @@ the other resolutions of plasma wallpapers, the re-encoded libjxl flowers) and t
 ``/usr/share/doc/<package>/copyright`` (and, for lxqt, its ``wallpapers/License``; for
 plasma, each wallpaper's ``metadata.json``, read at prepare time). Every photo is
 downscaled by 2 (MATLAB bicubic) before use, since most are JPEGs.
+
+Catalogue 2 adds ``VALIDATION_PHOTOS``: every camera photo of >= 1280 px in
+``forensics-samples-files`` (phone photos, CC-BY-SA-4.0), pinned to validation so that the 50
+photos' hashed split, and so every training set, stays as it was (records.assign_splits). The
+12-megapixel ones are downscaled by 4, not 2: at 2 their sensor noise would be in the target.
 """
 
 from __future__ import annotations
@@ -31,10 +36,12 @@ PHOTO_PACKAGES = (
     "mate-backgrounds",
     "plasma-workspace-wallpapers",
     "libjxl-testdata",
+    "forensics-samples-files",
 )
+CATALOGUE = 2  # 1: the 50 photos; 2: + VALIDATION_PHOTOS (a dataset made from an older catalogue is made again)
 MIN_LONG_SIDE = 1280
 PRE_SCALE = 0.5
-VAL_CROPS = 4  # 10 validation photos x 4 crops = 40 pairs (the bootstrap resamples photos, not crops)
+VAL_CROPS = 4  # 15 validation photos x 4 crops = 60 pairs (the bootstrap resamples photos, not crops)
 VAL_CROP = 256  # HR pixels (64 LR)
 
 _LOMIRI = "usr/share/backgrounds/"
@@ -90,6 +97,18 @@ PHOTOS = (
         "Grey", "Kite", "OneStandsOut", "Path", "summer_1am")),
 )
 _PLASMA_FALLBACK_LICENSE = "GPL-2+ (Debian copyright: KDE Visual Design Group)"
+
+_FORENSICS = "usr/share/forensics-samples/original-files/"
+_ERIBERTO = "Joao Eriberto Mota Filho"
+# (package, path, author, licence, pre_scale): validation only. The package's other photo (1024x768) is under
+# MIN_LONG_SIDE; its original-multiple/ and carved copies are not used.
+VALIDATION_PHOTOS = (
+    ("forensics-samples-files", _FORENSICS + "pic1/IMG_1054.JPG", _ERIBERTO, "CC-BY-SA-4.0", 0.5),
+    ("forensics-samples-files", _FORENSICS + "pic1/IMG_20200827_231612.jpg", _ERIBERTO, "CC-BY-SA-4.0", 0.25),
+    ("forensics-samples-files", _FORENSICS + "pic2/IMG_20191224_234846.jpg", _ERIBERTO, "CC-BY-SA-4.0", 0.25),
+    ("forensics-samples-files", _FORENSICS + "pic2/IMG_20200124_231153.jpg", _ERIBERTO, "CC-BY-SA-4.0", 0.25),
+    ("forensics-samples-files", _FORENSICS + "pic2/IMG_20200608_111614.jpg", _ERIBERTO, "CC-BY-SA-4.0", 0.25),
+)
 
 
 class PhotosUnavailable(RuntimeError):
@@ -168,8 +187,9 @@ def _plasma_credits(folder: Path) -> tuple[str | None, str]:
 def photo_images(cache_dir=None, log=print) -> list[SourceImage]:
     """The catalogued photographs as SourceImages (fetching the packages if needed)."""
     packages = fetch_photo_packages(cache_dir, log)
+    rows = [(*row, PRE_SCALE, None) for row in PHOTOS] + [(*row, "val") for row in VALIDATION_PHOTOS]
     images = []
-    for package, inner, author, license_ in PHOTOS:
+    for package, inner, author, license_, pre_scale, split in rows:
         info = packages[package]
         path = info["root"] / inner
         if inner.endswith("/"):
@@ -189,7 +209,7 @@ def photo_images(cache_dir=None, log=print) -> list[SourceImage]:
             name=name, loader="file", ref=str(path),
             origin={"debian_package": package, "version": info["version"], "path": "/" + inner,
                     "copyright_file": f"/usr/share/doc/{package}/copyright"},
-            author=author, license=license_, pre_scale=PRE_SCALE))
+            author=author, license=license_, pre_scale=pre_scale, split=split))
     return images
 
 
@@ -198,5 +218,6 @@ def photos_plan(cache_dir=None, log=print) -> SourcePlan:
     return SourcePlan(source="photos", splits=assign_splits(photo_images(cache_dir, log)), real_lr=False,
                       val_crops=VAL_CROPS, val_crop=VAL_CROP,
                       notes={"selection": "hand-picked list in dictsr_core/data/sources/photos.py",
-                             "min_long_side": MIN_LONG_SIDE, "pre_scale": PRE_SCALE,
-                             "split": "by a hash of the photo name, 20% validation, the rest alternating HR / LR"})
+                             "catalogue": CATALOGUE, "min_long_side": MIN_LONG_SIDE, "pre_scale": PRE_SCALE,
+                             "split": "by a hash of the photo name, 20% validation, the rest alternating HR / LR; "
+                                      "VALIDATION_PHOTOS pinned to validation"})

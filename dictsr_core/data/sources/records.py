@@ -20,7 +20,10 @@ class SourceImage:
     ``loader`` is "file" (``ref`` is a path) or "skimage" (``ref`` is a skimage.data
     function name, ``name:index`` for functions returning several images). ``group`` keeps
     related images (a stereo pair) in one split. ``pre_scale`` is a MATLAB-bicubic factor
-    applied before anything else (0.5 for JPEG wallpapers, to hide compression).
+    applied before anything else (0.5 for JPEG wallpapers, to hide compression). ``split``
+    pins the image to one split ("val": a validation-only photo added to a catalogue after
+    its runs were trained, so that the hashed split of the others, and their training sets,
+    stay exactly as they were).
     """
 
     name: str
@@ -31,6 +34,7 @@ class SourceImage:
     license: str | None = None
     group: str | None = None
     pre_scale: float = 1.0
+    split: str | None = None
 
     def load(self) -> np.ndarray:
         """The image as HxWx3 uint8 (ImageError naming the file if it cannot be used)."""
@@ -77,11 +81,20 @@ def assign_splits(images: list[SourceImage], val_fraction: float = 0.2) -> dict[
 
     Groups are ordered by a hash of their name (stable when photos are added or removed
     elsewhere); the first ``val_fraction`` (at least one, none if 0) go to validation and the rest
-    alternate between the HR and LR domains.
+    alternate between the HR and LR domains. Images with a ``split`` of their own go there and
+    take no part in the hashing, so pinning new photos leaves every other image where it was.
     """
+    pinned = [image for image in images if image.split is not None]
+    unknown = sorted({image.split for image in pinned} - set(SPLITS))
+    if unknown:
+        raise SplitError(f"unknown pinned split(s) {unknown}; expected one of {SPLITS}")
     groups: dict[str, list[SourceImage]] = {}
     for image in images:
-        groups.setdefault(image.group or image.name, []).append(image)
+        if image.split is None:
+            groups.setdefault(image.group or image.name, []).append(image)
+    clash = sorted({image.group or image.name for image in pinned} & set(groups))
+    if clash:
+        raise SplitError(f"group(s) {clash} are both pinned and hashed: a group must stay in one split")
     needed = 3 if val_fraction > 0 else 2
     if len(groups) < needed:
         raise SplitError(f"need at least {needed} distinct photos to make disjoint sets, got {len(groups)}")
@@ -94,4 +107,6 @@ def assign_splits(images: list[SourceImage], val_fraction: float = 0.2) -> dict[
         else:
             split = "train_hr" if (position - n_val) % 2 == 0 else "train_lr"
         splits[split].extend(groups[group])
+    for image in pinned:
+        splits[image.split].append(image)
     return splits
