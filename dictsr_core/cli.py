@@ -437,6 +437,31 @@ def cmd_seeds(args) -> int:
     return 0
 
 
+def cmd_targets(args) -> int:
+    from dictsr_core.atomic import atomic_write_json, atomic_write_text, replace_readme_block
+    from dictsr_core.evaluation.comparison import ComparisonError
+    from dictsr_core.evaluation.seeds import SeedsError
+    from dictsr_core.evaluation.targets import dataset_targets, targets_table
+
+    try:
+        found = [dataset_targets(folders, run, args.reference) for folders in args.results for run in args.run]
+    except (SeedsError, ComparisonError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    table = targets_table(found)
+    out = Path(args.out)
+    stem = "_".join(args.run)
+    written = [atomic_write_text(out / f"{stem}.md", table.markdown()), atomic_write_text(out / f"{stem}.csv", table.csv()),
+               atomic_write_json(out / f"{stem}.json", {"reference": args.reference, "datasets": found,
+                                                        "folders": [list(map(str, f)) for f in args.results]})]
+    if args.readme:
+        written.append(replace_readme_block(args.readme, f"dictsr targets {stem}", table.markdown(),
+                                            "### The quality targets"))
+    print(table.markdown(), end="")
+    print("[targets] wrote " + ", ".join(map(str, written)), file=sys.stderr)
+    return 0
+
+
 def cmd_coarsen(args) -> int:
     from dictsr_core.analysis.code_coarsening import DEFAULT_SIZES, coarsening_curve, coarsening_markdown
     from dictsr_core.atomic import atomic_write_json, replace_readme_block
@@ -647,6 +672,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="folder for <run>_vs_<reference>.md/.csv/.json (default: results/seeds/<dataset>)")
     p.add_argument("--readme", default=None, help="also write the table into this README between its markers")
     p.set_defaults(func=cmd_seeds)
+
+    p = sub.add_parser("targets", help="the quality targets checked per training seed and pooled over seeds: LPIPS-Alex "
+                       "against bicubic, PSNR, the lead over paired-bicubic with its interval, index agreement, budget")
+    p.add_argument("--results", required=True, nargs="+", action="append", metavar="DIR",
+                   help="one `dictsr table` results folder per training seed of one dataset; repeat --results for "
+                        "each dataset")
+    p.add_argument("--run", nargs="+", default=["dictsr"], help="the run(s) checked (record names in each folder)")
+    p.add_argument("--reference", default="paired-bicubic", help="the paired baseline the run must lead")
+    p.add_argument("--out", default="results/targets", help="folder for <runs>.md/.csv/.json")
+    p.add_argument("--readme", default=None, help="also write the table into this README between its markers")
+    p.set_defaults(func=cmd_targets)
 
     for name, help_text in (("workbook", "run the notebooks 01-07 in order with papermill: data, training, evaluation, "
                                           "ablations, Fig. 3 and Fig. 4; executed copies, figures, tables and a report"),
