@@ -116,16 +116,16 @@ def test_sr_without_checkpoint_uses_the_main_jobs_and_says_which(trained_run, tm
     err = capsys.readouterr().err
     assert f"using the main job's DictSR checkpoint {ckpt}" in err
     assert Image.open(tmp_path / "sr" / "photo.png").size == (56, 48)  # default --out: ./sr
-    # the cpu profile ends with its coarse code: that model, once made, before the run it came from (in a project
-    # of cpu runs only, so that this holds where `auto` is the gpu profile too)
+    # the cpu profile ends with its texture-gated code: that model, once made, before the older codes and the run
+    # they came from (in a project of cpu runs only, so that this holds where `auto` is the gpu profile too)
     cpu_root = _project(tmp_path / "cpu")
     monkeypatch.setenv("DICTSR_ROOT", str(cpu_root))
-    for run in ("dictsr", "dictsr-c8s"):
+    for run in ("dictsr", "dictsr-c8s", "dictsr-c8g"):
         made = cpu_root / "runs" / "cpu-sample-aim" / run / "checkpoints" / "last.pt"
         made.parent.mkdir(parents=True)
         shutil.copy(trained_run / "checkpoints" / "last.pt", made)
-    assert main(["sr", str(image), "--device", "cpu", "--overwrite"]) == 0
-    assert f"using the main job's DictSR checkpoint {made}" in capsys.readouterr().err
+        assert main(["sr", str(image), "--device", "cpu", "--overwrite"]) == 0
+        assert f"using the main job's DictSR checkpoint {made}" in capsys.readouterr().err
 
 
 def test_info_all_lists_every_preset_ablation_and_rrdbnet(capsys):

@@ -170,8 +170,12 @@ def test_gated_derivation_scores_through_the_model_it_writes(tiny_run, noisy_dat
     assert not (tmp_path / "x").exists()
 
 
-def test_cpu_profile_makes_the_gated_code_as_a_row_beside_its_model(tmp_path):
-    assert recipe_model_name(PROFILES["cpu"]) == "dictsr-c8s" and recipe_model_name(PROFILES["gpu"]) == "dictsr-c8s"
+def test_cpu_profile_ends_with_the_gated_code(tmp_path):
+    assert recipe_model_name(PROFILES["cpu"]) == "dictsr-c8g" and recipe_model_name(PROFILES["gpu"]) == "dictsr-c8g"
+    ungated = replace(PROFILES["cpu"], coarse_gates=())
+    assert recipe_model_name(ungated) == "dictsr-c8s"
+    assert recipe_model_name(replace(ungated, coarse_split=False)) == "dictsr-c8"
+    assert recipe_model_name(replace(ungated, coarse_entries=0)) == "dictsr"
     ctx = context("cpu", data_dir="data/photos-aim", run_root=tmp_path / "fresh", device="cpu")
     train = next(stage for stage in plan(ctx) if stage.key == "02_train-dictsr")
     assert train.parameters["gated_run"] == "dictsr-c8g"

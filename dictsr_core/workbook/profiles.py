@@ -77,14 +77,14 @@ PROFILES: dict[str, Profile] = {
         # "What it took ...", 6. and 9.): the model the recipe ends with (dictsr-c8)
         coarse_entries=8, coarse_restarts=8,
         # then grown where the training photos show a split helps and the training agreement stays >= 0.5 by 2
-        # standard errors (README "What it took ...", 12.): dictsr-c8s, the recipe's model; dictsr-c8 stays as its
-        # ablation row
+        # standard errors (README "What it took ...", 12.): dictsr-c8s, a row (the recipe's model until 15.);
+        # dictsr-c8 stays as its ablation row
         coarse_split=True,
         # with the LR lookup embedding blurred (sigma 0.5 code cells) or not, as the training photos say (README "What
         # it took ...", 13.): on photos-ntire's sensor noise the blur keeps the agreement with a finer code
         coarse_lookup_blurs=(0.0, 0.5),
         # and the texture-gated code (README "What it took ...", 14.): the 8-entry code where the LR is flat, all 1024
-        # entries where it is textured: dictsr-c8g, a row beside dictsr-c8s
+        # entries where it is textured: dictsr-c8g, the recipe's model (README "What it took ...", 15.)
         coarse_gates=(3.0, 4.0, 6.0, 8.0), gate_lookup_blurs=(0.0, 0.5, 1.0),
         about="the README's main job on 2 CPU cores: real photos (photos-aim; sample-aim where apt cannot fetch them), "
               "cpu preset, baselines, 7 ablations",
@@ -109,10 +109,22 @@ PROFILES: dict[str, Profile] = {
 
 
 def recipe_model_name(profile: Profile) -> str:
-    """The run a profile's recipe ends with: its main DictSR run, or the coarse code derived from it."""
+    """The run a profile's recipe ends with: its main DictSR run, or the code derived from it: the texture-gated
+    code where the profile makes one (README "What it took ...", 15.), else the coarse code, grown where it splits."""
     if not profile.coarse_entries:
         return "dictsr"
+    if profile.coarse_gates:
+        return f"dictsr-c{profile.coarse_entries}g"
     return f"dictsr-c{profile.coarse_entries}" + ("s" if profile.coarse_split else "")
+
+
+def _derived_models(profile: Profile) -> list[str]:
+    """The runs a recipe may end with, newest recipe first: a run folder made by an older recipe lacks the newer."""
+    if not profile.coarse_entries:
+        return ["dictsr"]
+    coarse = f"dictsr-c{profile.coarse_entries}"
+    return list(dict.fromkeys([recipe_model_name(profile), coarse + ("s" if profile.coarse_split else ""), coarse,
+                               "dictsr"]))
 
 
 def resolve_profile(name: str) -> Profile:
@@ -208,8 +220,9 @@ def context(profile: str = "smoke", data_dir=None, run_root=None, figure_dir=Non
 
 def main_checkpoint(root=None) -> tuple[Path | None, list[Path]]:
     """(the DictSR checkpoint `dictsr main` trained, every place looked in): its profile's run on the default
-    photos, or on the bundled sample it falls back to, the model the recipe ends with (recipe_model_name: its grown coarse
-    code, dictsr-c8s, where the profile makes one) before the run it came from; the project folder is the cwd's (or DICTSR_ROOT),
+    photos, or on the bundled sample it falls back to, the model the recipe ends with (recipe_model_name: its texture-gated
+    code, dictsr-c8g, where the profile makes one; in a run folder made before it, dictsr-c8s, dictsr-c8) before the run
+    it came from; the project folder is the cwd's (or DICTSR_ROOT),
     else the one this package is installed from."""
     if root is not None or os.environ.get("DICTSR_ROOT"):
         roots = [Path(root).resolve() if root else project_root()]
@@ -220,9 +233,8 @@ def main_checkpoint(root=None) -> tuple[Path | None, list[Path]]:
         for name in dict.fromkeys([resolve_profile("auto").name, "gpu", "cpu"]):
             profile = PROFILES[name]
             for data in (default_data_dir(profile, folder), folder / "data" / f"sample-{profile.degradation}"):
-                # the recipe's model first; then, in a run folder made before it, the coarse code or the run itself
-                coarse = f"dictsr-c{profile.coarse_entries}" if profile.coarse_entries else "dictsr"
-                runs = list(dict.fromkeys([recipe_model_name(profile), coarse, "dictsr"]))
+                # the recipe's model first; then, in a run folder made before it, the older codes or the run itself
+                runs = _derived_models(profile)
                 where = context(name, data_dir=data, root=folder, device="cpu")
                 for run in runs:
                     ckpt = where.run_dir(run) / "checkpoints" / "last.pt"
