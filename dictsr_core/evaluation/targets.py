@@ -122,7 +122,7 @@ def targets_table(found: list[dict]) -> Table:
                                met["ahead_of_reference"]),
                          _mark(agreement, met["agreement"]), _mark(minutes, met["budget"]),
                          f"{sum(measured)} of {len(measured)}"))
-    counts = ", ".join(f"`{d['dataset']}` {d['images']} pairs of {d['photos']} photos" for d in found)
+    counts = ", ".join(dict.fromkeys(f"`{d['dataset']}` {d['images']} pairs of {d['photos']} photos" for d in found))
     caption = (f"The quality issue's targets ({counts}; the same records as the tables and `dictsr seeds`). "
                f"✓ met, ✗ missed: LPIPS-Alex <= {LPIPS_RATIO_MAX:.2f}x bicubic's; RGB PSNR >= bicubic's "
                f"{PSNR_GAP_MIN:+.1f} dB; ahead of paired-bicubic in LPIPS-Alex with the 95 % interval excluding 0 "
