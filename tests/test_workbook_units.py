@@ -103,11 +103,13 @@ def test_the_plan_stamps_the_checkpoints_each_scoring_stage_reads(tmp_path):
     ctx = context("smoke", data_dir=tmp_path / "data", run_root=tmp_path / "r", device="cpu")
     stages = {s.key: s for s in plan(ctx)}
     last = lambda run: ctx.run_dir(run) / "checkpoints" / "last.pt"  # noqa: E731
-    assert stages["03_evaluate"].inputs == [last(run) for run in stages["03_evaluate"].parameters["runs"]]
+    data = ctx.data_dir / "manifest.json"  # a dataset made again (more validation pairs) is read anew
+    assert stages["03_evaluate"].inputs == [last(run) for run in stages["03_evaluate"].parameters["runs"]] + [data]
     assert last("dictsr") in stages["04_ablations"].inputs and last("ablation-A1") in stages["04_ablations"].inputs
-    assert stages["05_dictionaries"].inputs == [last("dictsr")] == stages["07_explore"].inputs
-    assert stages["06_qualitative"].inputs == [last(run) for run in stages["06_qualitative"].parameters["runs"]]
-    assert stages["01_data"].inputs == [] and stages["02_train-dictsr"].inputs == []
+    assert stages["04_ablations"].inputs[-1] == data
+    assert stages["05_dictionaries"].inputs == [last("dictsr"), data] == stages["07_explore"].inputs
+    assert stages["06_qualitative"].inputs == [last(run) for run in stages["06_qualitative"].parameters["runs"]] + [data]
+    assert stages["01_data"].inputs == [data] and stages["02_train-dictsr"].inputs == []
 
 
 def test_a_stage_that_trains_is_rerun_when_its_training_config_changes(tmp_path):

@@ -20,7 +20,7 @@ class Stage:
     parameters: dict
     outputs: list[Path] = field(default_factory=list)
     runs: list = field(default_factory=list)  # (run folder, Config) of each run this stage trains
-    inputs: list[Path] = field(default_factory=list)  # checkpoints it reads but does not make (part of its stamp)
+    inputs: list[Path] = field(default_factory=list)  # checkpoints and data manifest it reads, does not make (stamped)
     about: str = ""  # what it does, for the plan
 
 
@@ -95,8 +95,13 @@ def plan(ctx: Context, force: bool = False) -> list[Stage]:
     """The stages of a full workbook run for this context's profile, in order."""
     common = {**common_parameters(ctx), "force": force}
     table = ctx.table_dir
+    # what every stage that reads the data folder is stamped with: a dataset made again (a new photo catalogue: more
+    # validation pairs) is a new identity, so its overview and every score are made again; training stages are not
+    # (train_run reuses a finished run of the same config, and the derivations read the training photos only)
+    data = [ctx.data_dir / "manifest.json"]
     stages = [Stage("01_data", "01_data", dict(common), _figures(ctx, "data_gallery", "data_degradation_stats")
-                    + [table / "data_splits.md", table / "degradation_stats.md"], about="splits, gallery, degradation statistics")]
+                    + [table / "data_splits.md", table / "degradation_stats.md"], inputs=list(data),
+                    about="splits, gallery, degradation statistics")]
     methods = ["dictsr", *ctx.profile.baselines]
     scored = []
     for method in methods:
@@ -127,7 +132,7 @@ def plan(ctx: Context, force: bool = False) -> list[Stage]:
         scored += made
     stages.append(Stage("03_evaluate", "03_evaluate", {**common, "runs": scored, "table_dir": None, "figure_name": "eval_metrics"},
                         _figures(ctx, "eval_metrics") + [table / "table1.md", table / "table1.csv"],
-                        inputs=run_checkpoints(ctx, scored), about=f"bicubic and {len(scored)} runs on the validation pairs, Table 1"))
+                        inputs=run_checkpoints(ctx, scored) + data, about=f"bicubic and {len(scored)} runs on the validation pairs, Table 1"))
     if ctx.profile.ablations:
         variants = list(ctx.profile.ablations)
         runs = ablation_runs(ctx, variants)
@@ -140,15 +145,15 @@ def plan(ctx: Context, force: bool = False) -> list[Stage]:
                             _figures(ctx, "ablation_bars", "ablation_metrics")
                             + [table / "ablations" / "table3.md", table / "ablations" / "table3.csv"]
                             + checkpoints,
-                            runs=trained, inputs=checkpoints, about=f"train {', '.join(train)}"
+                            runs=trained, inputs=checkpoints + data, about=f"train {', '.join(train)}"
                             + (f" ({', '.join(derived)}: made from Ours' checkpoint)" if derived else "")
                             + ", evaluate, Table 3"
                             + (" (Ours is the main run)" if "dictsr" in runs.values() else "")))
     stages.append(Stage("05_dictionaries", "05_dictionaries", {**common, "run": "dictsr", "embedding": "umap"},
                         _figures(ctx, "fig4_dictionary_map", "fig4_degradation_offsets", "fig4_hr_atoms",
-                                 "fig_index_agreement"), inputs=run_checkpoints(ctx, ["dictsr"]), about="Fig. 4: dictionary map (UMAP), offsets, atoms, index agreement"))
+                                 "fig_index_agreement"), inputs=run_checkpoints(ctx, ["dictsr"]) + data, about="Fig. 4: dictionary map (UMAP), offsets, atoms, index agreement"))
     stages.append(Stage("06_qualitative", "06_qualitative", {**common, "runs": methods},
-                        _figures(ctx, "fig3_qualitative"), inputs=run_checkpoints(ctx, methods), about="Fig. 3: crops where the methods differ most"))
+                        _figures(ctx, "fig3_qualitative"), inputs=run_checkpoints(ctx, methods) + data, about="Fig. 3: crops where the methods differ most"))
     stages.append(Stage("07_explore", "07_explore", {**common, "run": "dictsr", "interactive": False},
-                        _figures(ctx, "explore_location"), inputs=run_checkpoints(ctx, ["dictsr"]), about="the explorer, one view"))
+                        _figures(ctx, "explore_location"), inputs=run_checkpoints(ctx, ["dictsr"]) + data, about="the explorer, one view"))
     return stages
