@@ -354,7 +354,7 @@ def prepare_dataset(out, source: str = "sample", degradation: str = "aim", seed:
 def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     """The `dictsr prepare` options."""
     parser.add_argument("--source", choices=("sample", "photos", "folder"), default="sample",
-                        help="sample: skimage's bundled photos (offline); photos: ~50 photographs from Debian "
+                        help="sample: skimage's bundled photos (offline); photos: 55 photographs from Debian "
                              "wallpaper packages (apt); folder: datasets on disk (--root or the four --*-dir)")
     parser.add_argument("--degradation", choices=sorted(DEGRADATIONS), default="aim",
                         help="synthetic LR recipe for clean sources (real LR datasets are used as they are)")
