@@ -66,6 +66,12 @@ def test_tables_have_the_expected_rows(smoke):
     assert ids[:4] == ["Ours", "A1", "C1", "R6"], table3
     stats = (tables / "degradation_stats.md").read_text()
     assert "train LR (degraded domain)" in stats and "val LR" in stats
+    # the recipe's model (the smoke profile's: dictsr) checked against the quality targets, this seed only
+    targets = (tables / "targets.md").read_text()
+    row = next(line for line in targets.splitlines() if line.startswith("| `sample-aim` | `dictsr` | 0 |"))
+    assert row.rstrip(" |").endswith(("of 5", "of 4", "of 3")) and ("✓" in row or "✗" in row)
+    assert "`sample-aim` 2 pairs of 2 photos" in targets and "pooled" not in row
+    assert not (tables / "ablations" / "targets.md").exists()  # the ablation runs are not the recipe's model
 
 
 def test_results_records_and_report(smoke):

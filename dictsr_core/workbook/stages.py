@@ -169,10 +169,29 @@ def evaluate_runs(ctx: Context, runs: list[str], table_dir=None, paper: str = "a
 
     records = collect_records([ctx.run_dir(run) for run in runs], ctx.data_dir, results_root=ctx.results_root,
                               device=ctx.device, force=force)
-    _, markdown = write_tables(records, Path(table_dir) if table_dir else ctx.table_dir, paper=paper)
+    table_dir = Path(table_dir) if table_dir else ctx.table_dir
+    _, markdown = write_tables(records, table_dir, paper=paper)
+    targets = recipe_targets(ctx, runs, table_dir)
     figure = metric_bars(records, f"Validation metrics on {ctx.data_dir.name} ({ctx.profile.name} profile)")
     ctx.save(figure, figure_name)
-    return {"records": records, "markdown": markdown, "figure": figure}
+    return {"records": records, "markdown": markdown + (f"\n{targets}" if targets else ""), "figure": figure}
+
+
+def recipe_targets(ctx: Context, runs: list[str], table_dir: Path) -> str | None:
+    """The quality targets of the recipe's model against paired-bicubic, this training seed only (`dictsr targets`
+    pools seeds), written to table_dir/targets.md; None where the runs scored lack either."""
+    from dictsr_core.atomic import atomic_write_text
+    from dictsr_core.evaluation.results import dataset_name
+    from dictsr_core.evaluation.targets import dataset_targets, targets_table
+    from dictsr_core.workbook.profiles import recipe_model_name
+
+    model, reference = recipe_model_name(ctx.profile), "paired-bicubic"
+    if model not in runs or reference not in runs:
+        return None
+    found = dataset_targets([Path(ctx.results_root) / dataset_name(ctx.data_dir)], model, reference)
+    markdown = targets_table([found]).markdown()
+    atomic_write_text(table_dir / "targets.md", markdown)
+    return markdown
 
 
 # ---- 04_ablations -------------------------------------------------------------------------
