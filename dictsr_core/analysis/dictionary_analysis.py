@@ -14,7 +14,6 @@ from dictsr_core.inference.index_maps import content_index_map
 from dictsr_core.inference.tiled import as_rgb_array, image_tensor, model_device, pad_to_grid
 from dictsr_core.model.dictionaries import to_rows
 from dictsr_core.model.dictsr import to_signed
-from dictsr_core.model.texture_gate import lr_roughness
 
 EMBED_METHODS = ("umap", "pca")
 
@@ -46,8 +45,8 @@ def lr_patch_embeddings(model, lr_images, max_points: int = 2000, seed: int = 0,
             x = pad_to_grid(x, model.code_patch)
             features = model.enc_lr(to_signed(x)).float()
             zs.append(to_rows(dicts.lr_in(features)).float().cpu())
-            entries.append(dicts.content_indices(features, roughness=lr_roughness(x, model.code_patch) if dicts.gated
-                                                 else None).reshape(-1).cpu())
+            entries.append(dicts.content_indices(features, roughness=dicts.roughness_for(x, model.code_patch))
+                           .reshape(-1).cpu())
     z, chosen = torch.cat(zs).numpy(), torch.cat(entries).numpy()
     if z.shape[0] > max_points:
         keep = np.sort(np.random.default_rng(seed).choice(z.shape[0], size=max_points, replace=False))

@@ -21,7 +21,6 @@ from dictsr_core.model import DictSR
 from dictsr_core.model.dictionaries import nearest_entry, nearest_offset
 from dictsr_core.model.dictsr import to_signed, to_unit
 from dictsr_core.model.lowpass_base import add_base
-from dictsr_core.model.texture_gate import lr_roughness
 from dictsr_core.training.checkpoint import CheckpointError, load_checkpoint, model_weights
 
 __all__ = ["ImageCodes", "Location", "load_training_model", "encode_image", "inspect_location", "location_figure",
@@ -102,7 +101,7 @@ def encode_image(model: DictSR, lr_image) -> ImageCodes:
     z_map = d.lr_in(features).float()
     z = z_map[0].permute(1, 2, 0)  # [h, w, d]
     rows = z.reshape(-1, z.shape[-1])
-    entries = d.content_indices(features, roughness=lr_roughness(x, p) if d.gated else None)[0]
+    entries = d.content_indices(features, roughness=d.roughness_for(x, p))[0]
     # k for the inference j: for the two-stage rule this is branch 3's k, for the joint rule the pair's k
     offsets = None
     if d.d_deg is not None:

@@ -10,28 +10,33 @@ the real LR photos' blockiness with that of the probe's noisy copies (clean HR-d
 and after a JPEG round trip at each quality of a ladder, and returns the nearest: None where the copies as they
 are come nearest, else that quality (values in tests/test_data_jpeg_trace.py and README item 14). The unpaired setting's rule holds: only the LR training images and the HR-down
 of the HR training images are read, never a pair.
+
+data/statistics.blockiness (the degradation table's column) is its twin with the grid fixed at phase 0 and means:
+right for images whose grid is known to start at the corner, while this one must find a grid in real LR photos that
+may have been cropped, and not be moved by a few strong edges on it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from dictsr_core.data.statistics import luma
+
 QUALITY_LADDER = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 BLOCK = 8
 # a grid weaker than this is not told from chance on a few small photos (24-pixel test images read 1.14-1.30
 # without JPEG); photos-aim's real LR reads 3.6 (JPEG q30), photos-ntire's 1.005
 MIN_BLOCKINESS = 1.3
-LUMA = np.array([0.299, 0.587, 0.114])
 
 
 def blockiness(images: list[np.ndarray]) -> float:
     """The 8x8 grid strength of uint8 RGB images (module docstring): about 1 without JPEG, larger with."""
     steps = {axis: [[] for _ in range(BLOCK)] for axis in range(2)}
     for image in images:
-        luma = image.astype(np.float64) @ LUMA
-        if min(luma.shape) <= BLOCK:
-            raise ValueError(f"blockiness needs images at least {BLOCK + 1} pixels on each side, got {luma.shape}")
-        for axis, diffs in enumerate((np.abs(np.diff(luma, axis=1)), np.abs(np.diff(luma, axis=0)).T)):
+        y = luma(image)
+        if min(y.shape) <= BLOCK:
+            raise ValueError(f"blockiness needs images at least {BLOCK + 1} pixels on each side, got {y.shape}")
+        for axis, diffs in enumerate((np.abs(np.diff(y, axis=1)), np.abs(np.diff(y, axis=0)).T)):
             phase = (np.arange(diffs.shape[1]) + 1) % BLOCK
             for p in range(BLOCK):
                 steps[axis][p].append(diffs[:, phase == p].ravel())

@@ -22,7 +22,8 @@ STATISTIC_TITLES = {"noise_sigma": "estimated noise sigma (0-255)", "laplacian_s
 GROUPS = ("clean LR (bicubic of train HR)", "train LR (degraded domain)", "val LR")
 
 
-def _luma(image: np.ndarray) -> np.ndarray:
+def luma(image: np.ndarray) -> np.ndarray:
+    """Full-range BT.601 luma (0-255 scale) of a uint8 RGB image, float64."""
     return image.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
 
 
@@ -45,13 +46,13 @@ def image_statistics(image: np.ndarray) -> dict:
 
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image_statistics needs an HxWx3 uint8 image, got {image.dtype} {image.shape}")
-    luma = _luma(image)
+    y = luma(image)
     rgb = image.astype(np.float64) / 255.0
     saturation = (rgb.max(2) - rgb.min(2)) / np.maximum(rgb.max(2), 1e-9)
     return {
-        "noise_sigma": float(estimate_sigma(luma / 255.0) * 255.0),
-        "laplacian_std": float(laplace(luma).std()),
-        "blockiness": blockiness(luma),
+        "noise_sigma": float(estimate_sigma(y / 255.0) * 255.0),
+        "laplacian_std": float(laplace(y).std()),
+        "blockiness": blockiness(y),
         "saturation": float(saturation.mean()),
     }
 

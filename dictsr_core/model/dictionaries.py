@@ -15,6 +15,7 @@ from torch import nn
 
 from dictsr_core.model.lowpass_base import gaussian_lowpass
 from dictsr_core.model.precision import autocast_off
+from dictsr_core.model.texture_gate import lr_roughness
 
 NEVER = -(1 << 62)  # `last_used` of an entry that has not been chosen since it was (re)initialised
 
@@ -165,6 +166,11 @@ class CoupledDictionaries(nn.Module):
         """Whether content_indices needs the LR roughness map: a coarse code with a texture gate."""
         return self.coarse_keep is not None and self.texture_gate > 0
 
+    def roughness_for(self, lr: torch.Tensor, code_patch: int) -> torch.Tensor | None:
+        """The roughness map content_indices needs for the LR batch `lr` (padded to the code grid) where the code is
+        gated (model/texture_gate.lr_roughness), else None."""
+        return lr_roughness(lr, code_patch) if self.gated else None
+
     # ---- lookups --------------------------------------------------------------------------
     def lookup_lr(self, features: torch.Tensor, degraded: bool) -> LookupResult:
         """Branch 2 (degraded=False): j over D_lr. Branch 3: j over D_lr, then k over D_deg(j, :) (eq. 4)."""
@@ -233,32 +239,33 @@ class CoupledDictionaries(nn.Module):
                                  f"{grid}, got {None if roughness is None else tuple(roughness.shape)}")
             return gate_indices(self.fine_indices(features), self.coarse_indices(features, self.coarse_keep),
                                 roughness, self.texture_gate)
-        z = self.lr_in(features).float()
-        d_lr, d_deg = (self.d_lr, self.d_deg) if keep is None else (self.d_lr[keep], None if self.d_deg is None else self.d_deg[keep])
-        return self._nearest(to_rows(self._blurred(z)), d_lr, d_deg).view(grid)
+        return self._nearest_map(features, keep, self.lookup_blur)
 
     @torch.no_grad()
     def fine_indices(self, features: torch.Tensor) -> torch.Tensor:
         """A gated code's textured cells: the nearest of all N entries to the unblurred embedding, [B, h, w]."""
-        z = self.lr_in(features).float()
-        return self._nearest(to_rows(z), self.d_lr, self.d_deg).view(z.shape[0], z.shape[2], z.shape[3])
+        return self._nearest_map(features, None, 0.0)
 
     @torch.no_grad()
     def coarse_indices(self, features: torch.Tensor, keep: torch.Tensor, blur: float | None = None) -> torch.Tensor:
         """A gated code's flat cells: the nearest of the entries `keep` to the embedding blurred by `blur` (default
         lookup_blur), as indices over all N entries, [B, h, w]."""
-        z = self._blurred(self.lr_in(features).float(), blur)
-        d_deg = None if self.d_deg is None else self.d_deg[keep]
-        return keep[self._nearest(to_rows(z), self.d_lr[keep], d_deg)].view(z.shape[0], z.shape[2], z.shape[3])
+        return keep[self._nearest_map(features, keep, self.lookup_blur if blur is None else blur)]
 
-    def _blurred(self, z: torch.Tensor, blur: float | None = None) -> torch.Tensor:
-        blur = self.lookup_blur if blur is None else blur
-        return gaussian_lowpass(z, blur) if blur > 0 else z
-
-    def _nearest(self, rows: torch.Tensor, d_lr: torch.Tensor, d_deg: torch.Tensor | None) -> torch.Tensor:
+    def _nearest_map(self, features: torch.Tensor, keep: torch.Tensor | None, blur: float) -> torch.Tensor:
+        """[B, h, w] index map over `keep` (all entries where None) of the LR embedding blurred by `blur` (0: not)."""
+        z = self.lr_in(features).float()
+        if blur > 0:
+            z = gaussian_lowpass(z, blur)
+        d_lr, d_deg = self.d_lr, self.d_deg
+        if keep is not None:
+            d_lr, d_deg = d_lr[keep], None if d_deg is None else d_deg[keep]
+        rows = to_rows(z)
         if self.joint_lookup and self.hierarchical:
-            return nearest_pair(rows, d_lr, d_deg, self.lookup_chunk)[0]
-        return nearest_entry(rows, d_lr, self.lookup_chunk)
+            j = nearest_pair(rows, d_lr, d_deg, self.lookup_chunk)[0]
+        else:
+            j = nearest_entry(rows, d_lr, self.lookup_chunk)
+        return j.view(z.shape[0], z.shape[2], z.shape[3])
 
     def hr_features(self, indices: torch.Tensor) -> torch.Tensor:
         """D_hr(i) for an index map [B, h, w], projected out to the D_hr decoder's width."""

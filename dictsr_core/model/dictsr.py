@@ -15,7 +15,6 @@ from dictsr_core.model.decoders import Decoder
 from dictsr_core.model.dictionaries import CoupledDictionaries, LookupResult
 from dictsr_core.model.encoders import Encoder
 from dictsr_core.model.lowpass_base import add_base
-from dictsr_core.model.texture_gate import lr_roughness
 
 
 def to_signed(x: torch.Tensor) -> torch.Tensor:
@@ -140,8 +139,8 @@ class DictSRInference(nn.Module):
         self.stem = None  # CodeStem once folded(): the decoder then starts at dec_hr[1]
 
     def indices(self, lr: torch.Tensor) -> torch.Tensor:
-        roughness = lr_roughness(lr, self.code_patch) if self.dictionaries.gated else None
-        return self.dictionaries.content_indices(self.enc_lr(to_signed(lr)), roughness=roughness)
+        return self.dictionaries.content_indices(self.enc_lr(to_signed(lr)),
+                                                 roughness=self.dictionaries.roughness_for(lr, self.code_patch))
 
     def decode(self, indices: torch.Tensor, lr: torch.Tensor | None = None) -> torch.Tensor:
         """SR from an index map; with a low-pass base (model.base_sigma > 0) `lr` gives the base, and without

@@ -37,11 +37,9 @@ def _features(model, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | No
     """(E_lr features, the LR roughness map where the model's code is texture-gated, else None) of one image."""
     from dictsr_core.inference.tiled import image_tensor, model_device, pad_to_grid
     from dictsr_core.model.dictsr import to_signed
-    from dictsr_core.model.texture_gate import lr_roughness
 
     x = pad_to_grid(image_tensor(image, model_device(model)), model.code_patch)
-    roughness = lr_roughness(x, model.code_patch) if model.dictionaries.gated else None
-    return model.enc_lr(to_signed(x)), roughness
+    return model.enc_lr(to_signed(x)), model.dictionaries.roughness_for(x, model.code_patch)
 
 
 def agreement_by_size(model, clean: list[np.ndarray], noisy: list[np.ndarray], codes: dict, *,

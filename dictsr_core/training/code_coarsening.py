@@ -258,19 +258,27 @@ def _auto_size(model, chosen, probe: dict, target: float, z: float, source_dir, 
 def _write_coarse_run(payload: dict, source_dir: Path, out_dir: Path, clusters: int, keep, extra: dict,
                       derived_from: dict, lookup_blur: float) -> None:
     """OUT_DIR's folder and checkpoint: every kept state of the source cut to the entries `keep`."""
+    source_cfg = payload["config"]
+    cfg = replace(source_cfg, model=replace(source_cfg.model, entries=clusters, lookup_blur=lookup_blur)).validated()
+    write_derived_states(payload, source_dir, out_dir, cfg, lambda state: kept_rows(state, keep), **extra,
+                         derived_from=derived_from)
+
+
+def write_derived_states(payload: dict, source_dir: Path, out_dir: Path, cfg, state_of, **fields) -> None:
+    """OUT_DIR's folder and checkpoint for a run derived after training: every kept state of the source (last
+    weights, EMA, averages) through `state_of`, the source's step, training wall time, device and world size, and
+    `fields` (derived_from and the derivation's records)."""
     from dictsr_core.training.checkpoint import save_checkpoint
     from dictsr_core.training.run_folder import checkpoint_file, start_derived_folder
 
-    source_cfg = payload["config"]
-    cfg = replace(source_cfg, model=replace(source_cfg.model, entries=clusters, lookup_blur=lookup_blur)).validated()
     start_derived_folder(source_dir, out_dir, cfg)
-    states = {"model_ema": kept_rows(payload["model_ema"], keep)} if payload.get("model_ema") is not None else {}
+    states = {"model_ema": state_of(payload["model_ema"])} if payload.get("model_ema") is not None else {}
     if payload.get("model_averages"):
-        states["model_averages"] = {label: None if state is None else kept_rows(state, keep)
+        states["model_averages"] = {label: None if state is None else state_of(state)
                                     for label, state in payload["model_averages"].items()}
-    extra = {**{k: v for k, v in payload.items() if k in ("train_wall_s", "device", "world_size")}, **extra}
-    save_checkpoint(checkpoint_file(out_dir), model_state=kept_rows(payload["model"], keep), config=cfg,
-                    step=payload["step"], **extra, **states, derived_from=derived_from)
+    fields = {**{k: v for k, v in payload.items() if k in ("train_wall_s", "device", "world_size")}, **fields}
+    save_checkpoint(checkpoint_file(out_dir), model_state=state_of(payload["model"]), config=cfg,
+                    step=payload["step"], **fields, **states)
 
 
 def training_probe(data_dir, cfg, hr: list | None = None, clean: list | None = None) -> dict:

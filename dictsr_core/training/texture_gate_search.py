@@ -34,8 +34,8 @@ def derive_gated_run(source_dir, out_dir, clusters: int, data_dir, gates, *, res
     from dictsr_core.data.datasets import training_clean_lr_images, training_hr_images, training_lr_images
     from dictsr_core.inference.index_maps import content_index_map
     from dictsr_core.model.dictionaries import coarse_code
-    from dictsr_core.training.checkpoint import inference_model, load_checkpoint, tensor_checksum
-    from dictsr_core.training.code_coarsening import _checked_request, training_probe
+    from dictsr_core.training.checkpoint import inference_model, load_checkpoint
+    from dictsr_core.training.code_coarsening import _checked_request, _derivation_record, training_probe
     from dictsr_core.training.run_folder import checkpoint_file, holds_derivation
 
     source_dir, out_dir = Path(source_dir), Path(out_dir)
@@ -43,15 +43,13 @@ def derive_gated_run(source_dir, out_dir, clusters: int, data_dir, gates, *, res
     source_cfg = payload["config"]
     target, agreement_z = _checked_request(source_dir, source_cfg, clusters, target, restarts, agreement_z)
     blurs, gates = checked_gate_request(source_cfg, lookup_blurs, gates)
-    derived_from = {"run": str(source_dir), "step": int(payload["step"]), "checksum": tensor_checksum(payload),
-                    "coarsen": int(clusters), "fit": f"training images of {Path(data_dir).resolve().name}",
-                    "agreement_target": target, "agreement_z": agreement_z, "restarts": restarts,
-                    "lookup_blurs": list(blurs), "gates": list(gates)}
     hr = training_hr_images(data_dir)
     clean = training_clean_lr_images(data_dir, hr)
     probe = training_probe(data_dir, source_cfg, hr, clean)
-    if probe["jpeg_quality"] is not None:  # the probe's copies are JPEG'd (data/jpeg_trace.py)
-        derived_from["probe_jpeg"] = probe["jpeg_quality"]
+    # the coarse derivation's record, with the target and draws even at one draw (the gate search always scores)
+    derived_from = {**_derivation_record(source_dir, payload, int(clusters), data_dir, target, agreement_z, restarts,
+                                         False, blurs, probe),
+                    "agreement_target": target, "agreement_z": agreement_z, "restarts": restarts, "gates": list(gates)}
     if not force and holds_derivation(out_dir, derived_from, lambda done: gated_config(
             source_cfg, clusters, done.model.texture_gate, done.model.lookup_blur)):
         return False
@@ -171,18 +169,9 @@ def _window_lpips(model, window: int, encoded: tuple, indices: torch.Tensor, hr:
 def _write_gated_run(payload: dict, source_dir: Path, out_dir: Path, keep: torch.Tensor, kept: dict, record: dict,
                      derived_from: dict) -> None:
     """OUT_DIR's folder and checkpoint: every kept state of the source with `keep` as its dictionaries.coarse_keep."""
-    from dictsr_core.training.checkpoint import save_checkpoint
-    from dictsr_core.training.run_folder import checkpoint_file, start_derived_folder
+    from dictsr_core.training.code_coarsening import write_derived_states
 
     cfg = gated_config(payload["config"], len(keep), kept["texture_gate"], kept["lookup_blur"])
-    start_derived_folder(source_dir, out_dir, cfg)
-
-    def with_keep(state):
-        return None if state is None else {**state, "dictionaries.coarse_keep": keep.detach().cpu().clone()}
-
-    states = {"model_ema": with_keep(payload["model_ema"])} if payload.get("model_ema") is not None else {}
-    if payload.get("model_averages"):
-        states["model_averages"] = {label: with_keep(state) for label, state in payload["model_averages"].items()}
-    extra = {k: v for k, v in payload.items() if k in ("train_wall_s", "device", "world_size")}
-    save_checkpoint(checkpoint_file(out_dir), model_state=with_keep(payload["model"]), config=cfg,
-                    step=payload["step"], **extra, **states, derived_from=derived_from, coarse_gate=record)
+    write_derived_states(payload, source_dir, out_dir, cfg,
+                         lambda state: {**state, "dictionaries.coarse_keep": keep.detach().cpu().clone()},
+                         derived_from=derived_from, coarse_gate=record)

@@ -48,7 +48,7 @@ class Profile:
     # also a texture-gated code (`dictsr derive --coarsen N --restarts R --gate ...`, model/texture_gate.py): flat LR
     # cells choose among a k-means draw of N entries, textured ones among all; every draw x lookup blur of
     # gate_lookup_blurs x roughness threshold here scored on the training photos, the lowest LPIPS-Alex among those
-    # whose training agreement reaches 0.5 kept. Scored as `dictsr-c<N>g`, a row beside the recipe's model; None: not made
+    # whose training agreement reaches 0.5 kept. Scored as `dictsr-c<N>g`, the recipe's model where made; None: not made
     coarse_gates: tuple[float, ...] | None = None
     gate_lookup_blurs: tuple[float, ...] | None = None
     umap_points: int = 2000  # validation patch embeddings in Fig. 4's map
