@@ -33,10 +33,12 @@ from dictsr_core.data.resize import imresize_np
 from dictsr_core.data.sources.download import DATASET_URLS, DownloadError, download_dataset
 from dictsr_core.data.sources.folder import LayoutError, folder_plan
 from dictsr_core.data.sources.photos import PhotosUnavailable, default_cache_dir, photos_plan
+from dictsr_core.data.sources.test_photos import TestSplitChanged, load_frozen, verify_prepared
 from dictsr_core.data.sources.records import SourceImage, SourcePlan, SplitError
 from dictsr_core.data.sources.sample import sample_plan
 
 OUTPUT_FOLDERS = ("train_hr", "train_lr", "val_lr", "val_hr")
+TEST_FOLDERS = ("test_lr", "test_hr")  # only sources with a test split (photos) write them
 MANIFEST_FORMAT = "dictsr-dataset-v1"
 LEGACY_MANIFEST_FORMATS = (None, 1)  # what older versions wrote (no key at all, or the number 1)
 MADE_BY = "dictsr prepare"
@@ -71,6 +73,7 @@ class Job:
     crop: int | None = None  # "val" of a cropped source: which of the photo's `crops` crops (see val_crop_box)
     crops: int = 0
     crop_side: int = 0
+    pairs: str = "val"  # "val" or "test": the folders a clean pair is written to (PAIRS_lr/, PAIRS_hr/)
 
 
 def image_seed(seed: int, name: str) -> list[int]:
@@ -137,11 +140,12 @@ def run_job(job: Job, staging: Path) -> tuple[list[dict], list[str]]:
                 image = dataclasses.replace(image, name=f"{image.name}__c{job.crop}")
                 seed = image_seed(job.seed, image.name)
                 lr = degradation(hr, seed)
-                write_rgb(staging / "val_hr" / f"{image.name}.png", hr)
-                write_rgb(staging / "val_lr" / f"{image.name}.png", lr)
-                return [_record(image, "val_hr", hr, steps + crop, pair=f"val_lr/{image.name}.png", photo=job.image.name),
-                        _record(image, "val_lr", lr, steps + crop + [f"degradation {degradation.name}"],
-                                pair=f"val_hr/{image.name}.png", degradation=degradation.recipe(), seed=seed,
+                hr_dir, lr_dir = f"{job.pairs}_hr", f"{job.pairs}_lr"
+                write_rgb(staging / hr_dir / f"{image.name}.png", hr)
+                write_rgb(staging / lr_dir / f"{image.name}.png", lr)
+                return [_record(image, hr_dir, hr, steps + crop, pair=f"{lr_dir}/{image.name}.png", photo=job.image.name),
+                        _record(image, lr_dir, lr, steps + crop + [f"degradation {degradation.name}"],
+                                pair=f"{hr_dir}/{image.name}.png", degradation=degradation.recipe(), seed=seed,
                                 photo=job.image.name)], []
             height, width = (array.shape[0] // SCALE) * SCALE, (array.shape[1] // SCALE) * SCALE
             if min(height, width) < MIN_VAL_LR * SCALE:
@@ -199,11 +203,14 @@ def plan_jobs(plan: SourcePlan, degradation: dict, seed: int) -> list[Job]:
         if plan.val_crops:
             jobs += [Job("val", image, degradation=degradation, seed=seed, crop=k, crops=plan.val_crops,
                          crop_side=plan.val_crop) for image in plan.splits["val"] for k in range(plan.val_crops)]
+            jobs += [Job("val", image, degradation=degradation, seed=seed, crop=k, crops=plan.val_crops,
+                         crop_side=plan.val_crop, pairs="test")
+                     for image in plan.splits.get("test", []) for k in range(plan.val_crops)]
         else:
             jobs += [Job("val", image, degradation=degradation, seed=seed) for image in plan.splits["val"]]
     names = {}
     for job in jobs:
-        split = {"hr": "train_hr", "hr_real": "train_hr", "lr": "train_lr", "lr_real": "train_lr"}.get(job.kind, "val")
+        split = {"hr": "train_hr", "hr_real": "train_hr", "lr": "train_lr", "lr_real": "train_lr"}.get(job.kind, job.pairs)
         key = (split, job.image.name if job.crop is None else f"{job.image.name}__c{job.crop}")
         if key in names:
             raise PrepareError(f"two inputs would both be written as {split}/{job.image.name}.png: {names[key]} and {job.image.ref}")
@@ -243,15 +250,16 @@ def check_replaceable(out: Path) -> None:
         raise _not_ours(out, f"its manifest.json is not readable JSON: {error}") from None
     schema = (isinstance(manifest, dict) and manifest.get("made_by") == MADE_BY
               and isinstance(manifest.get("images"), list) and isinstance(manifest.get("counts"), dict)
-              and set(manifest["counts"]) == set(OUTPUT_FOLDERS))
+              and set(manifest["counts"]) in (set(OUTPUT_FOLDERS), set(OUTPUT_FOLDERS + TEST_FOLDERS)))
     if not schema:
         raise _not_ours(out, "its manifest.json was not written by dictsr")
     if manifest.get("format") != MANIFEST_FORMAT and manifest.get("format") not in LEGACY_MANIFEST_FORMATS:
         raise _not_ours(out, f"its manifest.json has an unknown format {manifest.get('format')!r}")
-    allowed = set(OUTPUT_FOLDERS) | {"manifest.json"}
+    folders = set(OUTPUT_FOLDERS + TEST_FOLDERS)
+    allowed = folders | {"manifest.json"}
     foreign = [entry.name for entry in entries if entry.name not in allowed or entry.is_symlink()
-               or (entry.name in OUTPUT_FOLDERS and not entry.is_dir())]
-    foreign += [f"{entry.name}/{child.name}" for entry in entries if entry.name in OUTPUT_FOLDERS and entry.is_dir()
+               or (entry.name in folders and not entry.is_dir())]
+    foreign += [f"{entry.name}/{child.name}" for entry in entries if entry.name in folders and entry.is_dir()
                 and not entry.is_symlink() for child in sorted(entry.iterdir()) if not child.is_file() or child.is_symlink()]
     if foreign:
         raise _not_ours(out, "it also holds " + ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else ""))
@@ -314,8 +322,9 @@ def prepare_dataset(out, source: str = "sample", degradation: str = "aim", seed:
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = _staging_dir(out)
     shutil.rmtree(staging, ignore_errors=True)
+    folders = OUTPUT_FOLDERS + (TEST_FOLDERS if plan.splits.get("test") else ())
     try:
-        for folder in OUTPUT_FOLDERS:
+        for folder in folders:
             (staging / folder).mkdir(parents=True)
         log(f"[prepare] {plan.source}: {len(jobs)} images with {workers} worker(s) -> {out}")
         results = _run_jobs(jobs, staging, workers)
@@ -325,7 +334,7 @@ def prepare_dataset(out, source: str = "sample", degradation: str = "aim", seed:
         for problem in problems:
             log(f"[prepare] skipping {problem}")
         records = [record for found, _ in results for record in found]
-        counts = {folder: sum(r["split"] == folder for r in records) for folder in OUTPUT_FOLDERS}
+        counts = {folder: sum(r["split"] == folder for r in records) for folder in folders}
         empty = [folder for folder, count in counts.items() if count == 0]
         if empty:
             raise PrepareError(f"no usable images left for {', '.join(empty)}; nothing was written")
@@ -339,10 +348,15 @@ def prepare_dataset(out, source: str = "sample", degradation: str = "aim", seed:
             "scale": SCALE,
             "counts": counts,
             "skipped": problems,
-            "protocol": "unpaired: train_hr, train_lr and val come from disjoint sets of photos",
+            "protocol": "unpaired: train_hr, train_lr, val and test come from disjoint sets of photos; "
+                        "val is for choices, test is for reporting",
             "val_crops": {"per_photo": plan.val_crops, "side": plan.val_crop} if plan.val_crops else None,
             "images": records,
         }
+        if "test_hr" in counts:
+            manifest["test_split"] = verify_prepared(manifest, staging, load_frozen())
+            state = "matches" if manifest["test_split"]["verified"] else "does NOT match"
+            log(f"[prepare] test split {state} the frozen one ({manifest['test_split']['frozen_as']})")
         atomic_write_json(staging / "manifest.json", manifest)
         _replace_dir(staging, out)
     finally:
@@ -382,7 +396,7 @@ def prepare_from_args(args) -> int:
     except BadInputError as error:
         print(f"dictsr prepare: {error}", file=sys.stderr)
         return 1
-    except (PrepareError, LayoutError, PhotosUnavailable, DownloadError, FileNotFoundError) as error:
+    except (PrepareError, LayoutError, PhotosUnavailable, TestSplitChanged, DownloadError, FileNotFoundError) as error:
         print(f"dictsr prepare: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -28,6 +28,8 @@ from pathlib import Path
 from PIL import Image
 
 from dictsr_core.data.sources.records import SourceImage, SourcePlan, assign_splits
+from dictsr_core.data.sources.test_photos import (TEST_PACKAGES, TEST_PHOTOS, check_source, load_frozen, photo_name,
+                                                   test_pre_scale)
 
 PHOTO_PACKAGES = (
     "lomiri-wallpapers-16.04",
@@ -38,7 +40,9 @@ PHOTO_PACKAGES = (
     "libjxl-testdata",
     "forensics-samples-files",
 )
-CATALOGUE = 2  # 1: the 50 photos; 2: + VALIDATION_PHOTOS (a dataset made from an older catalogue is made again)
+# 1: the 50 photos; 2: + VALIDATION_PHOTOS; 3: + the test split (test_photos.py). A dataset made from an older
+# catalogue is made again; its training and validation files come out byte-identical.
+CATALOGUE = 3
 MIN_LONG_SIDE = 1280
 PRE_SCALE = 0.5
 VAL_CROPS = 4  # 15 validation photos x 4 crops = 60 pairs (the bootstrap resamples photos, not crops)
@@ -133,7 +137,8 @@ def fetch_photo_packages(cache_dir=None, log=print) -> dict[str, dict]:
     photos_dir = Path(cache_dir or default_cache_dir()) / "photos"
     debs_dir = photos_dir / "debs"
     packages = {}
-    missing = [p for p in PHOTO_PACKAGES if not (photos_dir / p / ".unpacked").is_file()]
+    wanted = PHOTO_PACKAGES + TEST_PACKAGES
+    missing = [p for p in wanted if not (photos_dir / p / ".unpacked").is_file()]
     if missing:
         for tool in ("apt-get", "dpkg", "dpkg-deb"):
             if shutil.which(tool) is None:
@@ -144,7 +149,7 @@ def fetch_photo_packages(cache_dir=None, log=print) -> dict[str, dict]:
         if result.returncode != 0:
             hint = " Run `apt-get update` once first (as root) so that apt knows the packages." if "Unable to locate" in result.stderr or "E:" in result.stderr else ""
             raise PhotosUnavailable(f"`apt-get download` failed: {result.stderr.strip()[-800:]}.{hint} {_INSTEAD}")
-    for package in PHOTO_PACKAGES:
+    for package in wanted:
         target = photos_dir / package
         if package in missing:
             debs = sorted(debs_dir.glob(f"{package}_*.deb"))
@@ -210,6 +215,27 @@ def photo_images(cache_dir=None, log=print) -> list[SourceImage]:
             origin={"debian_package": package, "version": info["version"], "path": "/" + inner,
                     "copyright_file": f"/usr/share/doc/{package}/copyright"},
             author=author, license=license_, pre_scale=pre_scale, split=split))
+    return images + _test_images(packages)
+
+
+def _test_images(packages: dict) -> list[SourceImage]:
+    """The frozen test split's photos (test_photos.py), each checked against its frozen sha256."""
+    frozen = load_frozen()
+    images = []
+    for package, inner, author, license_ in TEST_PHOTOS:
+        info = packages[package]
+        path = info["root"] / inner
+        if not path.is_file():
+            raise PhotosUnavailable(f"{path}: listed test photo missing from {package} {info['version']}; the package changed")
+        name = photo_name(package, inner)
+        check_source(name, path, frozen)
+        with Image.open(path) as opened:
+            width, height = opened.size
+        images.append(SourceImage(
+            name=name, loader="file", ref=str(path),
+            origin={"debian_package": package, "version": info["version"], "path": "/" + inner,
+                    "copyright_file": f"/usr/share/doc/{package}/copyright"},
+            author=author, license=license_, pre_scale=test_pre_scale(width, height), split="test"))
     return images
 
 
@@ -220,4 +246,5 @@ def photos_plan(cache_dir=None, log=print) -> SourcePlan:
                       notes={"selection": "hand-picked list in dictsr_core/data/sources/photos.py",
                              "catalogue": CATALOGUE, "min_long_side": MIN_LONG_SIDE, "pre_scale": PRE_SCALE,
                              "split": "by a hash of the photo name, 20% validation, the rest alternating HR / LR; "
-                                      "VALIDATION_PHOTOS pinned to validation"})
+                                      "VALIDATION_PHOTOS pinned to validation; TEST_PHOTOS (test_photos.py) "
+                                      "the test split, frozen in data/test-split.json"})

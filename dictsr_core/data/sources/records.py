@@ -10,7 +10,7 @@ import numpy as np
 
 from dictsr_core.data.io import read_rgb
 
-SPLITS = ("train_hr", "train_lr", "val")
+SPLITS = ("train_hr", "train_lr", "val", "test")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +23,7 @@ class SourceImage:
     applied before anything else (0.5 for JPEG wallpapers, to hide compression). ``split``
     pins the image to one split ("val": a validation-only photo added to a catalogue after
     its runs were trained, so that the hashed split of the others, and their training sets,
-    stay exactly as they were).
+    stay exactly as they were; "test": a photo of the frozen test split, test_photos.py).
     """
 
     name: str
@@ -100,7 +100,7 @@ def assign_splits(images: list[SourceImage], val_fraction: float = 0.2) -> dict[
         raise SplitError(f"need at least {needed} distinct photos to make disjoint sets, got {len(groups)}")
     order = sorted(groups, key=_stable_key)
     n_val = max(1, round(len(order) * val_fraction)) if val_fraction > 0 else 0
-    splits = {"train_hr": [], "train_lr": [], "val": []}
+    splits = {"train_hr": [], "train_lr": [], "val": [], "test": []}
     for position, group in enumerate(order):
         if position < n_val:
             split = "val"
