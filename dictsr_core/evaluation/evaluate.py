@@ -23,9 +23,10 @@ from dictsr_core.data.resize import imresize_np
 from dictsr_core.evaluation.metrics import score_pair, score_size_problem
 from dictsr_core.evaluation.regions import REGION_KEYS, region_scores
 
-METRIC_KEYS = ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y", "lpips_alex", "lpips_vgg")
-METRIC_TITLES = ("PSNR (RGB)", "SSIM (RGB)", "PSNR (Y, crop 4)", "SSIM (Y, crop 4)", "LPIPS-Alex", "LPIPS-VGG")
-METRIC_FORMATS = (".2f", ".4f", ".2f", ".4f", ".4f", ".4f")
+METRIC_KEYS = ("psnr_rgb", "ssim_rgb", "ssim_rgb_gauss", "psnr_y", "ssim_y", "lpips_alex", "lpips_vgg", "hf_energy_ratio")
+METRIC_TITLES = ("PSNR (RGB)", "SSIM (RGB, Measure.py)", "SSIM (RGB, Gaussian 11)", "PSNR (Y, crop 4)",
+                 "SSIM (Y, crop 4)", "LPIPS-Alex", "LPIPS-VGG", "HF energy (SR/HR)")
+METRIC_FORMATS = (".2f", ".4f", ".4f", ".2f", ".4f", ".4f", ".4f", ".2f")
 
 
 def bicubic_upscale(lr: np.ndarray, scale: int = 4) -> np.ndarray:

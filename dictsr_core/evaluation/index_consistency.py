@@ -11,7 +11,15 @@ super_resolve decodes:
   the data folder records its degradation recipe).
 
 Agreement is the fraction of code cells whose content index is equal: 1 for identical maps, about
-1/N for unrelated uniform ones.
+1/N for unrelated uniform ones. It can be met by making the code uninformative (a one-entry code agrees
+everywhere), so no target reads it. What the records report instead, pooled over every code cell of the split:
+
+- Cohen's kappa: (agreement - chance) / (1 - chance), chance = sum_k p_clean(k) p_degraded(k) from the two maps'
+  entry-usage marginals: 0 for maps no better than chance whatever the code size, None where chance is 1 (both
+  maps use the same single entry: nothing to agree on);
+- the mutual information between the two maps, in bits: how much of the clean index the degraded one tells;
+- the index cost: LPIPS-Alex of the SR decoded from the degraded LR's own indices minus that of the SR decoded
+  from its clean LR's indices (agreement_worth): what index instability costs the picture.
 
 Why it is what it is (cell_geometry), in units of the median distance between neighbouring D_lr entries:
 how far the degradation moves a cell's lookup-space embedding (`index_shift`), against how far a clean
@@ -32,7 +40,9 @@ DRAW_SEEDS = (1_000_003, 1_000_033)  # degradation seeds of the two extra draws 
 WORTH_KEYS = {"psnr_rgb_own_indices": "psnr_own_indices", "psnr_rgb_clean_indices": "psnr_clean_indices",
               "lpips_alex_own_indices": "lpips_own_indices", "lpips_alex_clean_indices": "lpips_clean_indices",
               "index_agreement_near8": "agreement_near8"}
-SUMMARY_KEYS = ("index_agreement", "index_agreement_draws", "index_shift", "index_margin", *WORTH_KEYS)
+SUMMARY_KEYS = ("index_agreement", "index_agreement_draws", "index_shift", "index_margin", *WORTH_KEYS,
+                "index_cost_lpips_alex")
+POOLED_KEYS = ("index_kappa", "index_mi_bits")  # over all cells of the split, not means of per-image values
 
 
 def agreement_map(a, b) -> np.ndarray:
@@ -49,6 +59,41 @@ def agreement(a, b) -> float:
     if same.size == 0:
         raise ValueError("empty index maps have no agreement")
     return float(same.mean())
+
+
+def _pair_counts(a, b) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(joint counts of the distinct (a, b) pairs, counts of their a, counts of their b), flattened maps."""
+    a, b = np.asarray(a).reshape(-1).astype(np.int64), np.asarray(b).reshape(-1).astype(np.int64)
+    if a.shape != b.shape:
+        raise ValueError(f"index maps differ in size: {a.size} vs {b.size}")
+    if a.size == 0:
+        raise ValueError("empty index maps")
+    _, a_codes, a_counts = np.unique(a, return_inverse=True, return_counts=True)
+    _, b_codes, b_counts = np.unique(b, return_inverse=True, return_counts=True)
+    pairs, joint = np.unique(a_codes * len(b_counts) + b_codes, return_counts=True)
+    return joint, a_counts[pairs // len(b_counts)], b_counts[pairs % len(b_counts)]
+
+
+def cohen_kappa(a, b) -> float | None:
+    """Cohen's kappa of two index maps over the same cells; None where chance agreement is 1 (one shared entry)."""
+    a, b = np.asarray(a).reshape(-1), np.asarray(b).reshape(-1)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(f"index maps must be non-empty and of one size: {a.size} vs {b.size}")
+    observed = float(np.mean(a == b))
+    values_a, counts_a = np.unique(a, return_counts=True)
+    values_b, counts_b = np.unique(b, return_counts=True)
+    shared, in_a, in_b = np.intersect1d(values_a, values_b, return_indices=True)
+    chance = float(np.sum(counts_a[in_a].astype(np.float64) * counts_b[in_b]) / a.size ** 2)
+    if chance >= 1.0 - 1e-12:
+        return None
+    return (observed - chance) / (1.0 - chance)
+
+
+def mutual_information_bits(a, b) -> float:
+    """Mutual information between two index maps over the same cells, in bits (plug-in estimate)."""
+    joint, count_a, count_b = _pair_counts(a, b)
+    n = joint.sum()
+    return float(np.sum(joint / n * np.log2(joint * n / (count_a.astype(np.float64) * count_b))))
 
 
 def entry_spacing(entries: torch.Tensor) -> float:
@@ -125,6 +170,7 @@ def image_agreement(model, lr: np.ndarray, hr: np.ndarray, *, name: str = "", de
         if worth:
             found = agreement_worth(model, lr, hr, device=device, lpips=True)
             out.update({key: found[source] for key, source in WORTH_KEYS.items()})
+            out["index_cost_lpips_alex"] = found["lpips_own_indices"] - found["lpips_clean_indices"]
     if degradation is not None:
         draws = [index_map(degradation(hr, [seed, zlib.crc32(name.encode("utf-8"))])) for seed in DRAW_SEEDS]
         out["index_agreement_draws"] = agreement(*draws)
@@ -137,8 +183,13 @@ def image_agreement(model, lr: np.ndarray, hr: np.ndarray, *, name: str = "", de
 def validation_agreement(model, pairs, *, degradation=None, device=None, tile: int | None = 256, amp: bool = False) -> dict:
     """{name: image_agreement(...)} over validation pairs, and the means (`index_agreement`, `index_agreement_draws`)."""
     per_image = {item["name"]: image_agreement(model, item["lr"], item["hr"], name=item["name"], degradation=degradation,
-                                               device=device, tile=tile, amp=amp) for item in pairs}
-    return {"images": per_image, "summary": mean_summary(per_image.values())}
+                                               device=device, tile=tile, amp=amp, keep_maps=True) for item in pairs}
+    maps = [row.pop("maps") for row in per_image.values()]
+    clean = np.concatenate([m["clean"].reshape(-1) for m in maps])
+    degraded = np.concatenate([m["degraded"].reshape(-1) for m in maps])
+    summary = {**mean_summary(per_image.values()), "index_kappa": cohen_kappa(clean, degraded),
+               "index_mi_bits": mutual_information_bits(clean, degraded)}
+    return {"images": per_image, "summary": summary}
 
 
 def mean_summary(rows) -> dict:

@@ -1,10 +1,14 @@
 """Evaluation metrics with the conventions of the paper's tables (DESIGN.md section 6), and codebook health.
 
 Images are RGB uint8 HxWx3 arrays in [0, 255]; `pred` is the super-resolved image, `ref` the ground truth.
-* RGB PSNR / SSIM: no border crop (DeFlow / SRFlow `Measure.py`); SSIM averaged over the three channels.
+* RGB PSNR / SSIM: no border crop, as the evaluation code the paper cites (DeFlow / SRFlow `Measure.py`). Its SSIM
+  is scikit-image's `structural_similarity(imgA, imgB, multichannel=True)` with every other argument at its
+  default: 7x7 uniform window, sample covariance, data range 255 from uint8, averaged over the three channels.
+  `ssim_rgb` is that; `ssim_rgb_gauss` is the Wang et al. / BasicSR window (below) on RGB, kept as a second column.
 * Y PSNR / SSIM: BasicSR `calculate_psnr/ssim(test_y_channel=True)`: crop first, ITU-R BT.601 Y in
-  [16, 235], float64.
-* SSIM everywhere: 11x11 Gaussian window, sigma 1.5, population covariance, data range 255.
+  [16, 235], float64; SSIM with an 11x11 Gaussian window, sigma 1.5, population covariance, data range 255.
+* High-frequency energy ratio (`hf_energy_ratio`): the SR's Laplacian energy over the HR's (luma, 3x3 Laplacian,
+  mean square): under 1 an over-smoothed SR, over 1 one that adds (or keeps) noise.
 * LPIPS v0.1 on inputs scaled to [-1, 1], full resolution.
 """
 
@@ -55,6 +59,16 @@ def _psnr(pred: np.ndarray, ref: np.ndarray) -> float:
     return float(peak_signal_noise_ratio(ref, pred, data_range=255))
 
 
+MEASURE_SSIM_WINDOW = 7  # scikit-image's default win_size, which Measure.py leaves as it is
+
+
+def _ssim_measure(pred: np.ndarray, ref: np.ndarray) -> float:
+    """DeFlow / SRFlow Measure.py's SSIM: structural_similarity with its defaults on uint8 RGB."""
+    if min(pred.shape[:2]) < MEASURE_SSIM_WINDOW:
+        raise ValueError(f"SSIM needs images of at least {MEASURE_SSIM_WINDOW}x{MEASURE_SSIM_WINDOW}, got {pred.shape[0]}x{pred.shape[1]}")
+    return float(structural_similarity(ref, pred, channel_axis=-1))
+
+
 def _ssim(pred: np.ndarray, ref: np.ndarray, channel_axis) -> float:
     height, width = pred.shape[:2]
     if min(height, width) < SSIM_WINDOW:
@@ -85,9 +99,35 @@ def psnr_rgb(pred: np.ndarray, ref: np.ndarray) -> float:
 
 
 def ssim_rgb(pred: np.ndarray, ref: np.ndarray) -> float:
-    """SSIM per RGB channel, averaged; no crop."""
+    """SSIM per RGB channel, averaged; no crop; Measure.py's convention (7x7 uniform window, sample covariance)."""
+    _check_rgb_pair(pred, ref)
+    if pred.dtype != np.uint8 or ref.dtype != np.uint8:
+        raise ValueError("ssim_rgb scores uint8 images (Measure.py's data range 255 comes from the dtype)")
+    return _ssim_measure(pred, ref)
+
+
+def ssim_rgb_gauss(pred: np.ndarray, ref: np.ndarray) -> float:
+    """SSIM per RGB channel, averaged; no crop; 11x11 Gaussian window, sigma 1.5, population covariance."""
     _check_rgb_pair(pred, ref)
     return _ssim(pred, ref, channel_axis=-1)
+
+
+LAPLACIAN = np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+
+
+def laplacian_energy(image: np.ndarray) -> float:
+    """Mean square of the 3x3 Laplacian of the BT.601 luma (0-255), over the interior pixels."""
+    from scipy.signal import convolve2d
+
+    luma = image.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    return float(np.mean(convolve2d(luma, LAPLACIAN, mode="valid") ** 2))
+
+
+def hf_energy_ratio(pred: np.ndarray, ref: np.ndarray) -> float:
+    """The SR's Laplacian energy over the HR's (NaN for a perfectly flat HR)."""
+    _check_rgb_pair(pred, ref)
+    reference = laplacian_energy(ref)
+    return laplacian_energy(pred) / reference if reference > 0 else float("nan")
 
 
 def psnr_y(pred: np.ndarray, ref: np.ndarray, crop: int = 4) -> float:
@@ -129,10 +169,12 @@ def score_pair(pred: np.ndarray, ref: np.ndarray, device=None, cache_dir=None) -
     return {
         "psnr_rgb": psnr_rgb(pred, ref),
         "ssim_rgb": ssim_rgb(pred, ref),
+        "ssim_rgb_gauss": ssim_rgb_gauss(pred, ref),
         "psnr_y": psnr_y(pred, ref),
         "ssim_y": ssim_y(pred, ref),
         "lpips_alex": lpips_distance(pred, ref, net="alex", device=device, cache_dir=cache_dir),
         "lpips_vgg": lpips_distance(pred, ref, net="vgg", device=device, cache_dir=cache_dir),
+        "hf_energy_ratio": hf_energy_ratio(pred, ref),
     }
 
 

