@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from dictsr_core.peers.names import PRETRAINED_METHODS
+from dictsr_core.peers.names import EQUAL_BUDGET_METHODS, PRETRAINED_METHODS
 
 
 def _tile(text: str) -> int:
@@ -46,7 +46,8 @@ def _add_config_arguments(parser) -> None:
     parser.add_argument("--ablation", default=None, help=", ".join(ABLATIONS) + " (each described in config.ABLATIONS)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config field (repeatable)")
     parser.add_argument("--method", default="dictsr",
-                        help="dictsr (unpaired), or a paired baseline of the same cost: paired-bicubic, oracle")
+                        help="dictsr (unpaired), or PlainSR of the same cost on synthetic pairs: paired-bicubic, "
+                             "oracle, plain-realesrgan-deg, plain-noise-injection")
 
 
 def cmd_train(args) -> int:
@@ -472,7 +473,7 @@ def cmd_targets(args) -> int:
     from dictsr_core.evaluation.targets import dataset_targets, targets_table
 
     try:
-        found = [dataset_targets(folders, run, args.reference) for folders in args.results for run in args.run]
+        found = [dataset_targets(folders, run, args.references) for folders in args.results for run in args.run]
     except (SeedsError, ComparisonError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -480,7 +481,7 @@ def cmd_targets(args) -> int:
     out = Path(args.out)
     stem = "_".join(args.run)
     written = [atomic_write_text(out / f"{stem}.md", table.markdown()), atomic_write_text(out / f"{stem}.csv", table.csv()),
-               atomic_write_json(out / f"{stem}.json", {"reference": args.reference, "datasets": found,
+               atomic_write_json(out / f"{stem}.json", {"references": args.references, "datasets": found,
                                                         "folders": [list(map(str, f)) for f in args.results]})]
     if args.readme:
         written.append(replace_readme_block(args.readme, f"dictsr targets {stem}", table.markdown(),
@@ -712,13 +713,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--readme", default=None, help="also write the table into this README between its markers")
     p.set_defaults(func=cmd_seeds)
 
-    p = sub.add_parser("targets", help="the quality targets checked per training seed and pooled over seeds: LPIPS-Alex "
-                       "against bicubic, PSNR, the lead over paired-bicubic with its interval, index agreement, budget")
+    p = sub.add_parser("targets", help="the peers issue's targets per training seed and pooled over seeds: the lead "
+                       "over each equal-budget peer with its interval, PSNR against bicubic, budget (docs/evaluation.md)")
     p.add_argument("--results", required=True, nargs="+", action="append", metavar="DIR",
                    help="one `dictsr table` results folder per training seed of one dataset; repeat --results for "
                         "each dataset")
     p.add_argument("--run", nargs="+", default=["dictsr"], help="the run(s) checked (record names in each folder)")
-    p.add_argument("--reference", default="paired-bicubic", help="the paired baseline the run must lead")
+    p.add_argument("--references", nargs="+", default=list(EQUAL_BUDGET_METHODS),
+                   help="the equal-budget peers the run must lead (record names; default: both)")
     p.add_argument("--out", default="results/targets", help="folder for <runs>.md/.csv/.json")
     p.add_argument("--readme", default=None, help="also write the table into this README between its markers")
     p.set_defaults(func=cmd_targets)

@@ -137,7 +137,10 @@ class TrainConfig:
 # dictsr: the paper's method on unpaired data. The baselines train PlainSR (same layers, no dictionary)
 # on pairs: paired-bicubic on (bicubic LR, HR), what a user without real pairs does; oracle on the true
 # degradation of the same HR crops, an upper bound real unpaired users cannot have.
-METHODS = ("dictsr", "paired-bicubic", "oracle")
+# The equal-budget peers train PlainSR on pairs made from the training HR by a synthetic route instead
+# (peers issue): plain-realesrgan-deg by Real-ESRGAN's second-order degradation, plain-noise-injection by
+# Impressionism's kernels and noise estimated from the LR-domain photos (data/noise_injection.py).
+METHODS = ("dictsr", "paired-bicubic", "oracle", "plain-realesrgan-deg", "plain-noise-injection")
 # ModelConfig fields that only DictSR's dictionaries read (PlainSR has none)
 DICTIONARY_FIELDS = ("entries", "offsets", "dim", "hierarchical", "coupled", "joint_lookup", "beta", "hr_grad",
                      "consistency_form", "init", "deg_init_scale", "lookup_chunk", "lookup_blur", "coarse_entries",

@@ -1,4 +1,4 @@
-"""`dictsr targets`: the quality targets per training seed and pooled, on synthetic records with known answers."""
+"""`dictsr targets`: the peers issue's targets per training seed and pooled, on synthetic records with known answers."""
 
 import io
 import json
@@ -12,23 +12,25 @@ from dictsr_core.evaluation.seeds import SeedsError
 from dictsr_core.evaluation.targets import dataset_targets, targets_table
 
 NAMES = [f"p{p}__c{c}" for p in range(6) for c in range(2)]  # 6 photos, 2 crops each
+PEERS = ("plain-realesrgan-deg", "plain-noise-injection")
 
 
-def _record(run, seed, lpips, psnr, agreement=None, wall_s=None):
+def _record(run, seed, lpips, psnr, summary=None, wall_s=None):
     rows = [{"name": n, "lpips_alex": float(v), "psnr_rgb": float(p)} for n, v, p in zip(NAMES, lpips, psnr)]
-    summary = {} if agreement is None else {"index_agreement": agreement}
-    return {"run": run, "dataset": "synthetic", "config": {"train": {"seed": seed}}, "train_wall_s": wall_s,
-            "evaluation": {"images": rows, "summary": summary}}
+    return {"run": run, "dataset": "synthetic", "split": "test", "config": {"train": {"seed": seed}},
+            "train_wall_s": wall_s, "evaluation": {"images": rows, "summary": summary or {}}}
 
 
-def _folder(tmp_path, seed, run_lpips, paired_lpips, *, agreement=0.6, run_psnr=25.0, wall_s=1200.0,
-            paired_wall_s=1300.0):
+def _folder(tmp_path, seed, run_lpips, peer_lpips, *, kappa=0.3, cost=0.05, run_psnr=25.0, wall_s=1200.0,
+            peer_wall_s=(1300.0, 1250.0)):
     folder = tmp_path / f"seed-{seed}" / "synthetic"
     folder.mkdir(parents=True)
     n = len(NAMES)
-    records = {"dictsr": _record("dictsr", seed, run_lpips, np.full(n, run_psnr), agreement, wall_s),
-               "paired-bicubic": _record("paired-bicubic", seed, paired_lpips, np.full(n, 24.0), None, paired_wall_s),
+    summary = {"index_kappa": kappa, "index_cost_lpips_alex": cost, "index_agreement": 1.0}
+    records = {"dictsr": _record("dictsr", seed, run_lpips, np.full(n, run_psnr), summary, wall_s),
                "bicubic": _record("bicubic", seed, np.full(n, 0.6), np.full(n, 25.5))}
+    for peer, lpips, wall in zip(PEERS, peer_lpips, peer_wall_s):
+        records[peer] = _record(peer, seed, lpips, np.full(n, 24.0), None, wall)
     for run, record in records.items():
         (folder / f"{run}.json").write_text(json.dumps(record))
     return folder
@@ -36,48 +38,55 @@ def _folder(tmp_path, seed, run_lpips, paired_lpips, *, agreement=0.6, run_psnr=
 
 def test_a_run_that_meets_every_target_is_marked_so_with_the_known_numbers(tmp_path):
     n = len(NAMES)
-    folders = [_folder(tmp_path, seed, np.full(n, 0.42), np.full(n, 0.50)) for seed in (0, 1)]
+    folders = [_folder(tmp_path, seed, np.full(n, 0.42), (np.full(n, 0.50), np.full(n, 0.45))) for seed in (0, 1)]
     found = dataset_targets(folders, "dictsr")
     assert [row["label"] for row in found["rows"]] == ["seed 0", "seed 1", "pooled"]
     for row in found["rows"]:
         assert row["lpips_ratio"] == pytest.approx(0.7) and row["psnr_vs_bicubic"] == pytest.approx(-0.5)
-        assert row["vs_reference"]["mean_diff"] == pytest.approx(-0.08)
-        assert row["vs_reference"]["ci_high"] == pytest.approx(-0.08)  # a constant difference: a point interval
-        assert row["met"] == dict.fromkeys(row["met"], True)
-    assert found["images"] == n and found["photos"] == 6
+        assert row["vs"]["plain-realesrgan-deg"]["mean_diff"] == pytest.approx(-0.08)
+        assert row["vs"]["plain-noise-injection"]["ci_high"] == pytest.approx(-0.03)  # constant: a point interval
+        assert row["kappa"] == pytest.approx(0.3) and row["index_cost"] == pytest.approx(0.05)
+        assert row["met"] == {"ahead_of_plain-realesrgan-deg": True, "ahead_of_plain-noise-injection": True,
+                              "psnr_vs_bicubic": True, "budget": True}
+    assert found["images"] == n and found["photos"] == 6 and found["split"] == "test"
     markdown = targets_table([found]).markdown()
-    assert markdown.count("5 of 5") == 3 and " ✗ |" not in markdown
-    assert "0.420 (0.70x) ✓" in markdown and "-0.080 [-0.080, -0.080] ✓" in markdown and "20.0 / 21.7 ✓" in markdown
+    assert markdown.count("4 of 4") == 3 and " ✗ |" not in markdown
+    assert "-0.080 [-0.080, -0.080] ✓" in markdown and "-0.030 [-0.030, -0.030] ✓" in markdown
+    assert "20.0 / 21.7 / 20.8 ✓" in markdown and "| 0.30 | +0.050 |" in markdown
+    assert "agreement" not in markdown.split("\n")[0]  # raw agreement is no column: a one-entry code meets it
 
 
 def test_each_target_is_missed_on_its_own_measure(tmp_path):
     n = len(NAMES)
     rng = np.random.default_rng(0)
     spread = rng.normal(0, 0.1, n)  # a lead of 0.02 on average, drowned in photo-to-photo spread
-    folders = [_folder(tmp_path, 0, np.full(n, 0.50), np.full(n, 0.51), agreement=0.45, run_psnr=24.0, wall_s=2000.0),
-               _folder(tmp_path, 1, 0.45 + spread - spread.mean(), np.full(n, 0.47), agreement=0.40)]
+    folders = [_folder(tmp_path, 0, np.full(n, 0.50), (np.full(n, 0.51), np.full(n, 0.45)), run_psnr=24.0,
+                       wall_s=2000.0),
+               _folder(tmp_path, 1, 0.45 + spread - spread.mean(), (np.full(n, 0.47), np.full(n, 0.60)))]
     first, second, pooled = dataset_targets(folders, "dictsr")["rows"]
-    assert first["met"] == {"lpips_ratio": False, "psnr_vs_bicubic": False, "ahead_of_reference": True,
-                            "agreement": False, "budget": False}  # 0.83x; -1.5 dB; 33.3 min
-    assert second["vs_reference"]["ci_low"] < 0 < second["vs_reference"]["ci_high"]
-    assert second["met"]["ahead_of_reference"] is False and second["met"]["budget"] is True
-    assert pooled["agreement"] == pytest.approx(0.425) and pooled["minutes"] == pytest.approx(2000 / 60)
+    assert first["met"] == {"ahead_of_plain-realesrgan-deg": True, "ahead_of_plain-noise-injection": False,
+                            "psnr_vs_bicubic": False, "budget": False}  # behind noise injection; -1.5 dB; 33.3 min
+    assert second["vs"]["plain-realesrgan-deg"]["ci_low"] < 0 < second["vs"]["plain-realesrgan-deg"]["ci_high"]
+    assert second["met"]["ahead_of_plain-realesrgan-deg"] is False and second["met"]["budget"] is True
+    assert pooled["minutes"] == pytest.approx(2000 / 60) and pooled["kappa"] == pytest.approx(0.3)
     markdown = targets_table([dataset_targets(folders, "dictsr")]).markdown()
-    assert "(0.83x) ✗" in markdown and "-1.50 ✗" in markdown and "0.45 ✗" in markdown and "33.3 / 21.7 ✗" in markdown
+    assert "-1.50 ✗" in markdown and "+0.050 [+0.050, +0.050] ✗" in markdown and "33.3 / 21.7 / 20.8 ✗" in markdown
 
 
 def test_unmeasured_targets_are_neither_met_nor_missed(tmp_path):
     n = len(NAMES)
-    folder = _folder(tmp_path, 0, np.full(n, 0.42), np.full(n, 0.50), agreement=None, wall_s=None)
+    folder = _folder(tmp_path, 0, np.full(n, 0.42), (np.full(n, 0.50), np.full(n, 0.50)), kappa=None, cost=None,
+                     wall_s=None)
     (row,) = dataset_targets([folder], "dictsr")["rows"]  # one seed: no pooled row
-    assert row["met"]["agreement"] is None and row["met"]["budget"] is None
+    assert row["met"]["budget"] is None and row["kappa"] is None
     assert "3 of 3" in targets_table([dataset_targets([folder], "dictsr")]).markdown()
 
 
 def test_the_command_writes_the_table_files_and_the_readme_block_and_names_a_missing_record(tmp_path):
     n = len(NAMES)
-    aim = [_folder(tmp_path / "aim", seed, np.full(n, 0.42), np.full(n, 0.50)) for seed in (0, 1)]
-    ntire = [_folder(tmp_path / "ntire", 0, np.full(n, 0.45), np.full(n, 0.50))]
+    peers = (np.full(n, 0.50), np.full(n, 0.50))
+    aim = [_folder(tmp_path / "aim", seed, np.full(n, 0.42), peers) for seed in (0, 1)]
+    ntire = [_folder(tmp_path / "ntire", 0, np.full(n, 0.45), peers)]
     readme = tmp_path / "README.md"
     readme.write_text("# x\n")
     out = tmp_path / "targets"
@@ -86,14 +95,14 @@ def test_the_command_writes_the_table_files_and_the_readme_block_and_names_a_mis
                      "--out", str(out), "--readme", str(readme)])
     assert code == 0
     saved = json.loads((out / "dictsr.json").read_text())
-    assert [len(d["rows"]) for d in saved["datasets"]] == [3, 1]
+    assert [len(d["rows"]) for d in saved["datasets"]] == [3, 1] and saved["references"] == list(PEERS)
     text = readme.read_text()
-    assert "<!-- dictsr targets dictsr: start -->" in text and text.count("5 of 5") == 4
+    assert "<!-- dictsr targets dictsr: start -->" in text and text.count("4 of 4") == 4
     assert (out / "dictsr.csv").read_text().count("\n") == 5  # header + 4 rows
-    (ntire[0] / "bicubic.json").unlink()
+    (ntire[0] / "plain-noise-injection.json").unlink()
     err = io.StringIO()
     with redirect_stdout(io.StringIO()), redirect_stderr(err):
         assert main(["targets", "--results", *map(str, ntire), "--out", str(out)]) == 2
-    assert "bicubic.json" in err.getvalue()
-    with pytest.raises(SeedsError, match="bicubic.json"):
+    assert "plain-noise-injection.json" in err.getvalue()
+    with pytest.raises(SeedsError, match="plain-noise-injection.json"):
         dataset_targets(ntire, "dictsr")

@@ -69,8 +69,10 @@ PAPER_ABLATIONS: dict[str, PaperResult] = {
 }
 OURS = "Ours"  # the ablation id of a run without an ablation
 
-METHOD_LABELS = {"bicubic": "Bicubic", "real-esrgan": "Real-ESRGAN", "deflow": "DeFlow", "dictsr": "DictSR"}
-METHOD_ORDER = ("bicubic", "paired-bicubic", "oracle", "real-esrgan", "deflow", "dictsr")
+METHOD_LABELS = {"bicubic": "Bicubic", "real-esrgan": "Real-ESRGAN", "deflow": "DeFlow", "dictsr": "DictSR",
+                 "realesrgan-x4plus": "Real-ESRGAN x4plus (published)", "realsr-df2k": "RealSR DF2K (published)"}
+METHOD_ORDER = ("bicubic", "paired-bicubic", "oracle", "plain-realesrgan-deg", "plain-noise-injection",
+                "realesrgan-x4plus", "realsr-df2k", "real-esrgan", "deflow", "dictsr")
 
 CONVENTION = ("RGB PSNR / SSIM on [0, 255] without border crop and LPIPS-Alex v0.1 (DESIGN.md section 6, "
               "the convention of the paper's tables)")

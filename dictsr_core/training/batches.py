@@ -30,12 +30,24 @@ class StepBatches(torch.utils.data.Sampler):
         return max(0, self.end_step - self.start_step)
 
 
-def baseline_degradation(method: str, data_dir: Path):
-    """How a paired baseline makes the LR of each HR crop: bicubic, or the data's own synthetic degradation."""
+def baseline_degradation(method: str, data_dir: Path, hr_crop: int = 96, log=print):
+    """How a paired baseline makes the LR of each HR crop: bicubic, the data's own synthetic degradation (oracle),
+    Real-ESRGAN's second-order degradation, or the kernels and noise estimated from DATA/train_lr."""
     from dictsr_core.data.degradations import data_degradation, make_degradation
 
     if method == "paired-bicubic":
         return make_degradation("aim", noise_sigma=0.0, jpeg_quality=None)  # bicubic x1/4 to 8 bits, nothing else
+    if method == "plain-realesrgan-deg":
+        from dictsr_core.data.realesrgan_degradation import RealESRGANDegradation
+
+        return RealESRGANDegradation()
+    if method == "plain-noise-injection":
+        from dictsr_core.data.noise_injection import estimate_noise_injection
+
+        try:
+            return estimate_noise_injection(data_dir, patch_size=max(8, hr_crop // 4), log=log)[0]
+        except ValueError as error:
+            raise ConfigError(f"method plain-noise-injection: {data_dir / 'train_lr'}: {error}") from None
     degradation = data_degradation(data_dir)
     if degradation is None:
         raise ConfigError(f"method oracle needs the synthetic degradation recorded in {data_dir / 'manifest.json'}; "
@@ -62,7 +74,8 @@ def training_dataset(cfg: Config, data_dir: Path, length: int, rank: int = 0):
 
     t = cfg.train
     if cfg.method != "dictsr":
-        return DegradedPairs(data_dir / "train_hr", baseline_degradation(cfg.method, data_dir),
+        say = print if rank == 0 else (lambda _message: None)
+        return DegradedPairs(data_dir / "train_hr", baseline_degradation(cfg.method, data_dir, t.hr_crop, say),
                              hr_patch=t.hr_crop, seed=t.seed, length=length)
     dataset = UnpairedPatches(data_dir / "train_hr", data_dir / "train_lr", hr_patch=t.hr_crop,
                               lr_patch=t.lr_crop, seed=t.seed, length=length)

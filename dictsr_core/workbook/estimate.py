@@ -70,7 +70,7 @@ def phase_steps(cfg, done: int) -> tuple[int, int]:
 
 class StepClock:
     """Measured seconds per step, one measurement per kind of step (DictSR with or without the perceptual term,
-    the paired baselines' PlainSR), reused for every run of that kind."""
+    each baseline's PlainSR with its own loader), reused for every run of that kind."""
 
     def __init__(self, data_dir, device, steps: int = 24, say=print):
         self.data_dir, self.device, self.steps, self.say = data_dir, device, steps, say
@@ -79,7 +79,7 @@ class StepClock:
     def __call__(self, cfg, perceptual: bool) -> float:
         from dictsr_core.config import Config
 
-        kind = f"{cfg.method if cfg.method == 'dictsr' else 'paired'}{'+perceptual' if perceptual else ''}"
+        kind = f"{cfg.method}{'+perceptual' if perceptual else ''}"  # each peer's loader costs its own
         if kind not in self.seconds:
             data = cfg.to_dict()
             data["train"]["perceptual_from"] = 0.0

@@ -160,9 +160,12 @@ def train_run(ctx: Context, run_name: str, cfg, force: bool = False, live: bool 
 # ---- 03_evaluate --------------------------------------------------------------------------
 
 def evaluate_runs(ctx: Context, runs: list[str], table_dir=None, paper: str = "aim", figure_name: str = "eval_metrics",
-                  force: bool = False) -> dict:
+                  force: bool = False, test: bool = True) -> dict:
     """Bicubic + each run scored on the validation pairs (records reused while valid), Table 1 (+ Table 3 when
-    there are several DictSR runs) under table_dir, and a bar chart of the metrics."""
+    there are several DictSR runs) under table_dir, and a bar chart of the metrics. With `test` and a data folder
+    that has a test split: also bicubic, the published peers and each run on test (RUN_ROOT/results-test,
+    TABLE_DIR/test/), the name of the model `dictsr sr` uses beside them (model.txt), and the targets on test
+    (docs/evaluation.md: validation for choices, test for reporting)."""
     from dictsr_core.analysis.figures.results import metric_bars
     from dictsr_core.evaluation.results import collect_records
     from dictsr_core.evaluation.tables import write_tables
@@ -171,24 +174,54 @@ def evaluate_runs(ctx: Context, runs: list[str], table_dir=None, paper: str = "a
                               device=ctx.device, force=force)
     table_dir = Path(table_dir) if table_dir else ctx.table_dir
     _, markdown = write_tables(records, table_dir, paper=paper)
-    targets = recipe_targets(ctx, runs, table_dir)
     figure = metric_bars(records, f"Validation metrics on {ctx.data_dir.name} ({ctx.profile.name} profile)")
     ctx.save(figure, figure_name)
-    return {"records": records, "markdown": markdown + (f"\n{targets}" if targets else ""), "figure": figure}
+    out = {"records": records, "markdown": markdown, "figure": figure, "test_records": None}
+    if test and (ctx.data_dir / "test_lr").is_dir():
+        out.update(evaluate_test(ctx, runs, table_dir / "test", paper=paper, force=force))
+        out["markdown"] += "\n**Test split** (for reporting; docs/evaluation.md)\n\n" + out["test_markdown"]
+    targets = recipe_targets(ctx, runs, table_dir, split="test" if out["test_records"] else "val")
+    if targets:
+        out["markdown"] += f"\n{targets}"
+    return out
 
 
-def recipe_targets(ctx: Context, runs: list[str], table_dir: Path) -> str | None:
-    """The quality targets of the recipe's model against paired-bicubic, this training seed only (`dictsr targets`
-    pools seeds), written to table_dir/targets.md; None where the runs scored lack either."""
+def test_results_root(ctx: Context) -> Path:
+    return ctx.run_root / "results-test"
+
+
+def evaluate_test(ctx: Context, runs: list[str], table_dir: Path, paper: str = "aim", force: bool = False) -> dict:
+    """Bicubic, the published peers (peers/pretrained.py) and each run on the data folder's test split, Table 1 of
+    test under table_dir, and model.txt (the model `dictsr sr` uses) beside the records."""
+    from dictsr_core.atomic import atomic_write_text
+    from dictsr_core.evaluation.results import collect_records, dataset_name
+    from dictsr_core.evaluation.tables import write_tables
+    from dictsr_core.peers.names import PRETRAINED_METHODS
+    from dictsr_core.workbook.profiles import recipe_model_name
+
+    root = test_results_root(ctx)
+    records = collect_records([ctx.run_dir(run) for run in runs], ctx.data_dir, results_root=root, device=ctx.device,
+                              force=force, split="test", methods=PRETRAINED_METHODS)
+    atomic_write_text(root / dataset_name(ctx.data_dir) / "model.txt", recipe_model_name(ctx.profile) + "\n")
+    _, markdown = write_tables(records, table_dir, paper=paper)
+    return {"test_records": records, "test_markdown": markdown}
+
+
+def recipe_targets(ctx: Context, runs: list[str], table_dir: Path, split: str = "val") -> str | None:
+    """The peers issue's targets of the recipe's model against the equal-budget peers, this training seed only
+    (`dictsr targets` pools seeds), on `split`, written to table_dir/targets.md; None where the runs scored lack
+    the model or a peer."""
     from dictsr_core.atomic import atomic_write_text
     from dictsr_core.evaluation.results import dataset_name
     from dictsr_core.evaluation.targets import dataset_targets, targets_table
+    from dictsr_core.peers.names import EQUAL_BUDGET_METHODS
     from dictsr_core.workbook.profiles import recipe_model_name
 
-    model, reference = recipe_model_name(ctx.profile), "paired-bicubic"
-    if model not in runs or reference not in runs:
+    model = recipe_model_name(ctx.profile)
+    if model not in runs or any(peer not in runs for peer in EQUAL_BUDGET_METHODS):
         return None
-    found = dataset_targets([Path(ctx.results_root) / dataset_name(ctx.data_dir)], model, reference)
+    root = test_results_root(ctx) if split == "test" else Path(ctx.results_root)
+    found = dataset_targets([root / dataset_name(ctx.data_dir)], model, EQUAL_BUDGET_METHODS)
     markdown = targets_table([found]).markdown()
     atomic_write_text(table_dir / "targets.md", markdown)
     return markdown
@@ -227,7 +260,7 @@ def run_ablations(ctx: Context, variants=None, force: bool = False) -> dict:
     table_dir = ctx.table_dir / "ablations"
     execute_notebook("03_evaluate", out / "03_evaluate-ablations.ipynb", {
         **common, "runs": list(runs.values()), "table_dir": str(table_dir), "figure_name": "ablation_metrics",
-        "force": force}, root=ctx.root, force=force, timeout=ctx.profile.cell_timeout_s,
+        "force": force, "test": False}, root=ctx.root, force=force, timeout=ctx.profile.cell_timeout_s,
         inputs=run_checkpoints(ctx, runs.values()))
     records = collect_records([ctx.run_dir(run) for run in runs.values()], ctx.data_dir, results_root=ctx.results_root,
                               device=ctx.device, log=lambda message: None)

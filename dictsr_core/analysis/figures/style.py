@@ -15,10 +15,16 @@ METHOD_COLORS = {
     "paired-bicubic": "#56B4E9",
     "oracle": "#009E73",
     "dictsr": "#D55E00",
+    "plain-realesrgan-deg": "#0072B2",
+    "plain-noise-injection": "#CC79A7",
+    "realesrgan-x4plus": "#332288",
+    "realsr-df2k": "#882255",
     "HR": "#000000",
 }
 METHOD_LABELS = {"LR": "LR", "bicubic": "Bicubic", "paired-bicubic": "Paired (bicubic LR)", "oracle": "Paired (oracle LR)",
-                 "dictsr": "DictSR", "HR": "HR (GT)"}
+                 "dictsr": "DictSR", "HR": "HR (GT)", "plain-realesrgan-deg": "PlainSR + Real-ESRGAN degradation",
+                 "plain-noise-injection": "PlainSR + noise injection", "realesrgan-x4plus": "Real-ESRGAN (published)",
+                 "realsr-df2k": "RealSR (published)"}
 FALLBACK_COLORS = ("#0072B2", "#CC79A7", "#F0E442", "#332288", "#882255")
 
 
