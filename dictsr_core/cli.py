@@ -671,7 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("table", help="evaluate runs on a data folder's validation pairs and write the paper-style tables")
-    p.add_argument("--runs", required=True, nargs="+", metavar="RUN", help="run folders (each with checkpoints/last.pt)")
+    p.add_argument("--runs", nargs="*", default=[], metavar="RUN", help="run folders (each with checkpoints/last.pt)")
     p.add_argument("--data", required=True, help="prepared data folder with val_lr/ and val_hr/ (test_lr/, test_hr/ for --split test)")
     p.add_argument("--split", choices=("val", "test"), default="val",
                    help="val: for choices (default); test: for reporting (docs/evaluation.md; --out results/test)")

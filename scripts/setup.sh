@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates .venv with the pinned PyTorch pair and this package, then fetches the
-# offline perceptual backbones. Idempotent: a stamp keyed on the install files
+# offline perceptual backbones and the published peers' weights (Real-ESRGAN, RealSR). Idempotent: a stamp keyed on the install files
 # makes a second run a no-op.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,10 +38,10 @@ browser_q() {
   rm -f "$log"
 }
 pip_q torch==2.14.1 torchvision==0.29.1
-pip_q -e ".[test,workbook]"
+pip_q -e ".[test,workbook,peers]"
 browser_q
 "$VENV/bin/python" -c "import torch, dictsr_core; print('[setup] torch', torch.__version__, 'cuda' if torch.cuda.is_available() else 'cpu')"
 "$VENV/bin/python" -c "from dictsr_core.workbook.execute import ensure_kernel; print('[setup] jupyter kernel', ensure_kernel())"
-"$VENV/bin/dictsr" weights --calibration
+"$VENV/bin/dictsr" weights --calibration --peers
 rm -f "$VENV"/.dictsr-setup-*
 touch "$stamp"

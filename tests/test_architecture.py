@@ -22,6 +22,7 @@ LAYERS = {
     "inference": 2,  # tiled super_resolve, the fast paths, the colour fix, content index maps
     "training": 3,  # the trainer, losses, checkpoints, devices, DDP
     "performance": 4,  # bench, cost, the RRDBNet anchor
+    "peers": 4,  # the published peers (ncnn weights -> RRDBNet) and the peers' method names
     "evaluation": 5,  # metrics, evaluate, result records, tables, comparisons, regions, index consistency
     "analysis": 6,  # dictionary analysis (Fig. 4), the explorer, the figures
     "workbook": 7,  # profiles, the plan, the notebooks' stages, the papermill runner

@@ -1,5 +1,6 @@
 """`--source photos`: real photographs from Debian packages via apt-get download + dpkg -x (no install)."""
 
+import json
 import shutil
 
 import pytest
@@ -9,6 +10,7 @@ from dictsr_core.data.prepare import prepare_dataset
 from dictsr_core.data.sources import photos as photos_module
 from dictsr_core.data.sources.photos import (PHOTO_PACKAGES, PHOTOS, VALIDATION_PHOTOS, PhotosUnavailable,
                                              fetch_photo_packages)
+from dictsr_core.data.sources.test_photos import FROZEN_FILE, TEST_PACKAGES, sha256_file
 from dictsr_core.data.sources.records import SourceImage, SplitError, assign_splits
 
 needs_apt = pytest.mark.skipif(shutil.which("apt-get") is None or shutil.which("dpkg") is None,
@@ -62,12 +64,22 @@ def test_a_subset_of_photos_is_fetched_credited_and_split(tmp_path, monkeypatch)
     monkeypatch.setattr(photos_module, "PHOTOS", tuple(subset))
     pinned = [row for row in VALIDATION_PHOTOS if row[1].endswith("IMG_1054.JPG")]
     monkeypatch.setattr(photos_module, "VALIDATION_PHOTOS", tuple(pinned))
+    test = [row for row in photos_module.TEST_PHOTOS if row[1].endswith("european-honey-bee.jpg")]
+    monkeypatch.setattr(photos_module, "TEST_PHOTOS", tuple(test))
     manifest = prepare_dataset(tmp_path / "out", "photos", "aim", workers=2, **QUIET)
-    # 4 crops of the one hashed validation photo + 4 of the pinned one
-    assert manifest["counts"] == {"train_hr": 3, "train_lr": 2, "val_lr": 8, "val_hr": 8}
+    # 4 crops of the one hashed validation photo + 4 of the pinned one; 4 of the one test photo
+    assert manifest["counts"] == {"train_hr": 3, "train_lr": 2, "val_lr": 8, "val_hr": 8, "test_lr": 4, "test_hr": 4}
+    bee = [r for r in manifest["images"] if r["split"] == "test_hr"]
+    assert {r["photo"] for r in bee} == {"palapeli-data__european-honey-bee"} and bee[0]["author"] == "John Severns"
+    assert bee[0]["steps"][0] == "MATLAB bicubic x0.5"  # 1620x1280: half size keeps 640 px on the short side
+    # the one test photo's crops are exactly the frozen ones (the frozen file lists every test file's sha256)
+    frozen = json.loads(FROZEN_FILE.read_text())["files"]["photos-aim-seed0"]
+    written = [r["file"] for r in manifest["images"] if r["split"] in ("test_lr", "test_hr")]
+    assert len(written) == 8 and all(sha256_file(tmp_path / "out" / name) == frozen[name] for name in written)
+    assert manifest["test_split"]["frozen_as"] == "photos-aim-seed0" and not manifest["test_split"]["verified"]
     assert manifest["val_crops"] == {"per_photo": 4, "side": 256}
     for record in manifest["images"]:
-        assert record["source"]["debian_package"] in PHOTO_PACKAGES and record["source"]["version"]
+        assert record["source"]["debian_package"] in PHOTO_PACKAGES + TEST_PACKAGES and record["source"]["version"]
         assert record["author"] and record["license"]
         assert record["steps"][0] == "MATLAB bicubic x0.5"
     phone = [r for r in manifest["images"] if r["source"]["debian_package"] == "forensics-samples-files"]
@@ -84,8 +96,9 @@ def test_a_subset_of_photos_is_fetched_credited_and_split(tmp_path, monkeypatch)
 @pytest.mark.slow
 def test_all_fifty_five_photos(tmp_path):
     manifest = prepare_dataset(tmp_path / "out", "photos", "aim", **QUIET)
-    assert manifest["counts"] == {"train_hr": 20, "train_lr": 20, "val_lr": 60, "val_hr": 60}
-    assert manifest["source_notes"]["catalogue"] == 2
+    assert manifest["counts"] == {"train_hr": 20, "train_lr": 20, "val_lr": 60, "val_hr": 60, "test_lr": 96, "test_hr": 96}
+    assert manifest["test_split"]["verified"], manifest["test_split"]  # the frozen test split, byte for byte
+    assert manifest["source_notes"]["catalogue"] == 3
     by_split = {}
     for record in manifest["images"]:
         by_split.setdefault(record["split"].replace("val_lr", "val_hr"), set()).add(record["source"]["path"])

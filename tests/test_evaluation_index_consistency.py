@@ -126,3 +126,59 @@ def test_image_agreement_reports_the_cell_geometry(tiny_inference):
     assert moved["index_shift"] > 0
     assert moved["lpips_alex_own_indices"] != moved["lpips_alex_clean_indices"]
     assert image_agreement(tiny_inference, noisy, hr, tile=None, worth=False).get("lpips_alex_own_indices") is None
+
+
+# ---------------------------------------------------------------- kappa and mutual information (peers issue)
+
+def _brute_force_mi(a, b) -> float:
+    """Mutual information in bits by a loop over the joint table (an independent computation)."""
+    a, b = list(np.asarray(a).reshape(-1)), list(np.asarray(b).reshape(-1))
+    n = len(a)
+    joint, pa, pb = {}, {}, {}
+    for x, y in zip(a, b):
+        joint[(x, y)] = joint.get((x, y), 0) + 1
+        pa[x] = pa.get(x, 0) + 1
+        pb[y] = pb.get(y, 0) + 1
+    return sum(c / n * np.log2((c / n) / (pa[x] / n * pb[y] / n)) for (x, y), c in joint.items())
+
+
+def test_kappa_and_mi_of_identical_maps():
+    from dictsr_core.evaluation.index_consistency import cohen_kappa, mutual_information_bits
+
+    a = np.repeat(np.arange(8), 16)  # 8 entries used equally: 3 bits
+    assert cohen_kappa(a, a) == pytest.approx(1.0)
+    assert mutual_information_bits(a, a) == pytest.approx(3.0)
+
+
+def test_independent_maps_with_skewed_usage_have_kappa_near_zero_though_agreement_is_high():
+    from dictsr_core.evaluation.index_consistency import agreement, cohen_kappa, mutual_information_bits
+
+    rng = np.random.default_rng(0)
+    usage = [0.9, 0.05, 0.03, 0.02]  # one entry takes 90 % of the cells in both maps
+    a, b = rng.choice(4, 20000, p=usage), rng.choice(4, 20000, p=usage)
+    assert agreement(a, b) > 0.8  # what raw agreement would report
+    assert abs(cohen_kappa(a, b)) < 0.03
+    assert mutual_information_bits(a, b) < 0.01
+    assert mutual_information_bits(a, b) == pytest.approx(_brute_force_mi(a, b), abs=1e-12)
+
+
+def test_a_one_entry_code_has_no_kappa_and_no_information():
+    from dictsr_core.evaluation.index_consistency import agreement, cohen_kappa, mutual_information_bits
+
+    a = np.zeros(100, int)
+    assert agreement(a, a) == 1.0  # the gameable number
+    assert cohen_kappa(a, a) is None  # chance agreement is 1: undefined, not 1
+    assert mutual_information_bits(a, a) == 0.0
+
+
+def test_kappa_by_hand_and_mi_against_a_loop():
+    from dictsr_core.evaluation.index_consistency import cohen_kappa, mutual_information_bits
+
+    a = np.array([0, 0, 1, 1, 2, 2, 2, 0])
+    b = np.array([0, 1, 1, 1, 2, 0, 2, 0])
+    observed = 6 / 8
+    chance = (3 / 8) * (3 / 8) + (2 / 8) * (3 / 8) + (3 / 8) * (2 / 8)
+    assert cohen_kappa(a, b) == pytest.approx((observed - chance) / (1 - chance))
+    assert mutual_information_bits(a, b) == pytest.approx(_brute_force_mi(a, b), abs=1e-12)
+    with pytest.raises(ValueError):
+        cohen_kappa(a, b[:-1])

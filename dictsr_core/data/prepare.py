@@ -33,7 +33,7 @@ from dictsr_core.data.resize import imresize_np
 from dictsr_core.data.sources.download import DATASET_URLS, DownloadError, download_dataset
 from dictsr_core.data.sources.folder import LayoutError, folder_plan
 from dictsr_core.data.sources.photos import PhotosUnavailable, default_cache_dir, photos_plan
-from dictsr_core.data.sources.test_photos import TestSplitChanged, load_frozen, verify_prepared
+from dictsr_core.data.sources.test_photos import FrozenSplitChanged, load_frozen, verify_prepared
 from dictsr_core.data.sources.records import SourceImage, SourcePlan, SplitError
 from dictsr_core.data.sources.sample import sample_plan
 
@@ -396,7 +396,7 @@ def prepare_from_args(args) -> int:
     except BadInputError as error:
         print(f"dictsr prepare: {error}", file=sys.stderr)
         return 1
-    except (PrepareError, LayoutError, PhotosUnavailable, TestSplitChanged, DownloadError, FileNotFoundError) as error:
+    except (PrepareError, LayoutError, PhotosUnavailable, FrozenSplitChanged, DownloadError, FileNotFoundError) as error:
         print(f"dictsr prepare: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -214,11 +214,36 @@ def cpu_inference(dictsr, rrdb, size: int = 64, compile: bool = True, dictsr_gma
         out[f"speedup_{size}_{name}"] = out[f"rrdb_infer_{size}_{name}_ms"] / out[f"infer_{size}_{name}_ms"]
     (out[f"infer_{size}_ms"], out["best_treatment"]), (out[f"rrdb_infer_{size}_ms"], out["rrdb_best_treatment"]) = best[""], best["rrdb_"]
     out[f"speedup_{size}"] = out[f"rrdb_infer_{size}_ms"] / out[f"infer_{size}_ms"]  # each network at its fastest
+    out.update(ncnn_inference(size))
     if dictsr_gmacs_128:
         out["conv_ceiling_gmac_s"] = conv_ceiling_gmacs(bf16=out["cpu_bf16_native"])
         out[f"ceiling_infer_{size}_ms"] = dictsr_gmacs_128 * (size / 128) ** 2 / out["conv_ceiling_gmac_s"] * 1e3
         out[f"ceiling_speedup_{size}"] = out[f"rrdb_infer_{size}_ms"] / out[f"ceiling_infer_{size}_ms"]
     return out
+
+
+def ncnn_inference(size: int = 64, name: str = "realesrgan-x4plus") -> dict:
+    """What users of Real-ESRGAN run on a CPU: its published ncnn files through the `ncnn` package, batch 1, size x
+    size LR, with torch's thread count and ncnn's own defaults (its fp16/bf16 storage where the CPU has it); {} when
+    ncnn or the weights are missing (`pip install -e '.[peers]'`, `dictsr weights --peers`)."""
+    import numpy as np
+
+    from dictsr_core.peers.ncnn_runner import NcnnUnavailable, ncnn_net, ncnn_super_resolve
+    from dictsr_core.peers.pretrained import ncnn_files
+
+    param, binary = ncnn_files(name)
+    if not (param.is_file() and binary.is_file()):
+        print(f"[bench] ncnn row skipped: {param} missing (`dictsr weights --peers`)", flush=True)
+        return {}
+    try:
+        net = ncnn_net(param, binary, threads=torch.get_num_threads(), fp32=False)
+    except NcnnUnavailable as error:
+        print(f"[bench] ncnn row skipped: {error}", flush=True)
+        return {}
+    image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    ms = time_ms(lambda: ncnn_super_resolve(net, image), torch.device("cpu"), warmup=1, iters=3)
+    print(f"[bench] ncnn {name}: {ms:.1f} ms", flush=True)
+    return {f"ncnn_infer_{size}_ms": ms, "ncnn_model": name}
 
 
 def run_bench(device: str = "auto", checkpoint=None, compile: bool = True, quick: bool = False, cpu_size: int = 64) -> dict:
@@ -313,6 +338,10 @@ def bench_markdown(result: dict) -> str:
         lines.append(_ratio_row(f"each at its fastest ({result['best_treatment']} / {result['rrdb_best_treatment']})",
                                 result[f"infer_{size}_ms"], result[f"rrdb_infer_{size}_ms"],
                                 f">= 6x: {'met' if ratio >= 6 else 'not met'}"))
+        if f"ncnn_infer_{size}_ms" in result:
+            lines.append(_ratio_row(f"what Real-ESRGAN users run: its published {result['ncnn_model']} through ncnn "
+                                    "(CPU, same threads), against DictSR's fastest", result[f"infer_{size}_ms"],
+                                    result[f"ncnn_infer_{size}_ms"]))
         if f"ceiling_infer_{size}_ms" in result:
             lines.append(_ratio_row(f"bound: DictSR's executed MACs at this CPU's conv ceiling "
                                     f"({result['conv_ceiling_gmac_s']:.0f} GMAC/s), against RRDBNet's fastest",

@@ -29,7 +29,7 @@ from PIL import Image
 
 from dictsr_core.data.sources.records import SourceImage, SourcePlan, assign_splits
 from dictsr_core.data.sources.test_photos import (TEST_PACKAGES, TEST_PHOTOS, check_source, load_frozen, photo_name,
-                                                   test_pre_scale)
+                                                   split_pre_scale)
 
 PHOTO_PACKAGES = (
     "lomiri-wallpapers-16.04",
@@ -235,7 +235,7 @@ def _test_images(packages: dict) -> list[SourceImage]:
             name=name, loader="file", ref=str(path),
             origin={"debian_package": package, "version": info["version"], "path": "/" + inner,
                     "copyright_file": f"/usr/share/doc/{package}/copyright"},
-            author=author, license=license_, pre_scale=test_pre_scale(width, height), split="test"))
+            author=author, license=license_, pre_scale=split_pre_scale(width, height), split="test"))
     return images
 
 

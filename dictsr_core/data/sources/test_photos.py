@@ -76,11 +76,11 @@ TEST_PHOTOS = (
 )
 
 
-class TestSplitChanged(RuntimeError):
+class FrozenSplitChanged(RuntimeError):
     """A test photo's bytes differ from the frozen list: the test split would no longer be the one reported."""
 
 
-def test_pre_scale(width: int, height: int) -> float:
+def split_pre_scale(width: int, height: int) -> float:
     """Half size (a quarter from 12 MP up), but never under TEST_MIN_SHORT_SIDE on the short side."""
     base = 0.25 if width * height >= 12_000_000 else 0.5
     return max(base, TEST_MIN_SHORT_SIDE / min(width, height))
@@ -112,10 +112,10 @@ def check_source(name: str, path: Path, frozen: dict | None) -> None:
         return
     expected = {photo["name"]: photo["sha256"] for photo in frozen["photos"]}
     if name not in expected:
-        raise TestSplitChanged(f"{path}: test photo {name} is not in the frozen test split {FROZEN_FILE.name}")
+        raise FrozenSplitChanged(f"{path}: test photo {name} is not in the frozen test split {FROZEN_FILE.name}")
     actual = sha256_file(path)
     if actual != expected[name]:
-        raise TestSplitChanged(f"{path}: sha256 {actual[:16]}... differs from the frozen {expected[name][:16]}... "
+        raise FrozenSplitChanged(f"{path}: sha256 {actual[:16]}... differs from the frozen {expected[name][:16]}... "
                                f"({FROZEN_FILE.name}); the package changed, so the test split would not be the one "
                                "reported. Use the frozen package version or make a new split with a new date.")
 
@@ -132,13 +132,13 @@ def verify_prepared(manifest: dict, data_dir: Path, frozen: dict | None) -> dict
     return {"frozen_as": key, "verified": not differing, "differing": differing[:20]}
 
 
-def freeze(data_dirs, cache_dir=None, frozen_on: str = "", path=None) -> dict:
-    """Write data/test-split.json from prepared photos datasets: each test photo's source sha256 and every prepared
-    test file's sha256 per dataset. Done once, before any model is scored on the split."""
+def freeze(data_dirs, photos_dir, frozen_on: str = "", path=None) -> dict:
+    """Write data/test-split.json from prepared photos datasets and the unpacked packages under `photos_dir`
+    (<cache>/photos): each test photo's source sha256 and every prepared test file's sha256 per dataset. Done once,
+    before any model is scored on the split."""
     from dictsr_core.atomic import atomic_write_json
-    from dictsr_core.data.sources.photos import default_cache_dir
 
-    photos_dir = Path(cache_dir or default_cache_dir()) / "photos"
+    photos_dir = Path(photos_dir)
     photos = []
     for package, inner, author, license_ in TEST_PHOTOS:
         source = photos_dir / package / inner
