@@ -113,7 +113,10 @@ def test_the_kernel_estimator_finds_a_known_blur_and_sees_through_noise():
     blurred, record = estimate_sigmas(lr_set(1.5, 3.0), hr, patches)
     assert np.median(sharp) <= 0.5
     assert 1.0 <= np.median(blurred) <= 2.0
-    assert set(record) >= {"reference_falloff", "noise_energy", "falloff", "sigmas"}
+    assert set(record) >= {"reference_falloff", "noise_energy", "falloff", "sigmas"} and record["fallback"] is None
+    loud = np.round(rng.normal(0, 200, (64, 24, 24, 3))).astype(np.int16)  # noise that drowns every photo's signal
+    assert estimate_sigmas(lr_set(1.5, 3.0), hr, loud)[0] == [0.0]
+    assert "bicubic alone" in estimate_sigmas(lr_set(1.5, 3.0), hr, loud)[1]["fallback"]
 
 
 def test_noise_injection_uses_its_kernels_noise_and_jpeg():

@@ -92,7 +92,8 @@ def test_results_json_per_run_with_the_documented_keys(table_run, runs):
     records = table_run["records"]
     for name, record in records.items():
         # every documented key in order; a trained run's record also names the checkpoint it scored
-        assert list(record) == list(RECORD_KEYS) + ([] if name == "bicubic" else ["checkpoint_checksum"]), name
+        assert list(record) == list(RECORD_KEYS) + ([] if name == "bicubic" else ["checkpoint_checksum"]) + ["split"], name
+        assert record["split"] == "val"
         assert [row["name"] for row in record["evaluation"]["images"]] == sorted(VAL_SIZES)
         assert record["evaluation"]["summary"]["count"] == len(VAL_SIZES)
         assert record["dataset"] == DATASET and record["eval_device"] == "cpu"

@@ -47,7 +47,7 @@ def test_oracle_needs_a_synthetic_degradation(tiny_data):
         baseline_degradation("oracle", tiny_data)
 
 
-@pytest.mark.parametrize("method", ["paired-bicubic", "oracle"])
+@pytest.mark.parametrize("method", ["paired-bicubic", "oracle", "plain-realesrgan-deg", "plain-noise-injection"])
 def test_baselines_train_and_super_resolve(tiny_data, tmp_path, method):
     data = tmp_path / "data"
     shutil.copytree(tiny_data, data)
@@ -79,3 +79,20 @@ def test_evaluate_labels_a_baseline_checkpoint_by_its_method(tiny_data, tmp_path
                  "--hr", str(tmp_path / "hr"), "--json", str(tmp_path / "r.json"), "--device", "cpu"])
     assert code == 0
     assert json.loads((tmp_path / "r.json").read_text())["method"] == "paired-bicubic"
+
+
+def test_the_equal_budget_peers_make_their_own_lr():
+    """plain-realesrgan-deg draws Real-ESRGAN's pipeline per crop; plain-noise-injection estimates its kernels, noise
+    and JPEG from the LR-domain photos (here the data's train_lr); both give a quarter-size uint8 LR."""
+    from dictsr_core.data.realesrgan_degradation import RealESRGANDegradation
+
+    assert isinstance(baseline_degradation("plain-realesrgan-deg", None), RealESRGANDegradation)
+
+
+def test_noise_injection_is_estimated_from_the_lr_photos(tiny_data):
+    from dictsr_core.data.noise_injection import NoiseInjectionDegradation
+
+    degrade = baseline_degradation("plain-noise-injection", tiny_data, hr_crop=32, log=lambda message: None)
+    assert isinstance(degrade, NoiseInjectionDegradation) and degrade.patches.shape[1:] == (8, 8, 3)
+    hr = np.zeros((32, 32, 3), np.uint8) + 100
+    assert degrade(hr, 0).shape == (8, 8, 3)

@@ -88,7 +88,10 @@ def test_the_cpu_plan_makes_and_scores_the_l1_only_model_of_the_main_dictsr_run(
     assert stages["02_train-oracle"].parameters["l1_run"] is None  # the baselines keep theirs in their own folder only
     assert "coarse_run" not in stages["02_train-oracle"].parameters  # a baseline has no code
     assert stages["03_evaluate"].parameters["runs"] == ["dictsr", "dictsr-l1", "dictsr-c8", "dictsr-c8s",
-                                                         "dictsr-c8g", "paired-bicubic", "oracle"]
+                                                         "dictsr-c8g", "paired-bicubic", "oracle",
+                                                         "plain-realesrgan-deg", "plain-noise-injection"]
+    # photos data has a test split: 03_evaluate's outputs include its Table 1, so a stage made before is made again
+    assert ctx.table_dir / "test" / "table1.md" in stages["03_evaluate"].outputs
     # a run that finished before the L1-only model was kept has none to make: the plan leaves it out (a forced
     # plan retrains it, and so keeps one)
     finished = context("cpu", data_dir="data/photos-aim", run_root=tmp_path / "runs", device="cpu")
@@ -107,13 +110,15 @@ def test_the_cpu_plan_makes_and_scores_the_l1_only_model_of_the_main_dictsr_run(
     before = {s.key: s for s in plan(finished)}
     assert before["02_train-dictsr"].parameters["l1_run"] is None and "L1-only" not in before["02_train-dictsr"].about
     assert before["03_evaluate"].parameters["runs"] == ["dictsr", "dictsr-c8", "dictsr-c8s", "dictsr-c8g", "paired-bicubic",
-                                                      "oracle"]
+                                                      "oracle", "plain-realesrgan-deg", "plain-noise-injection"]
     assert {s.key: s for s in plan(finished, force=True)}["02_train-dictsr"].parameters["l1_run"] == "dictsr-l1"
     (finished.run_dir("dictsr") / "checkpoints" / "before-perceptual.pt").write_bytes(b"")
     assert {s.key: s for s in plan(finished)}["02_train-dictsr"].parameters["l1_run"] == "dictsr-l1"
     smoke = {s.key: s for s in plan(context("smoke", data_dir="data/sample-aim", device="cpu"))}
     assert smoke["02_train-dictsr"].parameters["l1_run"] is None  # tiny preset: no perceptual phase, no L1-only model
-    assert smoke["03_evaluate"].parameters["runs"] == ["dictsr", "paired-bicubic", "oracle"]  # no coarse run either
+    assert smoke["03_evaluate"].parameters["runs"] == ["dictsr", "paired-bicubic", "oracle", "plain-realesrgan-deg",
+                                                       "plain-noise-injection"]  # no coarse run either
+    assert not any("test" in str(path) for path in smoke["03_evaluate"].outputs)  # the sample has no test split
     assert "coarse_run" not in smoke["02_train-dictsr"].parameters
 
 

@@ -100,9 +100,11 @@ def estimate_sigmas(lr_images: list[np.ndarray], hr_images: list[np.ndarray], pa
         if value is None:
             continue
         chosen.append(min(reference, key=lambda s: (abs(np.log(reference[s]) - np.log(value)), s)))
-    if not chosen:
-        raise ValueError("no LR photo has enough signal above its noise to estimate a blur kernel")
-    return chosen, {"reference_falloff": reference, "noise_energy": noise, "falloff": measured, "sigmas": chosen}
+    fallback = None
+    if not chosen:  # every photo's fall-off is lost in its noise: bicubic alone, and the record says so
+        chosen, fallback = [0.0], "no LR photo has enough signal above its noise to estimate a kernel: bicubic alone"
+    return chosen, {"reference_falloff": reference, "noise_energy": noise, "falloff": measured, "sigmas": chosen,
+                    "fallback": fallback}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -152,6 +154,8 @@ def estimate_noise_injection(data_dir, patch_size: int = 24, log=print) -> tuple
                      .astype(np.uint8))
     quality, trace = estimate_jpeg_quality(lr_images, noisy)
     record.update(jpeg_trace=trace, noise_patches=len(patches), patch_size=patch_size)
+    if record["fallback"]:
+        log(f"[noise-injection] {record['fallback']}")
     log(f"[noise-injection] {len(sigmas)} kernels (sigma {min(sigmas):g}-{max(sigmas):g} HR px, median "
         f"{float(np.median(sigmas)):g}), {len(patches)} noise patches, JPEG {quality or 'none'}")
     return NoiseInjectionDegradation(tuple(sigmas), patches, quality), record

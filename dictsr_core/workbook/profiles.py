@@ -61,6 +61,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         "smoke", preset="tiny", ablations=("A1", "C1", "R6"), umap_points=300, atlas_atoms=64, crop=48, cell_timeout_s=600,
+        baselines=("paired-bicubic", "oracle", "plain-realesrgan-deg", "plain-noise-injection"),
         about="seconds of training on the tiny preset: checks that every notebook runs (CI); numbers mean nothing",
     ),
     "cpu": Profile(
