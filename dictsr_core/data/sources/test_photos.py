@@ -20,9 +20,10 @@ never below 512 px on its short side, so that its four 256 px crops (one per qua
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
+
+from dictsr_core.perceptual.weights import sha256_file
 
 TEST_PACKAGES = (
     "lifeograph",
@@ -84,14 +85,6 @@ def split_pre_scale(width: int, height: int) -> float:
     """Half size (a quarter from 12 MP up), but never under TEST_MIN_SHORT_SIDE on the short side."""
     base = 0.25 if width * height >= 12_000_000 else 0.5
     return max(base, TEST_MIN_SHORT_SIDE / min(width, height))
-
-
-def sha256_file(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def photo_name(package: str, inner: str) -> str:
