@@ -259,10 +259,8 @@ def _evaluation_method(args) -> str:
     """--method, defaulting to dictsr when a checkpoint is given; a ConfigError for a method/checkpoint mismatch."""
     from dictsr_core.config import ConfigError
 
-    from dictsr_core.peers.pretrained import method_names
-
     method = args.method or "dictsr"
-    if method in method_names() and args.checkpoint:
+    if method in PRETRAINED_METHODS and args.checkpoint:
         raise ConfigError(f"evaluate --method {method} uses its published weights; drop --checkpoint {args.checkpoint}")
     if method == "bicubic" and args.color_fix != "none":
         raise ConfigError(f"evaluate --method bicubic has nothing to colour-fix; drop --color-fix {args.color_fix}")
@@ -377,9 +375,9 @@ def cmd_weights(args) -> int:
 
     fetch_weights(cache_dir=args.cache_dir, force=args.force)
     if args.peers:
-        from dictsr_core.peers.pretrained import fetch_pretrained, method_names
+        from dictsr_core.peers.pretrained import fetch_pretrained
 
-        for name in method_names():
+        for name in PRETRAINED_METHODS:
             fetch_pretrained(name, cache_dir=args.cache_dir, force=args.force)
     if args.calibration:
         from dictsr_core.perceptual.weights import fetch_calibration_images

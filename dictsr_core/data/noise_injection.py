@@ -24,32 +24,22 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import convolve, gaussian_filter
+from scipy.ndimage import gaussian_filter
 
 from dictsr_core.data.resize import imresize_np
+from dictsr_core.data.statistics import laplacian_energy, luma
 
 SIGMA_GRID = tuple(np.round(np.arange(0.0, 3.01, 0.25), 2))  # HR pixels; 0: bicubic alone
-LAPLACIAN = np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
-
-
-def _luma(image: np.ndarray) -> np.ndarray:
-    return np.asarray(image, dtype=np.float64)[..., :3] @ np.array([0.299, 0.587, 0.114])
-
-
 def _down2(values: np.ndarray) -> np.ndarray:
     h, w = values.shape[0] // 2 * 2, values.shape[1] // 2 * 2
     v = values[:h, :w]
     return 0.25 * (v[0::2, 0::2] + v[1::2, 0::2] + v[0::2, 1::2] + v[1::2, 1::2])
 
 
-def _laplacian_energy(values: np.ndarray) -> float:
-    return float(np.mean(convolve(values, LAPLACIAN, mode="nearest")[1:-1, 1:-1] ** 2))
-
-
 def band_energies(image: np.ndarray) -> tuple[float, float]:
     """(fine, coarse) Laplacian energies of an image's luma: at its own scale and after a 2x box average."""
-    luma = _luma(image)
-    return _laplacian_energy(luma), _laplacian_energy(_down2(luma))
+    values = luma(image)
+    return laplacian_energy(values), laplacian_energy(_down2(values))
 
 
 def falloff(image: np.ndarray, noise: tuple[float, float] = (0.0, 0.0)) -> float | None:

@@ -32,6 +32,9 @@ from scipy.ndimage import convolve
 
 KERNEL_TYPES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
 RESIZE_MODES = ("area", "bilinear", "bicubic")
+# the options each of the two passes has its own value of (RealESRGANDegradation: NAME for the first, NAME2 for the second)
+PASS_OPTIONS = ("sinc_prob", "blur_sigma", "betag_range", "betap_range", "resize_prob", "resize_range",
+                "gaussian_noise_prob", "noise_range", "poisson_scale_range", "gray_noise_prob", "jpeg_range")
 
 
 def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -110,17 +113,21 @@ class RealESRGANDegradation:
     def recipe(self) -> dict:
         return {"name": self.name, **dataclasses.asdict(self)}
 
+    def pass_options(self, second: bool) -> dict:
+        """The options of the first or the second pass, under their first-pass names (the second pass's fields end
+        in 2)."""
+        return {name: getattr(self, f"{name}2" if second else name) for name in PASS_OPTIONS}
+
     # ---- draws (each returns what it drew, so tests can check the ranges)
 
     def draw_kernel(self, rng: np.random.Generator, second: bool = False) -> tuple[np.ndarray, dict]:
+        options = self.pass_options(second)
         size = int(rng.choice(np.arange(self.kernel_range[0], self.kernel_range[1] + 1, 2)))
-        sinc_prob = self.sinc_prob2 if second else self.sinc_prob
-        if rng.random() < sinc_prob:
+        if rng.random() < options["sinc_prob"]:
             cutoff = rng.uniform(np.pi / 3, np.pi) if size < 13 else rng.uniform(np.pi / 5, np.pi)
             return sinc_kernel(size, cutoff), {"type": "sinc", "size": size, "cutoff": cutoff}
         kind = KERNEL_TYPES[int(rng.choice(len(KERNEL_TYPES), p=np.asarray(self.kernel_prob) / sum(self.kernel_prob)))]
-        sigma_range = self.blur_sigma2 if second else self.blur_sigma
-        betag, betap = (self.betag_range2, self.betap_range2) if second else (self.betag_range, self.betap_range)
+        sigma_range, betag, betap = options["blur_sigma"], options["betag_range"], options["betap_range"]
         sigma_x = rng.uniform(*sigma_range)
         sigma_y, rotation = (sigma_x, 0.0) if kind.endswith("iso") and not kind.endswith("aniso") else (
             rng.uniform(*sigma_range), rng.uniform(-np.pi, np.pi))
@@ -136,7 +143,8 @@ class RealESRGANDegradation:
                         "beta": beta}
 
     def draw_scale(self, rng: np.random.Generator, second: bool = False) -> float:
-        probs, bounds = (self.resize_prob2, self.resize_range2) if second else (self.resize_prob, self.resize_range)
+        options = self.pass_options(second)
+        probs, bounds = options["resize_prob"], options["resize_range"]
         choice = int(rng.choice(3, p=np.asarray(probs) / sum(probs)))
         if choice == 0:
             return float(rng.uniform(1.0, bounds[1]))
@@ -158,13 +166,13 @@ class RealESRGANDegradation:
         return np.stack(channels, axis=-1).astype(np.float64)
 
     def add_noise(self, image: np.ndarray, rng: np.random.Generator, second: bool = False) -> np.ndarray:
-        gaussian_prob = self.gaussian_noise_prob2 if second else self.gaussian_noise_prob
-        gray = rng.random() < (self.gray_noise_prob2 if second else self.gray_noise_prob)
-        if rng.random() < gaussian_prob:
-            sigma = rng.uniform(*(self.noise_range2 if second else self.noise_range)) / 255.0
+        options = self.pass_options(second)
+        gray = rng.random() < options["gray_noise_prob"]
+        if rng.random() < options["gaussian_noise_prob"]:
+            sigma = rng.uniform(*options["noise_range"]) / 255.0
             noise = rng.normal(0.0, sigma, image.shape[:2] + ((1,) if gray else (3,)))
         else:
-            scale = rng.uniform(*(self.poisson_scale_range2 if second else self.poisson_scale_range))
+            scale = rng.uniform(*options["poisson_scale_range"])
             source = image.mean(axis=2, keepdims=True) if gray else image
             source = np.clip(np.round(source * 255.0) / 255.0, 0, 1)
             levels = 2 ** np.ceil(np.log2(max(len(np.unique(source)), 1)))
@@ -184,15 +192,12 @@ class RealESRGANDegradation:
             image = self.blur(image, self.draw_kernel(rng, second)[0])
         factor = self.draw_scale(rng, second)
         mode = RESIZE_MODES[int(rng.integers(0, 3))]
-        base_h, base_w = (full[0] / self.scale, full[1] / self.scale) if second else full
-        if second:  # the second pass resizes relative to the final LR size, as Real-ESRGAN's feed_data does
-            height, width = max(1, int(base_h * factor)), max(1, int(base_w * factor))
-        else:
-            height, width = max(1, int(image.shape[0] * factor)), max(1, int(image.shape[1] * factor))
-        image = self.resize(image, height, width, mode)
+        # the second pass resizes relative to the final LR size, as Real-ESRGAN's feed_data does; the first relative
+        # to the image as it is
+        base_h, base_w = (full[0] / self.scale, full[1] / self.scale) if second else image.shape[:2]
+        image = self.resize(image, max(1, int(base_h * factor)), max(1, int(base_w * factor)), mode)
         image = self.add_noise(image, rng, second)
-        return self.jpeg(np.clip(image, 0, 1), int(rng.integers(*(self.jpeg_range2 if second else self.jpeg_range),
-                                                                  endpoint=True)))
+        return self.jpeg(np.clip(image, 0, 1), int(rng.integers(*self.pass_options(second)["jpeg_range"], endpoint=True)))
 
     def __call__(self, hr: np.ndarray, rng) -> np.ndarray:
         """The LR (uint8, exactly 1/scale of the HR) of one HR crop; `rng` a Generator or a seed."""

@@ -27,6 +27,14 @@ def luma(image: np.ndarray) -> np.ndarray:
     return image.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
 
 
+def laplacian_energy(values: np.ndarray) -> float:
+    """Mean square of the 3x3 Laplacian of a 2-D array (a luma) over its interior pixels, where no border rule
+    enters: the high-frequency energy that metrics.hf_energy_ratio and the noise-injection kernel estimator compare."""
+    from scipy.ndimage import laplace
+
+    return float(np.mean(laplace(np.asarray(values, dtype=np.float64))[1:-1, 1:-1] ** 2))
+
+
 def blockiness(luma: np.ndarray, block: int = 8) -> float:
     """Mean |horizontal + vertical jump| on 8x8 block boundaries over the mean jump elsewhere (about 1: no blocks)."""
     dx, dy = np.abs(np.diff(luma, axis=1)), np.abs(np.diff(luma, axis=0))

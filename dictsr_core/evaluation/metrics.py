@@ -112,22 +112,13 @@ def ssim_rgb_gauss(pred: np.ndarray, ref: np.ndarray) -> float:
     return _ssim(pred, ref, channel_axis=-1)
 
 
-LAPLACIAN = np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
-
-
-def laplacian_energy(image: np.ndarray) -> float:
-    """Mean square of the 3x3 Laplacian of the BT.601 luma (0-255), over the interior pixels."""
-    from scipy.signal import convolve2d
-
-    luma = image.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-    return float(np.mean(convolve2d(luma, LAPLACIAN, mode="valid") ** 2))
-
-
 def hf_energy_ratio(pred: np.ndarray, ref: np.ndarray) -> float:
-    """The SR's Laplacian energy over the HR's (NaN for a perfectly flat HR)."""
+    """The SR's Laplacian energy over the HR's, on the BT.601 luma (NaN for a perfectly flat HR)."""
+    from dictsr_core.data.statistics import laplacian_energy, luma
+
     _check_rgb_pair(pred, ref)
-    reference = laplacian_energy(ref)
-    return laplacian_energy(pred) / reference if reference > 0 else float("nan")
+    reference = laplacian_energy(luma(ref))
+    return laplacian_energy(luma(pred)) / reference if reference > 0 else float("nan")
 
 
 def psnr_y(pred: np.ndarray, ref: np.ndarray, crop: int = 4) -> float:

@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 
 from dictsr_core.atomic import atomic_write_json
+from dictsr_core.peers.names import EQUAL_BUDGET_METHODS, PRETRAINED_METHODS
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 BICUBIC_RUN = "bicubic"  # the bicubic record's name, so no run folder may be called this
@@ -31,7 +32,7 @@ OPTIONAL_KEYS = ("checkpoint_checksum", "split", "trained_on", "test_split")
 # peer's weights cost (its budget is not ours); `test_split`: the data manifest's check against data/test-split.json.
 SPLITS = ("val", "test")
 # every record is compared with each of these that was collected with it (by method)
-REFERENCE_METHODS = ("bicubic", "paired-bicubic", "plain-realesrgan-deg", "plain-noise-injection")
+REFERENCE_METHODS = ("bicubic", "paired-bicubic", *EQUAL_BUDGET_METHODS)
 # `checkpoint_checksum`: checkpoint.tensor_checksum of the scored checkpoint. A derived run (`dictsr derive`) keeps
 # its source's step and training time, so only this tells two derivations apart; records made before it existed
 # are reused on step and time, except those of derived runs, which are evaluated again.
@@ -303,7 +304,6 @@ def collect_records(run_dirs, data_dir, *, results_root="results", device=None, 
     """Bicubic first, then each pretrained peer of `methods` (peers/pretrained.py), then one record per run; each
     reused from its results JSON when still valid, else evaluated and written there. Every run folder is checked
     before anything is evaluated. `weights` as in evaluate_run; `split`: "val" or "test" (DATA/<split>_lr, _hr)."""
-    from dictsr_core.peers.pretrained import method_names
     from dictsr_core.training.checkpoint import load_checkpoint, weights_used
     from dictsr_core.training.devices import pick_device
 
@@ -317,9 +317,9 @@ def collect_records(run_dirs, data_dir, *, results_root="results", device=None, 
             raise ResultsError(f"{seen[run_dir.name]} and {run_dir}: two runs named {run_dir.name!r} would share "
                                f"one results file; give the run folders different names")
         seen[run_dir.name] = run_dir
-    unknown = [name for name in methods if name not in method_names()]
+    unknown = [name for name in methods if name not in PRETRAINED_METHODS]
     if unknown:
-        raise ResultsError(f"unknown method(s) {unknown}: choose among {', '.join(method_names())}")
+        raise ResultsError(f"unknown method(s) {unknown}: choose among {', '.join(PRETRAINED_METHODS)}")
     clash = sorted(set(methods) & set(seen))
     if clash:
         raise ResultsError(f"run folder(s) {clash} share a name with a pretrained method; rename them")

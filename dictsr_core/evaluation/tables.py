@@ -541,7 +541,14 @@ def _summary(record: dict, key: str):
     return value if _finite(value) else None
 
 
-EQUAL_BUDGET = EQUAL_BUDGET_METHODS
+def _training_cell(record: dict) -> str | None:
+    """What a record's model cost to train: a published peer's own words, or our run's wall clock and device."""
+    if record.get("trained_on"):
+        return record["trained_on"]
+    if record.get("train_wall_s") is None:
+        return None
+    device = record.get("device") or "cpu"
+    return f"{record['train_wall_s'] / 60:.1f} min" + (", 2-core CPU" if "cpu" in str(device) else "")
 
 
 def verdict_table(records: list[dict]) -> Table:
@@ -551,18 +558,15 @@ def verdict_table(records: list[dict]) -> Table:
     each method's training cost."""
     ours = [r for r in records if not (r["method"] == "dictsr" and r["ablation"])]
     ours.sort(key=lambda r: METHOD_ORDER.index(r["method"]) if r["method"] in METHOD_ORDER else len(METHOD_ORDER))
-    peers = [p for p in EQUAL_BUDGET if any(r["method"] == p for r in ours)]
+    peers = [p for p in EQUAL_BUDGET_METHODS if any(r["method"] == p for r in ours)]
     rows = []
     for record in ours:
-        minutes = record.get("train_wall_s")
-        budget = record.get("trained_on") or (None if minutes is None else f"{minutes / 60:.1f} min, 2-core CPU"
-                                              if "cpu" in str(record.get("device") or "cpu") else f"{minutes / 60:.1f} min")
         rows.append((method_label(record["method"]), record["run"] if record["run_dir"] else None,
                      _summary(record, "lpips_alex"), _summary(record, "lpips_vgg"), _summary(record, "psnr_rgb"),
                      _summary(record, "ssim_rgb"), _summary(record, "hf_energy_ratio"),
                      *(delta_cell(record, peer, metric, 3) for peer in peers for metric in ("lpips_alex", "lpips_vgg")),
                      _summary(record, "index_kappa"), _summary(record, "index_mi_bits"),
-                     _summary(record, "index_cost_lpips_alex"), budget))
+                     _summary(record, "index_cost_lpips_alex"), _training_cell(record)))
     columns = (Column("method"), Column("run"), Column("LPIPS-Alex", ".4f"), Column("LPIPS-VGG", ".4f"),
                Column("PSNR (RGB)", ".2f"), Column("SSIM (RGB, Measure.py)", ".4f"), Column("HF energy SR/HR", ".2f"),
                *(Column(f"Δ{name} vs {peer} [95% CI]") for peer in peers for name in ("LPIPS-Alex", "LPIPS-VGG")),
@@ -587,10 +591,10 @@ def write_tables(records: list[dict], out_dir, paper: str = "aim") -> tuple[list
               "table1_photos": None}
     tables["table1_photos"], photo_groups = photo_tables(records)
     shown = [tables["table1"].markdown(), photo_groups.markdown()]
-    if any(r["method"] in EQUAL_BUDGET for r in records):  # the peers issue's verdict, flat / textured against each
+    if any(r["method"] in EQUAL_BUDGET_METHODS for r in records):  # the peers issue's verdict, flat / textured against each
         tables["verdict"] = verdict_table(records)
         shown.append(tables["verdict"].markdown())
-        for peer in EQUAL_BUDGET:
+        for peer in EQUAL_BUDGET_METHODS:
             if any(r["method"] == peer for r in records):
                 tables[f"verdict_photos_{peer}"], groups = photo_tables(records, reference=peer)
                 shown.append(groups.markdown())

@@ -78,13 +78,9 @@ class PretrainedError(RuntimeError):
     """A pretrained peer cannot be used; the message names the file or the method."""
 
 
-def method_names() -> list[str]:
-    return sorted(PRETRAINED)
-
-
 def _entry(name: str) -> Pretrained:
     if name not in PRETRAINED:
-        raise PretrainedError(f"unknown pretrained method {name!r}; choose one of {', '.join(method_names())}")
+        raise PretrainedError(f"unknown pretrained method {name!r}; choose one of {', '.join(PRETRAINED_METHODS)}")
     return PRETRAINED[name]
 
 

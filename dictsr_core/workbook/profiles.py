@@ -13,6 +13,13 @@ from pathlib import Path
 
 import torch
 
+from dictsr_core.peers.names import EQUAL_BUDGET_METHODS
+
+
+# the paired baselines and the equal-budget peers (PlainSR on Real-ESRGAN's degradation and on noise injection from
+# the LR photos), all on the baselines' schedule (peers issue)
+PEER_BASELINES = ("paired-bicubic", "oracle", *EQUAL_BUDGET_METHODS)
+
 
 class WorkbookError(RuntimeError):
     """A workbook stage that cannot run or failed; the message names the notebook, stage or file."""
@@ -61,16 +68,14 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         "smoke", preset="tiny", ablations=("A1", "C1", "R6"), umap_points=300, atlas_atoms=64, crop=48, cell_timeout_s=600,
-        baselines=("paired-bicubic", "oracle", "plain-realesrgan-deg", "plain-noise-injection"),
+        baselines=PEER_BASELINES,
         about="seconds of training on the tiny preset: checks that every notebook runs (CI); numbers mean nothing",
     ),
     "cpu": Profile(
         # R6 and R7 are not trained: their steps are Ours' steps, so they are made from Ours' checkpoint (its last
         # weights, the fixed-decay average it tracks; config.DERIVED_ABLATIONS)
         "cpu", preset="cpu", source="photos", ablations=("A1", "R1", "R2", "R3", "R4", "R6", "R7", "R8"),
-        # the paired baselines, and the equal-budget peers (PlainSR on Real-ESRGAN's degradation and on noise
-        # injection from the LR photos), all on the same schedule and so about the same wall clock (peers issue)
-        baselines=("paired-bicubic", "oracle", "plain-realesrgan-deg", "plain-noise-injection"),
+        baselines=PEER_BASELINES,
         # 1200 steps, the last 86 with the perceptual term (the preset's length-aware average fits them as it fits 600)
         ablation_overrides={"train.epochs": 2},
         # the same wall clock: PlainSR's L1 steps take 0.56x DictSR's (72 against 128 ms here, loader included), so
@@ -99,7 +104,7 @@ PROFILES: dict[str, Profile] = {
         # from Ours' checkpoint, as in the cpu profile)
         "gpu", preset="gpu", source="photos",
         ablations=("A1", "B1", "B2", "C1", "C2", "D2", "E1", "G1", "R1", "R2", "R3", "R4", "R6", "R7", "R8"),
-        baselines=("paired-bicubic", "oracle", "plain-realesrgan-deg", "plain-noise-injection"),
+        baselines=PEER_BASELINES,
         ablation_overrides={"train.epochs": 2},
         coarse_entries=8, coarse_restarts=8, coarse_split=True, coarse_lookup_blurs=(0.0, 0.5),
         coarse_gates=(3.0, 4.0, 6.0, 8.0), gate_lookup_blurs=(0.0, 0.5, 1.0),
