@@ -34,6 +34,10 @@ def training_config(ctx: Context, method: str = "dictsr", ablation: str | None =
     merged = dict(ctx.profile.overrides)
     if method != "dictsr":
         merged.update(ctx.profile.baseline_overrides)
+        if schedule == "main":  # sized to the DictSR run's wall clock on this machine (workbook/budget.py)
+            from dictsr_core.workbook.budget import budget_overrides
+
+            merged.update(budget_overrides(ctx, method))
     if schedule == "ablation":
         merged.update(ctx.profile.ablation_overrides)
     merged["train.seed"] = ctx.seed

@@ -38,6 +38,9 @@ class Profile:
     # the paired baselines' schedule: PlainSR's step is cheaper than DictSR's three branches, so the same
     # training budget (wall clock) buys it more steps
     baseline_overrides: dict = field(default_factory=dict)
+    # size the baselines' steps to the main DictSR run's wall clock measured on this machine (workbook/budget.py;
+    # RUN_ROOT/budget.json), keeping baseline_overrides' schedule shape; False: baseline_overrides as written
+    equal_budget: bool = False
     # beside the main DictSR run, also that run with its code coarsened to this many entries (`dictsr derive
     # --coarsen`), scored in Table 1 as `dictsr-c<N>`; None: not made
     coarse_entries: int | None = None
@@ -82,6 +85,9 @@ PROFILES: dict[str, Profile] = {
         # 14520 of them (halved at 10800), then the same 600 perceptual steps: 23.7 min predicted against 24.0
         baseline_overrides={"train.epochs": 7, "train.steps_per_epoch": 2160, "train.halve_every": 5,
                             "train.perceptual_from": 121 / 126},
+        # ... and then sized to DictSR's measured wall clock here, each baseline at its own loader's step time:
+        # Real-ESRGAN's degradation makes a step 2x the paired one's (peers issue)
+        equal_budget=True,
         # the fine code coarsened to 8 entries, the k-means draw of the 8 chosen on the training images (README
         # "What it took ...", 6. and 9.): the model the recipe ends with (dictsr-c8)
         coarse_entries=8, coarse_restarts=8,
@@ -105,7 +111,7 @@ PROFILES: dict[str, Profile] = {
         "gpu", preset="gpu", source="photos",
         ablations=("A1", "B1", "B2", "C1", "C2", "D2", "E1", "G1", "R1", "R2", "R3", "R4", "R6", "R7", "R8"),
         baselines=PEER_BASELINES,
-        ablation_overrides={"train.epochs": 2},
+        ablation_overrides={"train.epochs": 2}, equal_budget=True,
         coarse_entries=8, coarse_restarts=8, coarse_split=True, coarse_lookup_blurs=(0.0, 0.5),
         coarse_gates=(3.0, 4.0, 6.0, 8.0), gate_lookup_blurs=(0.0, 0.5, 1.0),
         about="the main job on one GPU: the cpu recipe at the paper's widths and batch, about 5 minutes per main run",

@@ -26,13 +26,13 @@ def stage_configs(stage: Stage) -> dict:
     return {str(run_dir): cfg.to_dict() for run_dir, cfg in stage.runs}
 
 
-def stage_estimates(ctx: Context, stages: list[Stage], force: bool = False) -> tuple[list[dict], str]:
+def stage_estimates(ctx: Context, stages: list[Stage], force: bool = False, clock=None) -> tuple[list[dict], str]:
     """For the plan: per stage, whether it will be reused, and otherwise its seconds (training: remaining steps at
     a step time measured here; the rest: typical seconds, see workbook/estimate.py)."""
     from dictsr_core.data.io import list_images
     from dictsr_core.workbook import estimate
 
-    clock = estimate.StepClock(ctx.data_dir, ctx.device, say=lambda line: print(line, flush=True))
+    clock = clock or estimate.StepClock(ctx.data_dir, ctx.device, say=lambda line: print(line, flush=True))
     pairs = len(list_images(ctx.data_dir / "val_hr"))
     rows, rerun, stale = [], force, set()
     for stage in stages:
@@ -74,6 +74,11 @@ def run_workbook(profile: str = "auto", data_dir=None, force: bool = False, run_
     fetch_weights()  # once here, not in every kernel: the LPIPS backbones (offline copies)
     print(f"[workbook] profile {ctx.profile.name} ({ctx.profile.about}) on {ctx.device}\n"
           f"[workbook] data {ctx.data_dir}; runs {ctx.run_root}; figures {ctx.figure_dir}", flush=True)
+    from dictsr_core.workbook.budget import ensure_budget
+    from dictsr_core.workbook.estimate import StepClock
+
+    clock = StepClock(ctx.data_dir, ctx.device, say=lambda line: print(line, flush=True))
+    ensure_budget(ctx, clock, say=lambda line: print(line, flush=True))  # before the plan: it sizes the baselines
     stages = every_stage = plan(ctx, force=force)
     if only:
         unknown = set(only) - set(NOTEBOOKS)
@@ -81,7 +86,7 @@ def run_workbook(profile: str = "auto", data_dir=None, force: bool = False, run_
             raise WorkbookError(f"--only {', '.join(sorted(unknown))}: choose from {', '.join(NOTEBOOKS)}")
         stages = [s for s in stages if s.notebook in only]
     start = time.time()
-    rows, basis = stage_estimates(ctx, stages, force)
+    rows, basis = stage_estimates(ctx, stages, force, clock)
     plan_text = "\n".join(plan_lines(rows, basis))
     print(plan_text, flush=True)
     if not all(row["reused"] for row in rows):  # the plan of the call that ran something, for the README block
