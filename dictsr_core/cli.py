@@ -464,6 +464,23 @@ def cmd_seeds(args) -> int:
     return 0
 
 
+def cmd_verdict(args) -> int:
+    from dictsr_core.atomic import atomic_write_text, replace_readme_block
+    from dictsr_core.evaluation.verdict import VerdictError, verdict_markdown
+
+    try:
+        markdown = verdict_markdown(args.results, datasets=args.datasets)
+    except VerdictError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    written = [atomic_write_text(Path(args.results) / "verdict.md", markdown)]
+    if args.readme:
+        written.append(replace_readme_block(args.readme, "dictsr verdict", markdown, "## Does it work?"))
+    print(markdown, end="")
+    print("[verdict] wrote " + ", ".join(str(path) for path in written), file=sys.stderr)
+    return 0
+
+
 def cmd_targets(args) -> int:
     from dictsr_core.atomic import atomic_write_json, atomic_write_text, replace_readme_block
     from dictsr_core.evaluation.comparison import ComparisonError
@@ -710,6 +727,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="folder for <run>_vs_<reference>.md/.csv/.json (default: results/seeds/<dataset>)")
     p.add_argument("--readme", default=None, help="also write the table into this README between its markers")
     p.set_defaults(func=cmd_seeds)
+
+    p = sub.add_parser("verdict", help="the README's verdict from the test records: DictSR against the equal-budget and "
+                       "published peers, flat and textured photos, with intervals (docs/evaluation.md)")
+    p.add_argument("--results", default="results/test", help="the test records' folder (one subfolder per dataset)")
+    p.add_argument("--datasets", nargs="+", default=["photos-aim", "photos-ntire"])
+    p.add_argument("--readme", default=None, help="also write it into this README between its `dictsr verdict` markers")
+    p.set_defaults(func=cmd_verdict)
 
     p = sub.add_parser("targets", help="the peers issue's targets per training seed and pooled over seeds: the lead "
                        "over each equal-budget peer with its interval, PSNR against bicubic, budget (docs/evaluation.md)")

@@ -150,13 +150,21 @@ def score_folders(pred_dir, ref_dir, *, device=None, progress: bool = True, desc
     return result
 
 
+def photo_count(rows) -> int:
+    from dictsr_core.evaluation.comparison import photo_label
+
+    return len({photo_label(row) for row in rows})
+
+
 def report_record(result: dict, **metadata) -> dict:
     """The report document: metadata, seconds, summary, then one row per image; non-finite numbers are None.
 
-    The summary adds `count` (images) and `non_finite` (per metric, the images left out of its mean).
+    The summary adds `count` (images), `photos` (the photos they are crops of: the bootstrap's resampling units)
+    and `non_finite` (per metric, the images left out of its mean).
     """
     rows = result["images"]
-    summary = {**result["summary"], "count": len(rows), "non_finite": non_finite_counts(rows)}
+    summary = {**result["summary"], "count": len(rows), "photos": photo_count(rows),
+               "non_finite": non_finite_counts(rows)}
     failed = {"failed": result["failed"]} if result.get("failed") else {}  # pairs that could not be scored
     return json_safe({**metadata, "seconds": result["seconds"], "summary": summary, "images": rows, **failed})
 

@@ -271,6 +271,10 @@ def _reusable(path: Path, *, names: list[str], step: int | None, run_dir, train_
         return None
     if run_dir is not None and "checkpoint_checksum" not in record and derived:
         return None
+    if "photos" not in record["evaluation"]["summary"]:  # a record written before the summary counted them
+        from dictsr_core.evaluation.evaluate import photo_count
+
+        record["evaluation"]["summary"]["photos"] = photo_count(record["evaluation"]["images"])
     return record
 
 

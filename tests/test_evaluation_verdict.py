@@ -1,0 +1,116 @@
+"""`dictsr verdict`: the README's verdict from test records with known answers (ahead, behind, level; flat and
+textured photos; missing records named), and bad folders refused by name."""
+
+import io
+import json
+from contextlib import redirect_stderr, redirect_stdout
+
+import numpy as np
+import pytest
+
+from dictsr_core.cli import main
+from dictsr_core.evaluation.verdict import VerdictError, load_test_records, standing, verdict_markdown
+
+# 8 photos, 3 crops each; photos 0-3 flat (flat_fraction 0.8), 4-7 textured (0.1)
+NAMES = [f"p{p}__c{c}" for p in range(8) for c in range(3)]
+FLAT = np.array([0.8 if int(n[1]) < 4 else 0.1 for n in NAMES])
+
+
+def _record(run, alex, vgg, *, psnr=27.0, hf=0.1, wall_s=None, trained_on=None, split="test"):
+    rows = [{"name": n, "lpips_alex": float(a), "lpips_vgg": float(v), "flat_fraction": float(f)}
+            for n, a, v, f in zip(NAMES, alex, vgg, FLAT)]
+    return {"run": run, "split": split, "config": {"train": {"seed": 0}}, "train_wall_s": wall_s,
+            "trained_on": trained_on,
+            "evaluation": {"images": rows, "summary": {"count": len(rows), "psnr_rgb": psnr, "hf_energy_ratio": hf}}}
+
+
+def _dataset(folder, records, model="dictsr-c8g"):
+    folder.mkdir(parents=True)
+    for record in records:
+        (folder / f"{record['run']}.json").write_text(json.dumps(record))
+    (folder / "model.txt").write_text(model + "\n")
+    return folder
+
+
+def _known(tmp_path):
+    n = len(NAMES)
+    noise = np.random.default_rng(0).normal(0, 0.05, n)
+    records = [
+        _record("dictsr-c8g", np.full(n, 0.40), np.full(n, 0.50), psnr=27.5, hf=0.06, wall_s=1590.0),
+        _record("bicubic", np.full(n, 0.55), np.full(n, 0.52), psnr=27.25, hf=0.05),
+        # ahead of this peer on textured photos only; level in LPIPS-VGG (a spread around the same mean)
+        _record("plain-realesrgan-deg", np.where(FLAT > 0.5, 0.40, 0.50), 0.50 + noise - noise.mean(),
+                wall_s=1620.0),
+        _record("realesrgan-x4plus", np.full(n, 0.28), np.full(n, 0.40), hf=0.97, trained_on="DF2K, GPUs"),
+    ]
+    return _dataset(tmp_path / "results" / "photos-aim", records)
+
+
+def test_standing_reads_the_interval_not_the_mean():
+    assert standing({"mean_diff": -0.01, "ci_low": -0.02, "ci_high": -0.001}) == "ahead"
+    assert standing({"mean_diff": 0.01, "ci_low": 0.001, "ci_high": 0.02}) == "behind"
+    assert standing({"mean_diff": -0.05, "ci_low": -0.09, "ci_high": 0.01}) == "level"
+    assert standing({"mean_diff": -0.05, "ci_low": float("nan"), "ci_high": float("nan")}) == "level"
+    assert standing(None) == "n/a"
+
+
+def test_the_verdict_says_ahead_behind_and_level_with_flat_and_textured_photos(tmp_path):
+    _known(tmp_path)
+    text = verdict_markdown(tmp_path / "results")
+    assert "24 test crops of 8 photos" in text and "`dictsr-c8g`, 26.5 min" in text and "training seed 0" in text
+    assert ("DictSR is ahead of `plain-realesrgan-deg` in LPIPS-Alex; level with `plain-realesrgan-deg` in "
+            "LPIPS-VGG") in text
+    assert "Not scored yet: `plain-noise-injection`" in text
+    assert "against `plain-realesrgan-deg`: level on flat photos, ahead on textured photos" in text
+    assert "Real-ESRGAN x4plus (published): behind in LPIPS-Alex, behind in LPIPS-VGG" in text
+    assert "RGB PSNR 27.50 dB (bicubic 27.25)" in text and "6% of the HR's high-frequency energy" in text
+    assert "Records still missing: `paired-bicubic`, `oracle`, `plain-noise-injection`, `realsr-df2k`" in text
+    row = next(line for line in text.splitlines() if line.startswith("| plain-realesrgan-deg"))
+    cells = [cell.strip() for cell in row.split("|")[2:-1]]
+    assert cells[0].startswith("-0.050 [") and cells[0].endswith("**ahead**")  # half the photos 0.1 ahead
+    assert cells[1].endswith("**level**")
+    assert "+0.000 [+0.000, +0.000] **level**" in row and "-0.100 [-0.100, -0.100] **ahead**" in row  # flat, textured
+    assert row.endswith("27.0 min (+2%) |")
+    assert "**`photos-ntire`**: no test records yet." in text
+
+
+def test_without_an_equal_budget_peer_there_is_no_equal_budget_verdict(tmp_path):
+    n = len(NAMES)
+    _dataset(tmp_path / "results" / "photos-aim", [_record("dictsr-c8g", np.full(n, 0.4), np.full(n, 0.5)),
+                                                  _record("bicubic", np.full(n, 0.5), np.full(n, 0.5))])
+    text = verdict_markdown(tmp_path / "results", datasets=("photos-aim",))
+    assert "no equal-budget peer is scored yet, so there is no verdict" in text and "ahead of" not in text
+
+
+@pytest.mark.parametrize("damage,message", [("model", "model.txt"), ("json", "plain-realesrgan-deg.json"),
+                                            ("val", "'val' record"), ("name", "names 'dictsr-c9'")])
+def test_bad_folders_are_refused_by_name(tmp_path, damage, message):
+    folder = _known(tmp_path)
+    if damage == "model":
+        (folder / "model.txt").unlink()
+    elif damage == "json":
+        (folder / "plain-realesrgan-deg.json").write_text("{\"run\": ")
+    elif damage == "val":
+        record = json.loads((folder / "bicubic.json").read_text())
+        (folder / "bicubic.json").write_text(json.dumps({**record, "split": "val"}))
+    else:
+        (folder / "model.txt").write_text("dictsr-c9\n")
+    with pytest.raises(VerdictError, match=message):
+        load_test_records(folder)
+
+
+def test_the_command_rewrites_only_the_readme_block(tmp_path):
+    _known(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text("# top\n\n<!-- dictsr verdict: start -->\nold words\n<!-- dictsr verdict: end -->\n\n## after\n")
+    with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+        assert main(["verdict", "--results", str(tmp_path / "results"), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "old words" not in text and text.startswith("# top\n") and text.rstrip().endswith("## after")
+    assert "ahead of `plain-realesrgan-deg`" in text
+    assert (tmp_path / "results" / "verdict.md").read_text() in text
+    (tmp_path / "results" / "photos-aim" / "model.txt").unlink()
+    err = io.StringIO()
+    with redirect_stdout(io.StringIO()), redirect_stderr(err):
+        assert main(["verdict", "--results", str(tmp_path / "results")]) == 2
+    assert "model.txt" in err.getvalue()
