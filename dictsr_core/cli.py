@@ -751,7 +751,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "ablations, Fig. 3 and Fig. 4; executed copies, figures, tables and a report"),
                             ("main", "the README's main job: `dictsr workbook` with the profile chosen by the machine")):
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("--profile", default="auto", help="auto (gpu when CUDA is available, else cpu), smoke, cpu, gpu, paper")
+        p.add_argument("--profile", default="auto", help="auto (gpu when CUDA is available, else cpu), smoke, cpu, cpu-full, gpu, paper")
         p.add_argument("--data", default=None, help="a prepared data folder (default: data/<source>-aim of the profile, "
                                                     "prepared when missing)")
         p.add_argument("--force", action="store_true", help="rerun every stage, retrain and re-evaluate")

@@ -24,11 +24,12 @@ def test_bf16_only_in_the_perceptual_phase_and_only_where_it_is_native():
     assert bf16_autocast("bf16", 0.0, False, False) and not bf16_autocast("off", 1.0, True, True)
 
 
-def test_cpu_recipe_and_its_baselines_get_the_same_600_perceptual_steps_at_the_end():
+def test_cpu_recipe_and_its_baselines_get_the_same_600_perceptual_steps_at_the_end(tmp_path):
     from dictsr_core.workbook.profiles import context
     from dictsr_core.workbook.stages import training_config
 
-    ctx = context("cpu", data_dir="data/photos-aim", device="cpu")
+    # the written schedules, before workbook/budget.py sizes the baselines in a run folder (tests/test_workbook_budget.py)
+    ctx = context("cpu-full", data_dir="data/photos-aim", run_root=tmp_path, device="cpu")
     for method, steps in (("dictsr", 8400), ("paired-bicubic", 15120), ("oracle", 15120)):
         t = training_config(ctx, method).train
         first = next(s for s in range(t.total_steps) if perceptual_weight_at(t, s) > 0)
@@ -47,26 +48,27 @@ def test_cpu_recipe_and_its_baselines_get_the_same_600_perceptual_steps_at_the_e
     assert training_config(ctx, "dictsr", "R3", schedule="ablation").train.perceptual_weight == 0.0
 
 
-def test_the_cpu_plan_trains_every_ablation_but_r6_and_r7_which_it_derives_from_ours():
+@pytest.mark.parametrize("profile,trains", [("cpu", "R1, R2, R3, R4, R8"), ("cpu-full", "A1, R1, R2, R3, R4, R8")])
+def test_the_cpu_plan_trains_every_ablation_but_r6_and_r7_which_it_derives_from_ours(tmp_path, profile, trains):
     from dictsr_core.config import DERIVED_ABLATIONS
     from dictsr_core.workbook.plan import plan
     from dictsr_core.workbook.profiles import context
 
-    ctx = context("cpu", data_dir="data/photos-aim", device="cpu")
+    ctx = context(profile, data_dir="data/photos-aim", run_root=tmp_path, device="cpu")
     stage = next(s for s in plan(ctx) if s.key == "04_ablations")
     assert DERIVED_ABLATIONS == ("R6", "R7") and {"R6", "R7"} <= set(stage.parameters["variants"])
     trained = {cfg.ablation for _, cfg in stage.runs}
-    assert trained == {None, "A1", "R1", "R2", "R3", "R4", "R8"}  # None: Ours on the ablation schedule
+    assert trained == {None, *trains.split(", ")}  # None: Ours on the ablation schedule
     for ident in ("R6", "R7"):  # but the stage must leave them
         assert ctx.run_dir(f"ablation-{ident}") / "checkpoints" / "last.pt" in stage.outputs
-    assert stage.about == "train Ours, A1, R1, R2, R3, R4, R8 (R6, R7: made from Ours' checkpoint), evaluate, Table 3"
+    assert stage.about == f"train Ours, {trains} (R6, R7: made from Ours' checkpoint), evaluate, Table 3"
 
 
 def test_the_cpu_plan_makes_and_scores_the_l1_only_model_of_the_main_dictsr_run(tmp_path):
     from dictsr_core.workbook.plan import plan
     from dictsr_core.workbook.profiles import context
 
-    ctx = context("cpu", data_dir="data/photos-aim", run_root=tmp_path / "fresh", device="cpu")
+    ctx = context("cpu-full", data_dir="data/photos-aim", run_root=tmp_path / "fresh", device="cpu")
     stages = {s.key: s for s in plan(ctx)}
     train = stages["02_train-dictsr"]
     assert train.parameters["l1_run"] == "dictsr-l1"
@@ -94,7 +96,7 @@ def test_the_cpu_plan_makes_and_scores_the_l1_only_model_of_the_main_dictsr_run(
     assert ctx.table_dir / "test" / "table1.md" in stages["03_evaluate"].outputs
     # a run that finished before the L1-only model was kept has none to make: the plan leaves it out (a forced
     # plan retrains it, and so keeps one)
-    finished = context("cpu", data_dir="data/photos-aim", run_root=tmp_path / "runs", device="cpu")
+    finished = context("cpu-full", data_dir="data/photos-aim", run_root=tmp_path / "runs", device="cpu")
     (finished.run_dir("dictsr") / "checkpoints").mkdir(parents=True)
     (finished.run_dir("dictsr") / "checkpoints" / "last.pt").write_bytes(b"")
     # a finished run of another recipe is trained again, so it will keep its L1-only model
@@ -114,6 +116,12 @@ def test_the_cpu_plan_makes_and_scores_the_l1_only_model_of_the_main_dictsr_run(
     assert {s.key: s for s in plan(finished, force=True)}["02_train-dictsr"].parameters["l1_run"] == "dictsr-l1"
     (finished.run_dir("dictsr") / "checkpoints" / "before-perceptual.pt").write_bytes(b"")
     assert {s.key: s for s in plan(finished)}["02_train-dictsr"].parameters["l1_run"] == "dictsr-l1"
+    # make main's profile: what the verdict needs, and the recipe's departures as ablation rows (cpu-full: the rest)
+    main_job = {s.key: s for s in plan(context("cpu", data_dir="data/photos-aim", run_root=tmp_path / "main",
+                                               device="cpu"))}
+    assert main_job["03_evaluate"].parameters["runs"] == ["dictsr", "dictsr-l1", "dictsr-c8", "dictsr-c8g",
+                                                          "plain-realesrgan-deg", "plain-noise-injection"]
+    assert main_job["02_train-dictsr"].parameters["split_run"] is None
     smoke = {s.key: s for s in plan(context("smoke", data_dir="data/sample-aim", device="cpu"))}
     assert smoke["02_train-dictsr"].parameters["l1_run"] is None  # tiny preset: no perceptual phase, no L1-only model
     assert smoke["03_evaluate"].parameters["runs"] == ["dictsr", "paired-bicubic", "oracle", "plain-realesrgan-deg",

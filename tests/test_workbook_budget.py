@@ -96,6 +96,22 @@ def test_a_changed_dictsr_config_or_a_damaged_file_sizes_again(tmp_path):
     assert budget.ensure_budget(ctx, FakeClock(), say=lambda line: None)["methods"]
 
 
+def test_cpu_full_adds_the_paired_baselines_at_the_budget_cpu_fixed(tmp_path):
+    ctx = context("cpu", data_dir=tmp_path / "photos-aim", run_root=tmp_path / "runs", device="cpu")
+    clock = FakeClock()
+    first = budget.ensure_budget(ctx, clock, say=lambda line: None)
+    assert set(first["methods"]) == {"plain-realesrgan-deg", "plain-noise-injection"}
+    peers = {m: dict(first["methods"][m]) for m in first["methods"]}
+    full = context("cpu-full", data_dir=tmp_path / "photos-aim", run_root=tmp_path / "runs", device="cpu")
+    calls = len(clock.calls)
+    both = budget.ensure_budget(full, clock, say=lambda line: None)
+    assert set(both["methods"]) == {"paired-bicubic", "oracle", *peers} and both["budget_s"] == first["budget_s"]
+    assert {m: both["methods"][m] for m in peers} == peers  # the peers' sizing is kept
+    assert {method for method, _ in clock.calls[calls:]} == {"paired-bicubic", "oracle"}  # only the new ones measured
+    cfg = training_config(full, "oracle")
+    assert predicted_seconds(cfg, "oracle") == pytest.approx(first["budget_s"], rel=0.01)
+
+
 def test_profiles_without_equal_budget_keep_their_written_schedule(tmp_path):
     ctx = context("smoke", data_dir=tmp_path / "sample-aim", run_root=tmp_path / "runs", device="cpu")
     assert budget.ensure_budget(ctx, FakeClock(), say=lambda line: None) is None

@@ -165,7 +165,9 @@ def test_a_notebook_that_does_not_write_its_outputs_fails(tmp_path):
 
 
 def test_profiles_and_context(tmp_path):
-    assert set(PROFILES) == {"smoke", "cpu", "gpu", "paper"}
+    assert set(PROFILES) == {"smoke", "cpu", "cpu-full", "gpu", "paper"}
+    full = context("cpu-full", root=tmp_path, device="cpu")  # adds rows beside the cpu profile's runs
+    assert full.run_root == tmp_path / "runs" / "cpu" and full.figure_dir == tmp_path / "figures" / "cpu"
     ctx = context("cpu", root=tmp_path, device="cpu")
     assert ctx.data_dir == tmp_path / "data" / "photos-aim" and ctx.run_root == tmp_path / "runs" / "cpu"
     assert ctx.figure_dir == tmp_path / "figures" / "cpu" and ctx.device.type == "cpu"

@@ -84,31 +84,34 @@ def dictsr_budget(ctx, clock) -> tuple[float, str]:
 
 
 def ensure_budget(ctx, clock, say=print) -> dict | None:
-    """Size every baseline of the profile to the DictSR budget (written to RUN_ROOT/budget.json) unless sized
-    already for this DictSR config; returns what is stored (None where the profile does not size them)."""
+    """Size every baseline of the profile not sized yet for this DictSR config to its budget (RUN_ROOT/budget.json,
+    shared by the profiles that share the run folder: cpu-full adds the paired baselines to cpu's peers at the
+    budget already fixed); returns what is stored (None where the profile does not size them)."""
     from dictsr_core.workbook.plan import training_config
 
     if not ctx.profile.equal_budget or not ctx.profile.baselines:
         return None
     stored = stored_budget(ctx)
-    if stored is not None:
+    missing = [m for m in ctx.profile.baselines if m not in (stored or {}).get("methods", {})]
+    if not missing:
         return stored
-    budget_s, found = dictsr_budget(ctx, clock)
+    if stored is None:
+        budget_s, found = dictsr_budget(ctx, clock)
+        stored = {"budget_s": budget_s, "budget_from": found, "device": str(ctx.device),
+                  "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+                  "dictsr_config": training_config(ctx, "dictsr").to_dict(), "methods": {}}
+    budget_s = stored["budget_s"]
     dictsr = training_config(ctx, "dictsr").train
     perceptual_steps = dictsr.total_steps - dictsr.perceptual_start if dictsr.perceptual_weight > 0 else 0
-    methods = {}
-    for method in ctx.profile.baselines:
-        shape = training_config(ctx, method).train  # the profile's baseline schedule, before sizing
-        plain_s, perceptual_s = clock(training_config(ctx, method), False), clock(training_config(ctx, method), True)
-        overrides = size_schedule(budget_s, plain_s, perceptual_s, shape.epochs, perceptual_steps,
-                                  shape.halve_every / shape.epochs)
-        methods[method] = {"overrides": overrides, "plain_step_s": plain_s, "perceptual_step_s": perceptual_s,
-                           "steps": overrides["train.epochs"] * overrides["train.steps_per_epoch"]}
-        say(f"[workbook] budget: {method} gets {methods[method]['steps']} steps for {budget_s / 60:.1f} min "
+    for method in missing:
+        cfg = training_config(ctx, method)  # the profile's baseline schedule: not sized yet
+        plain_s, perceptual_s = clock(cfg, False), clock(cfg, True)
+        overrides = size_schedule(budget_s, plain_s, perceptual_s, cfg.train.epochs, perceptual_steps,
+                                  cfg.train.halve_every / cfg.train.epochs)
+        stored["methods"][method] = {"overrides": overrides, "plain_step_s": plain_s, "perceptual_step_s": perceptual_s,
+                                     "steps": overrides["train.epochs"] * overrides["train.steps_per_epoch"]}
+        say(f"[workbook] budget: {method} gets {stored['methods'][method]['steps']} steps for {budget_s / 60:.1f} min "
             f"({1 / plain_s:.1f} it/s plain, {1 / perceptual_s:.1f} it/s with the LPIPS term)")
-    stored = {"budget_s": budget_s, "budget_from": found, "device": str(ctx.device),
-              "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-              "dictsr_config": training_config(ctx, "dictsr").to_dict(), "methods": methods}
     budget_path(ctx).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(budget_path(ctx), json.dumps(stored, indent=1) + "\n")
     return stored

@@ -19,6 +19,9 @@ from dictsr_core.peers.names import EQUAL_BUDGET_METHODS
 # the paired baselines and the equal-budget peers (PlainSR on Real-ESRGAN's degradation and on noise injection from
 # the LR photos), all on the baselines' schedule (peers issue)
 PEER_BASELINES = ("paired-bicubic", "oracle", *EQUAL_BUDGET_METHODS)
+# the ablation rows that test the recipe's departures from the paper (config.ABLATIONS R*; R5 is an addition
+# never in the recipe); R6 and R7 are made from Ours' checkpoint, not trained
+RECIPE_ABLATIONS = ("R1", "R2", "R3", "R4", "R6", "R7", "R8")
 
 
 class WorkbookError(RuntimeError):
@@ -65,6 +68,7 @@ class Profile:
     atlas_atoms: int = 256
     crop: int = 96  # Fig. 3 crop side (HR pixels)
     cell_timeout_s: int | None = 4 * 3600  # a notebook cell running longer fails its stage instead of blocking forever
+    run_folder: str = ""  # runs/<run_folder> (and figures/): another profile's, to add rows beside its runs; "": its name
     about: str = ""
 
 
@@ -77,7 +81,39 @@ PROFILES: dict[str, Profile] = {
     "cpu": Profile(
         # R6 and R7 are not trained: their steps are Ours' steps, so they are made from Ours' checkpoint (its last
         # weights, the fixed-decay average it tracks; config.DERIVED_ABLATIONS)
-        "cpu", preset="cpu", source="photos", ablations=("A1", "R1", "R2", "R3", "R4", "R6", "R7", "R8"),
+        "cpu", preset="cpu", source="photos", ablations=RECIPE_ABLATIONS,
+        # the verdict's peers only (docs/evaluation.md); paired-bicubic, oracle, A1 and dictsr-c8s: profile cpu-full
+        baselines=EQUAL_BUDGET_METHODS,
+        # 1200 steps, the last 86 with the perceptual term (the preset's length-aware average fits them as it fits 600)
+        ablation_overrides={"train.epochs": 2},
+        # the same wall clock: PlainSR's L1 steps take 0.56x DictSR's (72 against 128 ms here, loader included), so
+        # 14520 of them (halved at 10800), then the same 600 perceptual steps: 23.7 min predicted against 24.0
+        baseline_overrides={"train.epochs": 7, "train.steps_per_epoch": 2160, "train.halve_every": 5,
+                            "train.perceptual_from": 121 / 126},
+        # ... and then sized to DictSR's measured wall clock here, each baseline at its own loader's step time:
+        # Real-ESRGAN's degradation makes a step 2x the paired one's (peers issue)
+        equal_budget=True,
+        # the fine code coarsened to 8 entries, the k-means draw of the 8 chosen on the training images (README
+        # "What it took ...", 6. and 9.): the model the recipe ends with (dictsr-c8)
+        coarse_entries=8, coarse_restarts=8,
+        # then grown where the training photos show a split helps and the training agreement stays >= 0.5 by 2
+        # standard errors (README "What it took ...", 12.): dictsr-c8s, a row (the recipe's model until 15.);
+        # dictsr-c8 stays as its ablation row
+        coarse_split=False,  # dictsr-c8s: profile cpu-full
+        # with the LR lookup embedding blurred (sigma 0.5 code cells) or not, as the training photos say (README "What
+        # it took ...", 13.): on photos-ntire's sensor noise the blur keeps the agreement with a finer code
+        coarse_lookup_blurs=(0.0, 0.5),
+        # and the texture-gated code (README "What it took ...", 14.): the 8-entry code where the LR is flat, all 1024
+        # entries where it is textured: dictsr-c8g, the recipe's model (README "What it took ...", 15.)
+        coarse_gates=(3.0, 4.0, 6.0, 8.0), gate_lookup_blurs=(0.0, 0.5, 1.0),
+        about="the README's main job on 2 CPU cores: real photos (photos-aim; sample-aim where apt cannot fetch them), "
+              "cpu preset, the equal-budget peers, the recipe's departures as ablation rows, test split; cpu-full for "
+              "the rest",
+    ),
+    "cpu-full": Profile(
+        # R6 and R7 are not trained: their steps are Ours' steps, so they are made from Ours' checkpoint (its last
+        # weights, the fixed-decay average it tracks; config.DERIVED_ABLATIONS)
+        "cpu-full", preset="cpu", source="photos", ablations=("A1", "R1", "R2", "R3", "R4", "R6", "R7", "R8"),
         baselines=PEER_BASELINES,
         # 1200 steps, the last 86 with the perceptual term (the preset's length-aware average fits them as it fits 600)
         ablation_overrides={"train.epochs": 2},
@@ -101,8 +137,9 @@ PROFILES: dict[str, Profile] = {
         # and the texture-gated code (README "What it took ...", 14.): the 8-entry code where the LR is flat, all 1024
         # entries where it is textured: dictsr-c8g, the recipe's model (README "What it took ...", 15.)
         coarse_gates=(3.0, 4.0, 6.0, 8.0), gate_lookup_blurs=(0.0, 0.5, 1.0),
-        about="the README's main job on 2 CPU cores: real photos (photos-aim; sample-aim where apt cannot fetch them), "
-              "cpu preset, baselines, 7 ablations",
+        run_folder="cpu",  # the cpu profile's runs (the same recipe and peers), and more rows beside them
+        about="the cpu profile and everything its verdict does not need: the paired baselines (paired-bicubic, "
+              "oracle), the paper's ablation A1, the split coarse code dictsr-c8s; about twice make main's time",
     ),
     "gpu": Profile(
         # the cpu recipe at the paper's widths, batch and crops (config.PRESETS["gpu"]); D1 is not among the
@@ -223,12 +260,13 @@ def context(profile: str = "smoke", data_dir=None, run_root=None, figure_dir=Non
     data = Path(data_dir).resolve() if data_dir else default_data_dir(chosen, root)
     # another data folder than the profile's own gets its own runs and figures (runs/cpu-photos-ntire/)
     suffix = "" if data == default_data_dir(chosen, root) else f"-{data.name}"
+    folder = chosen.run_folder or chosen.name
     return Context(
         profile=chosen,
         root=root,
         data_dir=data,
-        run_root=Path(run_root).resolve() if run_root else root / "runs" / f"{chosen.name}{suffix}",
-        figure_dir=Path(figure_dir).resolve() if figure_dir else root / "figures" / f"{chosen.name}{suffix}",
+        run_root=Path(run_root).resolve() if run_root else root / "runs" / f"{folder}{suffix}",
+        figure_dir=Path(figure_dir).resolve() if figure_dir else root / "figures" / f"{folder}{suffix}",
         device=pick_device(None if device in (None, "auto") else device),
         seed=int(seed),
     )
