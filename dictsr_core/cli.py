@@ -470,12 +470,13 @@ def cmd_verdict(args) -> int:
 
     try:
         markdown = verdict_markdown(args.results, datasets=args.datasets)
+        short = verdict_markdown(args.results, datasets=args.datasets, detail=False)
     except VerdictError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     written = [atomic_write_text(Path(args.results) / "verdict.md", markdown)]
-    if args.readme:
-        written.append(replace_readme_block(args.readme, "dictsr verdict", markdown, "## Does it work?"))
+    if args.readme:  # the lines alone; the tables they rest on stay in verdict.md
+        written.append(replace_readme_block(args.readme, "dictsr verdict", short, "## Does it work?"))
     print(markdown, end="")
     print("[verdict] wrote " + ", ".join(str(path) for path in written), file=sys.stderr)
     return 0

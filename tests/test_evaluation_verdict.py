@@ -107,8 +107,9 @@ def test_the_command_rewrites_only_the_readme_block(tmp_path):
         assert main(["verdict", "--results", str(tmp_path / "results"), "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert "old words" not in text and text.startswith("# top\n") and text.rstrip().endswith("## after")
-    assert "ahead of `plain-realesrgan-deg`" in text
-    assert (tmp_path / "results" / "verdict.md").read_text() in text
+    assert "ahead of `plain-realesrgan-deg`" in text and "RGB PSNR" not in text  # the README's lines alone
+    full = (tmp_path / "results" / "verdict.md").read_text()
+    assert "RGB PSNR 27.50" in full and "| plain-realesrgan-deg (equal budget) |" in full  # the numbers they rest on
     (tmp_path / "results" / "photos-aim" / "model.txt").unlink()
     err = io.StringIO()
     with redirect_stdout(io.StringIO()), redirect_stderr(err):
