@@ -254,6 +254,24 @@ class Config:
         return self
 
 
+# fields of the paper preset where the paper is silent (DESIGN.md section 3), each with what was chosen and why;
+# tests/test_config.py checks that every field of the preset is either the paper's or named here
+PAPER_DECISIONS = {
+    "model.hr_widths": "E_hr 48/128/256/512 (D_hr mirrored): the widths that give the paper's 129 GMACs at 18 layers",
+    "model.lr_width": "E_lr / D_lr 128 channels (the paper gives depths, not widths)",
+    "model.activation": "leaky ReLU in conv-act-conv residual blocks, no normalisation",
+    "model.init": "content entries from the first batch's embeddings (random sample)",
+    "model.deg_init_scale": "D_deg offsets start small, 0.05 of the embeddings' std",
+    "model.lookup_chunk": "memory bound of the lookup's distance blocks (no effect on results)",
+    "train.usage_window": "steps over which an entry counts as activated (a statistic: no effect on training)",
+    "train.log_every": "logging only", "train.checkpoint_every": "checkpointing only",
+    "train.num_workers": "loader processes (no effect on results)",
+    "train.amp": "bf16 autocast on CUDA, fp32 on the CPU; lookups in fp32 always",
+    "train.channels_last": "memory layout (no effect on results)", "train.compile": "off (no effect on results)",
+    "train.seed": "0",
+}
+
+
 def _check(ok: bool, name: str, value: Any, expected: str) -> None:
     if not ok:
         raise ConfigError(f"{name} = {value!r} is invalid: expected {expected}")
@@ -266,8 +284,20 @@ def _plain(d: dict) -> dict:
 # ---- presets ---------------------------------------------------------------------------
 
 PRESETS: dict[str, Config] = {
-    # the paper's settings (section 4.1.2): 100 epochs of 1000 steps, lr halved every 25
-    "paper": Config(preset="paper"),
+    # the paper's settings (section 4.1.2): 100 epochs of 1000 steps, lr halved every 25, one lr for every weight,
+    # D_hr learning through L_dis alone (VQ-VAE's straight-through; branch 1's index comes from branch 2), no
+    # dead-entry restarts. Every other field follows the paper or is one of PAPER_DECISIONS (the paper is silent)
+    "paper": Config(preset="paper", model=ModelConfig(hr_grad="ste"),
+                    train=TrainConfig(dictionary_lr_scale=1.0, restart_every=0)),
+    # the paper's method at the cpu budget (method issue): only widths (a quarter), batch, crops and steps scaled;
+    # LPIPS-VGG on every step, as the paper trains. 4 "epochs" with the lr halved after each, as the paper's 100 with
+    # halvings every 25; the workbook sizes the steps to the DictSR run's wall clock (workbook/budget.py)
+    "paper-cpu": Config(
+        preset="paper-cpu", model=ModelConfig(hr_widths=(12, 32, 64, 128), lr_width=32, hr_grad="ste"),
+        train=TrainConfig(batch_size=4, hr_crop=96, lr_crop=24, epochs=4, steps_per_epoch=600, halve_every=1,
+                          dictionary_lr_scale=1.0, restart_every=0, usage_window=200, num_workers=1, log_every=25,
+                          checkpoint_every=600),
+    ),
     # the cpu recipe below (low-pass base, D_hr from the reconstruction alone, index consistency, one code per LR pixel,
     # 1024 x 8 entries, constant lr halved once at 10 of 14 epochs, the perceptual phase in the last 14th, the
     # length-aware weight average) at the paper's widths (one HR stage shallower, as code_patch 1 asks), batch and

@@ -16,12 +16,52 @@ def test_presets_and_ablations_compose():
     assert PRESETS["cpu"].model.code_patch == 1
 
 
+# every field the paper fixes (sections 3 and 4.1.2, Tables 3-4), as the paper fixes it
+PAPER = {
+    "model.entries": 4096, "model.offsets": 32, "model.dim": 4, "model.hierarchical": True, "model.coupled": True,
+    "model.joint_lookup": False,  # eq. 4: j over D_lr first, then k
+    "model.lookup_blur": 0.0, "model.coarse_entries": 0, "model.texture_gate": 0.0,  # no post-hoc code
+    "model.beta": 0.25, "model.hr_grad": "ste",  # VQ-VAE's straight-through; D_hr learns through L_dis
+    "model.code_patch": 2,  # 2x2 LR / 8x8 HR patches
+    "model.enc_hr_blocks": 1, "model.dec_hr_blocks": 1, "model.enc_lr_blocks": 1, "model.dec_lr_blocks": 1,
+    "model.base_sigma": 0.0, "model.consistency_form": "mse",  # (unused without a consistency term)
+    "train.batch_size": 24, "train.hr_crop": 256, "train.lr_crop": 64, "train.lr": 2e-4,
+    "train.adam_betas": (0.9, 0.999), "train.dictionary_lr_scale": 1.0, "train.epochs": 100,
+    "train.steps_per_epoch": 1000, "train.halve_every": 25, "train.dis_weight": 10.0,
+    "train.perceptual_weight": 1.0, "train.perceptual_from": 0.0, "train.consistency_weight": 0.0,
+    "train.restart_every": 0, "train.grad_clip": 0.0, "train.ema_decay": 0.0, "train.ema_sigma_rel": 0.0,
+    "train.ema_track_sigma_rel": (), "train.ema_track_decay": (),
+}
+
+
+def _field_values(cfg) -> dict:
+    from dataclasses import fields
+
+    return {f"{section}.{f.name}": getattr(getattr(cfg, section), f.name)
+            for section in ("model", "train") for f in fields(getattr(cfg, section))}
+
+
 def test_paper_preset_is_the_paper():
-    cfg = get_config("paper")
-    m, t = cfg.model, cfg.train
-    assert (m.entries, m.offsets, m.dim, m.code_patch, m.beta) == (4096, 32, 4, 2, 0.25)
-    assert (t.batch_size, t.hr_crop, t.lr_crop, t.lr, t.adam_betas) == (24, 256, 64, 2e-4, (0.9, 0.999))
-    assert (t.total_steps, t.halve_every * t.steps_per_epoch, t.dis_weight) == (100_000, 25_000, 10.0)
+    from dictsr_core.config import PAPER_DECISIONS
+
+    values = _field_values(get_config("paper"))
+    assert {key: values[key] for key in PAPER} == PAPER
+    # every other field is a named decision where the paper is silent: a new field must be one or the other
+    assert set(values) - set(PAPER) == set(PAPER_DECISIONS)
+    assert get_config("paper").train.total_steps == 100_000 and get_config("paper").model.hr_patch == 8
+
+
+def test_paper_cpu_is_the_paper_with_only_widths_batch_crops_and_steps_scaled():
+    scaled = {"model.hr_widths", "model.lr_width", "train.batch_size", "train.hr_crop", "train.lr_crop",
+              "train.epochs", "train.steps_per_epoch", "train.halve_every"}
+    paper, cpu = _field_values(get_config("paper")), _field_values(get_config("paper-cpu"))
+    from dictsr_core.config import PAPER_DECISIONS
+
+    changed = {key for key in paper if paper[key] != cpu[key]}
+    assert scaled <= changed and changed - scaled <= set(PAPER_DECISIONS)  # e.g. loader workers, logging
+    assert changed - scaled == {"train.usage_window", "train.num_workers", "train.log_every", "train.checkpoint_every"}
+    t = get_config("paper-cpu").train
+    assert t.halve_every / t.epochs == 25 / 100 and t.perceptual_start == 0  # the schedule's shape, LPIPS throughout
 
 
 def test_ablation_values():

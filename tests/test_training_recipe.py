@@ -90,7 +90,7 @@ def test_the_cpu_plan_makes_and_scores_the_l1_only_model_of_the_main_dictsr_run(
     assert stages["02_train-oracle"].parameters["l1_run"] is None  # the baselines keep theirs in their own folder only
     assert "coarse_run" not in stages["02_train-oracle"].parameters  # a baseline has no code
     assert stages["03_evaluate"].parameters["runs"] == ["dictsr", "dictsr-l1", "dictsr-c8", "dictsr-c8s",
-                                                         "dictsr-c8g", "paired-bicubic", "oracle",
+                                                         "dictsr-c8g", "paper-cpu", "paired-bicubic", "oracle",
                                                          "plain-realesrgan-deg", "plain-noise-injection"]
     # photos data has a test split: 03_evaluate's outputs include its Table 1, so a stage made before is made again
     assert ctx.table_dir / "test" / "table1.md" in stages["03_evaluate"].outputs
@@ -111,7 +111,8 @@ def test_the_cpu_plan_makes_and_scores_the_l1_only_model_of_the_main_dictsr_run(
     _finished_folder(finished.run_dir("dictsr"), training_config(finished, "dictsr"))
     before = {s.key: s for s in plan(finished)}
     assert before["02_train-dictsr"].parameters["l1_run"] is None and "L1-only" not in before["02_train-dictsr"].about
-    assert before["03_evaluate"].parameters["runs"] == ["dictsr", "dictsr-c8", "dictsr-c8s", "dictsr-c8g", "paired-bicubic",
+    assert before["03_evaluate"].parameters["runs"] == ["dictsr", "dictsr-c8", "dictsr-c8s", "dictsr-c8g", "paper-cpu",
+                                                      "paired-bicubic",
                                                       "oracle", "plain-realesrgan-deg", "plain-noise-injection"]
     assert {s.key: s for s in plan(finished, force=True)}["02_train-dictsr"].parameters["l1_run"] == "dictsr-l1"
     (finished.run_dir("dictsr") / "checkpoints" / "before-perceptual.pt").write_bytes(b"")
@@ -119,8 +120,12 @@ def test_the_cpu_plan_makes_and_scores_the_l1_only_model_of_the_main_dictsr_run(
     # make main's profile: what the verdict needs, and the recipe's departures as ablation rows (cpu-full: the rest)
     main_job = {s.key: s for s in plan(context("cpu", data_dir="data/photos-aim", run_root=tmp_path / "main",
                                                device="cpu"))}
-    assert main_job["03_evaluate"].parameters["runs"] == ["dictsr", "dictsr-l1", "dictsr-c8", "dictsr-c8g",
+    assert main_job["03_evaluate"].parameters["runs"] == ["dictsr", "dictsr-l1", "dictsr-c8", "dictsr-c8g", "paper-cpu",
                                                           "plain-realesrgan-deg", "plain-noise-injection"]
+    paper = main_job["02_train-paper-cpu"]  # the paper's method: its own preset, none of the recipe's departures
+    (run_dir, cfg), = paper.runs
+    assert run_dir.name == "paper-cpu" and cfg.preset == "paper-cpu" and cfg.method == "dictsr"
+    assert paper.parameters["l1_run"] is None and "coarse_run" not in paper.parameters
     assert main_job["02_train-dictsr"].parameters["split_run"] is None
     smoke = {s.key: s for s in plan(context("smoke", data_dir="data/sample-aim", device="cpu"))}
     assert smoke["02_train-dictsr"].parameters["l1_run"] is None  # tiny preset: no perceptual phase, no L1-only model

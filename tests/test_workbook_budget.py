@@ -10,7 +10,11 @@ from dictsr_core.workbook.plan import training_config
 
 # seconds per step, as if measured: each baseline's loader costs its own
 STEP_S = {"dictsr": (0.15, 0.70), "paired-bicubic": (0.07, 0.62), "oracle": (0.08, 0.63),
-          "plain-realesrgan-deg": (0.14, 0.66), "plain-noise-injection": (0.10, 0.64)}
+          "plain-realesrgan-deg": (0.14, 0.66), "plain-noise-injection": (0.10, 0.64), "paper-cpu": (0.3, 0.9)}
+
+
+def kind(cfg):
+    return "paper-cpu" if cfg.preset == "paper-cpu" else cfg.method
 
 
 class FakeClock:
@@ -18,13 +22,13 @@ class FakeClock:
         self.calls = []
 
     def __call__(self, cfg, perceptual):
-        self.calls.append((cfg.method, perceptual))
-        return STEP_S[cfg.method][int(perceptual)]
+        self.calls.append((kind(cfg), perceptual))
+        return STEP_S[kind(cfg)][int(perceptual)]
 
 
 def predicted_seconds(cfg, method):
     plain_s, perceptual_s = STEP_S[method]
-    start = cfg.train.perceptual_start
+    start = cfg.train.perceptual_start if cfg.train.perceptual_weight > 0 else cfg.train.total_steps
     return start * plain_s + (cfg.train.total_steps - start) * perceptual_s
 
 
@@ -66,6 +70,13 @@ def test_the_workbook_sizes_each_baseline_once_to_the_predicted_dictsr_time(tmp_
     assert (training_config(ctx, "paired-bicubic").train.total_steps
             > training_config(ctx, "plain-realesrgan-deg").train.total_steps)
     assert training_config(ctx, "dictsr").to_dict() == dictsr.to_dict()  # DictSR itself is never sized
+    # the paper's method: LPIPS on every step, so the budget buys perceptual steps alone, and the lr is halved
+    # after each quarter as the paper's 100 epochs halve every 25
+    paper = training_config(ctx, "paper-cpu")
+    assert paper.preset == "paper-cpu" and paper.train.perceptual_start == 0
+    assert predicted_seconds(paper, "paper-cpu") == pytest.approx(stored["budget_s"], rel=0.01)
+    assert paper.train.epochs == 4 and paper.train.halve_every == 1
+    assert ("paper-cpu", False) not in clock.calls  # its plain step time is never needed
     calls = len(clock.calls)
     assert budget.ensure_budget(ctx, clock, say=lambda line: None) == stored and len(clock.calls) == calls  # reused
 
@@ -100,7 +111,7 @@ def test_cpu_full_adds_the_paired_baselines_at_the_budget_cpu_fixed(tmp_path):
     ctx = context("cpu", data_dir=tmp_path / "photos-aim", run_root=tmp_path / "runs", device="cpu")
     clock = FakeClock()
     first = budget.ensure_budget(ctx, clock, say=lambda line: None)
-    assert set(first["methods"]) == {"plain-realesrgan-deg", "plain-noise-injection"}
+    assert set(first["methods"]) == {"plain-realesrgan-deg", "plain-noise-injection", "paper-cpu"}
     peers = {m: dict(first["methods"][m]) for m in first["methods"]}
     full = context("cpu-full", data_dir=tmp_path / "photos-aim", run_root=tmp_path / "runs", device="cpu")
     calls = len(clock.calls)

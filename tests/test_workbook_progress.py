@@ -163,7 +163,7 @@ def test_the_plan_counts_the_coarse_derivations_a_training_stage_makes(tmp_path)
     from dictsr_core.workbook.plan import plan
     from dictsr_core.workbook.profiles import context
 
-    ctx = context("cpu", data_dir="data/photos-aim", run_root=tmp_path / "fresh", device="cpu")
+    ctx = context("cpu-full", data_dir="data/photos-aim", run_root=tmp_path / "fresh", device="cpu")
     stages = {stage.key: stage for stage in plan(ctx)}
     dictsr, paired = stages["02_train-dictsr"].parameters, stages["02_train-paired-bicubic"].parameters
     both = estimate.DERIVE_S["coarse_run"] + estimate.DERIVE_S["split_run"]

@@ -22,14 +22,18 @@ from dictsr_core.atomic import atomic_write_text
 BUDGET_FILE = "budget.json"
 
 
-def size_schedule(budget_s: float, plain_s: float, perceptual_s: float, epochs: int, perceptual_steps: int,
+def size_schedule(budget_s: float, plain_s: float, perceptual_s: float, epochs: int, perceptual_steps: int | None,
                   halve_fraction: float) -> dict:
-    """`--set` overrides that fill `budget_s` seconds: `perceptual_steps` steps at `perceptual_s`, the rest plain
-    steps at `plain_s`, in `epochs` epochs (the step count rounded to a whole number of them), the learning rate
-    halved every round(halve_fraction * epochs) epochs."""
+    """`--set` overrides that fill `budget_s` seconds: `perceptual_steps` steps at `perceptual_s` (None: every step,
+    as the paper trains), the rest plain steps at `plain_s`, in `epochs` epochs (the step count rounded to a whole
+    number of them), the learning rate halved every round(halve_fraction * epochs) epochs."""
     if not (budget_s > 0 and plain_s > 0 and perceptual_s > 0 and math.isfinite(budget_s + plain_s + perceptual_s)):
         raise ValueError(f"budget {budget_s!r} s at {plain_s!r} / {perceptual_s!r} s per step: all must be finite "
                          "and above 0")
+    if perceptual_steps is None:
+        per_epoch = max(1, round(budget_s / perceptual_s / epochs))
+        return {"train.epochs": epochs, "train.steps_per_epoch": per_epoch,
+                "train.halve_every": max(1, round(halve_fraction * epochs)), "train.perceptual_from": 0.0}
     plain = (budget_s - perceptual_steps * perceptual_s) / plain_s
     if plain < epochs:
         raise ValueError(f"a budget of {budget_s:.0f} s does not hold {perceptual_steps} perceptual steps of "
@@ -39,6 +43,11 @@ def size_schedule(budget_s: float, plain_s: float, perceptual_s: float, epochs: 
     return {"train.epochs": epochs, "train.steps_per_epoch": per_epoch,
             "train.halve_every": max(1, round(halve_fraction * epochs)),
             "train.perceptual_from": (total - perceptual_steps) / total if perceptual_steps else 0.0}
+
+
+def sized_runs(profile) -> tuple[str, ...]:
+    """The runs a profile sizes to its DictSR run's wall clock: its baselines and its paper run."""
+    return (*profile.baselines, *([profile.paper_run] if profile.paper_run else []))
 
 
 def budget_path(ctx) -> Path:
@@ -89,10 +98,10 @@ def ensure_budget(ctx, clock, say=print) -> dict | None:
     budget already fixed); returns what is stored (None where the profile does not size them)."""
     from dictsr_core.workbook.plan import training_config
 
-    if not ctx.profile.equal_budget or not ctx.profile.baselines:
+    if not ctx.profile.equal_budget or not sized_runs(ctx.profile):
         return None
     stored = stored_budget(ctx)
-    missing = [m for m in ctx.profile.baselines if m not in (stored or {}).get("methods", {})]
+    missing = [m for m in sized_runs(ctx.profile) if m not in (stored or {}).get("methods", {})]
     if not missing:
         return stored
     if stored is None:
@@ -104,10 +113,12 @@ def ensure_budget(ctx, clock, say=print) -> dict | None:
     dictsr = training_config(ctx, "dictsr").train
     perceptual_steps = dictsr.total_steps - dictsr.perceptual_start if dictsr.perceptual_weight > 0 else 0
     for method in missing:
-        cfg = training_config(ctx, method)  # the profile's baseline schedule: not sized yet
-        plain_s, perceptual_s = clock(cfg, False), clock(cfg, True)
-        overrides = size_schedule(budget_s, plain_s, perceptual_s, cfg.train.epochs, perceptual_steps,
-                                  cfg.train.halve_every / cfg.train.epochs)
+        cfg = training_config(ctx, method)  # the profile's baseline schedule (the paper run's preset): not sized yet
+        everywhere = cfg.train.perceptual_weight > 0 and cfg.train.perceptual_start == 0  # the paper's: every step
+        perceptual_s = clock(cfg, True)
+        plain_s = perceptual_s if everywhere else clock(cfg, False)
+        overrides = size_schedule(budget_s, plain_s, perceptual_s, cfg.train.epochs,
+                                  None if everywhere else perceptual_steps, cfg.train.halve_every / cfg.train.epochs)
         stored["methods"][method] = {"overrides": overrides, "plain_step_s": plain_s, "perceptual_step_s": perceptual_s,
                                      "steps": overrides["train.epochs"] * overrides["train.steps_per_epoch"]}
         say(f"[workbook] budget: {method} gets {stored['methods'][method]['steps']} steps for {budget_s / 60:.1f} min "

@@ -84,7 +84,8 @@ class StepClock:
     def __call__(self, cfg, perceptual: bool) -> float:
         from dictsr_core.config import Config
 
-        kind = f"{cfg.method}{'+perceptual' if perceptual else ''}"  # each peer's loader costs its own
+        # each peer's loader costs its own, and another preset (the paper run's) has its own network
+        kind = f"{cfg.method} ({cfg.preset}){'+perceptual' if perceptual else ''}"
         if kind not in self.seconds:
             data = cfg.to_dict()
             data["train"]["perceptual_from"] = 0.0

@@ -28,21 +28,27 @@ def training_config(ctx: Context, method: str = "dictsr", ablation: str | None =
                     overrides: dict | None = None):
     """The profile's preset with its overrides, the ablation schedule when asked and the context's seed, then the
     ablation's change: an ablation removes a part of the profile's recipe, so a schedule override cannot put it
-    back (R6 on the ablation schedule, whose shorter weight average is such an override)."""
+    back (R6 on the ablation schedule, whose shorter weight average is such an override). `method` is a training
+    method (config.METHODS) or the profile's paper run (`paper-cpu`: DictSR on that preset, the paper's method at
+    this budget); baselines and the paper run get steps sized to the DictSR run's wall clock (workbook/budget.py)."""
     if schedule not in ("main", "ablation"):
         raise WorkbookError(f"schedule {schedule!r}: choose main or ablation")
+    preset = ctx.profile.preset
     merged = dict(ctx.profile.overrides)
-    if method != "dictsr":
+    if method == ctx.profile.paper_run and method:
+        preset, method = ctx.profile.paper_run, "dictsr"
+        merged = {}  # the paper's method: none of the recipe's overrides
+    elif method != "dictsr":
         merged.update(ctx.profile.baseline_overrides)
-        if schedule == "main":  # sized to the DictSR run's wall clock on this machine (workbook/budget.py)
-            from dictsr_core.workbook.budget import budget_overrides
-
-            merged.update(budget_overrides(ctx, method))
     if schedule == "ablation":
         merged.update(ctx.profile.ablation_overrides)
     merged["train.seed"] = ctx.seed
+    if schedule == "main" and (preset != ctx.profile.preset or method != "dictsr"):
+        from dictsr_core.workbook.budget import budget_overrides
+
+        merged.update(budget_overrides(ctx, ctx.profile.paper_run if preset != ctx.profile.preset else method))
     merged.update(overrides or {})
-    return with_ablation(get_config(ctx.profile.preset, None, merged, method=method), ablation or None)
+    return with_ablation(get_config(preset, None, merged, method=method), ablation or None)
 
 
 def ablation_runs(ctx: Context, variants=None) -> dict[str, str]:
@@ -106,12 +112,13 @@ def plan(ctx: Context, force: bool = False) -> list[Stage]:
     stages = [Stage("01_data", "01_data", dict(common), _figures(ctx, "data_gallery", "data_degradation_stats")
                     + [table / "data_splits.md", table / "degradation_stats.md"], inputs=list(data),
                     about="splits, gallery, degradation statistics")]
-    methods = ["dictsr", *ctx.profile.baselines]
+    # the paper run (paper-cpu) is trained like a baseline: its own stage, steps sized to DictSR's wall clock
+    methods = ["dictsr", *([ctx.profile.paper_run] if ctx.profile.paper_run else []), *ctx.profile.baselines]
     scored = []
     for method in methods:
         cfg = training_config(ctx, method)
         l1_run = l1_run_name(method, cfg, ctx.run_dir(method), force) if method == "dictsr" else None
-        coarse_run = coarse_run_name(method, cfg, ctx.profile.coarse_entries)
+        coarse_run = coarse_run_name(method, cfg, ctx.profile.coarse_entries) if method == "dictsr" else None
         split_run = f"{coarse_run}s" if coarse_run and ctx.profile.coarse_split else None
         gated_run = f"{coarse_run}g" if coarse_run and ctx.profile.coarse_gates else None
         made = [run for run in (method, l1_run, coarse_run, split_run, gated_run) if run]

@@ -68,6 +68,9 @@ class Profile:
     atlas_atoms: int = 256
     crop: int = 96  # Fig. 3 crop side (HR pixels)
     cell_timeout_s: int | None = 4 * 3600  # a notebook cell running longer fails its stage instead of blocking forever
+    # the paper's method at this profile's budget (a preset of config.PRESETS, trained as a run of that name, its steps
+    # sized to the DictSR run's wall clock): reported on test whatever it scores (method issue); None: not trained
+    paper_run: str | None = None
     run_folder: str = ""  # runs/<run_folder> (and figures/): another profile's, to add rows beside its runs; "": its name
     about: str = ""
 
@@ -83,7 +86,7 @@ PROFILES: dict[str, Profile] = {
         # weights, the fixed-decay average it tracks; config.DERIVED_ABLATIONS)
         "cpu", preset="cpu", source="photos", ablations=RECIPE_ABLATIONS,
         # the verdict's peers only (docs/evaluation.md); paired-bicubic, oracle, A1 and dictsr-c8s: profile cpu-full
-        baselines=EQUAL_BUDGET_METHODS,
+        baselines=EQUAL_BUDGET_METHODS, paper_run="paper-cpu",
         # 1200 steps, the last 86 with the perceptual term (the preset's length-aware average fits them as it fits 600)
         ablation_overrides={"train.epochs": 2},
         # the same wall clock: PlainSR's L1 steps take 0.56x DictSR's (72 against 128 ms here, loader included), so
@@ -114,7 +117,7 @@ PROFILES: dict[str, Profile] = {
         # R6 and R7 are not trained: their steps are Ours' steps, so they are made from Ours' checkpoint (its last
         # weights, the fixed-decay average it tracks; config.DERIVED_ABLATIONS)
         "cpu-full", preset="cpu", source="photos", ablations=("A1", "R1", "R2", "R3", "R4", "R6", "R7", "R8"),
-        baselines=PEER_BASELINES,
+        baselines=PEER_BASELINES, paper_run="paper-cpu",
         # 1200 steps, the last 86 with the perceptual term (the preset's length-aware average fits them as it fits 600)
         ablation_overrides={"train.epochs": 2},
         # the same wall clock: PlainSR's L1 steps take 0.56x DictSR's (72 against 128 ms here, loader included), so
