@@ -1,6 +1,6 @@
 """Typed configuration: model and training dataclasses, presets, the paper's ablations, `--set` overrides.
 
-Every decision the paper leaves open (DESIGN.md section 3) is a field here, so it can be ablated.
+Every decision the paper leaves open (docs/method.md, "Decisions where the paper is silent") is a field here, so it can be ablated.
 """
 
 from __future__ import annotations
@@ -254,7 +254,7 @@ class Config:
         return self
 
 
-# fields of the paper preset where the paper is silent (DESIGN.md section 3), each with what was chosen and why;
+# fields of the paper preset where the paper is silent (docs/method.md, "Decisions where the paper is silent"), each with what was chosen and why;
 # tests/test_config.py checks that every field of the preset is either the paper's or named here
 PAPER_DECISIONS = {
     "model.hr_widths": "E_hr 48/128/256/512 (D_hr mirrored): the widths that give the paper's 129 GMACs at 18 layers",
@@ -314,7 +314,7 @@ PRESETS: dict[str, Config] = {
             checkpoint_every=1000, ema_sigma_rel=0.2, ema_track_sigma_rel=(0.05, 0.1), ema_track_decay=(0.995,),
         ),
     ),
-    # 2 CPU cores, about 24 minutes (photos-aim, 40 validation crops; README "Results"). Departures from the paper,
+    # 2 CPU cores, about 24 minutes (photos-aim, 40 validation crops; docs/results.md). Departures from the paper,
     # each an option with an ablation row: a low-pass base under the decoders (R1, base_sigma; without it every
     # colour must come from N codes), D_hr learning from the reconstruction alone (R4, hr_grad "entries"; with the
     # codebook term D_hr collapsed), index consistency against real LR noise (R2, consistency_weight), a perceptual
@@ -322,8 +322,8 @@ PRESETS: dict[str, Config] = {
     # natively (amp "perceptual"), and a length-aware weight average over it (R6 drops it, R7 is the fixed decay
     # 0.995 it replaced). One code per LR pixel (code_patch 1 and an HR encoder one stage shallower, as ablation D1
     # makes of the paper's 2x2 grid, which this preset had before): its step is 0.80x the 2x2 network's, so the
-    # same wall clock buys 8400 steps instead of 6600, and it keeps texture the 2x2 grid smooths (README "What it
-    # took ...", 8. and 9.). Constant lr, halved once at 10 of 14 epochs. The workbook then coarsens the 1024 entries to 8 (`dictsr derive --coarsen 8
+    # same wall clock buys 8400 steps instead of 6600, and it keeps texture the 2x2 grid smooths (docs/recipe.md
+    # items 8 and 9). Constant lr, halved once at 10 of 14 epochs. The workbook then coarsens the 1024 entries to 8 (`dictsr derive --coarsen 8
     # --restarts 8`, profile cpu): a code the degradation mostly cannot move (index agreement past 0.5)
     "cpu": Config(
         preset="cpu",
@@ -343,6 +343,16 @@ PRESETS: dict[str, Config] = {
         train=TrainConfig(
             batch_size=2, hr_crop=32, lr_crop=8, lr=1e-3, epochs=1, steps_per_epoch=20, halve_every=1,
             perceptual_weight=0.0, usage_window=10, restart_every=0, log_every=5, checkpoint_every=10, num_workers=0,
+        ),
+    ),
+    # the smoke profile's paper run (tests): tiny's sizes with the paper's training rules (hr_grad, one lr, no restarts)
+    "paper-tiny": Config(
+        preset="paper-tiny",
+        model=ModelConfig(entries=64, offsets=4, hr_widths=(8, 8, 16, 16), lr_width=16, hr_grad="ste"),
+        train=TrainConfig(
+            batch_size=2, hr_crop=32, lr_crop=8, lr=1e-3, epochs=2, steps_per_epoch=10, halve_every=1,
+            perceptual_weight=0.0, dictionary_lr_scale=1.0, usage_window=10, restart_every=0, log_every=5,
+            checkpoint_every=10, num_workers=0,
         ),
     ),
 }
@@ -397,7 +407,7 @@ ABLATIONS: dict[str, tuple[str, Callable[["Config"], "Config"]]] = {
     "F3": ("E_lr 14 layers", _model(lambda m: replace(m, enc_lr_blocks=3))),
     "F4": ("D_lr 14 layers", _model(lambda m: replace(m, dec_lr_blocks=3))),
     # inference only; on the cpu recipe's photos-ntire checkpoint: index agreement 0.036 instead of 0.049, LPIPS-Alex
-    # 0.457 instead of 0.4395 (README "What it took to beat bicubic on a CPU budget", 3.)
+    # 0.457 instead of 0.4395 (docs/recipe.md item 3)
     "J1": ("joint (j, k) lookup at inference", _model(lambda m: replace(m, joint_lookup=True))),
     "G1": ("coupled HR branch straight-through only: D_hr learns through L_dis alone", _model(lambda m: replace(m, hr_grad="ste"))),
     # the cpu recipe's departures from the paper, each removed on its own (no-ops where a preset lacks them)
@@ -406,17 +416,17 @@ ABLATIONS: dict[str, tuple[str, Callable[["Config"], "Config"]]] = {
     "R3": ("no perceptual phase (L1 + VQ losses throughout)", _set(train__perceptual_weight=0.0)),
     "R4": ("D_hr also pulled toward E_hr's embeddings (codebook term, hr_grad both)", _set(model__hr_grad="both")),
     # seed 0 at 6600 steps, last weights -> the recipe's average (sigma_rel 0.2): LPIPS-Alex photos-aim 0.407 -> 0.418,
-    # photos-ntire 0.489 -> 0.445, PSNR +0.11 / +0.47 dB (README "What it took ...", 5.; results/weight-average/)
+    # photos-ntire 0.489 -> 0.445, PSNR +0.11 / +0.47 dB (docs/recipe.md item 5; results/weight-average/)
     "R6": ("no weight average: the last step's weights", _set(train__ema_decay=0.0, train__ema_sigma_rel=0.0)),
     # the same runs: LPIPS-Alex 0.429 (photos-aim) and 0.451 (photos-ntire) with 0.995, against 0.418 and 0.445
     "R7": ("a fixed-decay weight average (0.995, the recipe before), not the length-aware one",
            _own_average(decay=0.995)),
     # an addition, not in the cpu recipe: index agreement 0.74 instead of 0.08 at 1200 steps, but LPIPS-Alex 0.561
-    # instead of 0.495; over 6600 steps agreement 0.37, LPIPS-Alex 0.558 instead of 0.404 (README, results/consistency-study)
+    # instead of 0.495; over 6600 steps agreement 0.37, LPIPS-Alex 0.558 instead of 0.404 (docs/recipe.md item 3, results/consistency-study)
     "R5": ("index consistency as a cross-entropy over the D_lr cells, weight 0.1 (not an MSE to the entry)",
            _set(model__consistency_form="cross_entropy", train__consistency_weight=0.1)),
     # an addition, not in the cpu recipe (seed 0, 6600 steps): index agreement photos-aim 0.64 instead of 0.05 at
-    # LPIPS-Alex 0.440 instead of 0.418; photos-ntire 0.92 instead of 0.05 at 0.556 instead of 0.445 (README, 6.)
+    # LPIPS-Alex 0.440 instead of 0.418; photos-ntire 0.92 instead of 0.05 at 0.556 instead of 0.445 (docs/recipe.md item 6)
     "R8": ("N = 8, a coarse code the degradation cannot move (index agreement past 0.5, at a cost in LPIPS-Alex)",
            _set(model__entries=8)),
 }

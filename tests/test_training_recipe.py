@@ -129,8 +129,8 @@ def test_the_cpu_plan_makes_and_scores_the_l1_only_model_of_the_main_dictsr_run(
     assert main_job["02_train-dictsr"].parameters["split_run"] is None
     smoke = {s.key: s for s in plan(context("smoke", data_dir="data/sample-aim", device="cpu"))}
     assert smoke["02_train-dictsr"].parameters["l1_run"] is None  # tiny preset: no perceptual phase, no L1-only model
-    assert smoke["03_evaluate"].parameters["runs"] == ["dictsr", "paired-bicubic", "oracle", "plain-realesrgan-deg",
-                                                       "plain-noise-injection"]  # no coarse run either
+    assert smoke["03_evaluate"].parameters["runs"] == ["dictsr", "paper-tiny", "paired-bicubic", "oracle",
+                                                       "plain-realesrgan-deg", "plain-noise-injection"]  # no coarse run
     assert not any("test" in str(path) for path in smoke["03_evaluate"].outputs)  # the sample has no test split
     assert "coarse_run" not in smoke["02_train-dictsr"].parameters
 

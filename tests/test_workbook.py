@@ -40,7 +40,7 @@ def test_every_notebook_executed_without_error(smoke):
 def test_each_expected_figure_is_a_valid_non_blank_image(smoke):
     stages = plan(smoke["ctx"])
     figures = [p for stage in stages for p in stage.outputs if p.parent == smoke["ctx"].figure_dir]
-    assert len(figures) == 2 * 16  # PNG + PDF of: 2 data, 5 training (DictSR, 2 baselines, 2 peers), 1 eval, 2 ablation, 3 Fig. 4, index agreement, Fig. 3, explorer
+    assert len(figures) == 2 * 17  # PNG + PDF of: 2 data, 6 training (DictSR, the paper run, 2 baselines, 2 peers), 1 eval, 2 ablation, 3 Fig. 4, index agreement, Fig. 3, explorer
     for path in figures:
         assert path.is_file(), path
         if path.suffix == ".png":

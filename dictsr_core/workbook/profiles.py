@@ -78,7 +78,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         "smoke", preset="tiny", ablations=("A1", "C1", "R6"), umap_points=300, atlas_atoms=64, crop=48, cell_timeout_s=600,
-        baselines=PEER_BASELINES,
+        baselines=PEER_BASELINES, paper_run="paper-tiny",
         about="seconds of training on the tiny preset: checks that every notebook runs (CI); numbers mean nothing",
     ),
     "cpu": Profile(
@@ -96,18 +96,18 @@ PROFILES: dict[str, Profile] = {
         # ... and then sized to DictSR's measured wall clock here, each baseline at its own loader's step time:
         # Real-ESRGAN's degradation makes a step 2x the paired one's (peers issue)
         equal_budget=True,
-        # the fine code coarsened to 8 entries, the k-means draw of the 8 chosen on the training images (README
-        # "What it took ...", 6. and 9.): the model the recipe ends with (dictsr-c8)
+        # the fine code coarsened to 8 entries, the k-means draw of the 8 chosen on the training images (docs/recipe.md
+        # items 6 and 9): the model the recipe ends with (dictsr-c8)
         coarse_entries=8, coarse_restarts=8,
         # then grown where the training photos show a split helps and the training agreement stays >= 0.5 by 2
-        # standard errors (README "What it took ...", 12.): dictsr-c8s, a row (the recipe's model until 15.);
+        # standard errors (docs/recipe.md item 12): dictsr-c8s, a row (the recipe's model until 15.);
         # dictsr-c8 stays as its ablation row
         coarse_split=False,  # dictsr-c8s: profile cpu-full
-        # with the LR lookup embedding blurred (sigma 0.5 code cells) or not, as the training photos say (README "What
-        # it took ...", 13.): on photos-ntire's sensor noise the blur keeps the agreement with a finer code
+        # with the LR lookup embedding blurred (sigma 0.5 code cells) or not, as the training photos say (docs/recipe.md
+        # item 13): on photos-ntire's sensor noise the blur keeps the agreement with a finer code
         coarse_lookup_blurs=(0.0, 0.5),
-        # and the texture-gated code (README "What it took ...", 14.): the 8-entry code where the LR is flat, all 1024
-        # entries where it is textured: dictsr-c8g, the recipe's model (README "What it took ...", 15.)
+        # and the texture-gated code (docs/recipe.md item 14): the 8-entry code where the LR is flat, all 1024
+        # entries where it is textured: dictsr-c8g, the recipe's model (docs/recipe.md item 15)
         coarse_gates=(3.0, 4.0, 6.0, 8.0), gate_lookup_blurs=(0.0, 0.5, 1.0),
         about="the README's main job on 2 CPU cores: real photos (photos-aim; sample-aim where apt cannot fetch them), "
               "cpu preset, the equal-budget peers, the recipe's departures as ablation rows, test split; cpu-full for "
@@ -127,18 +127,18 @@ PROFILES: dict[str, Profile] = {
         # ... and then sized to DictSR's measured wall clock here, each baseline at its own loader's step time:
         # Real-ESRGAN's degradation makes a step 2x the paired one's (peers issue)
         equal_budget=True,
-        # the fine code coarsened to 8 entries, the k-means draw of the 8 chosen on the training images (README
-        # "What it took ...", 6. and 9.): the model the recipe ends with (dictsr-c8)
+        # the fine code coarsened to 8 entries, the k-means draw of the 8 chosen on the training images (docs/recipe.md
+        # items 6 and 9): the model the recipe ends with (dictsr-c8)
         coarse_entries=8, coarse_restarts=8,
         # then grown where the training photos show a split helps and the training agreement stays >= 0.5 by 2
-        # standard errors (README "What it took ...", 12.): dictsr-c8s, a row (the recipe's model until 15.);
+        # standard errors (docs/recipe.md item 12): dictsr-c8s, a row (the recipe's model until 15.);
         # dictsr-c8 stays as its ablation row
         coarse_split=True,
-        # with the LR lookup embedding blurred (sigma 0.5 code cells) or not, as the training photos say (README "What
-        # it took ...", 13.): on photos-ntire's sensor noise the blur keeps the agreement with a finer code
+        # with the LR lookup embedding blurred (sigma 0.5 code cells) or not, as the training photos say (docs/recipe.md
+        # item 13): on photos-ntire's sensor noise the blur keeps the agreement with a finer code
         coarse_lookup_blurs=(0.0, 0.5),
-        # and the texture-gated code (README "What it took ...", 14.): the 8-entry code where the LR is flat, all 1024
-        # entries where it is textured: dictsr-c8g, the recipe's model (README "What it took ...", 15.)
+        # and the texture-gated code (docs/recipe.md item 14): the 8-entry code where the LR is flat, all 1024
+        # entries where it is textured: dictsr-c8g, the recipe's model (docs/recipe.md item 15)
         coarse_gates=(3.0, 4.0, 6.0, 8.0), gate_lookup_blurs=(0.0, 0.5, 1.0),
         run_folder="cpu",  # the cpu profile's runs (the same recipe and peers), and more rows beside them
         about="the cpu profile and everything its verdict does not need: the paired baselines (paired-bicubic, "
@@ -166,7 +166,7 @@ PROFILES: dict[str, Profile] = {
 
 def recipe_model_name(profile: Profile) -> str:
     """The run a profile's recipe ends with: its main DictSR run, or the code derived from it: the texture-gated
-    code where the profile makes one (README "What it took ...", 15.), else the coarse code, grown where it splits."""
+    code where the profile makes one (docs/recipe.md item 15), else the coarse code, grown where it splits."""
     if not profile.coarse_entries:
         return "dictsr"
     if profile.coarse_gates:
