@@ -8,7 +8,7 @@ with its cluster's representative (the entry nearest the centroid, with that ent
 agreement of the *cluster* maps of the clean and the degraded LR is measured beside the SR's PSNR / LPIPS-Alex.
 M = N is the model itself; M = 1 decodes one atom everywhere (the low-pass base plus a constant detail).
 It is why ablation R8 (a code of 8 entries) exists: for the cpu recipe's 1024-entry photos-aim model, 8 clusters
-keep nearly all of its LPIPS-Alex while the degradation stops moving most indices (README, "What it took", 6.).
+keep nearly all of its LPIPS-Alex while the degradation stops moving most indices (docs/recipe.md item 6).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Whether the real LR photos went through JPEG, and at about what quality, from their pixels alone (not in the
 paper): what the training probe of `dictsr derive`'s rules must add to its noisy copies for their index agreement
-to read like the validation one (README "What it took ...", item 14).
+to read like the validation one (docs/recipe.md item 14).
 
 JPEG codes 8x8 luma blocks independently, so the luma steps between pixels that straddle a block boundary are
 larger than the steps inside a block. `blockiness`: per axis, the median absolute luma step at the 8-pixel phase
@@ -8,7 +8,7 @@ with the largest median over the mean of the other seven phases' medians (1 for 
 moved the grid is still found), averaged over both axes, pooled over the images. `estimate_jpeg_quality` compares
 the real LR photos' blockiness with that of the probe's noisy copies (clean HR-down plus real LR noise) as they are
 and after a JPEG round trip at each quality of a ladder, and returns the nearest: None where the copies as they
-are come nearest, else that quality (values in tests/test_data_jpeg_trace.py and README item 14). The unpaired setting's rule holds: only the LR training images and the HR-down
+are come nearest, else that quality (values in tests/test_data_jpeg_trace.py and docs/recipe.md item 14). The unpaired setting's rule holds: only the LR training images and the HR-down
 of the HR training images are read, never a pair.
 
 data/statistics.blockiness (the degradation table's column) is its twin with the grid fixed at phase 0 and means:

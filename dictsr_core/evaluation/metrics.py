@@ -1,4 +1,4 @@
-"""Evaluation metrics with the conventions of the paper's tables (DESIGN.md section 6), and codebook health.
+"""Evaluation metrics with the conventions of the paper's tables (docs/method.md, "Evaluation conventions"), and codebook health.
 
 Images are RGB uint8 HxWx3 arrays in [0, 255]; `pred` is the super-resolved image, `ref` the ground truth.
 * RGB PSNR / SSIM: no border crop, as the evaluation code the paper cites (DeFlow / SRFlow `Measure.py`). Its SSIM

@@ -1,7 +1,7 @@
 """The paper's Tables 1-4 rebuilt from result records, with the paper's own numbers beside ours, never mixed.
 
 Our columns come only from records (`dictsr_core.evaluation.results`); the paper's columns only from the constants
-below, copied from the paper (paper/DictSR-CVPR2024.txt, summarised in DESIGN.md section 2). Every
+below, copied from the paper (paper/DictSR-CVPR2024.txt, summarised in docs/method.md, "Ablations (paper Tables 3 and 4)"). Every
 paper column title says "paper" and names the benchmark, and a method we did not run gets a row whose
 columns of ours are empty. Each table renders as Markdown (with a caption) and as CSV (no caption).
 """
@@ -34,7 +34,8 @@ class PaperResult:
 BENCHMARKS = {"aim": "AIM-RWSR", "ntire": "NTIRE-RWSR"}
 PAPER_TABLE = {"aim": 1, "ntire": 2}
 
-# Tables 1 (AIM-RWSR) and 2 (NTIRE-RWSR): the reference rows DESIGN.md section 2 names. Real-ESRGAN and
+# Tables 1 (AIM-RWSR) and 2 (NTIRE-RWSR): the reference rows docs/method.md names ("Ablations
+# (paper Tables 3 and 4)"). Real-ESRGAN and
 # DeFlow run RRDBNet (ESRGAN's generator): the paper prints 350 layers and 291G MACs for both.
 PAPER_COMPARISON: dict[str, dict[str, PaperResult]] = {
     "aim": {

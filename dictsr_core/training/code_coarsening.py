@@ -4,8 +4,8 @@
 The derived model is an ordinary DictSR with N = M: D_lr, D_hr, D_deg and the usage buffers keep the rows of the
 clusters' representative entries (the entry nearest each centroid), so inference looks up the nearest of the M
 kept entries. Not in the paper: a fine code learns well on a CPU budget, but the degradation moves its indices
-(index agreement 0.05 with 1024 entries); 8 kept entries are indices it mostly cannot move (README, "What it
-took", 6.).
+(index agreement 0.05 with 1024 entries); 8 kept entries are indices it mostly cannot move (docs/recipe.md
+item 6).
 """
 
 from __future__ import annotations
