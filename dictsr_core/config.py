@@ -93,6 +93,10 @@ class TrainConfig:
     perceptual_from: float = 0.0  # fraction of the schedule trained with L1 + VQ only before the LPIPS term joins (paper: 0)
     usage_window: int = 1000  # steps: an entry is "activated" if used within this window
     restart_every: int = 200  # steps between dead-entry restarts; 0 disables restarts
+    # restarts also after the weight average starts (the method issue's bug: the average then blends a restarted
+    # entry's old and new rows into points no step trained). False: none once an average folds steps in; a run
+    # trained before this field existed restarted there, and loads with True (Config.from_dict)
+    restarts_in_average: bool = False
     log_every: int = 50
     checkpoint_every: int = 1000
     num_workers: int = 4
@@ -127,6 +131,17 @@ class TrainConfig:
     def perceptual_start(self) -> int:
         """The first step trained with the perceptual term (when its weight is above 0)."""
         return round(self.perceptual_from * self.total_steps)
+
+    @property
+    def averaged(self) -> bool:
+        """Whether the run keeps any weight average (its own or a tracked one)."""
+        return bool(self.ema_decay or self.ema_sigma_rel or self.ema_track_sigma_rel or self.ema_track_decay)
+
+    @property
+    def restarts_until(self) -> int | None:
+        """The last step a dead-entry restart may fall on: the weight averages' start where the run keeps one (so no
+        average blends a restarted entry's old and new rows), unless restarts_in_average; None: to the end."""
+        return self.ema_start if self.averaged and not self.restarts_in_average else None
 
     @property
     def l1_phase_end(self) -> int | None:
@@ -180,7 +195,10 @@ class Config:
             raise ConfigError(f"config: unknown section(s) {sorted(unknown)}")
         cfg = cls(preset=data.get("preset", "paper"), ablation=data.get("ablation"), method=data.get("method", "dictsr"))
         overrides = {f"model.{k}": v for k, v in data.get("model", {}).items()}
-        overrides.update({f"train.{k}": v for k, v in data.get("train", {}).items()})
+        train = dict(data.get("train", {}))
+        if train and "restarts_in_average" not in train:  # written before the field: restarts went on in the average
+            train["restarts_in_average"] = True
+        overrides.update({f"train.{k}": v for k, v in train.items()})
         return apply_overrides(cfg, overrides).validated()
 
     # ---- checks -------------------------------------------------------------------------

@@ -29,7 +29,7 @@ PAPER = {
     "train.adam_betas": (0.9, 0.999), "train.dictionary_lr_scale": 1.0, "train.epochs": 100,
     "train.steps_per_epoch": 1000, "train.halve_every": 25, "train.dis_weight": 10.0,
     "train.perceptual_weight": 1.0, "train.perceptual_from": 0.0, "train.consistency_weight": 0.0,
-    "train.restart_every": 0, "train.grad_clip": 0.0, "train.ema_decay": 0.0, "train.ema_sigma_rel": 0.0,
+    "train.restart_every": 0, "train.restarts_in_average": False, "train.grad_clip": 0.0, "train.ema_decay": 0.0, "train.ema_sigma_rel": 0.0,
     "train.ema_track_sigma_rel": (), "train.ema_track_decay": (),
 }
 

@@ -381,6 +381,30 @@ def test_validation_codebook_health_counts_offsets(tiny_inference):
     assert 1.0 <= health["perplexity"] <= 64
 
 
+def test_codebook_health_reads_the_code_the_model_decodes_not_the_training_lookup():
+    """A gated code whose gate no cell reaches decodes with its 2 coarse entries alone: the health must say so (it
+    read the training lookup over all N entries before, and reported the fine model's numbers for dictsr-c8g)."""
+    from dictsr_core.config import get_config
+    from dictsr_core.evaluation.results import validation_codebook_health
+    from dictsr_core.inference.index_maps import content_index_map
+    from dictsr_core.model import DictSR
+
+    torch.manual_seed(0)
+    net = DictSR(get_config("tiny", overrides={"model.coarse_entries": 2, "model.texture_gate": 1e6}).model)
+    hr = torch.rand(2, 3, 64, 64)
+    net.dictionaries.initialize(*net.coupled_embeddings(hr, torch.nn.functional.avg_pool2d(hr, 4)))
+    with torch.no_grad():
+        net.dictionaries.coarse_keep.copy_(torch.tensor([3, 40]))
+    model = net.inference().eval()
+    rng = np.random.default_rng(0)
+    pairs = [{"lr": rng.integers(0, 256, (10, 14, 3), dtype=np.uint8)} for _ in range(3)]
+    used = torch.cat([content_index_map(model, item["lr"]).reshape(-1) for item in pairs]).unique().tolist()
+    assert set(used) <= {3, 40}
+    health = validation_codebook_health(model, pairs)
+    assert 1.0 <= health["perplexity"] <= 2.0 + 1e-6
+    assert 1 <= health["activated_offsets"] <= 2 * 4  # only around the two entries it decodes
+
+
 # ---- comparison columns, region PSNRs, index agreement, per-image table (synthetic records) ------------------------
 
 def _synthetic_record(run, method, psnr, lpips, *, ablation=None, agreement=None, draws=None, worth=None):

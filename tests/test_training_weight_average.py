@@ -84,6 +84,54 @@ def test_inference_runs_the_average_unless_asked_for_the_last_weights(tiny_data,
         load_inference_model(plain, weights="average")
 
 
+@pytest.mark.parametrize("in_average,restarted", [(False, [2, 4, 6, 8, 10]), (True, list(range(2, 21, 2)))])
+def test_dead_entries_restart_only_before_the_weight_average_starts(tiny_data, tmp_path, monkeypatch, in_average,
+                                                                    restarted):
+    """The method issue's bug: restarts inside the average's window blend a restarted entry's old and new rows into
+    points no step trained. They stop at the average's start (step 10 here), unless asked (old runs)."""
+    import dictsr_core.training.trainer as trainer
+
+    steps = []
+    real = trainer.restart_dead_entries
+    monkeypatch.setattr(trainer, "restart_dead_entries", lambda model, *a: steps.append(len(steps)) or real(model, *a))
+    cfg = get_config("tiny", overrides={"train.ema_decay": 0.8, "train.perceptual_weight": 0.1,
+                                        "train.perceptual_from": 0.5, "train.restart_every": 2,
+                                        "train.restarts_in_average": in_average})
+    calls = []
+    monkeypatch.setattr(trainer.Trainer, "log", lambda self: calls.append(self.step) or None, raising=True)
+    seen = []
+    original = trainer.Trainer.train_step
+
+    def step_and_note(self, batch):
+        before = len(steps)
+        out = original(self, batch)
+        if len(steps) > before:
+            seen.append(self.step)
+        return out
+
+    monkeypatch.setattr(trainer.Trainer, "train_step", step_and_note)
+    train(cfg, tiny_data, tmp_path / "run", device="cpu", progress=False)
+    assert seen == restarted
+    assert cfg.train.restarts_until == (None if in_average else 10)
+
+
+def test_a_derived_run_whose_restarts_would_differ_is_refused(tiny_data, tmp_path):
+    from dataclasses import replace
+
+    from dictsr_core.config import with_ablation
+    from dictsr_core.training.run_folder import derive_average_run
+
+    ours = get_config("tiny", overrides={"train.ema_decay": 0.8, "train.perceptual_weight": 0.1,
+                                         "train.perceptual_from": 0.5, "train.restart_every": 5})
+    train(ours, tiny_data, tmp_path / "Ours", device="cpu", progress=False)
+    r6 = with_ablation(ours, "R6")  # no average at all: its restarts would go on to the end
+    assert ours.train.restarts_until == 10 and r6.train.restarts_until is None
+    with pytest.raises(ConfigError, match="restarts would stop at step None instead of 10"):
+        derive_average_run(tmp_path / "Ours", tmp_path / "R6", r6)
+    tracked = replace(r6, train=replace(r6.train, ema_track_decay=(0.8,)))  # R6 beside a tracked average: the same
+    assert derive_average_run(tmp_path / "Ours", tmp_path / "R6", tracked)
+
+
 def test_a_run_without_the_average_is_derived_bit_for_bit_from_the_run_with_it(tiny_data, tmp_path):
     from dataclasses import replace
 

@@ -96,21 +96,26 @@ def validation_activated_entries(model, pairs, *, tile: int | None = 256, device
 
 @torch.no_grad()
 def validation_codebook_health(model, pairs, device=None) -> dict:
-    """Over the validation LR images (whole, eq. 4 lookups): perplexity of the D_lr indices and how many
-    of the N*K degradation offsets of D_deg are chosen."""
+    """Over the validation LR images (whole): perplexity of the content indices the model decodes (its inference
+    lookup: a derived run's coarse code, texture gate and lookup blur included, as super_resolve), and how many of
+    the N*K degradation offsets of D_deg the embeddings choose around those entries (eq. 4's k given that j)."""
     from dictsr_core.evaluation.metrics import codebook_usage
     from dictsr_core.inference.tiled import image_tensor, model_device, pad_to_grid
+    from dictsr_core.model.dictionaries import nearest_offset, to_rows
     from dictsr_core.model.dictsr import to_signed
 
     device = model_device(model, device)
     dicts = model.dictionaries
     contents, offsets = [], []
     for item in pairs:
-        lr = image_tensor(item["lr"], device)
-        lookup = dicts.lookup_lr(model.enc_lr(to_signed(pad_to_grid(lr, model.code_patch))), degraded=True)
-        contents.append(lookup.indices.reshape(-1).cpu())
-        if lookup.offsets is not None:
-            offsets.append((lookup.indices * dicts.num_offsets + lookup.offsets).reshape(-1).cpu())
+        lr = pad_to_grid(image_tensor(item["lr"], device), model.code_patch)
+        features = model.enc_lr(to_signed(lr))
+        j = dicts.content_indices(features, roughness=dicts.roughness_for(lr, model.code_patch)).reshape(-1)
+        contents.append(j.cpu())
+        if dicts.hierarchical:
+            z = to_rows(dicts.lr_in(features).float())
+            k = nearest_offset(z - dicts.d_lr[j], dicts.d_deg, j, dicts.lookup_chunk)
+            offsets.append((j * dicts.num_offsets + k).cpu())
     health = {"perplexity": codebook_usage(torch.cat(contents), dicts.entries)["perplexity"],
               "activated_offsets": None, "offsets": None}
     if offsets:

@@ -140,6 +140,10 @@ def derive_average_run(source_dir: Path, out_dir: Path, cfg: Config | Callable[[
     payload = load_checkpoint(source_ckpt)
     source_cfg = payload.pop("config")
     cfg = cfg(source_cfg) if callable(cfg) else cfg
+    if source_cfg.train.restart_every and cfg.train.restarts_until != source_cfg.train.restarts_until:
+        raise ConfigError(f"{out_dir.name} cannot be derived from {source_dir}: its dead-entry restarts would stop at "
+                          f"step {cfg.train.restarts_until} instead of {source_cfg.train.restarts_until} (they stop where "
+                          "a weight average starts), so trained it would not end on the source's weights")
     averages = _derived_averages(source_dir, out_dir, source_cfg, cfg, payload)
     derived_from = {"run": str(source_dir), "step": int(payload["step"]), "checksum": tensor_checksum(payload)}
     if snapshot != "last":

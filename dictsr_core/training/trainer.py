@@ -105,7 +105,8 @@ class Trainer:
         self.accumulate(terms)
         if run.device.type != "cuda":  # free on the CPU; on CUDA checked at log/checkpoint steps (no per-step sync)
             self.check_finite()
-        if run.is_dictsr and t.restart_every and self.step % t.restart_every == 0:
+        if run.is_dictsr and t.restart_every and self.step % t.restart_every == 0 and (
+                t.restarts_until is None or self.step <= t.restarts_until):
             restart_dead_entries(run.model, hr, hr_down, t, run.world)
         if self.step > t.ema_start:
             for average in run.averages:
