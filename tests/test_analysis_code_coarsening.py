@@ -120,3 +120,12 @@ def test_the_clusters_weigh_each_entry_by_the_cells_that_chose_it_and_none_start
     chosen = torch.cat([torch.zeros(10_000, dtype=torch.long), torch.arange(30)])
     code = coarse_code(many, chosen, 8)
     assert len(set(code.group.tolist())) == 8 and len(set(code.representative.tolist())) == 8
+
+
+def test_a_cluster_is_represented_by_an_entry_some_cell_chose_never_by_an_unused_one():
+    # entries 0 and 2 are chosen equally, entry 1 (never chosen: its D_hr row never trained) sits on their centroid
+    entries = torch.tensor([[0.0], [1.0], [2.0], [50.0]])
+    code = coarse_code(entries, torch.tensor([0] * 10 + [2] * 10 + [3] * 10), 2)
+    assert 1 not in code.representative.tolist()
+    assert sorted(code.representative.tolist()) in ([0, 3], [2, 3])
+    assert code.group[1] == code.group[0] == code.group[2]  # the unused entry still belongs to its cluster

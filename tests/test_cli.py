@@ -120,7 +120,7 @@ def test_sr_without_checkpoint_uses_the_main_jobs_and_says_which(trained_run, tm
     # they came from (in a project of cpu runs only, so that this holds where `auto` is the gpu profile too)
     cpu_root = _project(tmp_path / "cpu")
     monkeypatch.setenv("DICTSR_ROOT", str(cpu_root))
-    for run in ("dictsr", "dictsr-c8s", "dictsr-c8g"):
+    for run in ("dictsr", "dictsr-c8", "dictsr-c8g"):
         made = cpu_root / "runs" / "cpu-sample-aim" / run / "checkpoints" / "last.pt"
         made.parent.mkdir(parents=True)
         shutil.copy(trained_run / "checkpoints" / "last.pt", made)

@@ -112,8 +112,9 @@ def test_report_json_has_metadata_rows_and_means(pair_dirs, bicubic_run):
     for row in report["images"]:
         assert set(row) == {"name", *METRIC_KEYS, *REGION_KEYS}
     summary = report["summary"]
-    assert set(summary) == {*METRIC_KEYS, *REGION_KEYS, "count", "non_finite"}
+    assert set(summary) == {*METRIC_KEYS, *REGION_KEYS, "count", "photos", "non_finite"}
     assert summary["count"] == len(NAMES) and summary["non_finite"] == {}
+    assert summary["photos"] == len(NAMES)  # a, b, c: no crop suffix, so three photos
     for key in METRIC_KEYS:
         assert summary[key] == pytest.approx(np.mean([row[key] for row in report["images"]]), rel=1e-12)
 

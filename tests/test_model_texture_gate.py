@@ -173,7 +173,7 @@ def test_gated_derivation_scores_through_the_model_it_writes(tiny_run, noisy_dat
 def test_cpu_profile_ends_with_the_gated_code(tmp_path):
     assert recipe_model_name(PROFILES["cpu"]) == "dictsr-c8g" and recipe_model_name(PROFILES["gpu"]) == "dictsr-c8g"
     ungated = replace(PROFILES["cpu"], coarse_gates=())
-    assert recipe_model_name(ungated) == "dictsr-c8s"
+    assert recipe_model_name(replace(ungated, coarse_split=True)) == "dictsr-c8s"
     assert recipe_model_name(replace(ungated, coarse_split=False)) == "dictsr-c8"
     assert recipe_model_name(replace(ungated, coarse_entries=0)) == "dictsr"
     ctx = context("cpu", data_dir="data/photos-aim", run_root=tmp_path / "fresh", device="cpu")

@@ -13,6 +13,10 @@ STEP_S = {"dictsr": (0.15, 0.70), "paired-bicubic": (0.07, 0.62), "oracle": (0.0
           "plain-realesrgan-deg": (0.14, 0.66), "plain-noise-injection": (0.10, 0.64), "paper-cpu": (0.3, 0.9)}
 
 
+def configs(ctx):
+    return lambda method: training_config(ctx, method)
+
+
 def kind(cfg):
     return "paper-cpu" if cfg.preset == "paper-cpu" else cfg.method
 
@@ -55,9 +59,10 @@ def test_a_budget_that_cannot_be_met_is_refused(args, field):
 def test_the_workbook_sizes_each_baseline_once_to_the_predicted_dictsr_time(tmp_path):
     ctx = context("cpu", data_dir=tmp_path / "photos-aim", run_root=tmp_path / "runs", device="cpu")
     fixed = training_config(ctx, "plain-realesrgan-deg")
-    assert budget.budget_overrides(ctx, "plain-realesrgan-deg") == {}  # nothing sized yet: the profile's schedule
+    # nothing sized yet: the profile's schedule
+    assert budget.budget_overrides(ctx, "plain-realesrgan-deg", training_config(ctx, "dictsr")) == {}
     clock = FakeClock()
-    stored = budget.ensure_budget(ctx, clock, say=lambda line: None)
+    stored = budget.ensure_budget(ctx, clock, configs(ctx), say=lambda line: None)
     dictsr = training_config(ctx, "dictsr")
     assert stored["budget_s"] == pytest.approx(predicted_seconds(dictsr, "dictsr"))
     assert stored["budget_from"].startswith("predicted")
@@ -78,7 +83,7 @@ def test_the_workbook_sizes_each_baseline_once_to_the_predicted_dictsr_time(tmp_
     assert paper.train.epochs == 4 and paper.train.halve_every == 1
     assert ("paper-cpu", False) not in clock.calls  # its plain step time is never needed
     calls = len(clock.calls)
-    assert budget.ensure_budget(ctx, clock, say=lambda line: None) == stored and len(clock.calls) == calls  # reused
+    assert budget.ensure_budget(ctx, clock, configs(ctx), say=lambda line: None) == stored and len(clock.calls) == calls  # reused
 
 
 def test_a_finished_dictsr_run_sets_the_budget_by_its_measured_wall_clock(tmp_path):
@@ -92,30 +97,31 @@ def test_a_finished_dictsr_run_sets_the_budget_by_its_measured_wall_clock(tmp_pa
     (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
     total = cfg.train.total_steps
     (run / "metrics.jsonl").write_text("\n".join(json.dumps({"step": s, "wall_s": s * 0.2}) for s in (25, total)) + "\n")
-    stored = budget.ensure_budget(ctx, FakeClock(), say=lambda line: None)
+    stored = budget.ensure_budget(ctx, FakeClock(), configs(ctx), say=lambda line: None)
     assert stored["budget_s"] == pytest.approx(total * 0.2) and stored["budget_from"].startswith("measured")
 
 
 def test_a_changed_dictsr_config_or_a_damaged_file_sizes_again(tmp_path):
     ctx = context("cpu", data_dir=tmp_path / "photos-aim", run_root=tmp_path / "runs", device="cpu")
-    budget.ensure_budget(ctx, FakeClock(), say=lambda line: None)
+    budget.ensure_budget(ctx, FakeClock(), configs(ctx), say=lambda line: None)
     other = context("cpu", data_dir=tmp_path / "photos-aim", run_root=tmp_path / "runs", device="cpu", seed=1)
-    assert budget.stored_budget(other) is None  # another seed is another DictSR config
-    assert budget.budget_overrides(other, "oracle") == {}
+    # another seed is another DictSR config
+    assert budget.stored_budget(other, training_config(other, "dictsr")) is None
+    assert budget.budget_overrides(other, "oracle", training_config(other, "dictsr")) == {}
     budget.budget_path(ctx).write_text("{not json")
-    assert budget.stored_budget(ctx) is None
-    assert budget.ensure_budget(ctx, FakeClock(), say=lambda line: None)["methods"]
+    assert budget.stored_budget(ctx, training_config(ctx, "dictsr")) is None
+    assert budget.ensure_budget(ctx, FakeClock(), configs(ctx), say=lambda line: None)["methods"]
 
 
 def test_cpu_full_adds_the_paired_baselines_at_the_budget_cpu_fixed(tmp_path):
     ctx = context("cpu", data_dir=tmp_path / "photos-aim", run_root=tmp_path / "runs", device="cpu")
     clock = FakeClock()
-    first = budget.ensure_budget(ctx, clock, say=lambda line: None)
+    first = budget.ensure_budget(ctx, clock, configs(ctx), say=lambda line: None)
     assert set(first["methods"]) == {"plain-realesrgan-deg", "plain-noise-injection", "paper-cpu"}
     peers = {m: dict(first["methods"][m]) for m in first["methods"]}
     full = context("cpu-full", data_dir=tmp_path / "photos-aim", run_root=tmp_path / "runs", device="cpu")
     calls = len(clock.calls)
-    both = budget.ensure_budget(full, clock, say=lambda line: None)
+    both = budget.ensure_budget(full, clock, configs(full), say=lambda line: None)
     assert set(both["methods"]) == {"paired-bicubic", "oracle", *peers} and both["budget_s"] == first["budget_s"]
     assert {m: both["methods"][m] for m in peers} == peers  # the peers' sizing is kept
     assert {method for method, _ in clock.calls[calls:]} == {"paired-bicubic", "oracle"}  # only the new ones measured
@@ -125,5 +131,5 @@ def test_cpu_full_adds_the_paired_baselines_at_the_budget_cpu_fixed(tmp_path):
 
 def test_profiles_without_equal_budget_keep_their_written_schedule(tmp_path):
     ctx = context("smoke", data_dir=tmp_path / "sample-aim", run_root=tmp_path / "runs", device="cpu")
-    assert budget.ensure_budget(ctx, FakeClock(), say=lambda line: None) is None
+    assert budget.ensure_budget(ctx, FakeClock(), configs(ctx), say=lambda line: None) is None
     assert not budget.budget_path(ctx).exists()

@@ -395,7 +395,8 @@ class CoarseCode:
 
 def coarse_code(entries: torch.Tensor, chosen: torch.Tensor, size: int, *, iterations: int = 25, seed: int = 0) -> CoarseCode:
     """M = `size` clusters of the N entries (rows of `entries`), k-means over the entries of `chosen` (indices, one
-    per code cell); the identity where M >= N."""
+    per code cell); the identity where M >= N. Each cluster's representative is the chosen entry nearest its centroid:
+    an entry no cell chose (its D_hr row never trained) could sit nearer, and would then decode the whole cluster."""
     n = entries.shape[0]
     if size < 1:
         raise ValueError(f"a coarse code needs at least 1 cluster, got {size}")
@@ -408,7 +409,7 @@ def coarse_code(entries: torch.Tensor, chosen: torch.Tensor, size: int, *, itera
         raise ValueError(f"{chosen.numel()} chosen cells cannot make {size} clusters")
     distinct, counts = torch.unique(chosen, return_counts=True)
     centroids = _counted_kmeans(entries, distinct, counts, size, iterations, seed)
-    return CoarseCode(group=nearest_entry(entries, centroids), representative=nearest_entry(centroids, entries))
+    return CoarseCode(group=nearest_entry(entries, centroids), representative=distinct[nearest_entry(centroids, entries[distinct])])
 
 
 def split_kept_entry(entries: torch.Tensor, chosen: torch.Tensor, keep: torch.Tensor, which: int, *, parts: int = 2,

@@ -54,34 +54,31 @@ def budget_path(ctx) -> Path:
     return Path(ctx.run_root) / BUDGET_FILE
 
 
-def stored_budget(ctx) -> dict | None:
-    """RUN_ROOT/budget.json where it holds the sizing for the DictSR config the profile trains now, else None."""
-    from dictsr_core.workbook.plan import training_config
-
+def stored_budget(ctx, dictsr_config) -> dict | None:
+    """RUN_ROOT/budget.json where it holds the sizing for `dictsr_config`, the DictSR config the profile trains now
+    (workbook.plan.training_config(ctx, "dictsr"): passed in, as the plan asks this module), else None."""
     try:
         stored = json.loads(budget_path(ctx).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(stored, dict) or stored.get("dictsr_config") != training_config(ctx, "dictsr").to_dict():
+    if not isinstance(stored, dict) or stored.get("dictsr_config") != dictsr_config.to_dict():
         return None
     return stored
 
 
-def budget_overrides(ctx, method: str) -> dict:
+def budget_overrides(ctx, method: str, dictsr_config) -> dict:
     """The sized overrides of one baseline (empty where the profile does not size them or none are stored yet)."""
     if not ctx.profile.equal_budget or method == "dictsr":
         return {}
-    stored = stored_budget(ctx)
+    stored = stored_budget(ctx, dictsr_config)
     return dict((stored or {}).get("methods", {}).get(method, {}).get("overrides", {}))
 
 
-def dictsr_budget(ctx, clock) -> tuple[float, str]:
-    """(seconds, how they were found) of the main DictSR run: measured where it finished with this config."""
+def dictsr_budget(ctx, clock, cfg) -> tuple[float, str]:
+    """(seconds, how they were found) of the main DictSR run of config `cfg`: measured where it finished with it."""
     from dictsr_core.analysis.figures.training import read_metrics
     from dictsr_core.workbook.estimate import phase_steps, steps_done
-    from dictsr_core.workbook.plan import training_config
 
-    cfg = training_config(ctx, "dictsr")
     run_dir = ctx.run_dir("dictsr")
     if steps_done(run_dir, cfg) >= cfg.train.total_steps:
         walls = [r["wall_s"] for r in read_metrics(run_dir / "metrics.jsonl") if isinstance(r.get("wall_s"), (int, float))]
@@ -92,28 +89,28 @@ def dictsr_budget(ctx, clock) -> tuple[float, str]:
     return seconds, "predicted: its steps at step times measured here"
 
 
-def ensure_budget(ctx, clock, say=print) -> dict | None:
+def ensure_budget(ctx, clock, config_of, say=print) -> dict | None:
     """Size every baseline of the profile not sized yet for this DictSR config to its budget (RUN_ROOT/budget.json,
     shared by the profiles that share the run folder: cpu-full adds the paired baselines to cpu's peers at the
-    budget already fixed); returns what is stored (None where the profile does not size them)."""
-    from dictsr_core.workbook.plan import training_config
-
+    budget already fixed); returns what is stored (None where the profile does not size them). `config_of(method)`
+    is the profile's config of a run (workbook.plan.training_config): a method not sized yet gets its unsized one."""
     if not ctx.profile.equal_budget or not sized_runs(ctx.profile):
         return None
-    stored = stored_budget(ctx)
+    dictsr = config_of("dictsr")
+    stored = stored_budget(ctx, dictsr)
     missing = [m for m in sized_runs(ctx.profile) if m not in (stored or {}).get("methods", {})]
     if not missing:
         return stored
     if stored is None:
-        budget_s, found = dictsr_budget(ctx, clock)
+        budget_s, found = dictsr_budget(ctx, clock, dictsr)
         stored = {"budget_s": budget_s, "budget_from": found, "device": str(ctx.device),
                   "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-                  "dictsr_config": training_config(ctx, "dictsr").to_dict(), "methods": {}}
+                  "dictsr_config": dictsr.to_dict(), "methods": {}}
     budget_s = stored["budget_s"]
-    dictsr = training_config(ctx, "dictsr").train
-    perceptual_steps = dictsr.total_steps - dictsr.perceptual_start if dictsr.perceptual_weight > 0 else 0
+    train = dictsr.train
+    perceptual_steps = train.total_steps - train.perceptual_start if train.perceptual_weight > 0 else 0
     for method in missing:
-        cfg = training_config(ctx, method)  # the profile's baseline schedule (the paper run's preset): not sized yet
+        cfg = config_of(method)  # the profile's baseline schedule (the paper run's preset): not sized yet
         everywhere = cfg.train.perceptual_weight > 0 and cfg.train.perceptual_start == 0  # the paper's: every step
         perceptual_s = clock(cfg, True)
         plain_s = perceptual_s if everywhere else clock(cfg, False)

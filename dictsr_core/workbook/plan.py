@@ -46,7 +46,8 @@ def training_config(ctx: Context, method: str = "dictsr", ablation: str | None =
     if schedule == "main" and (preset != ctx.profile.preset or method != "dictsr"):
         from dictsr_core.workbook.budget import budget_overrides
 
-        merged.update(budget_overrides(ctx, ctx.profile.paper_run if preset != ctx.profile.preset else method))
+        merged.update(budget_overrides(ctx, ctx.profile.paper_run if preset != ctx.profile.preset else method,
+                                       training_config(ctx, "dictsr")))
     merged.update(overrides or {})
     return with_ablation(get_config(preset, None, merged, method=method), ablation or None)
 

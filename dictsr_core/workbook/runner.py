@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dictsr_core.atomic import atomic_write_text, replace_readme_block
 from dictsr_core.workbook.execute import execute_notebook, reusable, source_notebook, stamp_path
-from dictsr_core.workbook.plan import NOTEBOOKS, Stage, ablation_runs, plan
+from dictsr_core.workbook.plan import NOTEBOOKS, Stage, ablation_runs, plan, training_config
 from dictsr_core.workbook.profiles import Context, WorkbookError, context, preparable
 from dictsr_core.workbook.progress import StageProgress, plan_lines, summary_lines
 
@@ -78,7 +78,8 @@ def run_workbook(profile: str = "auto", data_dir=None, force: bool = False, run_
     from dictsr_core.workbook.estimate import StepClock
 
     clock = StepClock(ctx.data_dir, ctx.device, say=lambda line: print(line, flush=True))
-    ensure_budget(ctx, clock, say=lambda line: print(line, flush=True))  # before the plan: it sizes the baselines
+    ensure_budget(ctx, clock, lambda method: training_config(ctx, method),  # before the plan: it sizes the baselines
+                  say=lambda line: print(line, flush=True))
     stages = every_stage = plan(ctx, force=force)
     if only:
         unknown = set(only) - set(NOTEBOOKS)

@@ -367,16 +367,16 @@ def index_agreement_view(ctx: Context, run: str = "dictsr", image: str | None = 
 
 
 def validation_outputs(ctx: Context, runs: list[str], max_images: int | None = None) -> list[dict]:
-    """Per validation pair: {"name", "LR", "HR", "bicubic", <method of each run>: SR image}, all HR-sized uint8."""
+    """Per validation pair: {"name", "LR", "HR", "bicubic", <each run>: SR image}, all HR-sized uint8. Keyed by run
+    name, which is the method's name for the main runs and tells the paper run (method dictsr too) apart."""
     from dictsr_core.evaluation.evaluate import bicubic_upscale
     from dictsr_core.inference.tiled import super_resolve
 
     models = {}
     for run in runs:
-        model, cfg = load_run_model(ctx, run)
-        if cfg.method in models or cfg.method == "bicubic":
-            raise WorkbookError(f"runs {runs}: two runs of method {cfg.method!r}; Fig. 3 shows one run per method")
-        models[cfg.method] = model
+        if run in models or run in ("bicubic", "name", "LR", "HR"):
+            raise WorkbookError(f"runs {runs}: {run!r} twice or a reserved name; Fig. 3 shows each run once")
+        models[run], _ = load_run_model(ctx, run)
     rows = []
     for pair in validation_pairs(ctx, max_images):
         row = {"name": pair["name"], "LR": pair["lr"], "HR": pair["hr"], "bicubic": bicubic_upscale(pair["lr"])}
