@@ -61,6 +61,7 @@ def test_the_verdict_says_ahead_behind_and_level_with_flat_and_textured_photos(t
     assert ("DictSR is ahead of `plain-realesrgan-deg` in LPIPS-Alex; level with `plain-realesrgan-deg` in "
             "LPIPS-VGG") in text
     assert "Not scored yet: `plain-noise-injection`" in text
+    assert "**Does DictSR win at equal budget? Not shown**: it is level with a peer" in text  # level in LPIPS-VGG
     assert "against `plain-realesrgan-deg`: level on flat photos, ahead on textured photos" in text
     assert "Real-ESRGAN x4plus (published): behind in LPIPS-Alex, behind in LPIPS-VGG" in text
     assert "RGB PSNR 27.50 dB (bicubic 27.25)" in text and "6% of the HR's high-frequency energy" in text
@@ -115,3 +116,20 @@ def test_the_command_rewrites_only_the_readme_block(tmp_path):
     with redirect_stdout(io.StringIO()), redirect_stderr(err):
         assert main(["verdict", "--results", str(tmp_path / "results")]) == 2
     assert "model.txt" in err.getvalue()
+
+
+@pytest.mark.parametrize("peer_alex, peer_vgg, answer", [
+    (0.45, 0.55, "**Does DictSR win at equal budget? Yes**: ahead of every equal-budget peer"),
+    (0.35, 0.55, "**Does DictSR win at equal budget? No**: `plain-noise-injection` is ahead of it in LPIPS-Alex (+0.050)."),
+    (0.35, 0.45, "**Does DictSR win at equal budget? No**: `plain-noise-injection` is ahead of it in LPIPS-Alex "
+                 "(+0.050) and LPIPS-VGG (+0.050)."),
+])
+def test_the_equal_budget_question_gets_a_plain_answer(tmp_path, peer_alex, peer_vgg, answer):
+    # one peer always behind DictSR; the other ahead, behind or mixed: "no" as soon as any peer leads in any measure
+    n = len(NAMES)
+    spread = np.random.default_rng(1).normal(0, 0.01, n)
+    _dataset(tmp_path / "results" / "photos-aim", [
+        _record("dictsr-c8g", np.full(n, 0.40) + spread, np.full(n, 0.50) + spread),
+        _record("plain-realesrgan-deg", np.full(n, 0.50), np.full(n, 0.60)),
+        _record("plain-noise-injection", np.full(n, peer_alex) + spread, np.full(n, peer_vgg) + spread)])
+    assert answer in verdict_markdown(tmp_path / "results", datasets=("photos-aim",))

@@ -95,6 +95,23 @@ def compare(model: dict, other: dict) -> dict:
     return out
 
 
+def equal_budget_answer(said: dict, peers: list[str]) -> str:
+    """The peers issue's question in one word: does DictSR win at equal budget? Yes only where it is ahead of every
+    peer in both LPIPS; no where some peer is ahead of it in either; else not shown (level somewhere)."""
+    metrics = (("lpips_alex", "LPIPS-Alex"), ("lpips_vgg", "LPIPS-VGG"))
+    worse = []
+    for p in peers:
+        leads = [f"{name} ({said[p]['all'][m]['mean_diff']:+.3f})" for m, name in metrics
+                 if standing(said[p]["all"].get(m)) == "behind"]
+        if leads:
+            worse.append(f"`{p}` is ahead of it in " + " and ".join(leads))
+    if worse:
+        return "**Does DictSR win at equal budget? No**: " + ", ".join(worse) + "."
+    if all(standing(said[p]["all"].get(m)) == "ahead" for p in peers for m, _ in metrics):
+        return "**Does DictSR win at equal budget? Yes**: ahead of every equal-budget peer in LPIPS-Alex and LPIPS-VGG."
+    return "**Does DictSR win at equal budget? Not shown**: it is level with a peer in one measure at least."
+
+
 def _minutes(record: dict) -> float | None:
     seconds = record.get("train_wall_s")
     return None if seconds is None else seconds / 60
@@ -129,6 +146,7 @@ def dataset_verdict(dataset: str, records: dict[str, dict], model: str, detail: 
              f"(`{model}`, {(_minutes(ours) or 0):.1f} min of training on a 2-core CPU"
              + (f", training seed {seed}" if seed is not None else "") + ")."]
     if peers:
+        lines.append("- " + equal_budget_answer(said, peers))
         words = [", ".join(_relation(standing(said[p]["all"].get(metric))) + f" `{p}`" for p in peers) + f" in {name}"
                  for metric, name in (("lpips_alex", "LPIPS-Alex"), ("lpips_vgg", "LPIPS-VGG"))]
         missing_peers = [p for p in EQUAL_BUDGET_METHODS if p not in records]
