@@ -61,6 +61,11 @@ class ModelConfig:
     init: str = "sample"  # "sample" | "kmeans": content entries from the first batch's embeddings
     deg_init_scale: float = 0.05  # D_deg offsets start at this fraction of the embeddings' std
     lookup_chunk: int = 1 << 24  # max elements of one distance block (bounds lookup memory)
+    # not in the paper: the method issue's remedies for a content index the degradation moves (ablation rows Q1-Q9)
+    cosine_lookup: bool = False  # Q1: LR lookups on the unit sphere (l2-normalised embeddings and D_lr rows)
+    codebook_ema: float = 0.0  # Q2: > 0 (a decay, e.g. 0.99): D_lr is an EMA of the clean embeddings it wins
+    degraded_moves_content: bool = True  # Q4 = False: branch 3's codebook term moves D_deg only, never D_lr
+    joint_lookup_train: bool = False  # Q5: branch 3 picks the nearest (j, k) pair in training (with joint_lookup)
 
     @property
     def hr_patch(self) -> int:
@@ -90,6 +95,9 @@ class TrainConfig:
     perceptual_weight: float = 1.0  # LPIPS-VGG term on the HR branch; 0 disables it
     # not in the paper: > 0 adds w * ||z(HR-down + real LR-domain noise) - sg[D_lr(j_clean)]||^2 (data/noise_bank.py)
     consistency_weight: float = 0.0
+    # not in the paper (Q6): the noisy copies also go through JPEG at the quality the LR photos show, where they show
+    # one (data/jpeg_trace.estimate_jpeg_quality); no effect without consistency_weight
+    noise_jpeg: bool = False
     perceptual_from: float = 0.0  # fraction of the schedule trained with L1 + VQ only before the LPIPS term joins (paper: 0)
     usage_window: int = 1000  # steps: an entry is "activated" if used within this window
     restart_every: int = 200  # steps between dead-entry restarts; 0 disables restarts
@@ -159,7 +167,7 @@ METHODS = ("dictsr", "paired-bicubic", "oracle", "plain-realesrgan-deg", "plain-
 # ModelConfig fields that only DictSR's dictionaries read (PlainSR has none)
 DICTIONARY_FIELDS = ("entries", "offsets", "dim", "hierarchical", "coupled", "joint_lookup", "beta", "hr_grad",
                      "consistency_form", "init", "deg_init_scale", "lookup_chunk", "lookup_blur", "coarse_entries",
-                     "texture_gate")
+                     "texture_gate", "cosine_lookup", "codebook_ema", "degraded_moves_content", "joint_lookup_train")
 # model fields that change no training step, only the inference lookup: `dictsr derive --set` may change them on a
 # trained run (training/run_folder.derive_average_run)
 INFERENCE_FIELDS = ("joint_lookup", "lookup_blur", "texture_gate")
@@ -223,6 +231,9 @@ class Config:
         _check(m.base_sigma >= 0 and math.isfinite(m.base_sigma), "model.base_sigma", m.base_sigma, "0 (off) or a positive number")
         _check(m.activation in ("leaky_relu", "relu", "silu", "gelu"), "model.activation", m.activation, "leaky_relu, relu, silu or gelu")
         _check(m.init in ("sample", "kmeans"), "model.init", m.init, "'sample' or 'kmeans'")
+        _check(0 <= m.codebook_ema < 1, "model.codebook_ema", m.codebook_ema, "0 (off) or a decay in (0, 1), e.g. 0.99")
+        _check(not m.joint_lookup_train or m.hierarchical, "model.joint_lookup_train", m.joint_lookup_train,
+               "False without the degradation dictionary (model.hierarchical False): there is no (j, k) pair")
         _check(m.hr_grad in ("ste", "both", "entries"), "model.hr_grad", m.hr_grad, "'ste', 'both' or 'entries'")
         _check(m.consistency_form in ("mse", "cross_entropy"), "model.consistency_form", m.consistency_form,
                "'mse' or 'cross_entropy'")
@@ -447,6 +458,22 @@ ABLATIONS: dict[str, tuple[str, Callable[["Config"], "Config"]]] = {
     # LPIPS-Alex 0.440 instead of 0.418; photos-ntire 0.92 instead of 0.05 at 0.556 instead of 0.445 (docs/recipe.md item 6)
     "R8": ("N = 8, a coarse code the degradation cannot move (index agreement past 0.5, at a cost in LPIPS-Alex)",
            _set(model__entries=8)),
+    # the method issue's remedies for a content index the degradation moves, each added on its own (to the paper's
+    # method and to the recipe); whether any makes the trained code consistent: docs/recipe.md item 16
+    "Q1": ("cosine lookup: embeddings and D_lr on the unit sphere (vector-quantize-pytorch use_cosine_sim)",
+           _set(model__cosine_lookup=True)),
+    "Q2": ("EMA codebook: D_lr the running mean of the clean embeddings it wins, decay 0.99, Laplace-smoothed (VQ-VAE-2)",
+           _set(model__codebook_ema=0.99)),
+    "Q3": ("k-means initialisation of the coupled entries", _set(model__init="kmeans")),
+    "Q4": ("stop-gradient on D_lr in branch 3: only D_deg absorbs the degradation's shift",
+           _set(model__degraded_moves_content=False)),
+    "Q5": ("joint (j, k) lookup in training and at inference", _set(model__joint_lookup_train=True,
+                                                                    model__joint_lookup=True)),
+    "Q6": ("JPEG in the training noise bank where the LR photos show it (index-consistency copies)",
+           _set(train__noise_jpeg=True)),
+    "Q7": ("a larger code cell: twice the LR pixels per code side (the encoders one stage deeper)", _model(_deeper)),
+    "Q8": ("commitment weight beta 1.0 (not 0.25)", _set(model__beta=1.0)),
+    "Q9": ("no dead-entry restarts", _set(train__restart_every=0)),
 }
 
 # variants that change only which weights a run keeps, not its training steps: the workbook derives them from Ours'

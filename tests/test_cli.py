@@ -30,7 +30,7 @@ def test_python_m_entry_point_and_info_json():
     [
         (["info", "--preset", "nope"], "unknown preset"),
         (["info", "--preset", "tiny", "--set", "model.bogus=1"], "unknown config key 'model.bogus'"),
-        (["info", "--preset", "tiny", "--ablation", "Q7"], "unknown ablation"),
+        (["info", "--preset", "tiny", "--ablation", "Z7"], "unknown ablation"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(argv, message, capsys):

@@ -25,10 +25,14 @@ PAPER = {
     "model.code_patch": 2,  # 2x2 LR / 8x8 HR patches
     "model.enc_hr_blocks": 1, "model.dec_hr_blocks": 1, "model.enc_lr_blocks": 1, "model.dec_lr_blocks": 1,
     "model.base_sigma": 0.0, "model.consistency_form": "mse",  # (unused without a consistency term)
+    # the method issue's remedies, all off: Euclidean lookup, D_lr learned by gradient, branch 3 moving D_lr too
+    # (eq. 5's L_dis over q = D_lr(j) + D_deg(j, k)), the greedy j-then-k lookup of eq. 4
+    "model.cosine_lookup": False, "model.codebook_ema": 0.0, "model.degraded_moves_content": True,
+    "model.joint_lookup_train": False,
     "train.batch_size": 24, "train.hr_crop": 256, "train.lr_crop": 64, "train.lr": 2e-4,
     "train.adam_betas": (0.9, 0.999), "train.dictionary_lr_scale": 1.0, "train.epochs": 100,
     "train.steps_per_epoch": 1000, "train.halve_every": 25, "train.dis_weight": 10.0,
-    "train.perceptual_weight": 1.0, "train.perceptual_from": 0.0, "train.consistency_weight": 0.0,
+    "train.perceptual_weight": 1.0, "train.perceptual_from": 0.0, "train.consistency_weight": 0.0, "train.noise_jpeg": False,
     "train.restart_every": 0, "train.restarts_in_average": False, "train.grad_clip": 0.0, "train.ema_decay": 0.0, "train.ema_sigma_rel": 0.0,
     "train.ema_track_sigma_rel": (), "train.ema_track_decay": (),
 }

@@ -35,7 +35,7 @@ def coarsening_curve(model, pairs, sizes=DEFAULT_SIZES, *, fit_images=None, wind
     from dictsr_core.training.coarse_size import central_window
 
     device = model_device(model, device)
-    entries = model.dictionaries.d_lr
+    entries = model.dictionaries.content_entries
     cells = []
     for item in pairs:
         lr, hr = central_window(item["lr"], item["hr"], window)

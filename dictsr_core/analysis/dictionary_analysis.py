@@ -44,7 +44,7 @@ def lr_patch_embeddings(model, lr_images, max_points: int = 2000, seed: int = 0,
         with torch.autocast(device_type=device.type, enabled=False):
             x = pad_to_grid(x, model.code_patch)
             features = model.enc_lr(to_signed(x)).float()
-            zs.append(to_rows(dicts.lr_in(features)).float().cpu())
+            zs.append(to_rows(dicts.lr_embedding(features)).cpu())
             entries.append(dicts.content_indices(features, roughness=dicts.roughness_for(x, model.code_patch))
                            .reshape(-1).cpu())
     z, chosen = torch.cat(zs).numpy(), torch.cat(entries).numpy()
@@ -107,7 +107,7 @@ def dictionary_map(model, lr_images, *, max_points: int = 2000, offset_entries: 
     """Everything Fig. 4 plots, embedded by a single embed_2d fit so entries, cells and offsets share axes."""
     lr_images = list(lr_images)
     dicts = model.dictionaries
-    d_lr = dicts.d_lr.detach().float().cpu().numpy()
+    d_lr = dicts.content_entries.detach().float().cpu().numpy()
     usage = entry_usage(model, lr_images, tile=tile, device=device)
     z, patch_entries = lr_patch_embeddings(model, lr_images, max_points=max_points, seed=seed, device=device)
     if dicts.d_deg is not None and offset_entries > 0:

@@ -98,7 +98,7 @@ def encode_image(model: DictSR, lr_image) -> ImageCodes:
     d = model.dictionaries
     x = pad_to_grid(image_tensor(image, model_device(model)), p)
     features = model.enc_lr(to_signed(x))
-    z_map = d.lr_in(features).float()
+    z_map = d.lr_embedding(features)
     z = z_map[0].permute(1, 2, 0)  # [h, w, d]
     rows = z.reshape(-1, z.shape[-1])
     entries = d.content_indices(features, roughness=d.roughness_for(x, p))[0]
@@ -106,10 +106,10 @@ def encode_image(model: DictSR, lr_image) -> ImageCodes:
     offsets = None
     if d.d_deg is not None:
         flat = entries.reshape(-1)
-        offsets = nearest_offset(rows - d.d_lr[flat].float(), d.d_deg, flat, d.lookup_chunk).view(entries.shape)
+        offsets = nearest_offset(rows - d.content_entries[flat].float(), d.d_deg, flat, d.lookup_chunk).view(entries.shape)
     # the branch-3 map (eq. 4, as in training) is what the LR decoder was trained to render
-    j3 = nearest_entry(rows, d.d_lr, d.lookup_chunk)
-    q = d.d_lr[j3].float()
+    j3 = nearest_entry(rows, d.content_entries, d.lookup_chunk)
+    q = d.content_entries[j3].float()
     if d.d_deg is not None:
         q = q + d.d_deg[j3, nearest_offset(rows - q, d.d_deg, j3, d.lookup_chunk)].float()
     padded = _uint8(x)[0]
@@ -152,10 +152,10 @@ def inspect_location(model: DictSR, lr_image, y: int, x: int, neighbours: int = 
     j = int(codes.entries[r, c])
     k = None if codes.offsets is None else int(codes.offsets[r, c])
     z = codes.z[r, c]
-    content = d.d_lr[j].float()
+    content = d.content_entries[j].float()
     offsets = d.d_deg[j].float() if d.d_deg is not None else None  # [K, d]
 
-    gaps = (d.d_lr.float() - content).norm(dim=1)
+    gaps = (d.content_entries.float() - content).norm(dim=1)
     gaps[j] = float("inf")
     order = torch.sort(gaps, stable=True).indices[: max(0, min(neighbours, d.entries - 1))].tolist()
 

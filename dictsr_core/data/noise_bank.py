@@ -73,6 +73,38 @@ def inject(clean: "torch.Tensor", noise: "torch.Tensor") -> "torch.Tensor":  # n
     return (clean * 255.0 + noise.to(clean.dtype)).round_().clamp_(0, 255).div_(255)
 
 
+def jpeg_batch(images: "torch.Tensor", quality: int) -> "torch.Tensor":  # noqa: F821
+    """A JPEG round trip (data.degradations.jpeg_roundtrip: PIL, 4:2:0, as the probe and the synthetic data use) of
+    each image of a [B, 3, H, W] batch in [0, 1], on the CPU, returned on the batch's device: the noisy copies
+    compressed as the LR photos were (train.noise_jpeg)."""
+    import torch
+
+    from dictsr_core.data.degradations import jpeg_roundtrip
+
+    pixels = images.detach().mul(255).round_().clamp_(0, 255).to("cpu", torch.uint8).permute(0, 2, 3, 1).numpy()
+    coded = np.stack([jpeg_roundtrip(np.ascontiguousarray(image), int(quality)) for image in pixels])
+    return torch.from_numpy(coded).permute(0, 3, 1, 2).to(images.device, images.dtype).div_(255)
+
+
+def noise_jpeg_quality(hr_images: list[np.ndarray], lr_images: list[np.ndarray], patches: np.ndarray,
+                       window: int = 512, seed: int = 0) -> tuple[int | None, dict]:
+    """The JPEG quality the LR photos show, for noisy copies made as training makes them (HR-down of each HR
+    photo's central window plus one field of the noise patches): data/jpeg_trace.estimate_jpeg_quality, None
+    where they show none. Reads the LR and HR training photos only, never a pair."""
+    from dictsr_core.data.jpeg_trace import estimate_jpeg_quality
+    from dictsr_core.data.resize import imresize_np
+
+    rng = np.random.default_rng(seed)
+    noisy = []
+    for hr in hr_images:
+        crop = hr[:window, :window]
+        crop = crop[: crop.shape[0] // 4 * 4, : crop.shape[1] // 4 * 4]
+        down = imresize_np(crop, 0.25).astype(np.int16)
+        noisy.append(np.clip(np.floor(down + noise_field(down.shape[0], down.shape[1], patches, rng) + 0.5), 0, 255)
+                     .astype(np.uint8))
+    return estimate_jpeg_quality(lr_images, noisy)
+
+
 def noise_field(height: int, width: int, patches: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """[height, width, 3] int16 noise tiled from randomly drawn `patches` (edge tiles cropped): one draw of the real
     LR noise over a whole image, for index consistency measured on clean training images."""

@@ -140,7 +140,7 @@ def lookup_embedding(model, image: np.ndarray, window: int = 256) -> torch.Tenso
     crop = np.ascontiguousarray(image[top : top + window, left : left + window])
     x = pad_to_grid(image_tensor(crop, model_device(model)), model.code_patch)
     with torch.autocast(device_type=x.device.type, enabled=False):
-        return to_rows(model.dictionaries.lr_in(model.enc_lr(to_signed(x))).float())
+        return to_rows(model.dictionaries.lr_embedding(model.enc_lr(to_signed(x))))
 
 
 def clean_lr(hr: np.ndarray) -> np.ndarray:
@@ -166,7 +166,7 @@ def image_agreement(model, lr: np.ndarray, hr: np.ndarray, *, name: str = "", de
     degraded_map, clean_map = index_map(lr), index_map(clean)
     out = {"index_agreement": agreement(clean_map, degraded_map), "index_agreement_draws": None}
     if clean.shape == lr.shape:
-        out.update(cell_geometry(lookup_embedding(model, clean), lookup_embedding(model, lr), model.dictionaries.d_lr))
+        out.update(cell_geometry(lookup_embedding(model, clean), lookup_embedding(model, lr), model.dictionaries.content_entries))
         if worth:
             found = agreement_worth(model, lr, hr, device=device, lpips=True)
             out.update({key: found[source] for key, source in WORTH_KEYS.items()})
@@ -227,7 +227,7 @@ def agreement_worth(model, lr: np.ndarray, hr: np.ndarray, *, device=None, near:
         return y[0, :, :h, :w].float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
 
     own, swapped = to_uint8(model.decode(j_degraded, x)), to_uint8(model.decode(j_clean, x))
-    entries = model.dictionaries.d_lr.float()
+    entries = model.dictionaries.content_entries.float()
     neighbours = torch.cdist(entries, entries).topk(min(near, len(entries)), largest=False).indices  # [N, near]
     close = (neighbours[j_clean.reshape(-1)] == j_degraded.reshape(-1, 1)).any(1).float().mean()
     out = {"psnr_own_indices": psnr_rgb(own, hr), "psnr_clean_indices": psnr_rgb(swapped, hr),

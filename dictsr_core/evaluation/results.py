@@ -113,8 +113,8 @@ def validation_codebook_health(model, pairs, device=None) -> dict:
         j = dicts.content_indices(features, roughness=dicts.roughness_for(lr, model.code_patch)).reshape(-1)
         contents.append(j.cpu())
         if dicts.hierarchical:
-            z = to_rows(dicts.lr_in(features).float())
-            k = nearest_offset(z - dicts.d_lr[j], dicts.d_deg, j, dicts.lookup_chunk)
+            z = to_rows(dicts.lr_embedding(features))
+            k = nearest_offset(z - dicts.content_entries[j], dicts.d_deg, j, dicts.lookup_chunk)
             offsets.append((j * dicts.num_offsets + k).cpu())
     health = {"perplexity": codebook_usage(torch.cat(contents), dicts.entries)["perplexity"],
               "activated_offsets": None, "offsets": None}

@@ -137,6 +137,10 @@ class CoupledDictionaries(nn.Module):
         lookup_chunk: int = 1 << 24,
         hr_grad: str = "ste",
         consistency_form: str = "mse",
+        cosine_lookup: bool = False,
+        codebook_ema: float = 0.0,
+        degraded_moves_content: bool = True,
+        joint_lookup_train: bool = False,
     ):
         super().__init__()
         self.entries, self.num_offsets, self.dim = entries, offsets, dim
@@ -144,6 +148,9 @@ class CoupledDictionaries(nn.Module):
         self.init, self.deg_init_scale, self.lookup_chunk = init, deg_init_scale, lookup_chunk
         self.lookup_blur, self.texture_gate = lookup_blur, texture_gate
         self.hr_grad, self.consistency_form = hr_grad, consistency_form
+        # the method issue's remedies for a code the degradation moves (docs/method.md, ablation rows Q1-Q9)
+        self.cosine_lookup, self.codebook_ema = cosine_lookup, codebook_ema
+        self.degraded_moves_content, self.joint_lookup_train = degraded_moves_content, joint_lookup_train
         self.hr_in, self.hr_out = nn.Conv2d(hr_channels, dim, 1), nn.Conv2d(dim, hr_channels, 1)
         self.lr_in, self.lr_out = nn.Conv2d(lr_channels, dim, 1), nn.Conv2d(dim, lr_channels, 1)
         self.d_hr = nn.Parameter(torch.randn(entries, dim))
@@ -160,6 +167,9 @@ class CoupledDictionaries(nn.Module):
         self.register_buffer("born", torch.zeros(entries, dtype=torch.long))  # step of last (re)initialisation
         # a texture-gated code (model/texture_gate.py): the entries flat cells choose among; only derived runs have one
         self.register_buffer("coarse_keep", torch.arange(coarse_entries) if coarse_entries > 0 else None)
+        # codebook_ema: D_lr is the running mean of the clean (HR-down) embeddings each entry wins (VQ-VAE-2)
+        self.register_buffer("ema_count", torch.ones(entries) if codebook_ema > 0 else None)
+        self.register_buffer("ema_sum", torch.zeros(entries, dim) if codebook_ema > 0 else None)
 
     @property
     def gated(self) -> bool:
@@ -171,19 +181,66 @@ class CoupledDictionaries(nn.Module):
         gated (model/texture_gate.lr_roughness), else None."""
         return lr_roughness(lr, code_patch) if self.gated else None
 
+    # ---- the LR lookup space ----------------------------------------------------------------
+    def lr_embedding(self, features: torch.Tensor) -> torch.Tensor:
+        """E_lr features -> the lookup space [B, d, h, w] (fp32): lr_in, on the unit sphere with cosine_lookup."""
+        z = self.lr_in(features).float()
+        return F.normalize(z, dim=1) if self.cosine_lookup else z
+
+    @property
+    def content_entries(self) -> torch.Tensor:
+        """D_lr as the lookups see it (rows on the unit sphere with cosine_lookup): what analyses measure against."""
+        return F.normalize(self.d_lr, dim=1) if self.cosine_lookup else self.d_lr
+
     # ---- lookups --------------------------------------------------------------------------
     def lookup_lr(self, features: torch.Tensor, degraded: bool) -> LookupResult:
-        """Branch 2 (degraded=False): j over D_lr. Branch 3: j over D_lr, then k over D_deg(j, :) (eq. 4)."""
-        z = to_rows(self.lr_in(features).float())
-        j = nearest_entry(z, self.d_lr, self.lookup_chunk)
-        q = self.d_lr[j]
+        """Branch 2 (degraded=False): j over D_lr. Branch 3: j over D_lr, then k over D_deg(j, :) (eq. 4); with
+        joint_lookup_train the nearest (j, k) pair instead. D_lr learns from branch 2 alone with codebook_ema or
+        without degraded_moves_content (branch 3's codebook term then moves D_deg only: the paper's intent)."""
+        z = to_rows(self.lr_embedding(features))
+        content = self.content_entries
         k = None
+        if degraded and self.hierarchical and self.joint_lookup_train:
+            j, k = nearest_pair(z, content, self.d_deg, self.lookup_chunk)
+        else:
+            j = nearest_entry(z, content, self.lookup_chunk)
+        q = content[j]
+        if self.codebook_ema > 0 or (degraded and not self.degraded_moves_content):
+            q = q.detach()
         if degraded and self.hierarchical:
-            k = nearest_offset(z - q.detach(), self.d_deg, j, self.lookup_chunk)
+            if k is None:
+                k = nearest_offset(z - q.detach(), self.d_deg, j, self.lookup_chunk)
             q = q + self.d_deg[j, k]
         if self.training:
             self._mark_used(j, k)
+            if self.codebook_ema > 0 and not degraded:
+                self._ema_update(z.detach(), j)
         return self._quantized(z, q, self.lr_out, features.shape, j, k)
+
+    @torch.no_grad()
+    def _ema_update(self, z: torch.Tensor, j: torch.Tensor, epsilon: float = 1e-5) -> None:
+        """D_lr[i] <- EMA of the embeddings that chose i over EMA of their count, the count Laplace-smoothed so an
+        unused entry does not divide by zero (VQ-VAE-2; vector-quantize-pytorch's EuclideanCodebook). Summed over
+        the DDP ranks first, so every rank keeps the same D_lr."""
+        counts = torch.bincount(j, minlength=self.entries).float()
+        sums = torch.zeros_like(self.ema_sum).index_add_(0, j, z.float())
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(counts)
+            torch.distributed.all_reduce(sums)
+        decay = self.codebook_ema
+        self.ema_count.mul_(decay).add_(counts, alpha=1 - decay)
+        self.ema_sum.mul_(decay).add_(sums, alpha=1 - decay)
+        total = self.ema_count.sum()
+        smoothed = (self.ema_count + epsilon) / (total + self.entries * epsilon) * total
+        self.d_lr.copy_(self.ema_sum / smoothed.unsqueeze(1))
+
+    def _reset_ema(self, index: torch.Tensor | None = None) -> None:
+        """The EMA state of entries `index` (all where None) restarts from their current rows, counted once."""
+        if self.ema_count is None:
+            return
+        rows = slice(None) if index is None else index
+        self.ema_count[rows] = 1.0
+        self.ema_sum[rows] = self.d_lr[rows].float()
 
     def lookup_hr(self, features: torch.Tensor, indices: torch.Tensor | None) -> LookupResult:
         """Branch 1: coupled, q = D_hr(i) with i from the downscaled image; E1 (indices=None): own lookup."""
@@ -218,11 +275,11 @@ class CoupledDictionaries(nn.Module):
         """For the embedding of a degraded copy of an image whose clean content indices are known (not in the
         paper): "mse" ||z - sg[D_lr(j_clean)]||^2, or "cross_entropy" over the D_lr cells (cell_cross_entropy).
         Either moves the encoder, never the dictionary."""
-        z = to_rows(self.lr_in(features).float())
+        z = to_rows(self.lr_embedding(features))
         target = clean_indices.reshape(-1)
         if self.consistency_form == "cross_entropy":
-            return cell_cross_entropy(z, self.d_lr, target)
-        return F.mse_loss(z, self.d_lr[target].detach().float())
+            return cell_cross_entropy(z, self.content_entries, target)
+        return F.mse_loss(z, self.content_entries[target].detach().float())
 
     @torch.no_grad()
     def content_indices(self, features: torch.Tensor, keep: torch.Tensor | None = None,
@@ -254,10 +311,11 @@ class CoupledDictionaries(nn.Module):
 
     def _nearest_map(self, features: torch.Tensor, keep: torch.Tensor | None, blur: float) -> torch.Tensor:
         """[B, h, w] index map over `keep` (all entries where None) of the LR embedding blurred by `blur` (0: not)."""
-        z = self.lr_in(features).float()
+        z = self.lr_embedding(features)
         if blur > 0:
             z = gaussian_lowpass(z, blur)
-        d_lr, d_deg = self.d_lr, self.d_deg
+            z = F.normalize(z, dim=1) if self.cosine_lookup else z
+        d_lr, d_deg = self.content_entries, self.d_deg
         if keep is not None:
             d_lr, d_deg = d_lr[keep], None if d_deg is None else d_deg[keep]
         rows = to_rows(z)
@@ -280,8 +338,15 @@ class CoupledDictionaries(nn.Module):
             flat.scatter_(0, j * self.num_offsets + k, self.clock.expand_as(j))
 
     def tick(self) -> None:
-        """Advance the step clock (once per training step, on the device: no host sync)."""
+        """Advance the step clock (once per training step, on the device: no host sync), and put D_lr back on the
+        unit sphere where the lookup is cosine (the optimiser step moved it off)."""
         self.clock += 1
+        self._unit_content()
+
+    @torch.no_grad()
+    def _unit_content(self) -> None:
+        if self.cosine_lookup:
+            self.d_lr.copy_(F.normalize(self.d_lr, dim=1))
 
     def active_mask(self, window: int) -> torch.Tensor:
         return (self.clock - self.last_used) < window
@@ -307,6 +372,8 @@ class CoupledDictionaries(nn.Module):
             pick = _sample_rows(z_lr.shape[0], self.entries, z_lr.device)
             content, hr = z_lr[pick], z_hr[pick]
         self.d_lr.copy_(content + _jitter(content))
+        self._unit_content()
+        self._reset_ema()
         self.d_hr.copy_(hr)
         if self.d_deg is not None:
             self.d_deg.copy_(torch.randn_like(self.d_deg) * self.deg_init_scale * z_lr.std())
@@ -324,6 +391,8 @@ class CoupledDictionaries(nn.Module):
         if count:
             pick = _sample_rows(z_lr.shape[0], count, z_lr.device)
             self.d_lr[index] = z_lr[pick].float() + _jitter(z_lr[pick].float())
+            self._unit_content()
+            self._reset_ema(index)
             self.d_hr[index] = z_hr[pick].float()
             if self.d_deg is not None:
                 self.d_deg[index] = torch.randn_like(self.d_deg[index]) * self.deg_init_scale * z_lr.float().std()

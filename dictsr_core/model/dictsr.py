@@ -45,6 +45,10 @@ def build_dictionaries(cfg: ModelConfig) -> CoupledDictionaries:
         lookup_chunk=cfg.lookup_chunk,
         hr_grad=cfg.hr_grad,
         consistency_form=cfg.consistency_form,
+        cosine_lookup=cfg.cosine_lookup,
+        codebook_ema=cfg.codebook_ema,
+        degraded_moves_content=cfg.degraded_moves_content,
+        joint_lookup_train=cfg.joint_lookup_train,
     )
 
 
@@ -112,7 +116,7 @@ class DictSR(nn.Module):
     def coupled_embeddings(self, hr: torch.Tensor, hr_down: torch.Tensor):
         """Lookup-space embeddings of HR-down and HR at the same code positions (for init and restarts)."""
         d = self.dictionaries
-        z_lr = d.lr_in(self.enc_lr(to_signed(hr_down))).float()
+        z_lr = d.lr_embedding(self.enc_lr(to_signed(hr_down)))
         z_hr = d.hr_in(self.enc_hr(to_signed(hr))).float()
         if z_lr.shape[2:] != z_hr.shape[2:]:
             raise ValueError(f"HR-down code grid {tuple(z_lr.shape[2:])} != HR code grid {tuple(z_hr.shape[2:])}")

@@ -81,6 +81,15 @@ def training_dataset(cfg: Config, data_dir: Path, length: int, rank: int = 0):
                               lr_patch=t.lr_crop, seed=t.seed, length=length)
     if t.consistency_weight > 0:
         dataset.noise_patches = noise_bank(dataset, t, rank)
+        if t.noise_jpeg:
+            from dictsr_core.data.noise_bank import noise_jpeg_quality
+
+            dataset.noise_jpeg_quality, trace = noise_jpeg_quality(dataset.hr_images, dataset.lr_images,
+                                                                   dataset.noise_patches)
+            if rank == 0:
+                print(f"[train] index consistency: the LR photos' JPEG grid reads {trace['real']:.2f} (copies "
+                      f"{trace['none']:.2f}): noisy copies get "
+                      + (f"JPEG q{dataset.noise_jpeg_quality}" if dataset.noise_jpeg_quality else "no JPEG"), flush=True)
     return dataset
 
 

@@ -18,7 +18,8 @@ import torch
 from dictsr_core.training.coarse_size import AGREEMENT_Z
 
 DICTIONARY_ROWS = ("dictionaries.d_lr", "dictionaries.d_hr", "dictionaries.d_deg", "dictionaries.last_used",
-                   "dictionaries.last_used_deg", "dictionaries.born")  # state entries indexed by content entry
+                   "dictionaries.last_used_deg", "dictionaries.born", "dictionaries.ema_count",
+                   "dictionaries.ema_sum")  # state entries indexed by content entry
 
 
 def kept_rows(state: dict, keep: torch.Tensor) -> dict:
@@ -201,7 +202,7 @@ def _kept_draw(model, chosen, clusters: int, restarts: int, probe, target: float
             + ", ".join(f"seed {s}: {scores['agreement'][s]:.3f} ({scores['agreement_bound'][s]:.3f}) / "
                         f"{scores['lpips_alex'][s]:.4f}" for s in range(restarts))
             + f"; kept seed {seed}")
-    return coarse_code(model.dictionaries.d_lr, chosen, clusters, seed=seed).representative
+    return coarse_code(model.dictionaries.content_entries, chosen, clusters, seed=seed).representative
 
 
 def _checked_request(source_dir, source_cfg, clusters, target, restarts, agreement_z) -> tuple[float, float]:
@@ -320,7 +321,7 @@ def choose_size(model, chosen: torch.Tensor, probe: dict, target: float, z: floa
                                                   size_ladder)
 
     entries = model.dictionaries.d_lr.shape[0]
-    codes = {entries: None, **{size: coarse_code(model.dictionaries.d_lr, chosen, size).representative
+    codes = {entries: None, **{size: coarse_code(model.dictionaries.content_entries, chosen, size).representative
                                for size in size_ladder(entries)}}
     agreement, bound = agreement_summary(agreement_by_size(model, probe["clean"], probe["noisy"], codes,
                                                            per_image=True), z)
@@ -335,7 +336,7 @@ def score_restarts(model, chosen: torch.Tensor, clusters: int, restarts: int, pr
     from dictsr_core.model.dictionaries import coarse_code
     from dictsr_core.training.coarse_size import agreement_by_size, agreement_summary, best_restart, training_lpips
 
-    keeps = {seed: coarse_code(model.dictionaries.d_lr, chosen, clusters, seed=seed).representative
+    keeps = {seed: coarse_code(model.dictionaries.content_entries, chosen, clusters, seed=seed).representative
              for seed in range(restarts)}
     agreement, bound = agreement_summary(agreement_by_size(model, probe["clean"], probe["noisy"], keeps,
                                                            per_image=True), z)

@@ -43,7 +43,7 @@ def refine_code(model, chosen: torch.Tensor, keep: torch.Tensor, probe: dict, ta
     from dictsr_core.model.dictionaries import split_kept_entry
     from dictsr_core.training.coarse_size import agreement_by_size, agreement_summary, training_lpips
 
-    entries = model.dictionaries.d_lr
+    entries = model.dictionaries.content_entries
     max_entries = entries.shape[0] if max_entries is None else int(max_entries)
     if not 0 < target <= 1:
         raise ValueError(f"target index agreement {target}: a fraction in (0, 1]")

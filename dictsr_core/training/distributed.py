@@ -46,7 +46,8 @@ def merge_usage(dicts) -> None:
 
 def broadcast_dictionaries(dicts) -> None:
     """Rank 0's entries and usage bookkeeping to every rank (after rank 0 restarted dead entries)."""
-    for tensor in (dicts.d_lr, dicts.d_hr, dicts.d_deg, dicts.last_used, dicts.last_used_deg, dicts.born):
+    for tensor in (dicts.d_lr, dicts.d_hr, dicts.d_deg, dicts.last_used, dicts.last_used_deg, dicts.born,
+                   dicts.ema_count, dicts.ema_sum):
         if tensor is not None:
             dist.broadcast(tensor.data, src=0)
 

@@ -7,7 +7,7 @@ import torch
 import torch.distributed as dist
 
 from dictsr_core.config import Config
-from dictsr_core.data.noise_bank import inject
+from dictsr_core.data.noise_bank import inject, jpeg_batch
 from dictsr_core.model import DictSR
 from dictsr_core.training.distributed import broadcast_dictionaries, merge_usage
 from dictsr_core.training.losses import DictSRLoss, PairedLoss
@@ -20,13 +20,16 @@ def downscale_hr(hr: torch.Tensor) -> torch.Tensor:
     return (imresize_torch(hr, 0.25).clamp_(0, 1) * 255).round_().div_(255)
 
 
-def batch_to_device(batch: dict, device: torch.device, memory_format, is_dictsr: bool):
+def batch_to_device(batch: dict, device: torch.device, memory_format, is_dictsr: bool, jpeg_quality: int | None = None):
     """(hr, hr_down, lr, injected) of a loader batch, in [0, 1] on the device; hr_down only for DictSR, injected
-    (HR-down plus real LR noise, index consistency) only when the batch carries noise patches."""
+    (HR-down plus real LR noise, index consistency; JPEG-compressed at `jpeg_quality` where given) only when the
+    batch carries noise patches."""
     hr = batch["hr"].to(device, non_blocking=True).float().div_(255).contiguous(memory_format=memory_format)
     lr = batch["lr"].to(device, non_blocking=True).float().div_(255).contiguous(memory_format=memory_format)
     hr_down = downscale_hr(hr).contiguous(memory_format=memory_format) if is_dictsr else None
     injected = inject(hr_down, batch["noise"].to(device, non_blocking=True)) if "noise" in batch else None
+    if injected is not None and jpeg_quality:
+        injected = jpeg_batch(injected, jpeg_quality).contiguous(memory_format=memory_format)
     return hr, hr_down, lr, injected
 
 

@@ -56,7 +56,7 @@ def derive_gated_run(source_dir, out_dir, clusters: int, data_dir, gates, *, res
     model = inference_model(payload, device=device, source=str(source_dir))
     chosen = torch.cat([content_index_map(model, image, tile=None).reshape(-1)
                         for image in training_lr_images(data_dir, clean)]).to(model.dictionaries.d_lr.device)
-    keeps = {seed: coarse_code(model.dictionaries.d_lr, chosen, clusters, seed=seed).representative
+    keeps = {seed: coarse_code(model.dictionaries.content_entries, chosen, clusters, seed=seed).representative
              for seed in range(restarts)}
     record = score_gated_codes(model, keeps, blurs, gates, probe, target, agreement_z, log)
     kept = record["kept"]

@@ -97,7 +97,8 @@ class Trainer:
     def train_step(self, batch) -> bool:
         """One step and what falls on it (restart, log line, checkpoint); True when out of time (checkpointed)."""
         run, t = self.run, self.run.cfg.train
-        hr, hr_down, lr, injected = batch_to_device(batch, run.device, run.memory_format, run.is_dictsr)
+        hr, hr_down, lr, injected = batch_to_device(batch, run.device, run.memory_format, run.is_dictsr,
+                                                    getattr(run.loader.dataset, "noise_jpeg_quality", None))
         self.prepare_first_step(hr, hr_down)
         terms = self.forward_backward(hr, hr_down, lr, injected)
         self.optimise()
