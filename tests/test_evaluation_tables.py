@@ -507,6 +507,10 @@ def test_ablation_table_gains_the_lpips_interval_and_index_agreement(synthetic_r
     rows = {row[0]: dict(zip(table.titles(), row)) for row in table.rows}
     assert list(rows) == ["Ours", "A1"]
     assert rows["A1"]["ΔLPIPS-Alex vs bicubic [95% CI]"].markdown == "-0.1000 [-0.1000, -0.1000]"
+    # against the run it changes (Ours: -0.15 to bicubic), not against bicubic; Ours has no base
+    assert rows["A1"]["ΔLPIPS-Alex vs its base [95% CI]"].markdown == "+0.0500 [+0.0500, +0.0500]"
+    assert rows["Ours"]["ΔLPIPS-Alex vs its base [95% CI]"] is None
+    assert "Cohen's kappa" in table.caption and "index cost" in table.caption
     assert rows["A1"]["index agreement"].markdown == "0.40" and rows["Ours"]["index agreement"].markdown == "0.62 / 0.55"
     # clean - own per photo: -0.0512, -0.0612, -0.0712, -0.0812 (mean -0.0662); photo means bound the interval
     worth = rows["Ours"]["LPIPS-Alex own -> clean indices, Δ [95% CI]"].markdown

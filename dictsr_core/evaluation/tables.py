@@ -292,6 +292,37 @@ def ablation_id(record: dict) -> str:
     return record["ablation"] or OURS
 
 
+VERSUS_TITLE = "ΔLPIPS-Alex vs its base [95% CI]"
+VERSUS_NOTE = (f"{VERSUS_TITLE}: the row minus the run it changes (the row without an ablation of the same preset, "
+               "\"Ours\" for the recipe's rows), paired over the validation images as in the Δ columns: an ablation "
+               "that removes a part of the recipe shows what that part earns, a remedy that adds one what it costs")
+KAPPA_NOTE = ("κ, MI: Cohen's kappa (chance agreement from both maps' entry usage) and mutual information in bits between "
+              "the clean and the degraded LR's content index maps; index cost: LPIPS-Alex with the degraded LR's "
+              "indices minus with the clean LR's")
+
+
+def base_record(record: dict, dictsr: list[dict]) -> dict | None:
+    """The run an ablation row changes: the DictSR record of the same preset without an ablation (the ablation
+    schedule's "Ours" first, then the main run); None for such a record itself, or where there is none."""
+    if not record["ablation"]:
+        return None
+    bases = [r for r in dictsr if not r["ablation"] and r["preset"] == record["preset"]]
+    bases.sort(key=lambda r: (r["run"] != "ablation-Ours", r["run"] != "dictsr"))
+    return bases[0] if bases else None
+
+
+def _versus_cell(record: dict, reference: dict | None) -> Cell | None:
+    from dictsr_core.evaluation.comparison import ComparisonError, compare_records
+
+    if reference is None:
+        return None
+    try:
+        found = compare_records(record, reference, ("lpips_alex",)).get("lpips_alex")
+    except ComparisonError:
+        return None  # scored on other images: no paired difference
+    return bootstrap_cell(found, 4) if found else None
+
+
 def comparison_table(records: list[dict], paper: str = "aim") -> Table:
     """Table 1 / 2: bicubic, baselines and full-model DictSR runs (ours) beside the paper's rows for `paper`.
 
@@ -351,18 +382,23 @@ def ablation_table(records: list[dict]) -> Table:
     for record in dictsr:
         ident = ablation_id(record)
         paper_row = PAPER_ABLATIONS.get(ident)
+        reference = base_record(record, dictsr)
         rows.append((ident, record["run"], record["preset"], _change(ident), record["steps"], record["entries"],
                      record["activated_entries"], *_ours(record), delta_cell(record, "bicubic", "lpips_alex", 4),
+                     _versus_cell(record, reference), _summary(record, "index_kappa"),
+                     _summary(record, "index_mi_bits"), _summary(record, "index_cost_lpips_alex"),
                      index_agreement_cell(record), agreement_worth_cell(record),
                      None if paper_row is None else paper_row.entries,
                      None if paper_row is None else paper_row.activated, *_paper_metrics(paper_row)))
     benchmark = BENCHMARKS[PAPER_ABLATION_BENCHMARK]
     columns = (Column("id"), Column("run"), Column("preset"), Column("change"), Column("steps"), Column("N"),
                Column("activated D_lr entries (validation)"), *_our_metric_columns(), Column(DELTA_TITLES[1]),
+               Column(VERSUS_TITLE), Column("κ", ".2f"), Column("MI (bits)", ".2f"), Column("index cost", "+.3f"),
                Column("index agreement"), Column(WORTH_TITLE), Column("paper N"), Column(f"paper activated D_lr entries ({benchmark})"),
                *_paper_columns(benchmark))
     caption = (f"Tables 3 / 4 style. Our columns: {_scope(dictsr)}, {CONVENTION}; activated entries = distinct "
-               f"D_lr content entries chosen over all validation LR images, out of N. {CI_NOTE}. {AGREEMENT_NOTE}. "
+               f"D_lr content entries chosen over all validation LR images, out of N. {CI_NOTE}. {VERSUS_NOTE}. "
+               f"{KAPPA_NOTE}. {AGREEMENT_NOTE}. "
                f"{WORTH_NOTE}. "
                "Columns titled \"paper\": "
                f"DictSR (CVPR 2024) Tables 3 and 4, {benchmark}, as printed (\"-\": not given); not computed here. "
