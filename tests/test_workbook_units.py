@@ -165,7 +165,7 @@ def test_a_notebook_that_does_not_write_its_outputs_fails(tmp_path):
 
 
 def test_profiles_and_context(tmp_path):
-    assert set(PROFILES) == {"smoke", "cpu", "cpu-full", "gpu", "paper"}
+    assert set(PROFILES) == {"smoke", "cpu", "cpu-full", "remedies", "remedies-paper", "gpu", "paper"}
     full = context("cpu-full", root=tmp_path, device="cpu")  # adds rows beside the cpu profile's runs
     assert full.run_root == tmp_path / "runs" / "cpu" and full.figure_dir == tmp_path / "figures" / "cpu"
     ctx = context("cpu", root=tmp_path, device="cpu")
@@ -181,6 +181,17 @@ def test_profiles_and_context(tmp_path):
 
     for profile in PROFILES.values():
         assert set(profile.ablations) <= set(ABLATIONS), profile.name
+    # the remedy studies: each row changes the config it trains (none is a no-op on its base), in folders of their own
+    from dictsr_core.workbook.plan import training_config
+
+    for name in ("remedies", "remedies-paper"):
+        study = context(name, root=tmp_path, device="cpu")
+        assert study.run_root == tmp_path / "runs" / name
+        base = training_config(study, "dictsr", None, schedule="ablation")
+        for row in study.profile.ablations:
+            assert training_config(study, "dictsr", row, schedule="ablation") != base, (name, row)
+    paper = context("remedies-paper", root=tmp_path, device="cpu")
+    assert training_config(paper, "dictsr", None, schedule="ablation").train.total_steps == 600
 
 
 def test_workbook_cli_names_a_missing_data_folder(tmp_path):

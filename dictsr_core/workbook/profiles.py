@@ -22,6 +22,10 @@ PEER_BASELINES = ("paired-bicubic", "oracle", *EQUAL_BUDGET_METHODS)
 # the ablation rows that test the recipe's departures from the paper (config.ABLATIONS R*; R5 is an addition
 # never in the recipe); R6 and R7 are made from Ours' checkpoint, not trained
 RECIPE_ABLATIONS = ("R1", "R2", "R3", "R4", "R6", "R7", "R8")
+# the method issue's remedies for a code the degradation moves (config.ABLATIONS Q*), each added on its own; on the
+# paper's method Q6 (JPEG in the consistency term's copies: it has none) and Q9 (no restarts: it has none) change nothing
+REMEDY_ABLATIONS = ("Q1", "Q2", "Q3", "Q4", "Q5", "Q6", "Q7", "Q8", "Q9")
+PAPER_REMEDY_ABLATIONS = ("Q1", "Q2", "Q3", "Q4", "Q5", "Q7", "Q8")
 
 
 class WorkbookError(RuntimeError):
@@ -143,6 +147,18 @@ PROFILES: dict[str, Profile] = {
         run_folder="cpu",  # the cpu profile's runs (the same recipe and peers), and more rows beside them
         about="the cpu profile and everything its verdict does not need: the paired baselines (paired-bicubic, "
               "oracle), the paper's ablation A1, the split coarse code dictsr-c8s; about twice make main's time",
+    ),
+    "remedies": Profile(
+        "remedies", preset="cpu", source="photos", ablations=REMEDY_ABLATIONS, ablation_overrides={"train.epochs": 2},
+        about="the method issue's remedies Q1-Q9 added to the cpu recipe, as ablation rows on validation "
+              "(`--only 04_ablations`; about 5 min a row on 2 CPU cores)",
+    ),
+    "remedies-paper": Profile(
+        # one epoch of the paper-cpu schedule (600 steps, LPIPS-VGG on every step as the paper trains)
+        "remedies-paper", preset="paper-cpu", source="photos", ablations=PAPER_REMEDY_ABLATIONS,
+        ablation_overrides={"train.epochs": 1, "train.halve_every": 1},
+        about="the method issue's remedies added to the paper's method at the cpu budget (paper-cpu), as ablation "
+              "rows on validation (`--only 04_ablations`; about 8 min a row on 2 CPU cores)",
     ),
     "gpu": Profile(
         # the cpu recipe at the paper's widths, batch and crops (config.PRESETS["gpu"]); D1 is not among the
