@@ -1,7 +1,7 @@
 """JupyterLab in a real headless browser: `dictsr lab` over the smoke workbook run, driven by Selenium.
 
-The browser is Debian's `chromium` with `chromium-driver` (scripts/setup.sh installs both with apt when it runs as
-root); Selenium is given both paths, so Selenium Manager never downloads anything. Without them the tests skip and
+The browser is Debian's `chromium` with `chromium-driver` (`make test`, i.e. scripts/setup.sh --browser, installs
+both with apt when it runs as root); Selenium is given both paths, so Selenium Manager never downloads anything. Without them the tests skip and
 say how to install them.
 
 What the lab serves: `dictsr lab` (the real command, as a subprocess) with DICTSR_ROOT set to a temp folder, so
@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 TOKEN = "dictsr-browser-test-token"
 INSTALL = ("install them as root with `apt-get install -y --no-install-recommends chromium chromium-driver` (Debian/Ubuntu; "
-           "scripts/setup.sh does that when it runs as root where apt-get exists: `rm .venv/.dictsr-setup-*; make setup` reruns it)")
+           "`make setup-test` (scripts/setup.sh --browser) does that when it runs as root where apt-get exists)")
 
 
 def _missing() -> str:
