@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -180,22 +181,31 @@ def _main_checkpoint(command: str) -> str:
 
 def cmd_sr(args) -> int:
     from dictsr_core.atomic import ensure_writable_dir
-    from dictsr_core.data.io import (MAX_SR_INPUT_PIXELS, ImageError, check_output_folder, plan_outputs, read_rgb,
-                                     write_rgb)
+    from dictsr_core.data.io import (MAX_SR_INPUT_PIXELS, ImageError, check_output_folder, file_has_alpha, plan_outputs,
+                                     read_rgba, write_rgb)
     from dictsr_core.inference.fast import FastInference, use_bf16
+    from dictsr_core.inference.sr_files import expand_inputs, finish_output, output_name, with_alpha_extension
     from dictsr_core.inference.tiled import super_resolve
     from dictsr_core.training.checkpoint import load_inference_model
     from dictsr_core.training.devices import pick_device
 
     out_dir = Path(args.out)
+    from dictsr_core.config import ConfigError
+
+    if not (args.outscale > 0 and math.isfinite(args.outscale)):
+        raise ConfigError(f"--outscale {args.outscale}: a positive number (4 is the network's own scale)")
+    if args.suffix and any(c in args.suffix for c in "/\\"):
+        raise ConfigError(f"--suffix {args.suffix!r}: a file name part, without / or \\")
+    inputs = expand_inputs(args.inputs)  # folders: their images
     # before any work: never into an input's folder, one output name per input, earlier outputs only with --overwrite
-    check_output_folder(out_dir, {Path(name).parent: f"input {name}" for name in args.inputs})
-    targets = plan_outputs([(name, Path(name).stem + ".png") for name in args.inputs], out_dir, inputs=args.inputs,
-                           overwrite=args.overwrite)
+    check_output_folder(out_dir, {**{Path(name).parent: f"input {name}" for name in inputs},
+                                  **{Path(name): f"inputs ({name})" for name in args.inputs if Path(name).is_dir()}})
+    names = [output_name(name, args.suffix, args.ext) for name in inputs]
+    names = [with_alpha_extension(out) if file_has_alpha(name) else out for name, out in zip(inputs, names)]
+    targets = plan_outputs(list(zip(inputs, names)), out_dir, inputs=inputs, overwrite=args.overwrite)
     device = pick_device(args.device)
     amp = use_bf16(args.precision, device)
     if args.method != "dictsr":  # a pretrained peer (peers/pretrained.py): the same tiling, EXIF and 16-bit handling
-        from dictsr_core.config import ConfigError
         from dictsr_core.peers.pretrained import load_pretrained
 
         if args.checkpoint:
@@ -208,25 +218,28 @@ def cmd_sr(args) -> int:
     if args.method == "dictsr" and (args.compile or device.type == "cuda"):
         model = FastInference(model, compile=args.compile)
     failed = 0
-    for name, target in zip(args.inputs, targets):
+    for name, target in zip(inputs, targets):
         try:
-            image = read_rgb(name, max_pixels=MAX_SR_INPUT_PIXELS, what="sr accepts (its 4x output must stay readable)")
+            image, alpha = read_rgba(name, max_pixels=MAX_SR_INPUT_PIXELS,
+                                     what="sr accepts (its 4x output must stay readable)")
             sr = super_resolve(model, image, tile=args.tile, device=device, amp=amp,
                                batch_tiles=args.batch_tiles, cuda_graphs=args.cuda_graphs, color_fix=args.color_fix)
+            sr = finish_output(sr, alpha, image.shape, args.outscale)
         except (ImageError, ValueError, MemoryError) as error:
             reason = error if isinstance(error, ImageError) else f"{name}: {error or 'out of memory'}"
             print(f"error: {reason}", file=sys.stderr)
             failed += 1
             continue
         try:
-            write_rgb(target, sr, overwrite=args.overwrite)
+            write_rgb(target, sr, overwrite=args.overwrite, **({"quality": 95} if target.suffix == ".jpg" else {}))
         except OSError as error:  # disk full, a file that appeared meanwhile, ...: this output is lost, not the batch
             print(f"error: {name}: cannot write {target} ({error.strerror or error})", file=sys.stderr)
             failed += 1
             continue
-        print(f"{name} -> {target} ({image.shape[1]}x{image.shape[0]} -> {sr.shape[1]}x{sr.shape[0]})")
+        print(f"{name} -> {target} ({image.shape[1]}x{image.shape[0]} -> {sr.shape[1]}x{sr.shape[0]}"
+              + (", alpha kept" if alpha is not None else "") + ")")
     if failed:
-        print(f"{failed} of {len(args.inputs)} input(s) failed", file=sys.stderr)
+        print(f"{failed} of {len(inputs)} input(s) failed", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -614,8 +627,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="trained weights (default: the main job's DictSR checkpoint, "
                    "runs/<profile>/dictsr/checkpoints/last.pt)")
     _weights_argument(p)
-    p.add_argument("inputs", nargs="+", metavar="INPUT")
-    p.add_argument("--out", default="sr", help="output folder (PNG, same stem; default ./sr); never an input's folder")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images (not recursive)")
+    p.add_argument("--out", default="sr", help="output folder (default ./sr); never an input's folder")
+    p.add_argument("--suffix", default="", help="output name <stem>_<suffix>.<ext> (default: none, <stem>.<ext>)")
+    p.add_argument("--ext", choices=("png", "jpg", "webp", "tif", "auto"), default="png",
+                   help="output format (default png; auto: the input's own where it can be written); an image with "
+                        "an alpha channel is written as PNG where jpg was asked")
+    p.add_argument("--outscale", type=float, default=4.0,
+                   help="final scale of the output against the input (default 4, the network's; another value "
+                        "resizes the 4x output with Lanczos, as Real-ESRGAN's --outscale)")
     p.add_argument("--overwrite", action="store_true", help="replace earlier outputs in --out (inputs are never replaced)")
     p.add_argument("--tile", type=_tile, default=256, help="LR tile side: 0 = whole image at once, else at least 8")
     p.add_argument("--batch-tiles", type=_batch_tiles, default=4, help="tiles of equal size run together (at least 1)")

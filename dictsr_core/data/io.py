@@ -86,6 +86,40 @@ def read_rgb(path, min_size: int = 1, max_pixels: int = MAX_PIXELS, what: str = 
     The EXIF orientation tag is applied, so a photo comes out the way viewers show it. An image over
     `max_pixels` is refused from its header, before any pixel is decoded (see MAX_PIXELS).
     """
+    return _read(path, min_size, max_pixels, what, pil_to_rgb)
+
+
+def has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info)
+
+
+def file_has_alpha(path) -> bool:
+    """Whether the image file has an alpha channel, from its header; False where it cannot be opened (reading it
+    later names the problem)."""
+    try:
+        with Image.open(path) as image:
+            return has_alpha(image)
+    except Exception:  # noqa: BLE001 - the read reports it
+        return False
+
+
+def pil_to_rgba(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """(HxWx3 uint8 colour, HxW uint8 alpha or None): an image with an alpha channel keeps its colour as stored,
+    not composited over white, so that `sr` can upscale colour and alpha apart and keep the transparency."""
+    if not has_alpha(image):
+        return pil_to_rgb(image), None
+    rgba = np.asarray(image.convert("RGBA"), dtype=np.uint8)
+    return np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3])
+
+
+def read_rgba(path, min_size: int = 1, max_pixels: int = MAX_PIXELS,
+              what: str = "dictsr reads") -> tuple[np.ndarray, np.ndarray | None]:
+    """read_rgb's checks and errors; returns (colour, alpha) where the file has an alpha channel (pil_to_rgba),
+    else (read_rgb's array, None)."""
+    return _read(path, min_size, max_pixels, what, pil_to_rgba)
+
+
+def _read(path, min_size: int, max_pixels: int, what: str, convert):
     path = Path(path)
     if not path.is_file():
         raise ImageError(path, "no such file")
@@ -98,7 +132,7 @@ def read_rgb(path, min_size: int = 1, max_pixels: int = MAX_PIXELS, what: str = 
         with opened as image:
             check_pixels(path, image.width, image.height, max_pixels, what)
             image.load()  # force a full decode so truncation is found here, not later
-            array = pil_to_rgb(ImageOps.exif_transpose(image))
+            converted = convert(ImageOps.exif_transpose(image))
     except UnidentifiedImageError:
         raise ImageError(path, "not an image file (unrecognised format)") from None
     except Image.DecompressionBombError as error:  # over 2x Pillow's limit: refused at open; name the size anyway
@@ -113,23 +147,29 @@ def read_rgb(path, min_size: int = 1, max_pixels: int = MAX_PIXELS, what: str = 
         raise
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageError(path, f"cannot decode image ({error}); the file may be truncated or corrupt") from None
-    height, width = array.shape[:2]
+    height, width = (converted[0] if isinstance(converted, tuple) else converted).shape[:2]
     if min(height, width) < min_size:
         raise ImageError(path, f"image is {width}x{height}, smaller than the required {min_size}x{min_size}")
-    return array
+    return converted
+
+
+ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")  # the formats write_rgb can give an alpha channel
 
 
 def write_rgb(path, array: np.ndarray, *, overwrite: bool = True, **save_kwargs) -> Path:
-    """Write an HxWx3 uint8 image atomically (temp file in the same folder, then rename);
-    overwrite=False raises FileExistsError rather than replace an existing file."""
+    """Write an HxWx3 (or HxWx4, with alpha) uint8 image atomically (temp file in the same folder, then rename);
+    overwrite=False raises FileExistsError rather than replace an existing file. Alpha into a format without it
+    (JPEG) is a ValueError naming the file, never dropped silently."""
     path = Path(path)
     array = np.asarray(array)
-    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
-        raise ValueError(f"{path}: expected an HxWx3 uint8 array, got {array.dtype} {array.shape}")
-    image = Image.fromarray(array, mode="RGB")
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise ValueError(f"{path}: expected an HxWx3 or HxWx4 uint8 array, got {array.dtype} {array.shape}")
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"{path}: unknown image extension {path.suffix!r}")
+    if array.shape[2] == 4 and fmt not in ALPHA_FORMATS:
+        raise ValueError(f"{path}: {fmt} has no alpha channel; write it as .png, .webp or .tif")
+    image = Image.fromarray(array, mode="RGB" if array.shape[2] == 3 else "RGBA")
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **save_kwargs)
     atomic_write_bytes(path, buffer.getvalue(), overwrite=overwrite)
