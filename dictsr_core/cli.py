@@ -37,11 +37,48 @@ def _batch_tiles(text: str) -> int:
 def _config_from_args(args):
     from dictsr_core.config import get_config, parse_set_args
 
-    return get_config(args.preset, args.ablation, parse_set_args(args.set), method=args.method)
+    return get_config(resolve_preset(args.preset), args.ablation, parse_set_args(args.set), method=args.method)
+
+
+def resolve_preset(name: str) -> str:
+    """`auto` (every command's default preset) is gpu where CUDA is available, else cpu: what this machine trains
+    in a reasonable time (the paper preset is days on a GPU, weeks on a CPU)."""
+    if name != "auto":
+        return name
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+DEVICE_HELP = "auto: CUDA when available, else the CPU; or cpu, cuda, cuda:1"
+
+
+def _device_argument(parser, what: str = "") -> None:
+    parser.add_argument("--device", default="auto", help=(what + ": " if what else "") + DEVICE_HELP)
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Every option with a literal default says it, `(default: X)`, from the parser itself, so the help cannot state
+    another default than the one used; an option whose default is worked out at run time (None) says how in its
+    own help, and one whose help already states its default keeps its words (tests/test_cli_help.py checks them)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (not action.option_strings or action.default in (None, False, argparse.SUPPRESS)
+                or "default" in text.lower()):
+            return text
+        return f"{text} (default: {format_default(action.default).replace('%', '%%')})"
+
+
+def format_default(value) -> str:
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def _add_config_arguments(parser) -> None:
-    parser.add_argument("--preset", default="paper", help="paper, gpu, cpu or tiny")
+    from dictsr_core.config import PRESETS
+
+    parser.add_argument("--preset", default="auto",
+                        help="auto: gpu where CUDA is available, else cpu; or " + ", ".join(PRESETS))
     from dictsr_core.config import ABLATIONS
 
     parser.add_argument("--ablation", default=None, help=", ".join(ABLATIONS) + " (each described in config.ABLATIONS)")
@@ -78,7 +115,7 @@ def cmd_derive(args) -> int:
         raise ConfigError("--split goes with --coarsen M: it grows a coarsened code")
     if args.gate is not None:
         raise ConfigError("--gate goes with --coarsen M: it gates a coarse code of M entries")
-    if args.device is not None:
+    if args.device not in (None, "auto"):
         raise ConfigError("--device goes with --coarsen M: the other derivations only copy weights")
     snapshot = "before-perceptual" if args.before_perceptual else "last"
     source_ckpt = checkpoint_file(args.source, snapshot)
@@ -140,7 +177,7 @@ def _derive_coarse(args) -> int:
 
 
 def _derive_device(args) -> str:
-    """--device of `derive --coarsen` (default: CUDA when available, as training's)."""
+    """--device of `derive --coarsen` (auto: CUDA when available, as training's)."""
     from dictsr_core.training.devices import pick_device
 
     return str(pick_device(args.device))
@@ -570,7 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
     p.add_argument("--max-wall-s", type=float, default=None, metavar="SECONDS",
                    help="stop (checkpointed, resumable) after this many seconds even if steps remain")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
+    _device_argument(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("derive", help="make the run that differs from a trained one in its weight averages (no "
@@ -614,32 +651,32 @@ def build_parser() -> argparse.ArgumentParser:
                         "the rest among the M; every draw x blur x T scored on the training photos, keeping the lowest "
                         "training LPIPS-Alex among those whose training agreement reaches --agreement (no validation image)")
     p.add_argument("--data", default=None, help="with --coarsen: the data folder whose training images fit the clusters")
-    p.add_argument("--device", default=None, help="with --coarsen: where the derivation's lookups and scoring run: cpu, "
-                   "cuda, cuda:1 (default: CUDA when available)")
+    _device_argument(p, "with --coarsen: where the derivation's lookups and scoring run")
     p.add_argument("--force", action="store_true", help="write it again even when OUT already holds it")
     p.set_defaults(func=cmd_derive)
 
     p = sub.add_parser("sr", help="super-resolve images with a checkpoint (default: the one `make main` trained) or a "
                        "published peer (--method)")
     p.add_argument("--method", choices=("dictsr", *PRETRAINED_METHODS), default="dictsr",
-                   help="dictsr (default: --checkpoint or the main job's model), or a published peer's weights: "
+                   help="dictsr (--checkpoint, else the main job's model), or a published peer's weights: "
                         "realesrgan-x4plus (Real-ESRGAN), realsr-df2k (RealSR / Impressionism)")
-    p.add_argument("--checkpoint", default=None, help="trained weights (default: the main job's DictSR checkpoint, "
-                   "runs/<profile>/dictsr/checkpoints/last.pt)")
+    p.add_argument("--checkpoint", default=None, help="trained weights (default: the model the main job's recipe ends "
+                   "with, runs/<profile>/dictsr-c8g/checkpoints/last.pt; in an older run folder the first of dictsr-c8s, dictsr-c8, "
+                   "dictsr there)")
     _weights_argument(p)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images (not recursive)")
-    p.add_argument("--out", default="sr", help="output folder (default ./sr); never an input's folder")
+    p.add_argument("--out", default="sr", help="output folder, never an input's folder")
     p.add_argument("--suffix", default="", help="output name <stem>_<suffix>.<ext> (default: none, <stem>.<ext>)")
     p.add_argument("--ext", choices=("png", "jpg", "webp", "tif", "auto"), default="png",
-                   help="output format (default png; auto: the input's own where it can be written); an image with "
-                        "an alpha channel is written as PNG where jpg was asked")
+                   help="output format (auto: the input's own where it can be written); an image with an alpha "
+                        "channel is written as PNG where jpg was asked")
     p.add_argument("--outscale", type=float, default=4.0,
-                   help="final scale of the output against the input (default 4, the network's; another value "
-                        "resizes the 4x output with Lanczos, as Real-ESRGAN's --outscale)")
+                   help="final scale of the output against the input (4 is the network's; another value resizes the "
+                        "4x output with Lanczos, as Real-ESRGAN's --outscale)")
     p.add_argument("--overwrite", action="store_true", help="replace earlier outputs in --out (inputs are never replaced)")
     p.add_argument("--tile", type=_tile, default=256, help="LR tile side: 0 = whole image at once, else at least 8")
     p.add_argument("--batch-tiles", type=_batch_tiles, default=4, help="tiles of equal size run together (at least 1)")
-    p.add_argument("--device", default=None)
+    _device_argument(p)
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="auto: bf16 on CUDA, fp32 on the CPU; bf16 on a CPU with AVX512-BF16/AMX is ~1.8x faster")
     p.add_argument("--cuda-graphs", action="store_true", help="replay each tile shape as a CUDA graph (many images, CUDA)")
@@ -662,7 +699,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also save each SR image here (PNG, same stem); never the --lr or --hr folder")
     p.add_argument("--overwrite", action="store_true", help="replace earlier outputs in --save-sr")
     p.add_argument("--tile", type=_tile, default=256, help="LR tile side: 0 = whole image at once, else at least 8")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
+    _device_argument(p)
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="auto: bf16 on CUDA, fp32 on the CPU")
     p.add_argument("--color-fix", choices=("none", "wavelet"), default="none",
                    help="wavelet: low frequencies from the bicubic LR (not the paper's method; scored as METHOD+wavelet)")
@@ -673,7 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ref", required=True, help="folder of reference images, same file stems and sizes")
     p.add_argument("--json", default=None, help="write the per-image rows and summary to this JSON file")
     p.add_argument("--csv", default=None, help="write one row per image and a mean row to this CSV file")
-    p.add_argument("--device", default=None, help="device for LPIPS (default: CUDA when available)")
+    _device_argument(p, "LPIPS runs there")
     p.set_defaults(func=cmd_metrics)
 
     p = sub.add_parser("info", help="parameters, inference conv layers and GMACs at 128x128 LR, TFLOP of a training step")
@@ -697,7 +734,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("bench", help="speed of DictSR against RRDBNet x4 on the same inputs, same run")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    _device_argument(p)
     p.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     p.add_argument("--checkpoint", default=None, help="trained weights (default: random weights, same cost)")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
@@ -710,14 +747,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", nargs="*", default=[], metavar="RUN", help="run folders (each with checkpoints/last.pt)")
     p.add_argument("--data", required=True, help="prepared data folder with val_lr/ and val_hr/ (test_lr/, test_hr/ for --split test)")
     p.add_argument("--split", choices=("val", "test"), default="val",
-                   help="val: for choices (default); test: for reporting (docs/evaluation.md; --out results/test)")
+                   help="val: for choices; test: for reporting (docs/evaluation.md; --out results/test)")
     p.add_argument("--methods", nargs="*", default=[], choices=PRETRAINED_METHODS, metavar="METHOD",
                    help="also score these published peers: " + ", ".join(PRETRAINED_METHODS))
     p.add_argument("--out", default="results", help="results root: writes OUT/<dataset>/<run>.json and table1/table3 .md/.csv")
     p.add_argument("--paper", choices=("aim", "ntire"), default="aim", help="the paper's table beside ours: 1 (AIM-RWSR) or 2 (NTIRE-RWSR)")
     p.add_argument("--force", action="store_true", help="re-evaluate even where a results JSON of the same checkpoint step exists")
     p.add_argument("--tile", type=_tile, default=256, help="LR tile side: 0 = whole image at once, else at least 8")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
+    _device_argument(p)
     p.add_argument("--readme", default=None, help="also write the tables into this README between their markers")
     _weights_argument(p)
     p.set_defaults(func=cmd_table)
@@ -730,12 +767,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cluster counts (above N: the model itself; default: analysis.code_coarsening.DEFAULT_SIZES, "
                         "1024 256 64 32 16 8 4 2 1)")
     p.add_argument("--fit", choices=("training", "validation"), default="training",
-                   help="fit the clusters on the entries the training images choose (default), or the validation "
-                        "images' own (a leak, for a probe only)")
+                   help="training: fit the clusters on the entries the training images choose; validation: on the "
+                        "validation images' own (a leak, for a probe only)")
     p.add_argument("--label", default=None, help="the run's name in the table (default: the run folder's name)")
     p.add_argument("--json", default=None, help="write the curve to this JSON file")
     p.add_argument("--readme", default=None, help="also write the table into this README between its markers")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
+    _device_argument(p)
     _weights_argument(p)
     p.set_defaults(func=cmd_coarsen)
 
@@ -752,7 +789,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verdict", help="the README's verdict from the test records: DictSR against the equal-budget and "
                        "published peers, flat and textured photos, with intervals (docs/evaluation.md)")
     p.add_argument("--results", default="results/test", help="the test records' folder (one subfolder per dataset)")
-    p.add_argument("--datasets", nargs="+", default=["photos-aim", "photos-ntire"])
+    p.add_argument("--datasets", nargs="+", default=["photos-aim", "photos-ntire"],
+                   help="the dataset subfolders of --results to report")
     p.add_argument("--readme", default=None, help="also write it into this README between its `dictsr verdict` markers")
     p.set_defaults(func=cmd_verdict)
 
@@ -763,31 +801,36 @@ def build_parser() -> argparse.ArgumentParser:
                         "each dataset")
     p.add_argument("--run", nargs="+", default=["dictsr"], help="the run(s) checked (record names in each folder)")
     p.add_argument("--references", nargs="+", default=list(EQUAL_BUDGET_METHODS),
-                   help="the equal-budget peers the run must lead (record names; default: both)")
+                   help="the equal-budget peers the run must lead (record names)")
     p.add_argument("--out", default="results/targets", help="folder for <runs>.md/.csv/.json")
     p.add_argument("--readme", default=None, help="also write the table into this README between its markers")
     p.set_defaults(func=cmd_targets)
+
+    from dictsr_core.workbook.profiles import PROFILES
 
     for name, help_text in (("workbook", "run the notebooks 01-07 in order with papermill: data, training, evaluation, "
                                           "ablations, Fig. 3 and Fig. 4; executed copies, figures, tables and a report"),
                             ("main", "the README's main job: `dictsr workbook` with the profile chosen by the machine")):
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("--profile", default="auto", help="auto (gpu when CUDA is available, else cpu), smoke, cpu, cpu-full, gpu, paper")
+        p.add_argument("--profile", default="auto", help="auto: gpu when CUDA is available, else cpu; or "
+                       + ", ".join(PROFILES))
         p.add_argument("--data", default=None, help="a prepared data folder (default: data/<source>-aim of the profile, "
                                                     "prepared when missing)")
         p.add_argument("--force", action="store_true", help="rerun every stage, retrain and re-evaluate")
         p.add_argument("--run-root", default=None, help="default: runs/<profile>")
         p.add_argument("--figure-dir", default=None, help="default: figures/<profile>")
-        p.add_argument("--device", default="auto")
+        _device_argument(p)
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--only", nargs="+", default=None, metavar="NOTEBOOK", help="run only these notebooks, e.g. 05_dictionaries")
         p.add_argument("--readme", default=None, metavar="FILE", help="rewrite FILE's figure block for this profile")
         p.set_defaults(func=cmd_workbook)
 
     p = sub.add_parser("lab", help="start JupyterLab on 127.0.0.1 in notebooks/ with the workbook's kernel")
-    p.add_argument("--port", type=int, default=8888)
+    p.add_argument("--port", type=int, default=8888, help="JupyterLab's port on 127.0.0.1")
     p.add_argument("--browser", action="store_true", help="open a browser (default: print the URL)")
     p.set_defaults(func=cmd_lab)
+    for command in sub.choices.values():
+        command.formatter_class = DefaultsHelpFormatter
     return parser
 
 

@@ -44,8 +44,9 @@ def check_device(device) -> torch.device:
 
 
 def pick_device(device: str | None = None) -> torch.device:
-    """--device (checked: a ConfigError naming it and the available devices), or CUDA when available, else the CPU."""
-    if device:
+    """--device (checked: a ConfigError naming it and the available devices), or for None / "auto" (every command's
+    default) CUDA when available, else the CPU."""
+    if device and device != "auto":
         return check_device(device)
     if "LOCAL_RANK" in os.environ and torch.cuda.is_available():
         return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
