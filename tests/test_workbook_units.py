@@ -29,6 +29,11 @@ COMMON = ("profile", "data_dir", "run_root", "figure_dir", "device", "seed", "fo
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebooks_in_git_carry_no_outputs_and_no_logic(name):
+    raw = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text(encoding="utf-8"))
+    ids = [cell.get("id") for cell in raw["cells"]]
+    assert None not in ids and len(set(ids)) == len(ids), f"{name}: every cell needs its own id (nbformat 4.5)"
+    assert raw["cells"][0]["cell_type"] == "markdown" and "How long:" in "".join(raw["cells"][0]["source"]), (
+        f"{name}: the first cell says what it shows and how long it takes")
     book = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
     nbformat.validate(book)
     code = [c for c in book.cells if c.cell_type == "code"]
@@ -339,3 +344,19 @@ def test_a_finished_run_of_another_config_is_moved_aside_not_deleted(tiny_data, 
     assert len(aside) == 1 and f"moved to {aside[0]}" in out
     assert load_checkpoint(aside[0] / "checkpoints" / "last.pt")["config"].to_dict() == before.to_dict()
     assert load_checkpoint(ctx.run_dir("dictsr") / "checkpoints" / "last.pt")["config"].to_dict() == after.to_dict()
+
+
+def test_a_notebook_opened_by_hand_runs_the_profiles_rows_and_writes_no_tracked_figure(tmp_path):
+    from dictsr_core.workbook import stages
+
+    ctx = context("cpu", root=tmp_path, device="cpu", untracked_figures=True)
+    assert ctx.figure_dir == ctx.run_root / "figures"  # ignored by git, unlike figures/cpu
+    assert context("cpu", root=tmp_path, device="cpu").figure_dir == tmp_path / "figures" / "cpu"  # make main's
+    assert stages.profile_default(ctx, "04_ablations", "variants") == list(ctx.profile.ablations)
+    assert stages.profile_default(ctx, "04_ablations", "variants", ["A1"]) == ["A1"]  # given wins
+    # Fig. 3 shows the model `dictsr sr` uses beside the paper's method and the peers, as make main does
+    assert stages.profile_default(ctx, "06_qualitative", "runs") == [
+        "dictsr-c8g", "paper-cpu", "plain-realesrgan-deg", "plain-noise-injection"]
+    assert "dictsr-c8g" in stages.profile_default(ctx, "03_evaluate", "runs")
+    with pytest.raises(WorkbookError, match="runs no 09_nothing"):
+        stages.profile_default(ctx, "09_nothing", "runs")

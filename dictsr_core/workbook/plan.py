@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dictsr_core.config import DERIVED_ABLATIONS, get_config, with_ablation
-from dictsr_core.workbook.profiles import Context, WorkbookError
+from dictsr_core.workbook.profiles import Context, WorkbookError, recipe_model_name
 
 NOTEBOOKS = ("01_data", "02_train", "03_evaluate", "04_ablations", "05_dictionaries", "06_qualitative", "07_explore")
 
@@ -168,8 +168,12 @@ def plan(ctx: Context, force: bool = False) -> list[Stage]:
     stages.append(Stage("05_dictionaries", "05_dictionaries", {**common, "run": "dictsr", "embedding": "umap"},
                         _figures(ctx, "fig4_dictionary_map", "fig4_degradation_offsets", "fig4_hr_atoms",
                                  "fig_index_agreement"), inputs=run_checkpoints(ctx, ["dictsr"]) + data, about="Fig. 4: dictionary map (UMAP), offsets, atoms, index agreement"))
-    stages.append(Stage("06_qualitative", "06_qualitative", {**common, "runs": methods},
-                        _figures(ctx, "fig3_qualitative"), inputs=run_checkpoints(ctx, methods) + data, about="Fig. 3: crops where the methods differ most"))
+    # Fig. 3: the model `dictsr sr` uses (the recipe's last), beside the paper's method and the baselines
+    model = recipe_model_name(ctx.profile)
+    shown = [model if model in scored else "dictsr", *methods[1:]]
+    stages.append(Stage("06_qualitative", "06_qualitative", {**common, "runs": shown},
+                        _figures(ctx, "fig3_qualitative"), inputs=run_checkpoints(ctx, shown) + data,
+                        about=f"Fig. 3: crops where {shown[0]}, the paper's method and the baselines differ most"))
     stages.append(Stage("07_explore", "07_explore", {**common, "run": "dictsr", "interactive": False},
                         _figures(ctx, "explore_location"), inputs=run_checkpoints(ctx, ["dictsr"]) + data, about="the explorer, one view"))
     return stages

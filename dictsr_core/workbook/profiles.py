@@ -270,8 +270,10 @@ def preparable(data_dir) -> tuple[str, str] | None:
 
 
 def context(profile: str = "smoke", data_dir=None, run_root=None, figure_dir=None, device: str = "auto",
-            seed: int = 0, root=None) -> Context:
-    """The Context for these notebook parameters; None means the profile's default folder under the project root."""
+            seed: int = 0, root=None, untracked_figures: bool = False) -> Context:
+    """The Context for these notebook parameters; None means the profile's default folder under the project root.
+    untracked_figures (what a notebook opened in JupyterLab asks): figure_dir None means RUN_ROOT/figures, ignored by
+    git, instead of the tracked figures/<profile> that `dictsr workbook` passes explicitly."""
     from dictsr_core.training.devices import pick_device
 
     chosen = resolve_profile(profile)
@@ -280,12 +282,14 @@ def context(profile: str = "smoke", data_dir=None, run_root=None, figure_dir=Non
     # another data folder than the profile's own gets its own runs and figures (runs/cpu-photos-ntire/)
     suffix = "" if data == default_data_dir(chosen, root) else f"-{data.name}"
     folder = chosen.run_folder or chosen.name
+    runs = Path(run_root).resolve() if run_root else root / "runs" / f"{folder}{suffix}"
+    figures = runs / "figures" if untracked_figures else root / "figures" / f"{folder}{suffix}"
     return Context(
         profile=chosen,
         root=root,
         data_dir=data,
-        run_root=Path(run_root).resolve() if run_root else root / "runs" / f"{folder}{suffix}",
-        figure_dir=Path(figure_dir).resolve() if figure_dir else root / "figures" / f"{folder}{suffix}",
+        run_root=runs,
+        figure_dir=Path(figure_dir).resolve() if figure_dir else figures,
         device=pick_device(None if device in (None, "auto") else device),
         seed=int(seed),
     )

@@ -11,10 +11,23 @@ import time
 from pathlib import Path
 
 from dictsr_core.workbook.execute import execute_notebook
-from dictsr_core.workbook.plan import ablation_runs, common_parameters, run_checkpoints, training_config  # notebooks call stages.training_config
+from dictsr_core.workbook.plan import (ablation_runs, common_parameters, plan, run_checkpoints,  # notebooks call
+                                       training_config)  # stages.training_config
 from dictsr_core.workbook.profiles import Context, WorkbookError, preparable
 
 SPLITS = ("train_hr", "train_lr", "val_lr", "val_hr")
+
+
+def profile_default(ctx: Context, notebook: str, name: str, given=None):
+    """`given`, or where it is None the value `dictsr workbook` passes parameter `name` of `notebook` for the
+    context's profile (its first stage of that notebook: 02_train's is the main DictSR run): a notebook opened in
+    JupyterLab and run with its defaults does what `make main` did."""
+    if given is not None:
+        return given
+    stage = next((stage for stage in plan(ctx) if stage.notebook == notebook), None)
+    if stage is None:
+        raise WorkbookError(f"profile {ctx.profile.name} runs no {notebook}; give {name} explicitly")
+    return stage.parameters.get(name)
 
 
 # ---- 01_data ------------------------------------------------------------------------------
