@@ -69,6 +69,39 @@ def test_progress_text_has_step_loss_rate_and_eta(tmp_path):
     assert "ETA 0:16" in text  # 80 steps at 5 it/s
 
 
+def test_the_eta_counts_the_slower_perceptual_phase_still_ahead(tmp_path):
+    # the fresh-clone case of the issue: at 92 % of the steps, the last 600 of 7800 with the LPIPS term at 10x the
+    # plain step time; the L1 rate alone said 0:58
+    run = _run_dir(tmp_path, epochs=1, steps_per_epoch=7800)
+    tail = MetricsTail(run)
+    _log(run, 7100, 710.0)
+    _log(run, 7176, 717.6)  # 10 it/s in the plain phase
+    tail.poll()
+    assert "ETA 1:02" in progress_text(tail, 7800)  # no phases known: 624 steps at 10 it/s
+    phase = (7200, 0.1, 1.0)  # perceptual from step 7200, measured 0.1 / 1.0 s per step
+    assert "ETA 10:02" in progress_text(tail, 7800, phase)  # 24 plain steps (2.4 s) + 600 perceptual (600 s)
+    for step in range(7260, 7421, 20):  # now in the perceptual phase, a window of lines at its own rate: 1 it/s
+        _log(run, step, 1000.0 + step)
+    tail.poll()
+    assert "ETA 6:20" in progress_text(tail, 7800, phase)  # 380 steps at 1 it/s
+
+
+def test_a_stage_that_scores_after_training_says_so(tmp_path):
+    run = _run_dir(tmp_path, epochs=1, steps_per_epoch=40)
+    stream = io.StringIO()
+    with StageProgress("04_ablations", [run], estimate_s=600, stream=stream, tty=False, every_s=0.0,
+                       heartbeat_s=0.2, poll_s=0.05):
+        _log(run, 20, 2.0)
+        time.sleep(0.1)
+        assert "training done" not in stream.getvalue()  # half-way: no
+        _log(run, 40, 4.0)
+        time.sleep(0.6)
+    out = stream.getvalue()
+    assert "04_ablations · run: step 40/40 (100%)" in out
+    assert "[workbook] 04_ablations: training done; scoring and drawing, 0:0" in out
+    assert "elapsed, about 10:00 expected in all" in out
+
+
 def test_stage_progress_prints_plain_lines_for_a_log(tmp_path):
     run = _run_dir(tmp_path)
     _log(run, 10, 1.0)  # already there when the stage starts (a resumed run): not reported as news

@@ -90,8 +90,22 @@ class MetricsTail:
         return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
-def progress_text(tail: MetricsTail, total: int | None) -> str:
-    """`step 1200/6000 (20%) · loss 0.0421 · L1 0.0160 · 5.1 it/s · ETA 15:40` for the run's newest line."""
+def remaining_seconds(step: int, total: int, rate: float, phase: tuple[int, float, float] | None = None) -> float:
+    """Seconds left at `rate` steps/s; with `phase` = (first perceptual step, seconds per plain step, seconds per
+    perceptual step, as measured for the plan), the steps of the phase not running now at the rate the measured
+    ratio gives it: an L1 phase's rate would put a slower perceptual phase still ahead at a fraction of its time."""
+    if phase is None:
+        return (total - step) / rate
+    start, plain_s, perceptual_s = phase
+    plain_left, perceptual_left = max(0, min(start, total) - step), max(0, total - max(start, step))
+    if step < start:  # in the plain phase now: the perceptual steps ahead are slower by the measured ratio
+        return plain_left / rate + perceptual_left * (perceptual_s / plain_s) / rate
+    return perceptual_left / rate
+
+
+def progress_text(tail: MetricsTail, total: int | None, phase: tuple[int, float, float] | None = None) -> str:
+    """`step 1200/6000 (20%) · loss 0.0421 · L1 0.0160 · 5.1 it/s · ETA 15:40` for the run's newest line (the ETA
+    counting a slower perceptual phase still ahead where `phase` says where it starts: remaining_seconds)."""
     record = tail.last or {}
     step = record.get("step", 0)
     parts = [f"step {step}/{total} ({step / total:.0%})" if total else f"step {step}"]
@@ -103,7 +117,7 @@ def progress_text(tail: MetricsTail, total: int | None) -> str:
     if rate:
         parts.append(f"{rate:.2f} it/s")
         if total and total > step:
-            parts.append(f"ETA {clock((total - step) / rate)}")
+            parts.append(f"ETA {clock(remaining_seconds(step, total, rate, phase))}")
     return " · ".join(parts)
 
 
@@ -112,9 +126,11 @@ class StageProgress:
     stage that trains nothing, say every `every_s` seconds that it is still running. A context manager."""
 
     def __init__(self, stage: str, run_dirs=(), *, estimate_s: float | None = None, stream=None, tty: bool | None = None,
-                 every_s: float = 30.0, heartbeat_s: float = 60.0, poll_s: float = 2.0):
+                 every_s: float = 30.0, heartbeat_s: float = 60.0, poll_s: float = 2.0, phases: dict | None = None):
         self.stage = stage
         self.tails = [MetricsTail(Path(d)) for d in run_dirs]
+        # {run folder: (first perceptual step, plain s/step, perceptual s/step)}, for ETAs across the phases
+        self.phases = {Path(k): v for k, v in (phases or {}).items()}
         self.estimate_s = estimate_s
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty() if tty is None else tty
@@ -170,14 +186,29 @@ class StageProgress:
                 self._printed_at = now
             return
         total = planned_steps(active.run_dir)
+        if not final and self._all_trained() and now - active.changed_at >= self.heartbeat_s:
+            if now - self._printed_at >= self.heartbeat_s:  # the notebook scores and draws after the last step
+                expected = f", about {clock(self.estimate_s)} expected in all" if self.estimate_s else ""
+                self._say(f"[workbook] {self.stage}: training done; scoring and drawing, {clock(now - self._start)} "
+                          f"elapsed{expected}")
+                self._printed_at = now
+            return
         label = f"{self.stage} · {active.run_dir.name}"
         if self.tty:
             self._show_bar(active, total, label)
         elif final or active.run_dir != self._bar_run or now - self._printed_at >= self.every_s:
-            line = f"[workbook] {label}: {progress_text(active, total)}"
+            line = f"[workbook] {label}: {progress_text(active, total, self.phases.get(active.run_dir))}"
             if line != self._last_line:
                 self._say(line)
             self._printed_at, self._bar_run, self._last_line = now, active.run_dir, line
+
+    def _all_trained(self) -> bool:
+        """Every run this stage follows has logged its last step."""
+        def trained(tail: MetricsTail) -> bool:
+            total = planned_steps(tail.run_dir)
+            return bool(total) and (tail.last or {}).get("step", 0) >= total
+
+        return bool(self.tails) and all(trained(tail) for tail in self.tails)
 
     def _show_bar(self, tail: MetricsTail, total: int | None, label: str) -> None:
         from tqdm import tqdm
@@ -191,7 +222,8 @@ class StageProgress:
         record = tail.last or {}
         self._bar.total = total
         self._bar.n = record.get("step", 0)
-        self._bar.set_postfix_str(progress_text(tail, total).split(" · ", 1)[-1], refresh=False)
+        self._bar.set_postfix_str(progress_text(tail, total, self.phases.get(tail.run_dir)).split(" · ", 1)[-1],
+                                  refresh=False)
         self._bar.refresh()
 
 

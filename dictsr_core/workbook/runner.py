@@ -61,6 +61,20 @@ def stage_estimates(ctx: Context, stages: list[Stage], force: bool = False, cloc
     return rows, basis + "; the other stages at typical seconds of the 2-core reference machine"
 
 
+def training_phases(stage: Stage, clock) -> dict:
+    """{run folder: (first perceptual step, plain s/step, perceptual s/step)} of the runs a stage trains whose
+    schedule ends with a perceptual phase, at the step times the plan measured (StageProgress's ETA)."""
+    from dictsr_core.workbook.estimate import steps_done
+
+    phases = {}
+    for run_dir, cfg in stage.runs:
+        t = cfg.train
+        # only runs with steps left: the plan measured their step times already (a finished run costs no measurement)
+        if t.perceptual_weight > 0 and 0 < t.perceptual_start < t.total_steps and steps_done(run_dir, cfg) < t.total_steps:
+            phases[run_dir] = (t.perceptual_start, clock(cfg, False), clock(cfg, True))
+    return phases
+
+
 def run_workbook(profile: str = "auto", data_dir=None, force: bool = False, run_root=None, figure_dir=None,
                  device: str = "auto", seed: int = 0, only=None, readme=None) -> Path:
     """Every stage of `plan` in order (or the notebooks named in `only`), then RUN_ROOT/report.md; returns the report."""
@@ -96,7 +110,8 @@ def run_workbook(profile: str = "auto", data_dir=None, force: bool = False, run_
     rerun = force
     done = []
     for stage in stages:
-        with StageProgress(stage.key, [run_dir for run_dir, _ in stage.runs], estimate_s=estimates.get(stage.key)):
+        with StageProgress(stage.key, [run_dir for run_dir, _ in stage.runs], estimate_s=estimates.get(stage.key),
+                           phases=training_phases(stage, clock)):
             result = execute_notebook(stage.notebook, ctx.notebook_dir / f"{stage.key}.ipynb", stage.parameters,
                                       root=ctx.root, outputs=stage.outputs, force=rerun, timeout=ctx.profile.cell_timeout_s,
                                       configs=stage_configs(stage), inputs=stage.inputs)
