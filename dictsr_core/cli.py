@@ -514,6 +514,12 @@ def cmd_seeds(args) -> int:
     return 0
 
 
+def _relative(path: Path, start: Path) -> str:
+    import os
+
+    return Path(os.path.relpath(Path(path).resolve(), Path(start).resolve())).as_posix()
+
+
 def cmd_verdict(args) -> int:
     from dictsr_core.atomic import atomic_write_text, replace_readme_block
     from dictsr_core.evaluation.verdict import VerdictError, verdict_markdown
@@ -524,8 +530,18 @@ def cmd_verdict(args) -> int:
     except VerdictError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    from dictsr_core.analysis.figures.style import save_figure
+    from dictsr_core.evaluation.verdict import verdict_figure
+
     written = [atomic_write_text(Path(args.results) / "verdict.md", markdown)]
-    if args.readme:  # the lines alone; the tables they rest on stay in verdict.md
+    figure = verdict_figure(args.results, datasets=args.datasets)
+    if figure is not None:
+        written += save_figure(figure, args.results, "verdict", formats=("png",))
+    if args.readme:  # the lines alone; the tables they rest on stay in verdict.md, the figure beside it
+        readme = Path(args.readme)
+        picture = Path(args.results) / "verdict.png"
+        if figure is not None:
+            short = short + f"\n![The test split's LPIPS per method]({_relative(picture, readme.parent)})\n"
         written.append(replace_readme_block(args.readme, "dictsr verdict", short, "## Does it work?"))
     print(markdown, end="")
     print("[verdict] wrote " + ", ".join(str(path) for path in written), file=sys.stderr)

@@ -21,7 +21,9 @@ def _record(run, alex, vgg, *, psnr=27.0, hf=0.1, wall_s=None, trained_on=None, 
             for n, a, v, f in zip(NAMES, alex, vgg, FLAT)]
     return {"run": run, "split": split, "config": {"train": {"seed": 0}}, "train_wall_s": wall_s,
             "trained_on": trained_on,
-            "evaluation": {"images": rows, "summary": {"count": len(rows), "psnr_rgb": psnr, "hf_energy_ratio": hf}}}
+            "evaluation": {"images": rows, "summary": {"count": len(rows), "psnr_rgb": psnr, "hf_energy_ratio": hf,
+                                                       "lpips_alex": float(np.mean(alex)),
+                                                       "lpips_vgg": float(np.mean(vgg))}}}
 
 
 def _dataset(folder, records, model="dictsr-c8g"):
@@ -109,8 +111,17 @@ def test_the_command_rewrites_only_the_readme_block(tmp_path):
     text = readme.read_text()
     assert "old words" not in text and text.startswith("# top\n") and text.rstrip().endswith("## after")
     assert "ahead of `plain-realesrgan-deg`" in text and "RGB PSNR" not in text  # the README's lines alone
+    # the dataset and the answer on one line, then three bullets: at most ten lines with the figure
+    assert "**`photos-aim`** (24 test crops of 8 photos; ours is" in text and ". **Does DictSR win at equal budget?" in text
+    block = text.split("<!-- dictsr verdict: start -->")[1].split("<!-- dictsr verdict: end -->")[0]
+    assert len([line for line in block.splitlines() if line.strip()]) <= 10
     full = (tmp_path / "results" / "verdict.md").read_text()
     assert "RGB PSNR 27.50" in full and "| plain-realesrgan-deg (equal budget) |" in full  # the numbers they rest on
+    # one figure, beside the tables, linked from the README block relative to the README
+    assert "![The test split's LPIPS per method](results/verdict.png)" in text
+    from PIL import Image
+
+    assert Image.open(tmp_path / "results" / "verdict.png").size[0] > 1000
     (tmp_path / "results" / "photos-aim" / "model.txt").unlink()
     err = io.StringIO()
     with redirect_stdout(io.StringIO()), redirect_stderr(err):
@@ -120,9 +131,10 @@ def test_the_command_rewrites_only_the_readme_block(tmp_path):
 
 @pytest.mark.parametrize("peer_alex, peer_vgg, answer", [
     (0.45, 0.55, "**Does DictSR win at equal budget? Yes**: ahead of every equal-budget peer"),
-    (0.35, 0.55, "**Does DictSR win at equal budget? No**: `plain-noise-injection` is ahead of it in LPIPS-Alex (+0.050)."),
+    (0.35, 0.55, "**Does DictSR win at equal budget? No**: `plain-noise-injection` is ahead of it in LPIPS-Alex "
+                 "(+0.050 [+0.050, +0.050])."),
     (0.35, 0.45, "**Does DictSR win at equal budget? No**: `plain-noise-injection` is ahead of it in LPIPS-Alex "
-                 "(+0.050) and LPIPS-VGG (+0.050)."),
+                 "(+0.050 [+0.050, +0.050]) and LPIPS-VGG (+0.050 [+0.050, +0.050])."),
 ])
 def test_the_equal_budget_question_gets_a_plain_answer(tmp_path, peer_alex, peer_vgg, answer):
     # one peer always behind DictSR; the other ahead, behind or mixed: "no" as soon as any peer leads in any measure
@@ -133,3 +145,17 @@ def test_the_equal_budget_question_gets_a_plain_answer(tmp_path, peer_alex, peer
         _record("plain-realesrgan-deg", np.full(n, 0.50), np.full(n, 0.60)),
         _record("plain-noise-injection", np.full(n, peer_alex) + spread, np.full(n, peer_vgg) + spread)])
     assert answer in verdict_markdown(tmp_path / "results", datasets=("photos-aim",))
+
+
+def test_the_figure_shows_every_scored_method_and_marks_the_model(tmp_path):
+    from dictsr_core.evaluation.verdict import verdict_figure
+
+    _known(tmp_path)
+    assert verdict_figure(tmp_path / "nothing") is None
+    figure = verdict_figure(tmp_path / "results")
+    alex, vgg = figure.axes
+    labels = [tick.get_text() for tick in alex.get_xticklabels()]
+    assert labels == ["bicubic", "plain +\nReal-ESRGAN deg.", "Real-ESRGAN\n(published)", "dictsr-c8g\n(dictsr sr)"]
+    heights = [patch.get_height() for patch in alex.patches]
+    assert heights == pytest.approx([0.55, 0.45, 0.28, 0.40])  # each method's mean LPIPS-Alex, in the order shown
+    assert alex.patches[-1].get_linewidth() == 2.0 and alex.patches[0].get_linewidth() == 0.5

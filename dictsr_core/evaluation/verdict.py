@@ -101,7 +101,7 @@ def equal_budget_answer(said: dict, peers: list[str]) -> str:
     metrics = (("lpips_alex", "LPIPS-Alex"), ("lpips_vgg", "LPIPS-VGG"))
     worse = []
     for p in peers:
-        leads = [f"{name} ({said[p]['all'][m]['mean_diff']:+.3f})" for m, name in metrics
+        leads = [f"{name} ({_interval(said[p]['all'][m])})" for m, name in metrics
                  if standing(said[p]["all"].get(m)) == "behind"]
         if leads:
             worse.append(f"`{p}` is ahead of it in " + " and ".join(leads))
@@ -110,6 +110,11 @@ def equal_budget_answer(said: dict, peers: list[str]) -> str:
     if all(standing(said[p]["all"].get(m)) == "ahead" for p in peers for m, _ in metrics):
         return "**Does DictSR win at equal budget? Yes**: ahead of every equal-budget peer in LPIPS-Alex and LPIPS-VGG."
     return "**Does DictSR win at equal budget? Not shown**: it is level with a peer in one measure at least."
+
+
+def _interval(found: dict) -> str:
+    """`+0.028 [+0.016, +0.038]`: DictSR minus the other method and its 95 % interval."""
+    return f"{found['mean_diff']:+.3f} [{found['ci_low']:+.3f}, {found['ci_high']:+.3f}]"
 
 
 def _minutes(record: dict) -> float | None:
@@ -142,11 +147,16 @@ def dataset_verdict(dataset: str, records: dict[str, dict], model: str, detail: 
                     f"{_delta(found['all'].get('lpips_vgg'))} | {_delta(found.get('flat', {}).get('lpips_alex'))} | "
                     f"{_delta(found.get('textured', {}).get('lpips_alex'))} | {budget} |")
     seed = (ours.get("config") or {}).get("train", {}).get("seed")
-    lines = [f"**`{dataset}`**: {summary['count']} test crops of {photos} photos; ours is the model `dictsr sr` uses "
-             f"(`{model}`, {(_minutes(ours) or 0):.1f} min of training on a 2-core CPU"
-             + (f", training seed {seed}" if seed is not None else "") + ")."]
+    about = (f"{summary['count']} test crops of {photos} photos; ours is the model `dictsr sr` uses (`{model}`, "
+             f"{(_minutes(ours) or 0):.1f} min of training on a 2-core CPU"
+             + (f", training seed {seed}" if seed is not None else "") + ")")
+    if detail or not peers:
+        lines = [f"**`{dataset}`**: {about}."]
+        if peers:
+            lines.append("- " + equal_budget_answer(said, peers))
+    else:  # the README's: the dataset and the answer on one line
+        lines = [f"**`{dataset}`** ({about}). {equal_budget_answer(said, peers)}"]
     if peers:
-        lines.append("- " + equal_budget_answer(said, peers))
         words = [", ".join(_relation(standing(said[p]["all"].get(metric))) + f" `{p}`" for p in peers) + f" in {name}"
                  for metric, name in (("lpips_alex", "LPIPS-Alex"), ("lpips_vgg", "LPIPS-VGG"))]
         missing_peers = [p for p in EQUAL_BUDGET_METHODS if p not in records]
@@ -178,6 +188,28 @@ def dataset_verdict(dataset: str, records: dict[str, dict], model: str, detail: 
     table = ["", f"| `{model}` against | ΔLPIPS-Alex [95% CI] | ΔLPIPS-VGG [95% CI] | flat photos, ΔLPIPS-Alex | "
              "textured photos, ΔLPIPS-Alex | its training |", "|---|---|---|---|---|---|", *rows]
     return "\n".join(lines) + "\n" + "\n".join(table) + "\n"
+
+
+FIGURE_ORDER = ("bicubic", "paired-bicubic", "oracle", *EQUAL_BUDGET_METHODS, "paper-cpu", "dictsr", *PRETRAINED_METHODS)
+SHORT_LABELS = {"realesrgan-x4plus": "Real-ESRGAN\n(published)", "realsr-df2k": "RealSR DF2K\n(published)",
+                "plain-realesrgan-deg": "plain +\nReal-ESRGAN deg.", "plain-noise-injection": "plain +\nnoise injection",
+                "paper-cpu": "paper's method\n(paper-cpu)", "dictsr": "dictsr\n(as trained)"}
+
+
+def verdict_figure(results_root, datasets=("photos-aim", "photos-ntire")):
+    """The bar chart of every dataset of `results_root` that has records (analysis.figures.results.verdict_bars),
+    the model `dictsr sr` uses marked; None where no dataset has any."""
+    from dictsr_core.analysis.figures.results import verdict_bars
+
+    found, models = {}, {}
+    for dataset in datasets:
+        folder = Path(results_root) / dataset
+        if folder.is_dir() and any(folder.glob("*.json")):
+            found[dataset], models[dataset] = load_test_records(folder)
+    if not found:
+        return None
+    labels = {**SHORT_LABELS, **{model: f"{model}\n(dictsr sr)" for model in models.values()}}
+    return verdict_bars(found, models, FIGURE_ORDER, labels)
 
 
 def verdict_markdown(results_root, datasets=("photos-aim", "photos-ntire"), detail: bool = True) -> str:

@@ -71,3 +71,26 @@ def ablation_bars(records: list[dict], title: str = "") -> Figure:
     ax_psnr.set_ylabel("PSNR RGB (dB), higher is better", fontsize=8)
     figure.suptitle(title or "Ablations (Tables 3 / 4)", fontsize=10)
     return figure
+
+
+def verdict_bars(datasets: dict[str, dict[str, dict]], model: dict[str, str], order, labels: dict[str, str],
+                 title: str = "") -> Figure:
+    """The README's verdict figure: per test dataset (a row), LPIPS-Alex and LPIPS-VGG (lower is better) of every
+    method scored there, in `order`; the model `dictsr sr` uses ({dataset: run}) edged in black and labelled."""
+    if not datasets:
+        raise ValueError("verdict_bars needs at least one dataset's records")
+    figure = Figure(figsize=(11, 3.3 * len(datasets)), layout="constrained")
+    axes = np.atleast_2d(figure.subplots(len(datasets), 2, squeeze=False))
+    for row, (dataset, records) in zip(axes, datasets.items()):
+        runs = [run for run in order if run in records] + [model[dataset]] * (model[dataset] not in order)
+        shown = [labels.get(run, run) for run in runs]
+        colors = [method_color(records[run].get("method", run) if run != model[dataset] else "dictsr") for run in runs]
+        for ax, (key, name) in zip(row, (("lpips_alex", "LPIPS-Alex"), ("lpips_vgg", "LPIPS-VGG"))):
+            _bars(ax, shown, [_value(records[run], key) for run in runs], colors, ".3f")
+            ax.patches[runs.index(model[dataset])].set_linewidth(2.0)
+            ax.set_ylabel(f"{name}, lower is better", fontsize=8)
+            count = records[model[dataset]]["evaluation"]["summary"].get("count")
+            ax.set_title(f"{dataset}, test split ({count} crops)", fontsize=9)
+    figure.suptitle(title or "Test split: DictSR beside the equal-budget peers, the published peers and bicubic",
+                    fontsize=10)
+    return figure
