@@ -65,7 +65,7 @@ def _missing() -> str:
 
 
 # evaluated before any fixture: a machine without a browser skips without paying for the smoke workbook
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(_missing()), reason=_missing() or "-")]
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.skipif(bool(_missing()), reason=_missing() or "-")]
 
 
 # --- the JupyterLab server -----------------------------------------------------------------------------------

@@ -84,6 +84,7 @@ def test_cuda_graphs_need_cuda(model):
         super_resolve(model, image, device="cpu", cuda_graphs=True)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_graph_tiles_equal_eager_tiles(model):
     gpu = copy.deepcopy(model).to("cuda")  # the fixture stays on the CPU for the other tests

@@ -160,6 +160,7 @@ def test_fetch_weights_keeps_verified_files(weights_cache):
     assert len(messages) == len(paths) and all("already verified" in m for m in messages)
 
 
+@pytest.mark.network
 def test_fetch_weights_replaces_a_tampered_file(weights_cache, tmp_path):
     for name in BACKBONE_FILENAMES:
         shutil.copy(backbone_path(name, weights_cache), backbone_path(name, tmp_path))
