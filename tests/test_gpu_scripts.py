@@ -6,6 +6,7 @@ import json
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dictsr_core.config import get_config
@@ -107,6 +108,14 @@ def test_session_then_results_on_the_cpu(tmp_path):
     for method in ("dictsr", "dictsr_wavelet", "bicubic"):
         summary = written[method]["summary"]
         assert 10 < summary["psnr_rgb"] < 40 and 0 < summary["lpips_alex"] < 1
+    # bicubic's row against its own computation: the record holds the numbers of these very pairs
+    from dictsr_core.data.datasets import PairedImages
+    from dictsr_core.evaluation.evaluate import bicubic_upscale
+    from dictsr_core.evaluation.metrics import psnr_rgb
+
+    pairs = PairedImages(data / "val_lr", data / "val_hr")
+    expected = np.mean([psnr_rgb(bicubic_upscale(pairs[i]["lr"]), pairs[i]["hr"]) for i in range(len(pairs))])
+    assert written["bicubic"]["summary"]["psnr_rgb"] == pytest.approx(expected, abs=1e-6)
     assert written["ratios"]["lpips_alex_vs_bicubic"] == pytest.approx(
         written["dictsr"]["summary"]["lpips_alex"] / written["bicubic"]["summary"]["lpips_alex"])
     table = (results / "sample-aim" / "gpu.md").read_text()

@@ -318,7 +318,7 @@ def test_folded_upsampling_is_the_literal_one(memory_format):
 
 
 @pytest.mark.parametrize(
-    "ablation,layers", [("F1", 18), ("F2", 26), ("F3", 26), ("D1", 3 + 9), ("D2", 9 + 15)]
+    "ablation,layers", [("F1", 18), ("F2", 26), ("F3", 26), ("F4", 18), ("D1", 3 + 9), ("D2", 9 + 15)]
 )
 def test_ablation_depths(ablation, layers):
     cfg = get_config("paper", ablation)

@@ -82,6 +82,39 @@ def test_lpips_vgg_matches_pinned_measurement(weights_cache, calibration_dir):
         assert scores[name] == pytest.approx(expected, abs=5e-5), name
 
 
+def lpips_vgg_by_hand(dist: torch.Tensor, ref: torch.Tensor, cache_dir, linear_weights) -> float:
+    """LPIPS v0.1 (Zhang et al. 2018, eq. 1) written out on torchvision's VGG16 with the converted backbone: the
+    scaling layer, the five relu taps, unit-normalised channels, squared differences weighted by the learned 1x1
+    linear layers (the lpips package's published weights, read as data), spatial means, summed."""
+    features = torchvision.models.vgg16(weights=None).features.eval()
+    features.load_state_dict(load_backbone_state("vgg16", cache_dir), strict=True)
+    shift = torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)
+    scale = torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1)
+    taps = (3, 8, 15, 22, 29)  # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
+    total = 0.0
+    with torch.no_grad():
+        x, y = (dist - shift) / scale, (ref - shift) / scale
+        for index, layer in enumerate(features[: taps[-1] + 1]):
+            x, y = layer(x), layer(y)
+            if index in taps:
+                nx = x / (x.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+                ny = y / (y.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+                weight = linear_weights[taps.index(index)].view(1, -1, 1, 1)
+                total += float(((nx - ny) ** 2 * weight).sum(1).mean())
+    return total
+
+
+def test_lpips_vgg_equals_the_formula_written_out(weights_cache, calibration_dir):
+    model = build_lpips("vgg", cache_dir=weights_cache)
+    linear = [getattr(model, f"lin{k}").model[-1].weight.detach().flatten() for k in range(5)]
+    for name in ("I19", "I04"):
+        dist = _to_lpips_input(_read_rgb(calibration_dir / "dist" / f"{name}.bmp"))[..., :128, :128]
+        ref = _to_lpips_input(_read_rgb(calibration_dir / "ref" / f"{name}.bmp"))[..., :128, :128]
+        with torch.no_grad():
+            packaged = model(dist, ref).item()
+        assert packaged == pytest.approx(lpips_vgg_by_hand(dist, ref, weights_cache, linear), rel=1e-5), name
+
+
 @pytest.mark.parametrize("name", sorted(BACKBONE_FILENAMES))
 def test_converted_backbone_fits_torchvision_features_strictly(weights_cache, name):
     state = load_backbone_state(name, weights_cache)

@@ -141,6 +141,9 @@ def test_readme_figure_block_is_generated_and_replaced_in_place(smoke, tmp_path)
     walls = [json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])["wall_s"] for run_dir in trained]
     assert training_seconds(smoke["ctx"]) == (pytest.approx(sum(walls)), len(trained)) and len(trained) >= 5
     assert f"its {len(trained)} trained runs took {sum(walls) / 60:.0f} min of training" in text
+    # writing the block runs nothing and rewrites nothing of the run: the summary and the stamps are as they were
+    assert (smoke["root"] / "runs" / "summary.txt").read_text() == before
+    assert {name: (nested / f"{name}.stamp.json").read_text() for name in stamps} == stamps
 
 
 def test_explorer_stage_builds_the_widget_at_the_asked_location_when_interactive(smoke):
