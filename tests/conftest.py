@@ -26,10 +26,16 @@ def network_reason() -> str | None:
         return f"no network: pypi.org:443 unreachable ({error}); the real-download checks need it"
 
 
+# fixtures that cost minutes: the tests that use them are slow whatever their own body costs (make test-fast)
+SLOW_FIXTURES = {"smoke", "lab", "cpu_bench"}
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "network" in item.keywords and network_reason():
             item.add_marker(pytest.mark.skip(reason=network_reason()))
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
