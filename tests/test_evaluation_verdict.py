@@ -59,7 +59,8 @@ def test_standing_reads_the_interval_not_the_mean():
 def test_the_verdict_says_ahead_behind_and_level_with_flat_and_textured_photos(tmp_path):
     _known(tmp_path)
     text = verdict_markdown(tmp_path / "results")
-    assert "24 test crops of 8 photos" in text and "`dictsr-c8g`, 26.5 min" in text and "training seed 0" in text
+    assert "24 test crops of 8 photos" in text and "`dictsr-c8g`, the model `dictsr sr` uses, 26.5 min" in text
+    assert "training seed 0" in text
     assert ("DictSR is ahead of `plain-realesrgan-deg` in LPIPS-Alex; level with `plain-realesrgan-deg` in "
             "LPIPS-VGG") in text
     assert "Not scored yet: `plain-noise-injection`" in text
@@ -110,12 +111,14 @@ def test_the_command_rewrites_only_the_readme_block(tmp_path):
         assert main(["verdict", "--results", str(tmp_path / "results"), "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert "old words" not in text and text.startswith("# top\n") and text.rstrip().endswith("## after")
-    assert "ahead of `plain-realesrgan-deg`" in text and "RGB PSNR" not in text  # the README's lines alone
+    assert "**Does DictSR win at equal budget? Not shown**" in text and "RGB PSNR" not in text  # the README's lines
     # the dataset and the answer on one line, then three bullets: at most ten lines with the figure
     assert "**`photos-aim`** (24 test crops of 8 photos; ours is" in text and ". **Does DictSR win at equal budget?" in text
+    assert "**At equal budget**" not in text  # the answer line says it; the full sentence stays in verdict.md
     block = text.split("<!-- dictsr verdict: start -->")[1].split("<!-- dictsr verdict: end -->")[0]
     assert len([line for line in block.splitlines() if line.strip()]) <= 10
     full = (tmp_path / "results" / "verdict.md").read_text()
+    assert "**At equal budget**" in full
     assert "RGB PSNR 27.50" in full and "| plain-realesrgan-deg (equal budget) |" in full  # the numbers they rest on
     # one figure, beside the tables, linked from the README block relative to the README
     assert "![The test split's LPIPS per method](results/verdict.png)" in text
@@ -159,3 +162,13 @@ def test_the_figure_shows_every_scored_method_and_marks_the_model(tmp_path):
     heights = [patch.get_height() for patch in alex.patches]
     assert heights == pytest.approx([0.55, 0.45, 0.28, 0.40])  # each method's mean LPIPS-Alex, in the order shown
     assert alex.patches[-1].get_linewidth() == 2.0 and alex.patches[0].get_linewidth() == 0.5
+
+
+def test_the_papers_method_gets_its_line(tmp_path):
+    n = len(NAMES)
+    folder = _known(tmp_path)
+    paper = _record("paper-cpu", np.full(n, 0.75), np.full(n, 0.72), psnr=11.2, wall_s=1600.0)
+    (folder / "paper-cpu.json").write_text(json.dumps(paper))
+    text = verdict_markdown(tmp_path / "results", datasets=("photos-aim",), detail=False)
+    assert ("- **The paper's method** at this budget (`paper-cpu`, 26.7 min): LPIPS-Alex 0.750, RGB PSNR 11.20 dB; "
+            "DictSR is ahead of it in LPIPS-Alex (-0.350 [-0.350, -0.350]).") in text

@@ -147,9 +147,9 @@ def dataset_verdict(dataset: str, records: dict[str, dict], model: str, detail: 
                     f"{_delta(found['all'].get('lpips_vgg'))} | {_delta(found.get('flat', {}).get('lpips_alex'))} | "
                     f"{_delta(found.get('textured', {}).get('lpips_alex'))} | {budget} |")
     seed = (ours.get("config") or {}).get("train", {}).get("seed")
-    about = (f"{summary['count']} test crops of {photos} photos; ours is the model `dictsr sr` uses (`{model}`, "
+    about = (f"{summary['count']} test crops of {photos} photos; ours is `{model}`, the model `dictsr sr` uses, "
              f"{(_minutes(ours) or 0):.1f} min of training on a 2-core CPU"
-             + (f", training seed {seed}" if seed is not None else "") + ")")
+             + (f", training seed {seed}" if seed is not None else ""))
     if detail or not peers:
         lines = [f"**`{dataset}`**: {about}."]
         if peers:
@@ -160,8 +160,9 @@ def dataset_verdict(dataset: str, records: dict[str, dict], model: str, detail: 
         words = [", ".join(_relation(standing(said[p]["all"].get(metric))) + f" `{p}`" for p in peers) + f" in {name}"
                  for metric, name in (("lpips_alex", "LPIPS-Alex"), ("lpips_vgg", "LPIPS-VGG"))]
         missing_peers = [p for p in EQUAL_BUDGET_METHODS if p not in records]
-        lines.append("- **At equal budget**, DictSR is " + "; ".join(words) + "."
-                     + (f" Not scored yet: {', '.join(f'`{p}`' for p in missing_peers)}." if missing_peers else ""))
+        if detail:  # the README's answer line says it already
+            lines.append("- **At equal budget**, DictSR is " + "; ".join(words) + "."
+                         + (f" Not scored yet: {', '.join(f'`{p}`' for p in missing_peers)}." if missing_peers else ""))
         kinds = [f"against `{p}`: " + ", ".join(f"{standing(said[p].get(kind, {}).get('lpips_alex'))} on {kind} photos"
                                                 for kind in ("flat", "textured")) for p in peers]
         lines.append("- **Flat / textured photos** (LPIPS-Alex) " + "; ".join(kinds) + ".")
@@ -172,6 +173,12 @@ def dataset_verdict(dataset: str, records: dict[str, dict], model: str, detail: 
         lines.append("- **Against the published peers** (trained for GPU-days, not our budget): " + "; ".join(
             f"{LABELS[p]}: {standing(said[p]['all'].get('lpips_alex'))} in LPIPS-Alex, "
             f"{standing(said[p]['all'].get('lpips_vgg'))} in LPIPS-VGG" for p in published) + ".")
+    if "paper-cpu" in said:
+        paper = records["paper-cpu"]["evaluation"]["summary"]
+        lines.append(f"- **The paper's method** at this budget (`paper-cpu`, {(_minutes(records['paper-cpu']) or 0):.1f} "
+                     f"min): LPIPS-Alex {paper['lpips_alex']:.3f}, RGB PSNR {paper['psnr_rgb']:.2f} dB; DictSR is "
+                     f"{_relation(standing(said['paper-cpu']['all'].get('lpips_alex')))} it in LPIPS-Alex "
+                     f"({_interval(said['paper-cpu']['all']['lpips_alex'])}).")
     if not detail:
         return "\n".join(lines) + "\n"
     bicubic = records.get("bicubic", {}).get("evaluation", {}).get("summary", {})
