@@ -224,6 +224,17 @@ def test_step_time_is_measured_by_real_training_and_reused_per_kind(tiny_data, t
     assert estimate.training_seconds([(run, cfg)], clock_) == pytest.approx(cfg.train.total_steps * seconds)
 
 
+def test_a_run_with_the_perceptual_term_on_every_step_is_measured_over_as_many_steps_as_plain_ones(monkeypatch):
+    from dictsr_core.config import get_config
+
+    measured = []
+    monkeypatch.setattr(estimate, "measure_step_seconds", lambda cfg, data, device, steps: measured.append(steps) or 0.1)
+    clock_ = estimate.StepClock("data", "cpu", steps=150, perceptual_steps=24, say=lambda line: None)
+    clock_(get_config("cpu"), perceptual=True)  # the recipe: LPIPS on its last steps only
+    clock_(get_config("paper-cpu"), perceptual=True)  # the paper's: LPIPS on every step, the whole run's cost
+    assert measured == [24, 150]
+
+
 def test_steps_done_reads_a_baseline_config_written_before_it_was_trimmed(tmp_path):
     import yaml
 

@@ -91,7 +91,10 @@ class StepClock:
             data["train"]["perceptual_from"] = 0.0
             if not perceptual:
                 data["train"]["perceptual_weight"] = 0.0
-            steps = self.perceptual_steps if perceptual else self.steps
+            # a run whose every step has the LPIPS term (the paper's) is all perceptual steps: measured as long as
+            # plain ones (24 put paper-cpu at 1.5 steps/s; its photos-ntire run averaged 1.33, 2026-12-07)
+            every_step = cfg.train.perceptual_weight > 0 and cfg.train.perceptual_start == 0
+            steps = self.perceptual_steps if perceptual and not every_step else self.steps
             self.say(f"[workbook] plan: measuring {steps} {kind} training steps on {self.device} ...")
             self.seconds[kind] = measure_step_seconds(Config.from_dict(data), self.data_dir, self.device, steps)
         return self.seconds[kind]
