@@ -172,3 +172,36 @@ def test_the_papers_method_gets_its_line(tmp_path):
     text = verdict_markdown(tmp_path / "results", datasets=("photos-aim",), detail=False)
     assert ("- **The paper's method** at this budget (`paper-cpu`, 26.7 min): LPIPS-Alex 0.750, RGB PSNR 11.20 dB; "
             "DictSR is ahead of it in LPIPS-Alex (-0.350 [-0.350, -0.350]).") in text
+
+
+def test_the_readme_verdict_and_verdict_md_regenerate_byte_identically_from_the_committed_records(tmp_path):
+    """The README's block and results/test/verdict.md are made by `dictsr verdict` from results/test/: run on a copy
+    of the committed records, it writes them again exactly (nothing in them was typed by hand or left stale)."""
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "results" / "test", tmp_path / "results" / "test")
+    readme = tmp_path / "README.md"
+    shutil.copyfile(root / "README.md", readme)
+    with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+        assert main(["verdict", "--results", str(tmp_path / "results" / "test"), "--readme", str(readme)]) == 0
+    assert readme.read_text(encoding="utf-8") == (root / "README.md").read_text(encoding="utf-8")
+    assert ((tmp_path / "results" / "test" / "verdict.md").read_text(encoding="utf-8")
+            == (root / "results" / "test" / "verdict.md").read_text(encoding="utf-8"))
+
+
+def test_the_test_targets_regenerate_byte_identically_from_the_committed_records(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "results" / "test", tmp_path / "test")
+    out = tmp_path / "targets"
+    with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+        assert main(["targets", "--results", str(tmp_path / "test" / "photos-aim"), "--results",
+                     str(tmp_path / "test" / "photos-ntire"), "--run", "dictsr-c8g", "dictsr", "paper-cpu",
+                     "--out", str(out)]) == 0
+    name = "dictsr-c8g_dictsr_paper-cpu.md"
+    made = (out / name).read_text(encoding="utf-8").replace(str(tmp_path / "test"), "results/test")
+    assert made == (root / "results" / "test" / "targets" / name).read_text(encoding="utf-8")
