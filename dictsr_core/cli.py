@@ -531,7 +531,7 @@ def cmd_verdict(args) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     from dictsr_core.analysis.figures.style import save_figure
-    from dictsr_core.evaluation.verdict import verdict_figure
+    from dictsr_core.analysis.figures.results import verdict_figure
 
     written = [atomic_write_text(Path(args.results) / "verdict.md", markdown)]
     figure = verdict_figure(args.results, datasets=args.datasets)

@@ -151,7 +151,7 @@ def test_the_equal_budget_question_gets_a_plain_answer(tmp_path, peer_alex, peer
 
 
 def test_the_figure_shows_every_scored_method_and_marks_the_model(tmp_path):
-    from dictsr_core.evaluation.verdict import verdict_figure
+    from dictsr_core.analysis.figures.results import verdict_figure
 
     _known(tmp_path)
     assert verdict_figure(tmp_path / "nothing") is None

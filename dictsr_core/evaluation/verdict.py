@@ -197,28 +197,6 @@ def dataset_verdict(dataset: str, records: dict[str, dict], model: str, detail: 
     return "\n".join(lines) + "\n" + "\n".join(table) + "\n"
 
 
-FIGURE_ORDER = ("bicubic", "paired-bicubic", "oracle", *EQUAL_BUDGET_METHODS, "paper-cpu", "dictsr", *PRETRAINED_METHODS)
-SHORT_LABELS = {"realesrgan-x4plus": "Real-ESRGAN\n(published)", "realsr-df2k": "RealSR DF2K\n(published)",
-                "plain-realesrgan-deg": "plain +\nReal-ESRGAN deg.", "plain-noise-injection": "plain +\nnoise injection",
-                "paper-cpu": "paper's method\n(paper-cpu)", "dictsr": "dictsr\n(as trained)"}
-
-
-def verdict_figure(results_root, datasets=("photos-aim", "photos-ntire")):
-    """The bar chart of every dataset of `results_root` that has records (analysis.figures.results.verdict_bars),
-    the model `dictsr sr` uses marked; None where no dataset has any."""
-    from dictsr_core.analysis.figures.results import verdict_bars
-
-    found, models = {}, {}
-    for dataset in datasets:
-        folder = Path(results_root) / dataset
-        if folder.is_dir() and any(folder.glob("*.json")):
-            found[dataset], models[dataset] = load_test_records(folder)
-    if not found:
-        return None
-    labels = {**SHORT_LABELS, **{model: f"{model}\n(dictsr sr)" for model in models.values()}}
-    return verdict_bars(found, models, FIGURE_ORDER, labels)
-
-
 def verdict_markdown(results_root, datasets=("photos-aim", "photos-ntire"), detail: bool = True) -> str:
     """The verdict of every dataset of `results_root` (results/test) that has records; a dataset without any is
     said to be missing. Without detail: the lines alone (the README's), the tables in results/test/verdict.md."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
+from pathlib import Path
+
 from dictsr_core.analysis.figures.style import method_color, method_label
+from dictsr_core.peers.names import EQUAL_BUDGET_METHODS, PRETRAINED_METHODS
 
 PANELS = (("psnr_rgb", "PSNR RGB (dB), higher is better"), ("ssim_rgb", "SSIM RGB, higher is better"),
           ("lpips_alex", "LPIPS-Alex, lower is better"))
@@ -94,3 +97,25 @@ def verdict_bars(datasets: dict[str, dict[str, dict]], model: dict[str, str], or
     figure.suptitle(title or "Test split: DictSR beside the equal-budget peers, the published peers and bicubic",
                     fontsize=10)
     return figure
+
+
+FIGURE_ORDER = ("bicubic", "paired-bicubic", "oracle", *EQUAL_BUDGET_METHODS, "paper-cpu", "dictsr", *PRETRAINED_METHODS)
+SHORT_LABELS = {"realesrgan-x4plus": "Real-ESRGAN\n(published)", "realsr-df2k": "RealSR DF2K\n(published)",
+                "plain-realesrgan-deg": "plain +\nReal-ESRGAN deg.", "plain-noise-injection": "plain +\nnoise injection",
+                "paper-cpu": "paper's method\n(paper-cpu)", "dictsr": "dictsr\n(as trained)"}
+
+
+def verdict_figure(results_root, datasets=("photos-aim", "photos-ntire")):
+    """The bar chart (verdict_bars) of every dataset of `results_root` that has records,
+    the model `dictsr sr` uses marked; None where no dataset has any."""
+    from dictsr_core.evaluation.verdict import load_test_records
+
+    found, models = {}, {}
+    for dataset in datasets:
+        folder = Path(results_root) / dataset
+        if folder.is_dir() and any(folder.glob("*.json")):
+            found[dataset], models[dataset] = load_test_records(folder)
+    if not found:
+        return None
+    labels = {**SHORT_LABELS, **{model: f"{model}\n(dictsr sr)" for model in models.values()}}
+    return verdict_bars(found, models, FIGURE_ORDER, labels)
