@@ -78,6 +78,7 @@ def test_training_lr_images_are_the_clean_lr_of_train_hr_and_the_train_lr_images
         training_lr_images(tmp_path)
 
 
+@pytest.mark.slow
 def test_coarsen_command_writes_json_and_readme_block(tmp_path, capsys):
     from dictsr_core.cli import main
     from dictsr_core.data.prepare import prepare_dataset

@@ -177,6 +177,7 @@ def test_location_figure_saves_a_non_blank_png(net, image):
     assert any("(chosen)" in t for t in titles) and any(t.startswith("#") for t in titles)
 
 
+@pytest.mark.slow
 def test_widget_renders_on_creation_and_follows_the_sliders(net, image):
     pytest.importorskip("ipywidgets")
     small = image[:9, :12].copy()

@@ -12,6 +12,7 @@ from dictsr_core.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_python_m_entry_point_and_info_json():
     result = subprocess.run(
         [sys.executable, "-m", "dictsr_core", "info", "--preset", "paper", "--json"],
@@ -128,6 +129,7 @@ def test_sr_without_checkpoint_uses_the_main_jobs_and_says_which(trained_run, tm
         assert f"using the main job's DictSR checkpoint {made}" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_info_all_lists_every_preset_ablation_and_rrdbnet(capsys):
     from dictsr_core.config import ABLATIONS, PRESETS, ablations_for
 

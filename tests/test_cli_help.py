@@ -58,6 +58,7 @@ def test_one_device_default_and_one_preset_default_everywhere():
     assert resolve_preset("auto") == ("gpu" if torch.cuda.is_available() else "cpu") and resolve_preset("tiny") == "tiny"
 
 
+@pytest.mark.slow
 def test_info_without_a_preset_describes_what_this_machine_would_train(capsys):
     assert main(["info", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)

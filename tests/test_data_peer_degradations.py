@@ -96,6 +96,7 @@ def _photos():
     return [skdata.astronaut(), skdata.coffee()[:, :512], skdata.chelsea(), skdata.rocket()]
 
 
+@pytest.mark.slow
 def test_the_kernel_estimator_finds_a_known_blur_and_sees_through_noise():
     hr = _photos()
     rng = np.random.default_rng(0)

@@ -57,6 +57,7 @@ def test_without_apt_the_message_says_what_to_do(tmp_path, monkeypatch):
 
 @needs_apt
 @pytest.mark.network
+@pytest.mark.slow
 def test_a_subset_of_photos_is_fetched_credited_and_split(tmp_path, monkeypatch):
     # Six photos from four packages (one plasma wallpaper, whose credits come from metadata.json).
     subset = [row for row in PHOTOS if row[1].endswith(("/flower.png", "Storm.jpg", "fog.jpg", "Wine_by_Jakkub_Mede.jpg",

@@ -118,6 +118,7 @@ def test_results_json_per_run_with_the_documented_keys(table_run, runs):
         assert {"flat_fraction", "psnr_rgb_flat", "psnr_rgb_textured"} <= set(rows["cat"])
 
 
+@pytest.mark.slow
 def test_a_run_with_a_weight_average_is_scored_with_it_unless_asked_for_the_last_weights(data_dir, runs, tmp_path):
     from dictsr_core.config import get_config
     from dictsr_core.training.trainer import train

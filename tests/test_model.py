@@ -336,6 +336,7 @@ def test_ablation_depths(ablation, layers):
         assert count_convs(model.dec_lr) == 14
 
 
+@pytest.mark.slow
 def test_training_objective_and_inference_trace_as_single_graphs():
     """No graph breaks: torch.compile sees the whole step (lookups, restarts' bookkeeping, losses) and the
     whole folded inference path as one graph each, so CUDA runs them without host round trips."""

@@ -117,6 +117,7 @@ def test_ncnn_itself_still_gives_the_stored_reference(name):
     assert np.abs(sr.astype(int) - expected).max() <= 1
 
 
+@pytest.mark.slow
 def test_tiles_with_the_peer_margin_give_the_whole_image(peers):
     from dictsr_core.inference.tiled import super_resolve
 

@@ -104,6 +104,7 @@ def lpips_vgg_by_hand(dist: torch.Tensor, ref: torch.Tensor, cache_dir, linear_w
     return total
 
 
+@pytest.mark.slow
 def test_lpips_vgg_equals_the_formula_written_out(weights_cache, calibration_dir):
     model = build_lpips("vgg", cache_dir=weights_cache)
     linear = [getattr(model, f"lin{k}").model[-1].weight.detach().flatten() for k in range(5)]
@@ -116,6 +117,7 @@ def test_lpips_vgg_equals_the_formula_written_out(weights_cache, calibration_dir
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONE_FILENAMES))
+@pytest.mark.slow
 def test_converted_backbone_fits_torchvision_features_strictly(weights_cache, name):
     state = load_backbone_state(name, weights_cache)
     features = getattr(torchvision.models, name)(weights=None).features
@@ -194,6 +196,7 @@ def test_fetch_weights_keeps_verified_files(weights_cache):
 
 
 @pytest.mark.network
+@pytest.mark.slow
 def test_fetch_weights_replaces_a_tampered_file(weights_cache, tmp_path):
     for name in BACKBONE_FILENAMES:
         shutil.copy(backbone_path(name, weights_cache), backbone_path(name, tmp_path))

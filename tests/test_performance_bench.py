@@ -16,6 +16,7 @@ def cpu_bench(tmp_path_factory):
     return result, json.loads(path.read_text())
 
 
+@pytest.mark.slow
 def test_cpu_bench_times_each_treatment_for_both_networks(cpu_bench):
     result, written = cpu_bench
     assert written == pytest.approx(result)

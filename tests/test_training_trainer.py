@@ -24,6 +24,7 @@ def test_step_batches_are_a_function_of_step_and_rank():
     assert list(StepBatches(5, 6, 2, rank=1, world=2)) == [[22, 23]]
 
 
+@pytest.mark.slow
 def test_tiny_batch_overfits():
     from dictsr_core.model import DictSR
     from dictsr_core.training.losses import DictSRLoss
@@ -200,6 +201,7 @@ class _BackwardFails(torch.autograd.Function):
 
 
 @pytest.mark.parametrize("where", ["forward", "backward"])
+@pytest.mark.slow
 def test_compile_failure_falls_back_to_eager(tiny_data, tmp_path, monkeypatch, capsys, where):
     """Compiling happens in the first step, the backward graph at the first backward: a failure in either
     falls back to eager, and training goes on exactly as an eager run."""

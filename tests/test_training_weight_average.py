@@ -47,6 +47,7 @@ def _ema_config(decay=0.8):
                                          "train.perceptual_from": 0.5, "train.checkpoint_every": 100})
 
 
+@pytest.mark.slow
 def test_average_starts_with_the_perceptual_phase_resumes_exactly_and_leaves_training_alone(tiny_data, tmp_path):
     cfg = _ema_config()
     assert cfg.train.ema_start == 10 and get_config("tiny").train.ema_start == 0
@@ -69,6 +70,7 @@ def test_average_starts_with_the_perceptual_phase_resumes_exactly_and_leaves_tra
     assert states_equal(without["model"], straight["model"])  # averaging never feeds back into training
 
 
+@pytest.mark.slow
 def test_inference_runs_the_average_unless_asked_for_the_last_weights(tiny_data, tmp_path):
     train(_ema_config(decay=0.5), tiny_data, tmp_path / "run", device="cpu", progress=False)
     train(get_config("tiny"), tiny_data, tmp_path / "plain", device="cpu", progress=False)
@@ -85,6 +87,7 @@ def test_inference_runs_the_average_unless_asked_for_the_last_weights(tiny_data,
 
 
 @pytest.mark.parametrize("in_average,restarted", [(False, [2, 4, 6, 8, 10]), (True, list(range(2, 21, 2)))])
+@pytest.mark.slow
 def test_dead_entries_restart_only_before_the_weight_average_starts(tiny_data, tmp_path, monkeypatch, in_average,
                                                                     restarted):
     """The method issue's bug: restarts inside the average's window blend a restarted entry's old and new rows into
@@ -132,6 +135,7 @@ def test_a_derived_run_whose_restarts_would_differ_is_refused(tiny_data, tmp_pat
     assert derive_average_run(tmp_path / "Ours", tmp_path / "R6", tracked)
 
 
+@pytest.mark.slow
 def test_a_run_without_the_average_is_derived_bit_for_bit_from_the_run_with_it(tiny_data, tmp_path):
     from dataclasses import replace
 
@@ -203,6 +207,7 @@ def test_power_function_averages_are_validated(overrides, field):
         get_config("tiny", overrides=overrides)
 
 
+@pytest.mark.slow
 def test_tracked_averages_resume_exactly_and_derive_the_run_that_uses_one_bit_for_bit(tiny_data, tmp_path, capsys):
     from dataclasses import replace
 
@@ -271,6 +276,7 @@ def test_a_resume_from_an_average_that_does_not_fit_the_model_names_it(tiny_data
             train(cfg, tiny_data, tmp_path / broken, device="cpu", progress=False, resume=True)
 
 
+@pytest.mark.slow
 def test_the_l1_only_model_is_kept_at_the_start_of_the_perceptual_phase_and_derived_from_it(tiny_data, tmp_path, capsys):
     from dictsr_core.cli import main
     from dictsr_core.training.run_folder import checkpoint_file, derive_average_run

@@ -199,6 +199,7 @@ def test_profiles_and_context(tmp_path):
     assert training_config(paper, "dictsr", None, schedule="ablation").train.total_steps == 600
 
 
+@pytest.mark.slow
 def test_workbook_cli_names_a_missing_data_folder(tmp_path):
     done = subprocess.run([sys.executable, "-m", "dictsr_core", "workbook", "--profile", "smoke", "--data", str(tmp_path / "nope"),
                            "--run-root", str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
@@ -217,6 +218,7 @@ def _get(url: str, token: str) -> dict:
         return json.loads(response.read())
 
 
+@pytest.mark.slow
 def test_jupyterlab_starts_on_localhost_serves_the_workbook_kernel_and_stops_by_pid():
     command = lab_command(port=0)
     assert "--ip=127.0.0.1" in command and ("--allow-root" in command) == (os.geteuid() == 0)
@@ -310,6 +312,7 @@ def test_a_photos_dataset_from_an_older_catalogue_is_made_again_and_a_current_on
     assert stages._older_protocol(data_dir, "folder") is False
 
 
+@pytest.mark.slow
 def test_the_training_stage_makes_the_l1_only_model_beside_its_run_and_reuses_both(tiny_data, tmp_path, capsys):
     from dictsr_core.config import get_config
     from dictsr_core.training.checkpoint import load_checkpoint
@@ -327,6 +330,7 @@ def test_the_training_stage_makes_the_l1_only_model_beside_its_run_and_reuses_bo
     assert "is finished (20 steps); reusing it" in out and "L1-only" not in out
 
 
+@pytest.mark.slow
 def test_a_finished_run_of_another_config_is_moved_aside_not_deleted(tiny_data, tmp_path, capsys):
     from dictsr_core.config import get_config
     from dictsr_core.training.checkpoint import load_checkpoint
