@@ -755,7 +755,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="trained weights (default: random weights, same cost)")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     p.add_argument("--quick", action="store_true", help="skip the compiled training step (CUDA) and the compiled treatments (CPU)")
-    p.add_argument("--readme", default=None, help="also write the numbers into this README's `dictsr bench <card>` block")
+    p.add_argument("--readme", default=None, help="also write the numbers into this Markdown file's `dictsr bench "
+                   "<card>` block (README.md or docs/speed.md)")
     p.add_argument("--from-json", default=None, metavar="FILE", help="do not measure: print (and --readme) a saved result")
     p.set_defaults(func=cmd_bench)
 
@@ -771,7 +772,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="re-evaluate even where a results JSON of the same checkpoint step exists")
     p.add_argument("--tile", type=_tile, default=256, help="LR tile side: 0 = whole image at once, else at least 8")
     _device_argument(p)
-    p.add_argument("--readme", default=None, help="also write the tables into this README between their markers")
+    p.add_argument("--readme", default=None, help="also write the tables into this Markdown file (README.md or a "
+                   "docs/ page) between their markers")
     _weights_argument(p)
     p.set_defaults(func=cmd_table)
 
@@ -787,7 +789,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "validation images' own (a leak, for a probe only)")
     p.add_argument("--label", default=None, help="the run's name in the table (default: the run folder's name)")
     p.add_argument("--json", default=None, help="write the curve to this JSON file")
-    p.add_argument("--readme", default=None, help="also write the table into this README between its markers")
+    p.add_argument("--readme", default=None, help="also write the table into this Markdown file (README.md or a "
+                   "docs/ page) between its markers")
     _device_argument(p)
     _weights_argument(p)
     p.set_defaults(func=cmd_coarsen)
@@ -799,7 +802,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", default="dictsr", help="the run compared (a record name in each folder)")
     p.add_argument("--reference", default="paired-bicubic", help="the run it is compared against (bicubic, paired-bicubic, ...)")
     p.add_argument("--out", default=None, help="folder for <run>_vs_<reference>.md/.csv/.json (default: results/seeds/<dataset>)")
-    p.add_argument("--readme", default=None, help="also write the table into this README between its markers")
+    p.add_argument("--readme", default=None, help="also write the table into this Markdown file (README.md or a "
+                   "docs/ page) between its markers")
     p.set_defaults(func=cmd_seeds)
 
     p = sub.add_parser("verdict", help="the README's verdict from the test records: DictSR against the equal-budget and "
@@ -819,7 +823,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--references", nargs="+", default=list(EQUAL_BUDGET_METHODS),
                    help="the equal-budget peers the run must lead (record names)")
     p.add_argument("--out", default="results/targets", help="folder for <runs>.md/.csv/.json")
-    p.add_argument("--readme", default=None, help="also write the table into this README between its markers")
+    p.add_argument("--readme", default=None, help="also write the table into this Markdown file (README.md or a "
+                   "docs/ page) between its markers")
     p.set_defaults(func=cmd_targets)
 
     from dictsr_core.workbook.profiles import PROFILES

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one device call of the GPU issue (run by the `device` tool with carry [".gpu"]; see README, "Speed").
+# The one device call of the GPU issue (run by the `device` tool with carry [".gpu"]; see docs/speed.md).
 # `.gpu/` is built here by `python scripts/make_gpu_carry.py`:
 #   .gpu/whl/    lpips and spandrel wheels (the device image has neither; no network there)
 #   .gpu/cache/  the verified fp16 VGG16 copy (dictsr_core.perceptual.weights.export_half_copies) for the LPIPS term, xz
