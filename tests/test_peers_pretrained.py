@@ -74,15 +74,23 @@ def test_the_reader_refuses_files_that_are_not_plain_convolution_graphs(tmp_path
         rrdbnet_state_dict(param, binary, torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.Conv2d(2, 2, 3)))
 
 
+def test_an_offline_fetch_names_the_missing_files_and_downloads_nothing(tmp_path):
+    from dictsr_core.peers.pretrained import PretrainedError, fetch_pretrained
+
+    with pytest.raises(PretrainedError, match=r"\.param: realesrgan-x4plus is not fetched.*dictsr weights --peers"):
+        fetch_pretrained("realesrgan-x4plus", tmp_path, log=None, offline=True)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
 # ---------------------------------------------------------------- the real weights
 
 @pytest.fixture(scope="module")
-def peers():
+def peers(cached_or_fetched):
     """The converted peers (fetched once: `dictsr weights --peers` in setup already did)."""
     from dictsr_core.peers.pretrained import fetch_pretrained, load_pretrained
 
     for name in PEERS:
-        fetch_pretrained(name, log=None)
+        cached_or_fetched(fetch_pretrained, f"the {name} weights", name)
     return {name: load_pretrained(name, fetch=False) for name in PEERS}
 
 
@@ -106,12 +114,12 @@ def test_the_converted_network_gives_the_stored_ncnn_reference(peers, name):
 
 
 @pytest.mark.parametrize("name", PEERS)
-def test_ncnn_itself_still_gives_the_stored_reference(name):
+def test_ncnn_itself_still_gives_the_stored_reference(name, cached_or_fetched):
     pytest.importorskip("ncnn", reason="the optional ncnn package (extra `peers`) is not installed")
     from dictsr_core.peers.ncnn_runner import ncnn_net, ncnn_super_resolve
     from dictsr_core.peers.pretrained import fetch_pretrained, ncnn_files
 
-    fetch_pretrained(name, log=None)
+    cached_or_fetched(fetch_pretrained, f"the {name} weights", name)
     lr, expected = _reference(name)
     sr = ncnn_super_resolve(ncnn_net(*ncnn_files(name)), lr)
     assert np.abs(sr.astype(int) - expected).max() <= 1

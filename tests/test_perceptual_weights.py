@@ -31,17 +31,6 @@ PUBLISHED_LPIPS_ALEX = {"I03": 0.7237, "I04": 0.2572, "I06": 0.0508, "I08": 0.05
 MEASURED_LPIPS_VGG = {"I19": 0.59714}
 
 
-@pytest.fixture(scope="session")
-def weights_cache():
-    """Fetches once per session (a no-op when `dictsr weights` already ran, as setup does)."""
-    return fetch_weights(log=None)
-
-
-@pytest.fixture(scope="session")
-def calibration_dir():
-    return fetch_calibration_images(log=None)
-
-
 def _read_rgb(path) -> np.ndarray:
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"))
@@ -165,6 +154,12 @@ def test_missing_weights_raise_with_the_fetch_command(tmp_path):
     with pytest.raises(MissingWeightsError, match="dictsr weights") as info:
         build_lpips("alex", cache_dir=tmp_path)
     assert str(tmp_path / BACKBONE_FILENAMES["alexnet"]) in str(info.value)
+
+
+def test_offline_fetch_names_what_is_missing_instead_of_downloading(tmp_path):
+    with pytest.raises(MissingWeightsError, match=r"alexnet_features.pt.*vgg16_features.pt.*offline.*dictsr weights"):
+        fetch_weights(tmp_path, log=None, offline=True)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_tampered_converted_file_fails_verification(weights_cache, tmp_path):

@@ -175,6 +175,46 @@ def test_torchrun_two_gloo_processes(tiny_data, tmp_path, wall):
     assert summary["stopped_early"] == (wall is not None)
 
 
+RANK_STATE_SCRIPT = """
+import sys, torch, torch.distributed as dist
+from dictsr_core.config import get_config
+from dictsr_core.training.build import build_run
+from dictsr_core.training.trainer import Trainer
+dist.init_process_group("gloo")  # made here, so the trainer leaves it open for the comparison below
+cfg = get_config("tiny", overrides=dict(arg.split("=", 1) for arg in sys.argv[3:]))
+run = build_run(cfg, sys.argv[1], sys.argv[2], device="cpu")
+initial = {k: v.clone() for k, v in run.model.state_dict().items()}
+Trainer(run, progress=False).fit()
+rank = dist.get_rank()
+torch.save({"initial": initial, "final": run.model.state_dict()}, f"{sys.argv[2]}/rank{rank}.pt")
+dist.barrier()
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides", [[], ["model.codebook_ema=0.9", "model.cosine_lookup=true"]],
+                         ids=["paper-lookup", "ema-cosine"])
+def test_two_ddp_ranks_hold_identical_weights_and_dictionaries_after_training(tiny_data, tmp_path, overrides):
+    """Each rank trains on its own shard; DDP's gradient all-reduce, the merged dictionary usage, the broadcast
+    restarts (every 5 steps here) and the all-reduced EMA codebook must leave every tensor equal on both ranks."""
+    script = tmp_path / "ranks.py"
+    script.write_text(RANK_STATE_SCRIPT)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+           str(tiny_data), str(out), "train.epochs=1", "train.restart_every=5", *overrides]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    final0, final1 = ranks[0]["final"], ranks[1]["final"]
+    assert final0.keys() == final1.keys() and any(k.endswith("d_lr") for k in final0)
+    differing = [k for k in final0 if not torch.equal(final0[k], final1[k])]
+    assert not differing, differing
+    moved = [k for k in final0 if final0[k].is_floating_point() and not torch.equal(final0[k], ranks[0]["initial"][k])]
+    assert any(k.endswith("d_lr") for k in moved) and any(k.startswith("enc_lr.") for k in moved), moved
+
+
 def test_dictionary_entries_get_their_own_learning_rate():
     from dictsr_core.model import DictSR
     from dictsr_core.training.build import param_groups

