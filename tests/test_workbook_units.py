@@ -364,3 +364,47 @@ def test_a_notebook_opened_by_hand_runs_the_profiles_rows_and_writes_no_tracked_
     assert "dictsr-c8g" in stages.profile_default(ctx, "03_evaluate", "runs")
     with pytest.raises(WorkbookError, match="runs no 09_nothing"):
         stages.profile_default(ctx, "09_nothing", "runs")
+
+
+def _notebook_defaults(name: str) -> dict:
+    book = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    cell = next(c for c in book.cells if "parameters" in c.metadata.get("tags", []))
+    namespace = {}
+    exec(cell.source, namespace)  # noqa: S102 - our own tracked notebook's literal assignments
+    return {key: value for key, value in namespace.items() if not key.startswith("__")}
+
+
+@pytest.mark.parametrize("profile", ["cpu", "gpu", "smoke"])
+def test_every_parameter_make_main_passes_is_a_notebook_parameter_whose_default_means_the_same(profile, tmp_path):
+    """papermill only warns about a name the notebook does not define; and a notebook opened by hand must make what
+    make main made: 02_train's derived runs default to "profile", which train_run resolves to these same values."""
+    from dictsr_core.workbook.plan import derived_runs, plan, training_config
+
+    ctx = context(profile, root=tmp_path, device="cpu")
+    for stage in plan(ctx):
+        defaults = _notebook_defaults(stage.notebook)
+        assert set(stage.parameters) <= set(defaults), (stage.key, set(stage.parameters) - set(defaults))
+    train = next(stage for stage in plan(ctx) if stage.key == "02_train-dictsr")
+    derived = derived_runs(ctx, "dictsr", training_config(ctx, "dictsr"))
+    assert {key: train.parameters[key] for key in derived} == derived
+    defaults = _notebook_defaults("02_train")
+    assert all(defaults[key] == "profile" for key in derived) and defaults["run_name"] == defaults["method"] == "dictsr"
+    if profile == "cpu":
+        assert derived["gated_run"] == "dictsr-c8g" and derived["l1_run"] == "dictsr-l1"
+
+
+def test_train_run_resolves_profile_defaults_to_the_derived_runs_of_make_main(tiny_data, tmp_path, monkeypatch):
+    from dictsr_core.config import get_config
+    from dictsr_core.workbook import stages
+
+    ctx = context("smoke", data_dir=tiny_data, run_root=tmp_path / "runs", figure_dir=tmp_path / "figures", device="cpu")
+    cfg = get_config("tiny", overrides={"train.perceptual_weight": 0.1, "train.perceptual_from": 0.5})
+    asked = []
+    monkeypatch.setattr(stages, "derived_runs", lambda c, run, config, force=False: asked.append(run)
+                        or {"l1_run": "dictsr-l1"})
+    profile = dict.fromkeys(("l1_run", "coarse_run", "coarse_entries", "coarse_restarts", "split_run",
+                             "coarse_lookup_blurs", "gated_run", "coarse_gates", "gate_lookup_blurs"), "profile")
+    result = stages.train_run(ctx, "dictsr", cfg, live=False, **profile)
+    assert asked == ["dictsr"] and result["summary"]["l1_run"] == "dictsr-l1"
+    assert (ctx.run_dir("dictsr-l1") / "checkpoints" / "last.pt").is_file()
+    assert not [p for p in ctx.run_root.iterdir() if "-c" in p.name]  # no coarse run: the profile makes none

@@ -89,6 +89,22 @@ def _listed(values) -> list | None:
     return None if values is None else list(values)
 
 
+def derived_runs(ctx: Context, method: str, cfg, force: bool = False) -> dict:
+    """The runs `make main` makes from a main run, as train_run's keywords (02_train's parameters): DictSR's L1-only
+    model and its coarse, split and texture-gated codes where the profile asks for them; none for other methods."""
+    l1_run = l1_run_name(method, cfg, ctx.run_dir(method), force) if method == "dictsr" else None
+    coarse_run = coarse_run_name(method, cfg, ctx.profile.coarse_entries) if method == "dictsr" else None
+    if not coarse_run:
+        return {"l1_run": l1_run}
+    return {"l1_run": l1_run, "coarse_run": coarse_run, "coarse_entries": ctx.profile.coarse_entries,
+            "coarse_restarts": ctx.profile.coarse_restarts,
+            "split_run": f"{coarse_run}s" if ctx.profile.coarse_split else None,
+            "coarse_lookup_blurs": _listed(ctx.profile.coarse_lookup_blurs),
+            "gated_run": f"{coarse_run}g" if ctx.profile.coarse_gates else None,
+            "coarse_gates": _listed(ctx.profile.coarse_gates),
+            "gate_lookup_blurs": _listed(ctx.profile.gate_lookup_blurs)}
+
+
 def common_parameters(ctx: Context) -> dict:
     return {"profile": ctx.profile.name, "data_dir": str(ctx.data_dir), "run_root": str(ctx.run_root),
             "figure_dir": str(ctx.figure_dir), "device": str(ctx.device), "seed": ctx.seed}
@@ -118,19 +134,13 @@ def plan(ctx: Context, force: bool = False) -> list[Stage]:
     scored = []
     for method in methods:
         cfg = training_config(ctx, method)
-        l1_run = l1_run_name(method, cfg, ctx.run_dir(method), force) if method == "dictsr" else None
-        coarse_run = coarse_run_name(method, cfg, ctx.profile.coarse_entries) if method == "dictsr" else None
-        split_run = f"{coarse_run}s" if coarse_run and ctx.profile.coarse_split else None
-        gated_run = f"{coarse_run}g" if coarse_run and ctx.profile.coarse_gates else None
+        derived = derived_runs(ctx, method, cfg, force)
+        l1_run, coarse_run = derived["l1_run"], derived.get("coarse_run")
+        split_run, gated_run = derived.get("split_run"), derived.get("gated_run")
         made = [run for run in (method, l1_run, coarse_run, split_run, gated_run) if run]
-        extra = {"coarse_run": coarse_run, "coarse_entries": ctx.profile.coarse_entries,
-                 "coarse_restarts": ctx.profile.coarse_restarts, "split_run": split_run,
-                 "coarse_lookup_blurs": _listed(ctx.profile.coarse_lookup_blurs), "gated_run": gated_run,
-                 "coarse_gates": _listed(ctx.profile.coarse_gates),
-                 "gate_lookup_blurs": _listed(ctx.profile.gate_lookup_blurs)} if coarse_run else {}
         stages.append(Stage(f"02_train-{method}", "02_train",
                             {**common, "method": method, "ablation": None, "schedule": "main", "run_name": method,
-                             "l1_run": l1_run, **extra},
+                             **derived},
                             _figures(ctx, f"train_curves_{method}") + run_checkpoints(ctx, made),
                             runs=[(ctx.run_dir(method), cfg)], about=f"train {method}: {cfg.train.total_steps} steps"
                             + (f" ({l1_run}: its L1-only model at step {cfg.train.l1_phase_end})" if l1_run else "")

@@ -11,11 +11,12 @@ import time
 from pathlib import Path
 
 from dictsr_core.workbook.execute import execute_notebook
-from dictsr_core.workbook.plan import (ablation_runs, common_parameters, plan, run_checkpoints,  # notebooks call
-                                       training_config)  # stages.training_config
+from dictsr_core.workbook.plan import (ablation_runs, common_parameters, derived_runs, plan,  # notebooks call
+                                       run_checkpoints, training_config)  # stages.training_config
 from dictsr_core.workbook.profiles import Context, WorkbookError, preparable
 
 SPLITS = ("train_hr", "train_lr", "val_lr", "val_hr")
+PROFILE = "profile"  # train_run's derived-run keywords: what `make main` passes (02_train's defaults)
 
 
 def profile_default(ctx: Context, notebook: str, name: str, given=None):
@@ -116,7 +117,8 @@ def train_run(ctx: Context, run_name: str, cfg, force: bool = False, live: bool 
     splits while its training agreement holds (training/code_refinement.py); coarse_lookup_blurs: both codes derived
     once per LR lookup blur, the best on the training images kept (derive_coarse_run's lookup_blurs); with gated_run
     too, RUN_ROOT/gated_run, the texture-gated code (training/texture_gate_search.py: coarse_restarts draws x
-    gate_lookup_blurs x coarse_gates scored on the training images)."""
+    gate_lookup_blurs x coarse_gates scored on the training images). Any of these given as "profile" (02_train's
+    defaults) is what `make main` passes for this run (workbook.plan.derived_runs)."""
     from dictsr_core.analysis.figures.training import LiveTrainingPlot, read_metrics, training_curves
     from dictsr_core.training.checkpoint import load_checkpoint
     from dictsr_core.training.code_coarsening import derive_coarse_run
@@ -124,6 +126,15 @@ def train_run(ctx: Context, run_name: str, cfg, force: bool = False, live: bool 
     from dictsr_core.training.texture_gate_search import derive_gated_run
     from dictsr_core.training.trainer import train
 
+    asked = {"l1_run": l1_run, "coarse_run": coarse_run, "coarse_entries": coarse_entries,
+             "coarse_restarts": coarse_restarts, "split_run": split_run, "coarse_lookup_blurs": coarse_lookup_blurs,
+             "gated_run": gated_run, "coarse_gates": coarse_gates, "gate_lookup_blurs": gate_lookup_blurs}
+    if PROFILE in asked.values():  # 02_train's defaults: what `make main` derives from this run
+        profile = derived_runs(ctx, run_name, cfg, force)
+        unset = {"coarse_restarts": 1}
+        asked = {key: profile.get(key, unset.get(key)) if value == PROFILE else value for key, value in asked.items()}
+        (l1_run, coarse_run, coarse_entries, coarse_restarts, split_run, coarse_lookup_blurs, gated_run, coarse_gates,
+         gate_lookup_blurs) = asked.values()
     run_dir = ctx.run_dir(run_name)
     ckpt = run_dir / "checkpoints" / "last.pt"
     stored = load_checkpoint(ckpt) if ckpt.exists() and not force else None
