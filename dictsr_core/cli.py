@@ -548,6 +548,23 @@ def cmd_verdict(args) -> int:
     return 0
 
 
+def cmd_departures(args) -> int:
+    from dictsr_core.atomic import replace_readme_block
+    from dictsr_core.evaluation.departures import DeparturesError, departures_markdown
+
+    try:
+        markdown = departures_markdown(args.results)
+        placed = departures_markdown(args.results, Path(args.readme).parent) if args.readme else None
+    except DeparturesError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(markdown, end="")
+    if placed is not None:
+        path = replace_readme_block(args.readme, "dictsr departures", placed, "## Departures from the paper")
+        print(f"[departures] wrote {path}", file=sys.stderr)
+    return 0
+
+
 def cmd_targets(args) -> int:
     from dictsr_core.atomic import atomic_write_json, atomic_write_text, replace_readme_block
     from dictsr_core.evaluation.comparison import ComparisonError
@@ -805,6 +822,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--readme", default=None, help="also write the table into this Markdown file (README.md or a "
                    "docs/ page) between its markers")
     p.set_defaults(func=cmd_seeds)
+
+    p = sub.add_parser("departures", help="which of the recipe's departures from the paper earn their place: each "
+                       "one's validation record against the same training without it, with 95 %% intervals")
+    p.add_argument("--results", nargs="+", action="append", required=True, metavar="FOLDER",
+                   help="one dataset's results folders (its ablation rows and main-run records); repeat for another "
+                        "dataset, e.g. --results results/ablations/photos-aim results/photos-aim --results ...")
+    p.add_argument("--readme", default=None, help="also write the tables into this Markdown file (README.md or a "
+                   "docs/ page) between its markers")
+    p.set_defaults(func=cmd_departures)
 
     p = sub.add_parser("verdict", help="the README's verdict from the test records: DictSR against the equal-budget and "
                        "published peers, flat and textured photos, with intervals (docs/evaluation.md)")
