@@ -474,6 +474,12 @@ ABLATIONS: dict[str, tuple[str, Callable[["Config"], "Config"]]] = {
     "Q7": ("a larger code cell: twice the LR pixels per code side (the encoders one stage deeper)", _model(_deeper)),
     "Q8": ("commitment weight beta 1.0 (not 0.25)", _set(model__beta=1.0)),
     "Q9": ("no dead-entry restarts", _set(train__restart_every=0)),
+    # the paper's HR branch does not learn at the CPU budget (docs/recipe.md item 17): its coupled code is chosen by
+    # the LR side, so the straight-through gradient reaches an embedding that does not choose what is decoded
+    "Q10": ("D_hr entries learn from the reconstruction (hr_grad entries, the recipe's), not the straight-through path",
+            _set(model__hr_grad="entries")),
+    "Q11": ("dictionary entries at 10x the learning rate (the recipe's), the paper's gradients otherwise",
+            _set(train__dictionary_lr_scale=10.0)),
 }
 
 # variants that change only which weights a run keeps, not its training steps: the workbook derives them from Ours'

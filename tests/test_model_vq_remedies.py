@@ -156,3 +156,16 @@ def test_a_training_batch_compresses_only_its_noisy_copies_at_the_quality_given(
     hr2, hr_down2, lr2, coded = batch_to_device(batch, cpu, torch.contiguous_format, True, jpeg_quality=30)
     assert torch.equal(hr, hr2) and torch.equal(hr_down, hr_down2) and torch.equal(lr, lr2)
     assert torch.equal(coded, jpeg_batch(plain, 30)) and not torch.equal(coded, plain)
+
+
+def test_the_paper_hr_branch_rows_give_the_paper_run_the_recipes_settings_and_change_nothing_on_the_recipe():
+    from dictsr_core.workbook.profiles import PAPER_REMEDY_ABLATIONS, REMEDY_ABLATIONS
+
+    paper = get_config("paper-cpu")
+    assert paper.model.hr_grad == "ste" and paper.train.dictionary_lr_scale == 1.0
+    q10, q11 = get_config("paper-cpu", ablation="Q10"), get_config("paper-cpu", ablation="Q11")
+    assert q10.model.hr_grad == "entries" and q10.train == paper.train
+    assert q11.train.dictionary_lr_scale == 10.0 and q11.model == paper.model
+    recipe = get_config("cpu")
+    assert (recipe.model.hr_grad, recipe.train.dictionary_lr_scale) == ("entries", 10.0)  # why the recipe lacks them
+    assert {"Q10", "Q11"} <= set(PAPER_REMEDY_ABLATIONS) and not {"Q10", "Q11"} & set(REMEDY_ABLATIONS)

@@ -25,7 +25,8 @@ RECIPE_ABLATIONS = ("R1", "R2", "R3", "R4", "R6", "R7", "R8")
 # the method issue's remedies for a code the degradation moves (config.ABLATIONS Q*), each added on its own; on the
 # paper's method Q6 (JPEG in the consistency term's copies: it has none) and Q9 (no restarts: it has none) change nothing
 REMEDY_ABLATIONS = ("Q1", "Q2", "Q3", "Q4", "Q5", "Q6", "Q7", "Q8", "Q9")
-PAPER_REMEDY_ABLATIONS = ("Q1", "Q2", "Q3", "Q4", "Q5", "Q7", "Q8")
+# ... and Q10, Q11: the recipe's HR-branch gradient and entry learning rate, which the paper's run lacks (recipe item 17)
+PAPER_REMEDY_ABLATIONS = ("Q1", "Q2", "Q3", "Q4", "Q5", "Q7", "Q8", "Q10", "Q11")
 
 
 class WorkbookError(RuntimeError):
