@@ -865,7 +865,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "prepared when missing)")
         p.add_argument("--force", action="store_true", help="rerun every stage, retrain and re-evaluate")
         p.add_argument("--run-root", default=None, help="default: runs/<profile>")
-        p.add_argument("--figure-dir", default=None, help="default: figures/<profile>")
+        p.add_argument("--figure-dir", default=None, help="default: RUN_ROOT/figures (ignored by git); "
+                       "figures/<profile> refreshes the committed figures")
         _device_argument(p)
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--only", nargs="+", default=None, metavar="NOTEBOOK", help="run only these notebooks, e.g. 05_dictionaries")

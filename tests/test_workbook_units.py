@@ -172,14 +172,17 @@ def test_a_notebook_that_does_not_write_its_outputs_fails(tmp_path):
 def test_profiles_and_context(tmp_path):
     assert set(PROFILES) == {"smoke", "cpu", "cpu-full", "remedies", "remedies-paper", "gpu", "paper"}
     full = context("cpu-full", root=tmp_path, device="cpu")  # adds rows beside the cpu profile's runs
-    assert full.run_root == tmp_path / "runs" / "cpu" and full.figure_dir == tmp_path / "figures" / "cpu"
+    assert full.run_root == tmp_path / "runs" / "cpu" and full.figure_dir == tmp_path / "runs" / "cpu" / "figures"
+    assert context("cpu-full", root=tmp_path, untracked_figures=False).figure_dir == tmp_path / "figures" / "cpu"
     ctx = context("cpu", root=tmp_path, device="cpu")
     assert ctx.data_dir == tmp_path / "data" / "photos-aim" and ctx.run_root == tmp_path / "runs" / "cpu"
-    assert ctx.figure_dir == tmp_path / "figures" / "cpu" and ctx.device.type == "cpu"
+    assert ctx.figure_dir == ctx.run_root / "figures" and ctx.device.type == "cpu"
     # another data folder gets its own runs and figures, so photos-ntire never overwrites photos-aim
     other = context("cpu", root=tmp_path, device="cpu", data_dir=tmp_path / "data" / "photos-ntire")
     assert other.run_root == tmp_path / "runs" / "cpu-photos-ntire"
-    assert other.figure_dir == tmp_path / "figures" / "cpu-photos-ntire"
+    assert other.figure_dir == other.run_root / "figures"
+    committed = context("cpu", root=tmp_path, data_dir=tmp_path / "data" / "photos-ntire", untracked_figures=False)
+    assert committed.figure_dir == tmp_path / "figures" / "cpu-photos-ntire"
     with pytest.raises(WorkbookError, match="profile 'huge'"):
         context("huge", root=tmp_path)
     from dictsr_core.config import ABLATIONS
@@ -353,9 +356,10 @@ def test_a_finished_run_of_another_config_is_moved_aside_not_deleted(tiny_data, 
 def test_a_notebook_opened_by_hand_runs_the_profiles_rows_and_writes_no_tracked_figure(tmp_path):
     from dictsr_core.workbook import stages
 
-    ctx = context("cpu", root=tmp_path, device="cpu", untracked_figures=True)
-    assert ctx.figure_dir == ctx.run_root / "figures"  # ignored by git, unlike figures/cpu
-    assert context("cpu", root=tmp_path, device="cpu").figure_dir == tmp_path / "figures" / "cpu"  # make main's
+    ctx = context("cpu", root=tmp_path, device="cpu")
+    assert ctx.figure_dir == ctx.run_root / "figures"  # ignored by git, unlike figures/cpu: make main's too
+    committed = context("cpu", root=tmp_path, device="cpu", untracked_figures=False).figure_dir
+    assert committed == tmp_path / "figures" / "cpu"  # what --readme links, and --figure-dir figures/cpu asks
     assert stages.profile_default(ctx, "04_ablations", "variants") == list(ctx.profile.ablations)
     assert stages.profile_default(ctx, "04_ablations", "variants", ["A1"]) == ["A1"]  # given wins
     # Fig. 3 shows the model `dictsr sr` uses beside the paper's method and the peers, as make main does
@@ -408,3 +412,20 @@ def test_train_run_resolves_profile_defaults_to_the_derived_runs_of_make_main(ti
     assert asked == ["dictsr"] and result["summary"]["l1_run"] == "dictsr-l1"
     assert (ctx.run_dir("dictsr-l1") / "checkpoints" / "last.pt").is_file()
     assert not [p for p in ctx.run_root.iterdir() if "-c" in p.name]  # no coarse run: the profile makes none
+
+
+@pytest.mark.parametrize("profile", ["cpu", "smoke"])
+def test_everything_make_main_writes_by_default_is_ignored_by_git(profile):
+    """A fresh clone's `make main` (and a notebook run by hand) leaves `git status` clean: every output of every
+    stage of the default plan, the report and the executed notebooks lie where .gitignore keeps them."""
+    from dictsr_core.workbook.plan import plan
+
+    ctx = context(profile, device="cpu")  # the project's own folders, as make main has them
+    paths = [ctx.run_root / "report.md", ctx.run_root / "notebooks" / "01_data.ipynb", ctx.data_dir / "manifest.json"]
+    for stage in plan(ctx):
+        paths += list(stage.outputs) + list(stage.inputs) + [run_dir / "checkpoints" / "last.pt" for run_dir, _ in
+                                                           stage.runs]
+    relative = sorted({str(Path(p).resolve().relative_to(ROOT)) for p in paths})
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *relative], cwd=ROOT, capture_output=True,
+                             text=True).stdout.split()
+    assert sorted(set(relative) - set(ignored)) == []

@@ -272,10 +272,11 @@ def preparable(data_dir) -> tuple[str, str] | None:
 
 
 def context(profile: str = "smoke", data_dir=None, run_root=None, figure_dir=None, device: str = "auto",
-            seed: int = 0, root=None, untracked_figures: bool = False) -> Context:
+            seed: int = 0, root=None, untracked_figures: bool = True) -> Context:
     """The Context for these notebook parameters; None means the profile's default folder under the project root.
-    untracked_figures (what a notebook opened in JupyterLab asks): figure_dir None means RUN_ROOT/figures, ignored by
-    git, instead of the tracked figures/<profile> that `dictsr workbook` passes explicitly."""
+    figure_dir None means RUN_ROOT/figures, ignored by git, so that neither `make main` nor a notebook run by hand
+    changes a tracked file; the committed figures/<profile> change only when asked (`--figure-dir figures/cpu`).
+    untracked_figures=False gives that committed folder as the default instead."""
     from dictsr_core.training.devices import pick_device
 
     chosen = resolve_profile(profile)

@@ -77,8 +77,11 @@ def training_phases(stage: Stage, clock) -> dict:
 
 def run_workbook(profile: str = "auto", data_dir=None, force: bool = False, run_root=None, figure_dir=None,
                  device: str = "auto", seed: int = 0, only=None, readme=None) -> Path:
-    """Every stage of `plan` in order (or the notebooks named in `only`), then RUN_ROOT/report.md; returns the report."""
-    ctx = context(profile, data_dir=data_dir, run_root=run_root, figure_dir=figure_dir, device=device, seed=seed)
+    """Every stage of `plan` in order (or the notebooks named in `only`), then RUN_ROOT/report.md; returns the report.
+    Figures go to RUN_ROOT/figures (ignored by git) unless figure_dir says otherwise; with `readme`, whose block links
+    them, to the committed figures/<profile>."""
+    ctx = context(profile, data_dir=data_dir, run_root=run_root, figure_dir=figure_dir, device=device, seed=seed,
+                  untracked_figures=readme is None)
     if data_dir is not None and not Path(data_dir).is_dir() and not preparable(data_dir):
         raise WorkbookError(f"--data {data_dir}: no such folder (a folder named <sample|photos>-<aim|ntire> is prepared "
                             "on first use)")
@@ -147,7 +150,8 @@ def _with_data(ctx: Context, *, explicit: bool, run_root, figure_dir) -> Context
               f"[workbook] WARNING: falling back to the bundled sample data {fallback}: 2 validation images, so the "
               f"numbers of this run are NOT evidence of anything.\n{banner}", flush=True)
         ctx = context(ctx.profile.name, data_dir=fallback, run_root=run_root, figure_dir=figure_dir,
-                      device=str(ctx.device), seed=ctx.seed, root=ctx.root)
+                      device=str(ctx.device), seed=ctx.seed, root=ctx.root,
+                      untracked_figures=ctx.figure_dir.is_relative_to(ctx.run_root))
         prepare_data(ctx)
         return ctx
 
