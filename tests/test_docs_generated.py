@@ -1,6 +1,7 @@
 """The generated blocks of docs/results.md regenerate byte for byte from the committed records: Tables 1-4 of each
 dataset (`dictsr table --readme`) and every training-seed comparison (`dictsr seeds --readme`, from the folders its
-JSON names). Nothing in them was typed by hand or left stale. (The README's verdict and departures blocks:
+JSON names), and docs/speed.md's bench blocks (`dictsr bench --from-json --readme`). Nothing in them was typed by
+hand or left stale. (The README's verdict and departures blocks:
 test_evaluation_verdict.py, test_evaluation_departures.py.)"""
 
 import json
@@ -44,3 +45,19 @@ def test_every_seeds_block_regenerates_from_the_folders_its_json_names(monkeypat
             found = {metric: pooled_comparison(pooled, metric) for metric in SEED_METRICS}
             made.append(seeds_table(found, run, reference, dataset).markdown().strip())
         assert block.strip() in made, f"{dataset} {stem}: no results/**/{stem}.json regenerates the block"
+
+
+@pytest.mark.parametrize("card", ["cpu", "H200"])
+def test_the_bench_blocks_of_speed_md_regenerate_from_the_saved_results(card, tmp_path):
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from dictsr_core.cli import main
+
+    speed = ROOT / "docs" / "speed.md"
+    page = tmp_path / "speed.md"
+    page.write_text(speed.read_text(encoding="utf-8"), encoding="utf-8")
+    with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+        assert main(["bench", "--from-json", str(ROOT / "results" / "bench" / f"{card}.json"), "--readme", str(page)]) == 0
+    assert page.read_text(encoding="utf-8") == speed.read_text(encoding="utf-8")
+    assert f"<!-- dictsr bench {card}: start -->" in page.read_text(encoding="utf-8")
