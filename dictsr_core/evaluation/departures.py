@@ -106,11 +106,14 @@ def departure_rows(folders) -> list[dict]:
 
 
 def _interval(found: dict | None, digits: int) -> str:
+    """The tables' `mean [low, high]`; the mean alone where one photo gives no interval."""
+    from dictsr_core.evaluation.tables import _interval_markdown
+
     if not found or math.isnan(found["mean_diff"]):
         return "-"
-    low, high = found["ci_low"], found["ci_high"]
-    mean = f"{found['mean_diff']:+.{digits}f}"
-    return mean if math.isnan(low) else f"{mean} [{low:+.{digits}f}, {high:+.{digits}f}]"
+    if math.isnan(found["ci_low"]):
+        return f"{found['mean_diff']:+.{digits}f}"
+    return _interval_markdown(found["mean_diff"], found["ci_low"], found["ci_high"], digits)
 
 
 RECIPE = Path(__file__).resolve().parents[2] / "docs" / "recipe.md"
