@@ -217,6 +217,34 @@ def test_lpips_distance_is_zero_for_identical_images_and_grows_with_noise(weight
         assert 0 < lpips_distance(slightly, ref, net=net, device="cpu") < lpips_distance(heavily, ref, net=net, device="cpu")
 
 
+def test_lpips_with_the_reference_features_kept_is_lpips_forward_exactly(weights_cache):
+    from dictsr_core.evaluation.metrics import ReferenceFeatures, rgb_uint8_to_lpips_input
+    from dictsr_core.perceptual.lpips_models import build_lpips
+
+    preds = [_image_pair(seed, shape=(40, 56, 3), noise=noise)[0] for seed, noise in ((2, 6.0), (2, 30.0))]
+    ref = _image_pair(2, shape=(40, 56, 3))[1]
+    other = _image_pair(3, shape=(40, 56, 3))[1]
+    kept = ReferenceFeatures()
+    for net in ("alex", "vgg"):
+        model = build_lpips(net, device="cpu")
+        for pred in preds:
+            with torch.no_grad():
+                forward = float(model(rgb_uint8_to_lpips_input(pred, "cpu"), rgb_uint8_to_lpips_input(ref, "cpu")))
+            # bit for bit: the same operations in the same order, whether the reference was kept or not
+            assert lpips_distance(pred, ref, net=net, device="cpu", reference_cache=kept) == forward
+            assert lpips_distance(pred, ref, net=net, device="cpu", reference_cache=None) == forward
+        # another reference (same shape) is another key, and the two nets do not share features
+        assert lpips_distance(preds[0], other, net=net, device="cpu", reference_cache=kept) != \
+            lpips_distance(preds[0], ref, net=net, device="cpu", reference_cache=kept)
+    assert len(kept.features) == 4 and kept.used > 0
+    full = ReferenceFeatures(max_bytes=kept.used // 8)  # too small for one VGG reference: computed, not kept
+    assert lpips_distance(preds[1], ref, net="vgg", device="cpu", reference_cache=full) == \
+        lpips_distance(preds[1], ref, net="vgg", device="cpu", reference_cache=None)
+    assert all(key[0] != id(build_lpips("vgg", device="cpu")) for key in full.features) and full.used <= full.max_bytes
+    kept.clear()
+    assert kept.features == {} and kept.used == 0
+
+
 def test_score_pair_row_agrees_with_the_individual_metrics(weights_cache):
     pred, ref = _image_pair(1, shape=(48, 40, 3))
     row = score_pair(pred, ref, device="cpu")

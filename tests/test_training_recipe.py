@@ -30,21 +30,21 @@ def test_cpu_recipe_and_its_baselines_get_the_same_600_perceptual_steps_at_the_e
 
     # the written schedules, before workbook/budget.py sizes the baselines in a run folder (tests/test_workbook_budget.py)
     ctx = context("cpu-full", data_dir="data/photos-aim", run_root=tmp_path, device="cpu")
-    for method, steps in (("dictsr", 8400), ("paired-bicubic", 15120), ("oracle", 15120)):
+    for method, steps in (("dictsr", 3600), ("paired-bicubic", 15120), ("oracle", 15120)):
         t = training_config(ctx, method).train
         first = next(s for s in range(t.total_steps) if perceptual_weight_at(t, s) > 0)
         assert (t.total_steps, t.total_steps - first, t.amp) == (steps, 600, "perceptual"), method
-        assert t.halve_every * t.steps_per_epoch == (6000 if method == "dictsr" else 10800)  # 5/7 of the way
+        assert t.halve_every * t.steps_per_epoch == (2400 if method == "dictsr" else 10800)  # 2/3, 5/7 of the way
         # the same weight average for all three
         assert (t.ema_decay, t.ema_sigma_rel, t.ema_start) == (0.0, 0.2, steps - 600), method
     ablation = training_config(ctx, "dictsr", schedule="ablation").train
-    assert (ablation.total_steps, ablation.ema_start, ablation.ema_sigma_rel) == (1200, 1114, 0.2)
+    assert (ablation.total_steps, ablation.ema_start, ablation.ema_sigma_rel) == (600, 500, 0.2)
     r6, r7 = (training_config(ctx, "dictsr", i, schedule="ablation").train for i in ("R6", "R7"))
-    assert (r6.ema_decay, r6.ema_sigma_rel, r6.total_steps) == (0.0, 0.0, 1200)
-    assert (r7.ema_decay, r7.ema_sigma_rel, r7.ema_track_decay, r7.total_steps) == (0.995, 0.0, (), 1200)
+    assert (r6.ema_decay, r6.ema_sigma_rel, r6.total_steps) == (0.0, 0.0, 600)
+    assert (r7.ema_decay, r7.ema_sigma_rel, r7.ema_track_decay, r7.total_steps) == (0.995, 0.0, (), 600)
     for ident in ("A1", "R1", "R2", "R3", "R4", "R8"):
         cfg = training_config(ctx, "dictsr", ident, schedule="ablation")
-        assert cfg == get_config("cpu", ident, {"train.epochs": 2, "train.seed": 0}), ident
+        assert cfg == get_config("cpu", ident, {"train.epochs": 1, "train.seed": 0}), ident
     assert training_config(ctx, "dictsr", "R3", schedule="ablation").train.perceptual_weight == 0.0
 
 
@@ -73,7 +73,7 @@ def test_the_cpu_plan_makes_and_scores_the_l1_only_model_of_the_main_dictsr_run(
     train = stages["02_train-dictsr"]
     assert train.parameters["l1_run"] == "dictsr-l1"
     assert ctx.run_dir("dictsr-l1") / "checkpoints" / "last.pt" in train.outputs
-    assert train.about == ("train dictsr: 8400 steps (dictsr-l1: its L1-only model at step 7800) (dictsr-c8: its code "
+    assert train.about == ("train dictsr: 3600 steps (dictsr-l1: its L1-only model at step 3000) (dictsr-c8: its code "
                            "in 8 entries, the best of 8 k-means draws on the training images) (dictsr-c8s: that code "
                            "grown by greedy splits while its training agreement holds) (dictsr-c8g: the coarse code for flat "
                            "LR cells, all entries for textured ones)")
@@ -106,7 +106,7 @@ def test_the_cpu_plan_makes_and_scores_the_l1_only_model_of_the_main_dictsr_run(
     _finished_folder(finished.run_dir("dictsr"), other)
     assert {s.key: s for s in plan(finished)}["02_train-dictsr"].parameters["l1_run"] == "dictsr-l1"
     # a partial run of this config, short of the L1 phase's end, keeps it when it resumes
-    _finished_folder(finished.run_dir("dictsr"), training_config(finished, "dictsr"), step=3600)
+    _finished_folder(finished.run_dir("dictsr"), training_config(finished, "dictsr"), step=2400)
     assert {s.key: s for s in plan(finished)}["02_train-dictsr"].parameters["l1_run"] == "dictsr-l1"
     _finished_folder(finished.run_dir("dictsr"), training_config(finished, "dictsr"))
     before = {s.key: s for s in plan(finished)}
@@ -122,6 +122,13 @@ def test_the_cpu_plan_makes_and_scores_the_l1_only_model_of_the_main_dictsr_run(
                                                device="cpu"))}
     assert main_job["03_evaluate"].parameters["runs"] == ["dictsr", "dictsr-l1", "dictsr-c8", "dictsr-c8g", "paper-cpu",
                                                           "plain-realesrgan-deg", "plain-noise-injection"]
+    # make main scores the test split only (its time); cpu-full and a data folder without a test split: validation too
+    main_ctx = context("cpu", data_dir="data/photos-aim", run_root=tmp_path / "main", device="cpu")
+    assert main_job["03_evaluate"].parameters["validation"] is False
+    assert main_ctx.table_dir / "table1.md" not in main_job["03_evaluate"].outputs
+    assert main_ctx.table_dir / "test" / "table1.md" in main_job["03_evaluate"].outputs
+    assert main_job["03_evaluate"].about.startswith("bicubic, the published peers and 7 runs on the test split")
+    assert stages["03_evaluate"].parameters["validation"] is True and ctx.table_dir / "table1.md" in stages["03_evaluate"].outputs
     paper = main_job["02_train-paper-cpu"]  # the paper's method: its own preset, none of the recipe's departures
     (run_dir, cfg), = paper.runs
     assert run_dir.name == "paper-cpu" and cfg.preset == "paper-cpu" and cfg.method == "dictsr"
@@ -132,6 +139,7 @@ def test_the_cpu_plan_makes_and_scores_the_l1_only_model_of_the_main_dictsr_run(
     assert smoke["03_evaluate"].parameters["runs"] == ["dictsr", "paper-tiny", "paired-bicubic", "oracle",
                                                        "plain-realesrgan-deg", "plain-noise-injection"]  # no coarse run
     assert not any("test" in str(path) for path in smoke["03_evaluate"].outputs)  # the sample has no test split
+    assert smoke["03_evaluate"].parameters["validation"] is True  # ... so validation is scored whatever the profile says
     assert "coarse_run" not in smoke["02_train-dictsr"].parameters
 
 

@@ -429,3 +429,36 @@ def test_everything_make_main_writes_by_default_is_ignored_by_git(profile):
     ignored = subprocess.run(["git", "check-ignore", "--no-index", *relative], cwd=ROOT, capture_output=True,
                              text=True).stdout.split()
     assert sorted(set(relative) - set(ignored)) == []
+
+
+def test_make_mains_evaluation_scores_the_test_split_only_and_draws_it(tmp_path, monkeypatch):
+    """Profile cpu's 03_evaluate (validation=False) makes no validation record or table; its figure shows test."""
+    import dictsr_core.evaluation.results as results_module
+    from dictsr_core.workbook import stages
+
+    data = tmp_path / "photos-aim"
+    (data / "test_lr").mkdir(parents=True)
+    ctx = context("cpu", data_dir=data, run_root=tmp_path / "runs", device="cpu")
+    test_records = [json.loads((ROOT / "results" / "test" / "photos-aim" / f"{run}.json").read_text(encoding="utf-8"))
+                    for run in ("bicubic", "dictsr-c8g", "plain-noise-injection")]
+    validation_calls = []
+    monkeypatch.setattr(results_module, "collect_records", lambda *a, **k: validation_calls.append(k) or test_records)
+    monkeypatch.setattr(stages, "evaluate_test", lambda c, runs, table_dir, **k: {
+        "test_records": test_records, "test_markdown": "| test table |\n"})
+    monkeypatch.setattr(stages, "recipe_targets", lambda *a, **k: None)
+    shown = []
+    import dictsr_core.analysis.figures.results as figures
+
+    monkeypatch.setattr(figures, "metric_bars", lambda records, title: shown.append((records, title)) or title)
+    monkeypatch.setattr(type(ctx), "save", lambda self, figure, name: None)
+    out = stages.evaluate_runs(ctx, ["dictsr-c8g", "plain-noise-injection"], validation=False)
+    assert validation_calls == [] and out["records"] is None and out["test_records"] is test_records
+    assert out["markdown"].startswith("**Test split**") and "| test table |" in out["markdown"]
+    assert shown == [(test_records, "Test metrics on photos-aim (cpu profile)")]
+    assert not (ctx.table_dir / "table1.md").exists()
+    out = stages.evaluate_runs(ctx, ["dictsr-c8g", "plain-noise-injection"], validation=True)
+    assert len(validation_calls) == 1 and out["records"] is test_records and (ctx.table_dir / "table1.md").is_file()
+    assert shown[-1][1] == "Validation metrics on photos-aim (cpu profile)"
+    (data / "test_lr").rmdir()  # no test split: validation is scored whatever was asked
+    out = stages.evaluate_runs(ctx, ["dictsr-c8g"], validation=False)
+    assert len(validation_calls) == 2 and out["test_records"] is None

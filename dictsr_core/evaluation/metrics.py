@@ -14,6 +14,7 @@ Images are RGB uint8 HxWx3 arrays in [0, 255]; `pred` is the super-resolved imag
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -144,13 +145,57 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def lpips_distance(pred: np.ndarray, ref: np.ndarray, net: str = "alex", device=None, cache_dir=None) -> float:
-    """LPIPS v0.1 (`net` 'alex' or 'vgg') at full resolution; device defaults to CUDA when available."""
+class ReferenceFeatures:
+    """The LPIPS trunk's normalised features of reference images, kept while they fit in `max_bytes`: every method
+    is scored against the same HR images, so each reference costs one trunk pass instead of one per method (half
+    of LPIPS-VGG's time in an evaluation). Keyed by the trunk and the image's bytes; once full, new references are
+    computed and not kept (records score the references in the same order, so the first ones stay useful)."""
+
+    def __init__(self, max_bytes: int = 4 << 30):
+        self.max_bytes, self.used, self.features = max_bytes, 0, {}
+
+    def get(self, model, image: np.ndarray, device) -> list[torch.Tensor]:
+        key = (id(model), str(device), image.shape, hashlib.blake2b(np.ascontiguousarray(image).data).digest())
+        if key in self.features:
+            return self.features[key]
+        found = lpips_features(model, image, device)
+        size = sum(f.numel() * f.element_size() for f in found)
+        if self.used + size <= self.max_bytes:
+            self.features[key], self.used = found, self.used + size
+        return found
+
+    def clear(self) -> None:
+        self.features, self.used = {}, 0
+
+
+REFERENCE_FEATURES = ReferenceFeatures()
+
+
+def lpips_features(model, image: np.ndarray, device) -> list[torch.Tensor]:
+    """What `lpips.LPIPS.forward` computes of one input: the trunk's layers after the scaling layer, each
+    normalised over channels."""
+    import lpips
+
+    outs = model.net.forward(model.scaling_layer(rgb_uint8_to_lpips_input(image, device)))
+    return [lpips.normalize_tensor(outs[k]) for k in range(model.L)]
+
+
+def lpips_distance(pred: np.ndarray, ref: np.ndarray, net: str = "alex", device=None, cache_dir=None,
+                   reference_cache: ReferenceFeatures | None = REFERENCE_FEATURES) -> float:
+    """LPIPS v0.1 (`net` 'alex' or 'vgg') at full resolution; device defaults to CUDA when available. The reference's
+    features come from `reference_cache` where it holds them (None: computed every call); the distance is
+    `lpips.LPIPS.forward`'s, term by term (tests/test_evaluation_metrics.py)."""
     _check_rgb_pair(pred, ref)
     device = torch.device(device) if device is not None else default_device()
     model = build_lpips(net, cache_dir=cache_dir, device=device)
     with torch.no_grad():
-        distance = model(rgb_uint8_to_lpips_input(pred, device), rgb_uint8_to_lpips_input(ref, device))
+        if reference_cache is None or model.version != "0.1" or model.spatial or not model.lpips:
+            distance = model(rgb_uint8_to_lpips_input(pred, device), rgb_uint8_to_lpips_input(ref, device))
+            return float(distance.item())
+        reference = reference_cache.get(model, ref, device)
+        distance = 0
+        for k, feature in enumerate(lpips_features(model, pred, device)):
+            distance += model.lins[k]((feature - reference[k]) ** 2).mean([2, 3], keepdim=True)
     return float(distance.item())
 
 

@@ -14,7 +14,9 @@ from dictsr_core.analysis.figures.training import read_metrics
 # seconds on the 2-core reference machine (stage stamps of the cpu profile on photos-aim)
 TYPICAL_STAGE_S = {"01_data": 30.0, "05_dictionaries": 60.0, "06_qualitative": 20.0, "07_explore": 10.0}
 KERNEL_START_S = 10.0  # a papermill kernel's start, imports and the curves figure of a training stage
-EVAL_S_PER_PAIR = 1.3  # one validation pair through one method, all metrics and the index agreement
+# one pair through one method, all metrics and the index agreement: a DictSR record 0.9 s a pair, a PlainSR or
+# bicubic one 0.5 s, once the LPIPS references are kept (metrics.ReferenceFeatures; 1.3 s before), 2026-12-07
+EVAL_S_PER_PAIR = 0.8
 # a run derived after training (`dictsr derive --coarsen 8 --restarts 8`, then with --split; 2026-12-04, 2-core
 # AMD EPYC: 29 s and 46-100 s, the splits' probe scoring most of it)
 DERIVE_S = {"coarse_run": 30.0, "split_run": 100.0}
@@ -130,11 +132,14 @@ def evaluation_seconds(pairs: int, scored: int) -> float:
     return EVAL_S_PER_PAIR * pairs * scored
 
 
-def records_to_make(run_dirs, data_dir, results_root, stale=frozenset()) -> int:
-    """How many result records scoring bicubic and `run_dirs` must make: those without a stored record made from
-    the checkpoint now in the folder, and every run in `stale` (to be trained or derived again first)."""
+def records_to_make(run_dirs, data_dir, results_root, stale=frozenset(), split: str = "val", methods=()) -> int:
+    """How many result records scoring bicubic, the published peers in `methods` and `run_dirs` on `split` must
+    make: those without a stored record made from the checkpoint now in the folder, and every run in `stale` (to be
+    trained or derived again first)."""
     from dictsr_core.evaluation.results import stored_record
 
     missing = [run_dir for run_dir in run_dirs if Path(run_dir) in stale
-               or stored_record(run_dir, data_dir, results_root=results_root) is None]
-    return len(missing) + (stored_record(None, data_dir, results_root=results_root) is None)
+               or stored_record(run_dir, data_dir, results_root=results_root, split=split) is None]
+    fixed = [stored_record(None, data_dir, results_root=results_root, split=split, method=method)
+             for method in (None, *methods)]  # bicubic and the published peers
+    return len(missing) + sum(record is None for record in fixed)

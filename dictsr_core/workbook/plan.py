@@ -154,11 +154,14 @@ def plan(ctx: Context, force: bool = False) -> list[Stage]:
         scored += made
     # photos datasets have a test split (data/sources/test_photos.py): scored for reporting, with the published peers
     test = [table / "test" / "table1.md", table / "test" / "table1.csv"] if ctx.profile.source == "photos" else []
-    stages.append(Stage("03_evaluate", "03_evaluate", {**common, "runs": scored, "table_dir": None, "figure_name": "eval_metrics"},
-                        _figures(ctx, "eval_metrics") + [table / "table1.md", table / "table1.csv"] + test,
-                        inputs=run_checkpoints(ctx, scored) + data,
-                        about=f"bicubic and {len(scored)} runs on the validation pairs, Table 1"
-                              + ("; the same and the published peers on the test split" if test else "")))
+    validation = ctx.profile.validation_table or not test
+    stages.append(Stage("03_evaluate", "03_evaluate", {**common, "runs": scored, "table_dir": None, "figure_name": "eval_metrics",
+                                                       "validation": validation},
+                        _figures(ctx, "eval_metrics") + ([table / "table1.md", table / "table1.csv"] if validation else [])
+                        + test, inputs=run_checkpoints(ctx, scored) + data,
+                        about=(f"bicubic and {len(scored)} runs on the validation pairs, Table 1"
+                               + ("; the same and the published peers on the test split" if test else "")) if validation
+                        else f"bicubic, the published peers and {len(scored)} runs on the test split, Table 1"))
     if ctx.profile.ablations:
         variants = list(ctx.profile.ablations)
         runs = ablation_runs(ctx, variants)

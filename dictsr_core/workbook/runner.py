@@ -33,7 +33,11 @@ def stage_estimates(ctx: Context, stages: list[Stage], force: bool = False, cloc
     from dictsr_core.workbook import estimate
 
     clock = clock or estimate.StepClock(ctx.data_dir, ctx.device, say=lambda line: print(line, flush=True))
+    from dictsr_core.peers.names import PRETRAINED_METHODS
+    from dictsr_core.workbook.stages import test_results_root
+
     pairs = len(list_images(ctx.data_dir / "val_hr"))
+    test_pairs = len(list_images(ctx.data_dir / "test_hr")) if (ctx.data_dir / "test_lr").is_dir() else 0
     rows, rerun, stale = [], force, set()
     for stage in stages:
         output = ctx.notebook_dir / f"{stage.key}.ipynb"
@@ -50,8 +54,14 @@ def stage_estimates(ctx: Context, stages: list[Stage], force: bool = False, cloc
         if stage.notebook in ("03_evaluate", "04_ablations"):
             runs = (stage.parameters["runs"] if stage.notebook == "03_evaluate"
                     else ablation_runs(ctx, stage.parameters["variants"]).values())  # the derived variants too
-            made = estimate.records_to_make([ctx.run_dir(run) for run in runs], ctx.data_dir, ctx.results_root, stale)
-            seconds += estimate.evaluation_seconds(pairs, made)
+            run_dirs = [ctx.run_dir(run) for run in runs]
+            if stage.notebook == "04_ablations" or stage.parameters.get("validation", True):
+                made = estimate.records_to_make(run_dirs, ctx.data_dir, ctx.results_root, stale)
+                seconds += estimate.evaluation_seconds(pairs, made)
+            if stage.notebook == "03_evaluate" and test_pairs:  # the test split, with the published peers
+                made = estimate.records_to_make(run_dirs, ctx.data_dir, test_results_root(ctx), stale, split="test",
+                                                methods=PRETRAINED_METHODS)
+                seconds += estimate.evaluation_seconds(test_pairs, made)
         if stage.notebook == "04_ablations":
             seconds += estimate.KERNEL_START_S * len(stage.runs)
         seconds += estimate.TYPICAL_STAGE_S.get(stage.notebook, 0.0)

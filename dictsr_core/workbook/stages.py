@@ -184,26 +184,33 @@ def train_run(ctx: Context, run_name: str, cfg, force: bool = False, live: bool 
 # ---- 03_evaluate --------------------------------------------------------------------------
 
 def evaluate_runs(ctx: Context, runs: list[str], table_dir=None, paper: str = "aim", figure_name: str = "eval_metrics",
-                  force: bool = False, test: bool = True) -> dict:
+                  force: bool = False, test: bool = True, validation: bool = True) -> dict:
     """Bicubic + each run scored on the validation pairs (records reused while valid), Table 1 (+ Table 3 when
     there are several DictSR runs) under table_dir, and a bar chart of the metrics. With `test` and a data folder
     that has a test split: also bicubic, the published peers and each run on test (RUN_ROOT/results-test,
     TABLE_DIR/test/), the name of the model `dictsr sr` uses beside them (model.txt), and the targets on test
-    (docs/evaluation.md: validation for choices, test for reporting)."""
+    (docs/evaluation.md: validation for choices, test for reporting). `validation=False` there: the test split
+    only (the figure shows test; the validation tables are not made)."""
     from dictsr_core.analysis.figures.results import metric_bars
-    from dictsr_core.evaluation.results import collect_records
-    from dictsr_core.evaluation.tables import write_tables
 
-    records = collect_records([ctx.run_dir(run) for run in runs], ctx.data_dir, results_root=ctx.results_root,
-                              device=ctx.device, force=force)
     table_dir = Path(table_dir) if table_dir else ctx.table_dir
-    _, markdown = write_tables(records, table_dir, paper=paper)
-    figure = metric_bars(records, f"Validation metrics on {ctx.data_dir.name} ({ctx.profile.name} profile)")
-    ctx.save(figure, figure_name)
-    out = {"records": records, "markdown": markdown, "figure": figure, "test_records": None}
-    if test and (ctx.data_dir / "test_lr").is_dir():
+    has_test = test and (ctx.data_dir / "test_lr").is_dir()
+    out = {"records": None, "markdown": "", "figure": None, "test_records": None}
+    if validation or not has_test:
+        from dictsr_core.evaluation.results import collect_records
+        from dictsr_core.evaluation.tables import write_tables
+
+        out["records"] = collect_records([ctx.run_dir(run) for run in runs], ctx.data_dir,
+                                         results_root=ctx.results_root, device=ctx.device, force=force)
+        _, out["markdown"] = write_tables(out["records"], table_dir, paper=paper)
+    if has_test:
         out.update(evaluate_test(ctx, runs, table_dir / "test", paper=paper, force=force))
-        out["markdown"] += "\n**Test split** (for reporting; docs/evaluation.md)\n\n" + out["test_markdown"]
+        out["markdown"] += ("\n**Test split** (for reporting; docs/evaluation.md)\n\n" if out["records"] else
+                            "**Test split** (for reporting; docs/evaluation.md; validation: `validation = True`)\n\n") \
+            + out["test_markdown"]
+    shown, split = (out["records"], "Validation") if out["records"] else (out["test_records"], "Test")
+    out["figure"] = metric_bars(shown, f"{split} metrics on {ctx.data_dir.name} ({ctx.profile.name} profile)")
+    ctx.save(out["figure"], figure_name)
     targets = recipe_targets(ctx, runs, table_dir, split="test" if out["test_records"] else "val")
     if targets:
         out["markdown"] += f"\n{targets}"
