@@ -482,6 +482,10 @@ ABLATIONS: dict[str, tuple[str, Callable[["Config"], "Config"]]] = {
             _set(model__hr_grad="entries")),
     "Q11": ("dictionary entries at 10x the learning rate (the recipe's), the paper's gradients otherwise",
             _set(train__dictionary_lr_scale=10.0)),
+    # the two remedies that helped on their own on the recipe (docs/recipe.md item 16: Q1 the consistency, Q4 the
+    # LPIPS-Alex), together: whether their gains add
+    "Q12": ("Q1 and Q4 together: cosine lookup and the stop-gradient on D_lr in branch 3",
+            _set(model__cosine_lookup=True, model__degraded_moves_content=False)),
 }
 
 # variants that change only which weights a run keeps, not its training steps: the workbook derives them from Ours'

@@ -14,7 +14,7 @@ from dictsr_core.evaluation.departures import (DEPARTURES, DeparturesError, depa
 
 ROOT = Path(__file__).resolve().parents[1]
 # the README's generated block: the datasets' folders as the docs' command names them
-README_GROUPS = [["results/photos-aim"], ["results/ablations/photos-ntire", "results/photos-ntire"]]
+README_GROUPS = [["results/ablations/photos-aim", "results/photos-aim"], ["results/ablations/photos-ntire", "results/photos-ntire"]]
 
 
 def _record(run: str, lpips, psnr=None, photos: int = 5, crops: int = 4, steps: int = 1200) -> dict:

@@ -261,3 +261,23 @@ def test_color_fixed_evaluation_is_scored_under_its_own_name(pair_dirs, tiny_che
                                 "--device", "cpu"])
     assert code == 0 and "| dictsr+wavelet | 3 |" in stdout
     assert load_strict_json(tmp_path / "r.json")["method"] == "dictsr+wavelet"
+
+
+def test_read_record_names_the_file_whatever_is_wrong_with_it(tmp_path):
+    from dictsr_core.evaluation.results import ResultsError, is_record, read_record
+
+    class Mine(ValueError):
+        pass
+
+    good = {"run": "x", "evaluation": {"images": [], "summary": {}}}
+    (tmp_path / "good.json").write_text(json.dumps(good), encoding="utf-8")
+    (tmp_path / "broken.json").write_text('{"run": "x", "evalu', encoding="utf-8")
+    (tmp_path / "other.json").write_text(json.dumps({"folders": ["a"], "run": "x"}), encoding="utf-8")
+    assert read_record(tmp_path / "good.json") == good and is_record(good)
+    assert not is_record({"evaluation": {"images": []}}) and not is_record([good])
+    with pytest.raises(ResultsError, match=r"missing\.json: no such result record \(score it first\)"):
+        read_record(tmp_path / "missing.json", missing="score it first")
+    with pytest.raises(Mine, match=r"broken\.json: not a result record \(JSONDecodeError"):
+        read_record(tmp_path / "broken.json", Mine)
+    with pytest.raises(Mine, match=r"other\.json: not a result record \(no evaluation\.images"):
+        read_record(tmp_path / "other.json", Mine)

@@ -169,3 +169,15 @@ def test_the_paper_hr_branch_rows_give_the_paper_run_the_recipes_settings_and_ch
     recipe = get_config("cpu")
     assert (recipe.model.hr_grad, recipe.train.dictionary_lr_scale) == ("entries", 10.0)  # why the recipe lacks them
     assert {"Q10", "Q11"} <= set(PAPER_REMEDY_ABLATIONS) and not {"Q10", "Q11"} & set(REMEDY_ABLATIONS)
+
+
+def test_the_combined_remedy_row_is_exactly_q1_and_q4_and_both_remedy_profiles_train_it():
+    from dataclasses import replace
+
+    from dictsr_core.workbook.profiles import PAPER_REMEDY_ABLATIONS, REMEDY_ABLATIONS
+
+    for preset in ("cpu", "paper-cpu"):
+        q1, q4, q12 = (get_config(preset, ablation=q) for q in ("Q1", "Q4", "Q12"))
+        assert q12.model == replace(q1.model, degraded_moves_content=False) == replace(q4.model, cosine_lookup=True)
+        assert q12.train == q1.train == q4.train and q12.model != get_config(preset).model
+    assert "Q12" in REMEDY_ABLATIONS and "Q12" in PAPER_REMEDY_ABLATIONS

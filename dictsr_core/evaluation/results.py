@@ -42,6 +42,30 @@ class ResultsError(ValueError):
     """A run folder, data folder or results file that cannot be used; the message names it."""
 
 
+def is_record(obj, summary: bool = True) -> bool:
+    """Whether a parsed JSON value is a result record: per-image rows (and, with `summary`, their summary) under
+    `evaluation`."""
+    evaluation = obj.get("evaluation") if isinstance(obj, dict) else None
+    return isinstance(evaluation, dict) and isinstance(evaluation.get("images"), list) \
+        and (not summary or isinstance(evaluation.get("summary"), dict))
+
+
+def read_record(path, error: type[Exception] = ResultsError, missing: str = "", summary: bool = True) -> dict:
+    """The result record in `path` (the tables, the verdict, the seeds and the departures all read them so);
+    `error`, naming the file, where it is missing (`missing`: what to do about it), unreadable or not a record
+    (`summary=False`: the per-image rows are all the caller reads)."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{path}: no such result record{f' ({missing})' if missing else ''}") from None
+    except (OSError, ValueError) as failure:
+        raise error(f"{path}: not a result record ({type(failure).__name__}: {failure})") from None
+    if not is_record(record, summary):
+        raise error(f"{path}: not a result record (no evaluation.images{' and evaluation.summary' if summary else ''})")
+    return record
+
+
 def dataset_name(data_dir) -> str:
     """The results sub-folder of a data folder: its own name (`data/sample-aim/` -> `sample-aim`)."""
     return Path(data_dir).resolve().name
@@ -354,7 +378,7 @@ def collect_records(run_dirs, data_dir, *, results_root="results", device=None, 
                                                                              tile), f"same {split} images", method=name))
     for run_dir in run_dirs:
         payload = load_checkpoint(run_dir / CHECKPOINT)
-        made_from = f"checkpoint step {payload['step']}, {weights_used(payload, weights, str(run_dir))} weights, same validation images"
+        made_from = f"checkpoint step {payload['step']}, {weights_used(payload, weights, str(run_dir))} weights, same {split} images"
         records.append(obtain(run_dir.name, run_dir,
                               lambda run_dir=run_dir, payload=payload: evaluate_run(run_dir, data_dir, device, tile,
                                                                                     progress, weights, payload, split),

@@ -11,7 +11,6 @@ resampled, as in the tables. Pooled, over the images' differences averaged acros
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -28,14 +27,9 @@ class SeedsError(ValueError):
 
 
 def read_record(path: Path) -> dict:
-    try:
-        record = json.loads(Path(path).read_text())
-        record["evaluation"]["images"]
-    except FileNotFoundError:
-        raise SeedsError(f"{path}: no such result record (run `dictsr table` for that seed first)") from None
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise SeedsError(f"{path}: not a result record ({type(error).__name__}: {error})") from None
-    return record
+    from dictsr_core.evaluation.results import read_record as read
+
+    return read(path, SeedsError, missing="run `dictsr table` for that seed first", summary=False)
 
 
 def training_seed(record: dict, where) -> int:

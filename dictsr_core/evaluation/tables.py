@@ -76,8 +76,8 @@ METHOD_LABELS = {"bicubic": "Bicubic", "real-esrgan": "Real-ESRGAN", "deflow": "
 METHOD_ORDER = ("bicubic", "paired-bicubic", "oracle", "plain-realesrgan-deg", "plain-noise-injection",
                 "realesrgan-x4plus", "realsr-df2k", "real-esrgan", "deflow", "dictsr")
 
-CONVENTION = ("RGB PSNR / SSIM on [0, 255] without border crop and LPIPS-Alex v0.1 (DESIGN.md section 6, "
-              "the convention of the paper's tables)")
+CONVENTION = ("RGB PSNR / SSIM on [0, 255] without border crop and LPIPS-Alex v0.1 (docs/method.md, "
+              "evaluation conventions: the convention of the paper's tables)")
 
 
 @dataclass(frozen=True)
@@ -243,11 +243,11 @@ def agreement_worth_cell(record: dict) -> Cell | None:
 
 DELTA_TITLES = ("ΔPSNR vs bicubic [95% CI]", "ΔLPIPS-Alex vs bicubic [95% CI]",
                 "ΔLPIPS-Alex vs paired-bicubic [95% CI]")
-CI_NOTE = ("Δ columns: mean over the validation images of the paired difference (this row minus the reference, "
+CI_NOTE = ("Δ columns: mean over the scored images of the paired difference (this row minus the reference, "
            "images matched by name; PSNR higher is better, LPIPS lower) and its 95 % percentile bootstrap interval "
            "of the mean paired difference, resampling photos (the crops of one photo move together; 10000 "
            "resamples, seed 0; \"[-]\": one photo, no interval). \"(~N photos)\" after an interval that spans 0: about how "
-           "many validation photos would make it exclude 0 at this mean difference, were it to narrow as "
+           "many photos would make it exclude 0 at this mean difference, were it to narrow as "
            "1/sqrt(photos) (a rough power estimate, not a test)")
 REGION_NOTE = ("PSNR flat / textured: RGB PSNR over the pixels of the 8x8 HR blocks whose luma std (0-255) is "
                "below 3 / at least 3, averaged over the images that have such blocks")
@@ -294,7 +294,7 @@ def ablation_id(record: dict) -> str:
 
 VERSUS_TITLE = "ΔLPIPS-Alex vs its base [95% CI]"
 VERSUS_NOTE = (f"{VERSUS_TITLE}: the row minus the run it changes (the row without an ablation of the same preset, "
-               "\"Ours\" for the recipe's rows), paired over the validation images as in the Δ columns: an ablation "
+               "\"Ours\" for the recipe's rows), paired over the scored images as in the Δ columns: an ablation "
                "that removes a part of the recipe shows what that part earns, a remedy that adds one what it costs")
 KAPPA_NOTE = ("κ, MI: Cohen's kappa (chance agreement from both maps' entry usage) and mutual information in bits between "
               "the clean and the degraded LR's content index maps; index cost: LPIPS-Alex with the degraded LR's "
@@ -392,12 +392,12 @@ def ablation_table(records: list[dict]) -> Table:
                      None if paper_row is None else paper_row.activated, *_paper_metrics(paper_row)))
     benchmark = BENCHMARKS[PAPER_ABLATION_BENCHMARK]
     columns = (Column("id"), Column("run"), Column("preset"), Column("change"), Column("steps"), Column("N"),
-               Column("activated D_lr entries (validation)"), *_our_metric_columns(), Column(DELTA_TITLES[1]),
+               Column("activated D_lr entries"), *_our_metric_columns(), Column(DELTA_TITLES[1]),
                Column(VERSUS_TITLE), Column("κ", ".2f"), Column("MI (bits)", ".2f"), Column("index cost", "+.3f"),
                Column("index agreement"), Column(WORTH_TITLE), Column("paper N"), Column(f"paper activated D_lr entries ({benchmark})"),
                *_paper_columns(benchmark))
     caption = (f"Tables 3 / 4 style. Our columns: {_scope(dictsr)}, {CONVENTION}; activated entries = distinct "
-               f"D_lr content entries chosen over all validation LR images, out of N. {CI_NOTE}. {VERSUS_NOTE}. "
+               f"D_lr content entries chosen over all scored LR images, out of N. {CI_NOTE}. {VERSUS_NOTE}. "
                f"{KAPPA_NOTE}. {AGREEMENT_NOTE}. "
                f"{WORTH_NOTE}. "
                "Columns titled \"paper\": "

@@ -5,7 +5,6 @@ hand, so the README cannot say more than the records do; a record not scored yet
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from dictsr_core.evaluation.comparison import compare_records, photo_label
@@ -30,13 +29,11 @@ def load_test_records(dataset_dir) -> tuple[dict[str, dict], str]:
         model = (dataset_dir / "model.txt").read_text(encoding="utf-8").strip()
     except OSError as error:
         raise VerdictError(f"{dataset_dir / 'model.txt'}: cannot read the model's name ({error.strerror})") from None
+    from dictsr_core.evaluation.results import read_record
+
     records = {}
     for path in sorted(dataset_dir.glob("*.json")):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-            record["evaluation"]["images"], record["evaluation"]["summary"]  # noqa: B018 (both must exist)
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise VerdictError(f"{path}: not a result record ({error})") from None
+        record = read_record(path, VerdictError)
         if record.get("split") != "test":
             raise VerdictError(f"{path}: a {record.get('split', 'val')!r} record among the test records")
         records[record.get("run") or path.stem] = record

@@ -133,8 +133,11 @@ def train_run(ctx: Context, run_name: str, cfg, force: bool = False, live: bool 
         profile = derived_runs(ctx, run_name, cfg, force)
         unset = {"coarse_restarts": 1}
         asked = {key: profile.get(key, unset.get(key)) if value == PROFILE else value for key, value in asked.items()}
-        (l1_run, coarse_run, coarse_entries, coarse_restarts, split_run, coarse_lookup_blurs, gated_run, coarse_gates,
-         gate_lookup_blurs) = asked.values()
+        # by name, not by position: a keyword added to `asked` cannot shift the others
+        l1_run, coarse_run, coarse_entries = asked["l1_run"], asked["coarse_run"], asked["coarse_entries"]
+        coarse_restarts, split_run = asked["coarse_restarts"], asked["split_run"]
+        coarse_lookup_blurs, gated_run = asked["coarse_lookup_blurs"], asked["gated_run"]
+        coarse_gates, gate_lookup_blurs = asked["coarse_gates"], asked["gate_lookup_blurs"]
     run_dir = ctx.run_dir(run_name)
     ckpt = run_dir / "checkpoints" / "last.pt"
     stored = load_checkpoint(ckpt) if ckpt.exists() and not force else None

@@ -58,7 +58,7 @@ def ablation_bars(records: list[dict], title: str = "") -> Figure:
     _bars(ax_used, ids, used, colors, "d")
     ax_used.scatter(range(len(dictsr)), [r["entries"] for r in dictsr], marker="_", s=400, color="k", label="N", zorder=4)
     ax_used.legend(fontsize=7)
-    ax_used.set_ylabel("activated D_lr entries (validation)", fontsize=8)
+    ax_used.set_ylabel("activated D_lr entries", fontsize=8)
     dims = sorted({(r["config"]["model"]["dim"], ablation_id(r), r["activated_entries"] or 0) for r in dictsr
                    if ablation_id(r) in ("Ours", "C1", "C2")})
     if dims:
