@@ -30,12 +30,11 @@ def stage_estimates(ctx: Context, stages: list[Stage], force: bool = False, cloc
     """For the plan: per stage, whether it will be reused, and otherwise its seconds (training: remaining steps at
     a step time measured here; the rest: typical seconds, see workbook/estimate.py)."""
     from dictsr_core.data.io import list_images
-    from dictsr_core.workbook import estimate
-
-    clock = clock or estimate.StepClock(ctx.data_dir, ctx.device, say=lambda line: print(line, flush=True))
     from dictsr_core.peers.names import PRETRAINED_METHODS
+    from dictsr_core.workbook import estimate
     from dictsr_core.workbook.stages import test_results_root
 
+    clock = clock or estimate.StepClock(ctx.data_dir, ctx.device, say=lambda line: print(line, flush=True))
     pairs = len(list_images(ctx.data_dir / "val_hr"))
     test_pairs = len(list_images(ctx.data_dir / "test_hr")) if (ctx.data_dir / "test_lr").is_dir() else 0
     rows, rerun, stale = [], force, set()
