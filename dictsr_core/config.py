@@ -312,6 +312,11 @@ def _plain(d: dict) -> dict:
 
 # ---- presets ---------------------------------------------------------------------------
 
+# the power-function averages the recipe's runs keep beside their last weights (checkpoint `model_averages`): they change
+# no training step, stop the dead-entry restarts where they start, and let `dictsr derive` and ablation R10 make the
+# averaged model from the checkpoint; 0.2 was the recipe's own average until 2026-12-07 (docs/recipe.md item 19)
+RECIPE_TRACKED_SIGMA_REL = (0.05, 0.1, 0.2)
+
 PRESETS: dict[str, Config] = {
     # the paper's settings (section 4.1.2): 100 epochs of 1000 steps, lr halved every 25, one lr for every weight,
     # D_hr learning through L_dis alone (VQ-VAE's straight-through; branch 1's index comes from branch 2), no
@@ -327,9 +332,9 @@ PRESETS: dict[str, Config] = {
                           dictionary_lr_scale=1.0, restart_every=0, usage_window=200, num_workers=1, log_every=25,
                           checkpoint_every=600),
     ),
-    # the cpu recipe below (low-pass base, D_hr from the reconstruction alone, index consistency, one code per LR pixel,
-    # 1024 x 8 entries, constant lr halved once at 10 of 14 epochs, the perceptual phase in the last 14th, the
-    # length-aware weight average) at the paper's widths (one HR stage shallower, as code_patch 1 asks), batch and
+    # the cpu recipe below (low-pass base, D_hr from the reconstruction alone, one code per LR pixel, 1024 x 8 entries,
+    # constant lr halved once at 10 of 14 epochs, the perceptual phase in the last 14th; index consistency and the
+    # weight average left it on 2026-12-07, not measured on a GPU since) at the paper's widths (one HR stage shallower, as code_patch 1 asks), batch and
     # crops; the paper's lr (4e-4 diverged at these widths on the H200 run with the paper's recipe). About 5 minutes
     # on one H200 (7966 steps in 276 s, 2026-12-04); eager: the compiled step was never measured faster there, and the perceptual phase would
     # compile a second graph
@@ -339,8 +344,8 @@ PRESETS: dict[str, Config] = {
                           hr_grad="entries"),
         train=TrainConfig(
             lr=2e-4, epochs=14, steps_per_epoch=500, halve_every=10, perceptual_weight=1.0, perceptual_from=13 / 14,
-            consistency_weight=10.0, usage_window=200, restart_every=100, num_workers=8, log_every=100,
-            checkpoint_every=1000, ema_sigma_rel=0.2, ema_track_sigma_rel=(0.05, 0.1), ema_track_decay=(0.995,),
+            usage_window=200, restart_every=100, num_workers=8, log_every=100, checkpoint_every=1000,
+            ema_track_sigma_rel=RECIPE_TRACKED_SIGMA_REL, ema_track_decay=(0.995,),
         ),
     ),
     # 2 CPU cores, about 15 minutes (photos-aim; 3600 steps, the last 600 with the perceptual term: four runs of this
@@ -348,10 +353,11 @@ PRESETS: dict[str, Config] = {
     # 2026-12-07 it was 8400 steps, about 26 minutes, docs/recipe.md item 18). Departures from the paper,
     # each an option with an ablation row: a low-pass base under the decoders (R1, base_sigma; without it every
     # colour must come from N codes), D_hr learning from the reconstruction alone (R4, hr_grad "entries"; with the
-    # codebook term D_hr collapsed), index consistency against real LR noise (R2, consistency_weight), a perceptual
-    # phase (R3): LPIPS-VGG joins for the last 600 steps (perceptual_from = 5/6), in bf16 where the CPU has it
-    # natively (amp "perceptual"), and a length-aware weight average over it (R6 drops it, R7 is the fixed decay
-    # 0.995 it replaced). One code per LR pixel (code_patch 1 and an HR encoder one stage shallower, as ablation D1
+    # codebook term D_hr collapsed), a perceptual phase (R3): LPIPS-VGG joins for the last 600 steps
+    # (perceptual_from = 5/6), in bf16 where the CPU has it natively (amp "perceptual"). Index consistency against
+    # real LR noise (consistency_weight) and the length-aware weight average (ema_sigma_rel) left the recipe on
+    # 2026-12-07 (docs/recipe.md item 19: on validation both cost); R9 and R10 add them back, the averages still
+    # tracked (they change no step) so R10 is made from the checkpoint. One code per LR pixel (code_patch 1 and an HR encoder one stage shallower, as ablation D1
     # makes of the paper's 2x2 grid, which this preset had before): its step is 0.80x the 2x2 network's, so the
     # same wall clock bought 8400 steps instead of 6600, and it keeps texture the 2x2 grid smooths (docs/recipe.md
     # items 8 and 9). Constant lr, halved once at 4 of 6 epochs. The workbook then coarsens the 1024 entries to 8 (`dictsr derive --coarsen 8
@@ -362,9 +368,9 @@ PRESETS: dict[str, Config] = {
                           hr_grad="entries"),
         train=TrainConfig(
             batch_size=4, hr_crop=96, lr_crop=24, lr=5e-4, epochs=6, steps_per_epoch=600, halve_every=4,
-            perceptual_weight=1.0, perceptual_from=5 / 6, amp="perceptual", consistency_weight=10.0,
+            perceptual_weight=1.0, perceptual_from=5 / 6, amp="perceptual",
             usage_window=200, restart_every=100, log_every=25, checkpoint_every=1200, num_workers=1,
-            ema_sigma_rel=0.2, ema_track_sigma_rel=(0.05, 0.1), ema_track_decay=(0.995,),
+            ema_track_sigma_rel=RECIPE_TRACKED_SIGMA_REL, ema_track_decay=(0.995,),
         ),
     ),
     # seconds; for tests
@@ -452,6 +458,12 @@ ABLATIONS: dict[str, tuple[str, Callable[["Config"], "Config"]]] = {
     # the same runs: LPIPS-Alex 0.429 (photos-aim) and 0.451 (photos-ntire) with 0.995, against 0.418 and 0.445
     "R7": ("a fixed-decay weight average (0.995, the recipe before), not the length-aware one",
            _own_average(decay=0.995)),
+    # the two departures that left the recipe on 2026-12-07 (docs/recipe.md item 19: on photos-aim's validation photos
+    # at 600 steps both cost, +0.029 and +0.038 LPIPS-Alex), added back one at a time: whether they still cost
+    "R9": ("index consistency against real LR noise, weight 10 (in the recipe until 2026-12-07)",
+           _set(train__consistency_weight=10.0)),
+    "R10": ("the length-aware weight average, sigma_rel 0.2, not the last weights (in the recipe until 2026-12-07)",
+            _own_average(sigma_rel=0.2)),
     # an addition, not in the cpu recipe: index agreement 0.74 instead of 0.08 at 1200 steps, but LPIPS-Alex 0.561
     # instead of 0.495; over 6600 steps agreement 0.37, LPIPS-Alex 0.558 instead of 0.404 (docs/recipe.md item 3, results/consistency-study)
     "R5": ("index consistency as a cross-entropy over the D_lr cells, weight 0.1 (not an MSE to the entry)",
@@ -490,8 +502,8 @@ ABLATIONS: dict[str, tuple[str, Callable[["Config"], "Config"]]] = {
 
 # variants that change only which weights a run keeps, not its training steps: the workbook derives them from Ours'
 # checkpoint (training/run_folder.derive_average_run) instead of training Ours a second time (R7 from the
-# fixed-decay average the cpu preset tracks, train.ema_track_decay)
-DERIVED_ABLATIONS = ("R6", "R7")
+# fixed-decay average the cpu preset tracks, train.ema_track_decay; R10 from the power-function one)
+DERIVED_ABLATIONS = ("R6", "R7", "R10")
 
 
 def get_config(

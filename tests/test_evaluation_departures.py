@@ -54,6 +54,21 @@ def test_the_rule_earns_costs_or_not_shown_by_where_the_interval_lies(tmp_path):
     assert rows["R1"]["photos"] == 5 and rows["R1"]["images"] == 20
 
 
+def test_a_departure_that_left_the_recipe_is_scored_added_back_and_marked(tmp_path):
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.3, 0.6, 20)
+    folder = _write(tmp_path / "ablations", _record("ablation-Ours", base),
+                    _record("ablation-R9", base + 0.03),  # adding consistency back costs 0.03
+                    _record("ablation-R10", base - 0.02))  # adding the average back helps: the rule would restore it
+    rows = {row["departure"].ablation: row for row in departure_rows([folder])}
+    assert set(rows) == {"R9", "R10"}
+    assert rows["R9"]["lpips_alex"]["mean_diff"] == pytest.approx(0.03) and rows["R9"]["verdict"] == "costs"
+    assert rows["R10"]["verdict"] == "earns its place"
+    table = departures_markdown([[folder]])
+    assert "| index consistency against real LR noise, added back *(left the recipe)* |" in table
+    assert "| R9 (`ablation-R9`) | " in table and "| R10 (`ablation-R10`) | " in table
+
+
 def test_one_photo_gives_no_interval_and_no_verdict_either_way(tmp_path):
     folder = _write(tmp_path / "one", _record("dictsr", [0.5] * 4, photos=1),
                     _record("dictsr-c8g", [0.4] * 4, photos=1, steps=8400))

@@ -35,33 +35,36 @@ def test_cpu_recipe_and_its_baselines_get_the_same_600_perceptual_steps_at_the_e
         first = next(s for s in range(t.total_steps) if perceptual_weight_at(t, s) > 0)
         assert (t.total_steps, t.total_steps - first, t.amp) == (steps, 600, "perceptual"), method
         assert t.halve_every * t.steps_per_epoch == (2400 if method == "dictsr" else 10800)  # 2/3, 5/7 of the way
-        # the same weight average for all three
-        assert (t.ema_decay, t.ema_sigma_rel, t.ema_start) == (0.0, 0.2, steps - 600), method
+        # the last weights for all three (the average left the recipe: docs/recipe.md item 19), the averages tracked
+        # beside them from the perceptual phase on, where the dead-entry restarts stop
+        assert (t.ema_decay, t.ema_sigma_rel, t.ema_start, t.restarts_until) == (0.0, 0.0, steps - 600, steps - 600), method
+        assert (t.ema_track_sigma_rel, t.consistency_weight) == ((0.05, 0.1, 0.2), 0.0), method
     ablation = training_config(ctx, "dictsr", schedule="ablation").train
-    assert (ablation.total_steps, ablation.ema_start, ablation.ema_sigma_rel) == (600, 500, 0.2)
-    r6, r7 = (training_config(ctx, "dictsr", i, schedule="ablation").train for i in ("R6", "R7"))
-    assert (r6.ema_decay, r6.ema_sigma_rel, r6.total_steps) == (0.0, 0.0, 600)
-    assert (r7.ema_decay, r7.ema_sigma_rel, r7.ema_track_decay, r7.total_steps) == (0.995, 0.0, (), 600)
-    for ident in ("A1", "R1", "R2", "R3", "R4", "R8"):
+    assert (ablation.total_steps, ablation.ema_start, ablation.ema_sigma_rel) == (600, 500, 0.0)
+    r9, r10 = (training_config(ctx, "dictsr", i, schedule="ablation").train for i in ("R9", "R10"))
+    assert (r9.consistency_weight, r9.ema_sigma_rel, r9.total_steps) == (10.0, 0.0, 600)  # one departure added back
+    assert (r10.ema_sigma_rel, r10.ema_track_sigma_rel, r10.restarts_until, r10.total_steps) == (0.2, (0.05, 0.1), 500, 600)
+    for ident in ("A1", "R1", "R3", "R4", "R8", "R9"):
         cfg = training_config(ctx, "dictsr", ident, schedule="ablation")
         assert cfg == get_config("cpu", ident, {"train.epochs": 1, "train.seed": 0}), ident
     assert training_config(ctx, "dictsr", "R3", schedule="ablation").train.perceptual_weight == 0.0
 
 
-@pytest.mark.parametrize("profile,trains", [("cpu", "R1, R2, R3, R4"), ("cpu-full", "A1, R1, R2, R3, R4, R8")])
-def test_the_cpu_plan_trains_every_ablation_but_r6_and_r7_which_it_derives_from_ours(tmp_path, profile, trains):
+@pytest.mark.parametrize("profile,trains", [("cpu", "R1, R3, R4, R9"), ("cpu-full", "A1, R1, R3, R4, R9, R8")])
+def test_the_cpu_plan_trains_every_ablation_but_r10_which_it_derives_from_ours(tmp_path, profile, trains):
     from dictsr_core.config import DERIVED_ABLATIONS
     from dictsr_core.workbook.plan import plan
     from dictsr_core.workbook.profiles import context
 
     ctx = context(profile, data_dir="data/photos-aim", run_root=tmp_path, device="cpu")
     stage = next(s for s in plan(ctx) if s.key == "04_ablations")
-    assert DERIVED_ABLATIONS == ("R6", "R7") and {"R6", "R7"} <= set(stage.parameters["variants"])
+    assert DERIVED_ABLATIONS == ("R6", "R7", "R10") and "R10" in stage.parameters["variants"]
+    assert not {"R2", "R6", "R7"} & set(stage.parameters["variants"])  # the rows of departures no longer in the recipe
     trained = {cfg.ablation for _, cfg in stage.runs}
     assert trained == {None, *trains.split(", ")}  # None: Ours on the ablation schedule
-    for ident in ("R6", "R7"):  # but the stage must leave them
-        assert ctx.run_dir(f"ablation-{ident}") / "checkpoints" / "last.pt" in stage.outputs
-    assert stage.about == f"train Ours, {trains} (R6, R7: made from Ours' checkpoint), evaluate, Table 3"
+    # but the stage must leave it
+    assert ctx.run_dir("ablation-R10") / "checkpoints" / "last.pt" in stage.outputs
+    assert stage.about == f"train Ours, {trains} (R10: made from Ours' checkpoint), evaluate, Table 3"
 
 
 def test_the_cpu_plan_makes_and_scores_the_l1_only_model_of_the_main_dictsr_run(tmp_path):
@@ -295,16 +298,18 @@ def test_hr_grad_entries_lets_d_hr_learn_from_the_reconstruction_alone():
 
 def test_recipe_ablations_remove_one_departure_each():
     cpu = get_config("cpu")
-    assert (cpu.model.base_sigma, cpu.model.hr_grad, cpu.train.consistency_weight) == (1.5, "entries", 10.0)
-    r1, r2, r4 = (get_config("cpu", ident) for ident in ("R1", "R2", "R4"))
-    assert r1.model.base_sigma == 0.0 and r1.model.hr_grad == "entries" and r1.train.consistency_weight == 10.0
-    assert r2.train.consistency_weight == 0.0 and r2.model.base_sigma == 1.5
+    # consistency and the weight average left the recipe (docs/recipe.md item 19)
+    assert (cpu.model.base_sigma, cpu.model.hr_grad, cpu.train.consistency_weight) == (1.5, "entries", 0.0)
+    r1, r9, r4 = (get_config("cpu", ident) for ident in ("R1", "R9", "R4"))
+    assert r1.model.base_sigma == 0.0 and r1.model.hr_grad == "entries" and r1.train.consistency_weight == 0.0
+    assert r9.train.consistency_weight == 10.0 and r9.model.base_sigma == 1.5 and r9.train.ema_sigma_rel == 0.0
     assert r4.model.hr_grad == "both" and r4.model.base_sigma == 1.5 and r4.ablation == "R4"
-    r6, r7, paper = get_config("cpu", "R6"), get_config("cpu", "R7"), get_config("paper")
-    assert (cpu.train.ema_sigma_rel, r6.train.ema_sigma_rel, paper.train.ema_sigma_rel, paper.train.ema_decay) == (0.2, 0, 0, 0)
-    assert (r6.train.ema_decay, r6.train.ema_track_decay) == (0.0, (0.995,))  # still tracked: they change no step
+    r10, r7, paper = get_config("cpu", "R10"), get_config("cpu", "R7"), get_config("paper")
+    assert (cpu.train.ema_sigma_rel, r10.train.ema_sigma_rel, paper.train.ema_sigma_rel, paper.train.ema_decay) == (0, 0.2, 0, 0)
+    assert (r10.train.ema_decay, r10.train.ema_track_decay) == (0.0, (0.995,))  # still tracked: they change no step
+    assert r10.train.ema_track_sigma_rel == (0.05, 0.1) and cpu.train.ema_track_sigma_rel == (0.05, 0.1, 0.2)
     assert (r7.train.ema_decay, r7.train.ema_sigma_rel, r7.train.ema_track_decay) == (0.995, 0.0, ())
-    assert r7.train.ema_track_sigma_rel == cpu.train.ema_track_sigma_rel == (0.05, 0.1)
+    assert get_config("cpu", "R6").to_dict() == {**cpu.to_dict(), "ablation": "R6"}  # nothing left to remove
     r5 = get_config("cpu", "R5")  # an addition: the cross-entropy form at its own weight, nothing else changed
     assert (r5.model.consistency_form, r5.train.consistency_weight, cpu.model.consistency_form) == ("cross_entropy", 0.1, "mse")
     assert r5.model.base_sigma == 1.5 and r5.model.hr_grad == "entries"

@@ -19,10 +19,11 @@ from dictsr_core.peers.names import EQUAL_BUDGET_METHODS
 # the paired baselines and the equal-budget peers (PlainSR on Real-ESRGAN's degradation and on noise injection from
 # the LR photos), all on the baselines' schedule (peers issue)
 PEER_BASELINES = ("paired-bicubic", "oracle", *EQUAL_BUDGET_METHODS)
-# the ablation rows that test the recipe's departures from the paper (config.ABLATIONS R*; R5 is an addition
-# never in the recipe, R8 an alternative to the coarse code, in cpu-full); R6 and R7 are made from Ours' checkpoint,
-# not trained
-RECIPE_ABLATIONS = ("R1", "R2", "R3", "R4", "R6", "R7")
+# the ablation rows that test the recipe's departures from the paper (config.ABLATIONS R*), each removed on its own,
+# then the two that left the recipe on 2026-12-07 (R9 index consistency, R10 the weight average; docs/recipe.md item
+# 19), each added back; R10 is made from Ours' checkpoint, not trained. R5 is an addition never in the recipe, R8 an
+# alternative to the coarse code (cpu-full)
+RECIPE_ABLATIONS = ("R1", "R3", "R4", "R9", "R10")
 # the method issue's remedies for a code the degradation moves (config.ABLATIONS Q*), each added on its own; on the
 # paper's method Q6 (JPEG in the consistency term's copies: it has none) and Q9 (no restarts: it has none) change nothing
 # Q12 is Q1 and Q4 together (the two that helped on their own on the recipe, docs/recipe.md item 16)
@@ -93,12 +94,12 @@ PROFILES: dict[str, Profile] = {
         about="seconds of training on the tiny preset: checks that every notebook runs (CI); numbers mean nothing",
     ),
     "cpu": Profile(
-        # R6 and R7 are not trained: their steps are Ours' steps, so they are made from Ours' checkpoint (its last
-        # weights, the fixed-decay average it tracks; config.DERIVED_ABLATIONS)
+        # R10 is not trained: its steps are Ours' steps, so it is made from Ours' checkpoint (the power-function
+        # average it tracks; config.DERIVED_ABLATIONS)
         "cpu", preset="cpu", source="photos", ablations=RECIPE_ABLATIONS,
         # the verdict's peers only (docs/evaluation.md); paired-bicubic, oracle, A1 and dictsr-c8s: profile cpu-full
         baselines=EQUAL_BUDGET_METHODS, paper_run="paper-cpu", validation_table=False,
-        # 600 steps, the last 100 with the perceptual term (the preset's length-aware average fits them as it fits 600)
+        # 600 steps, the last 100 with the perceptual term (R10's length-aware average fits them as it fits 600)
         ablation_overrides={"train.epochs": 1},
         # the baselines' schedule shape: 7 epochs, the lr halved after 5, the same 600 perceptual steps as DictSR's at
         # the end (the length written here matched the 8400-step DictSR run's wall clock before equal_budget sized it)
@@ -125,11 +126,10 @@ PROFILES: dict[str, Profile] = {
               "the rest",
     ),
     "cpu-full": Profile(
-        # R6 and R7 are not trained: their steps are Ours' steps, so they are made from Ours' checkpoint (its last
-        # weights, the fixed-decay average it tracks; config.DERIVED_ABLATIONS)
-        "cpu-full", preset="cpu", source="photos", ablations=("A1", "R1", "R2", "R3", "R4", "R6", "R7", "R8"),
+        # R10 is not trained: its steps are Ours' steps, so it is made from Ours' checkpoint (config.DERIVED_ABLATIONS)
+        "cpu-full", preset="cpu", source="photos", ablations=("A1", *RECIPE_ABLATIONS, "R8"),
         baselines=PEER_BASELINES, paper_run="paper-cpu",
-        # 600 steps, the last 100 with the perceptual term (the preset's length-aware average fits them as it fits 600)
+        # 600 steps, the last 100 with the perceptual term (R10's length-aware average fits them as it fits 600)
         ablation_overrides={"train.epochs": 1},
         # the baselines' schedule shape: 7 epochs, the lr halved after 5, the same 600 perceptual steps as DictSR's at
         # the end (the length written here matched the 8400-step DictSR run's wall clock before equal_budget sized it)
@@ -157,9 +157,12 @@ PROFILES: dict[str, Profile] = {
     ),
     "remedies": Profile(
         # 1200 steps, the last 86 with the perceptual term: the cpu preset's schedule before it was shortened to 3600
-        # steps (2026-12-07), which these rows were trained and reported with (docs/recipe.md item 16)
+        # steps, and its index consistency and length-aware average, which left it the same day (2026-12-07): the
+        # recipe these rows were trained and reported with (docs/recipe.md item 16)
         "remedies", preset="cpu", source="photos", ablations=REMEDY_ABLATIONS,
-        ablation_overrides={"train.epochs": 2, "train.halve_every": 10, "train.perceptual_from": 13 / 14},
+        ablation_overrides={"train.epochs": 2, "train.halve_every": 10, "train.perceptual_from": 13 / 14,
+                            "train.consistency_weight": 10.0, "train.ema_sigma_rel": 0.2,
+                            "train.ema_track_sigma_rel": (0.05, 0.1)},
         about="the method issue's remedies Q1-Q9 and Q12 (Q1 with Q4) added to the cpu recipe, as ablation rows on "
               "validation (`--only 04_ablations`; about 5 min a row on 2 CPU cores)",
     ),
@@ -172,10 +175,10 @@ PROFILES: dict[str, Profile] = {
     ),
     "gpu": Profile(
         # the cpu recipe at the paper's widths, batch and crops (config.PRESETS["gpu"]); D1 is not among the
-        # ablations: the preset already has one code per LR pixel. The paper's rows, then the recipe's (R6 and R7 made
+        # ablations: the preset already has one code per LR pixel. The paper's rows, then the recipe's (R10 made
         # from Ours' checkpoint, as in the cpu profile)
         "gpu", preset="gpu", source="photos",
-        ablations=("A1", "B1", "B2", "C1", "C2", "D2", "E1", "G1", "R1", "R2", "R3", "R4", "R6", "R7", "R8"),
+        ablations=("A1", "B1", "B2", "C1", "C2", "D2", "E1", "G1", *RECIPE_ABLATIONS, "R8"),
         baselines=PEER_BASELINES,
         ablation_overrides={"train.epochs": 2}, equal_budget=True,
         coarse_entries=8, coarse_restarts=8, coarse_split=True, coarse_lookup_blurs=(0.0, 0.5),
