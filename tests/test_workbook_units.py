@@ -438,6 +438,7 @@ def test_make_mains_evaluation_scores_the_test_split_only_and_draws_it(tmp_path,
 
     data = tmp_path / "photos-aim"
     (data / "test_lr").mkdir(parents=True)
+    (data / "val_lr").mkdir()  # a prepared folder
     ctx = context("cpu", data_dir=data, run_root=tmp_path / "runs", device="cpu")
     test_records = [json.loads((ROOT / "results" / "test" / "photos-aim" / f"{run}.json").read_text(encoding="utf-8"))
                     for run in ("bicubic", "dictsr-c8g", "plain-noise-injection")]
@@ -462,3 +463,16 @@ def test_make_mains_evaluation_scores_the_test_split_only_and_draws_it(tmp_path,
     (data / "test_lr").rmdir()  # no test split: validation is scored whatever was asked
     out = stages.evaluate_runs(ctx, ["dictsr-c8g"], validation=False)
     assert len(validation_calls) == 2 and out["test_records"] is None
+
+
+def test_a_test_split_is_read_from_the_prepared_folder_and_from_the_source_before_it(tmp_path):
+    from dictsr_core.workbook.profiles import context
+
+    photos = context("cpu", data_dir=tmp_path / "photos", run_root=tmp_path / "runs", device="cpu")
+    assert photos.has_test_split  # not prepared yet: photos sources make a test split
+    (tmp_path / "photos" / "val_lr").mkdir(parents=True)
+    assert not photos.has_test_split  # prepared without one (a folder source, or an older preparation)
+    (tmp_path / "photos" / "test_lr").mkdir()
+    assert photos.has_test_split
+    sample = context("smoke", data_dir=tmp_path / "sample", run_root=tmp_path / "runs", device="cpu")
+    assert not sample.has_test_split

@@ -153,7 +153,7 @@ def plan(ctx: Context, force: bool = False) -> list[Stage]:
                                if gated_run else "")))
         scored += made
     # photos datasets have a test split (data/sources/test_photos.py): scored for reporting, with the published peers
-    test = [table / "test" / "table1.md", table / "test" / "table1.csv"] if ctx.profile.source == "photos" else []
+    test = [table / "test" / "table1.md", table / "test" / "table1.csv"] if ctx.has_test_split else []
     validation = ctx.profile.validation_table or not test
     stages.append(Stage("03_evaluate", "03_evaluate", {**common, "runs": scored, "table_dir": None, "figure_name": "eval_metrics",
                                                        "validation": validation},

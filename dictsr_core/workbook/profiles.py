@@ -260,6 +260,14 @@ class Context:
     def run_dir(self, name: str) -> Path:
         return self.run_root / name
 
+    @property
+    def has_test_split(self) -> bool:
+        """Whether the data folder has a test split (data/sources/test_photos.py): where it is prepared, whether it
+        holds test pairs; before 01_data has prepared it, whether the profile's source makes one (photos do)."""
+        if (self.data_dir / "val_lr").is_dir():
+            return (self.data_dir / "test_lr").is_dir()
+        return self.profile.source == "photos"
+
     def save(self, figure, name: str) -> list[Path]:
         """Save a figure as FIGURE_DIR/NAME.png and .pdf (atomically) and close it; prints where."""
         from dictsr_core.analysis.figures.style import save_figure

@@ -197,7 +197,7 @@ def evaluate_runs(ctx: Context, runs: list[str], table_dir=None, paper: str = "a
     from dictsr_core.analysis.figures.results import metric_bars
 
     table_dir = Path(table_dir) if table_dir else ctx.table_dir
-    has_test = test and (ctx.data_dir / "test_lr").is_dir()
+    has_test = test and ctx.has_test_split
     out = {"records": None, "markdown": "", "figure": None, "test_records": None}
     if validation or not has_test:
         from dictsr_core.evaluation.results import collect_records
