@@ -26,10 +26,9 @@ class Departure:
 
     @property
     def ablation_run(self) -> str:
-        """The ablation row's run: the one without the departure, or with it where the row adds a departure back
-        to a recipe that no longer has it."""
-        return self.with_run if self.with_run.startswith("ablation-") and self.with_run != "ablation-Ours" \
-            else self.without_run
+        """The ablation row's run (without the departure, or with it where the row adds one back); for a derived
+        code, which has no row, the run it is derived from."""
+        return f"ablation-{self.ablation}" if self.ablation else self.without_run
 
 
 LEFT = "2026-12-07"  # R2 and R6 left the recipe (docs/recipe.md item 19)
