@@ -97,13 +97,13 @@ def test_the_cli_prints_the_tables_and_writes_the_block_with_links_from_the_file
     docs = tmp_path / "docs"
     docs.mkdir()
     page = docs / "page.md"
-    page.write_text("# Page\n\n## Departures from the paper\n\n<!-- dictsr departures: start -->\nold\n"
+    page.write_text("# Page\n\n## Departures from the paper\n\n<!-- dictsr departures: start -->\nSTALE-BLOCK\n"
                     "<!-- dictsr departures: end -->\n\nafter\n")
     assert main(["departures", "--results", str(folder), "--readme", str(page)]) == 0
     printed = capsys.readouterr().out
     assert "| D_hr learns from the reconstruction alone" in printed and "**earns its place**" in printed
     text = page.read_text()
-    assert "old" not in text and text.endswith("after\n") and text.count("dictsr departures: start") == 1
+    assert "STALE-BLOCK" not in text and text.endswith("after\n") and text.count("dictsr departures: start") == 1
     link = re.search(r"\[2\]\(([^)#]+)#2-d_hr-collapses\)", text)
     assert link and (docs / link.group(1)).resolve() == (ROOT / "docs" / "recipe.md").resolve()
     assert main(["departures", "--results", str(tmp_path / "absent")]) == 2
