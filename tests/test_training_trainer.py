@@ -103,6 +103,39 @@ def test_interrupted_and_resumed_equals_uninterrupted(tiny_data, tmp_path):
     assert steps == [5, 7, 10, 15, 20]
 
 
+def test_a_schedule_resized_before_its_first_event_resumes_into_the_run_its_config_trains(tiny_data, tmp_path):
+    """Rule 11's re-sizing (workbook/budget.calibrate): steps trained under one schedule length, resumed under
+    another before either halves the lr, give the weights of the new schedule trained straight."""
+    from dictsr_core.training.build import resume_conflicts, schedule_length_free
+
+    short = get_config("tiny", overrides={"train.epochs": 2, "train.steps_per_epoch": 10, "train.checkpoint_every": 100})
+    long = get_config("tiny", overrides={"train.epochs": 2, "train.steps_per_epoch": 14, "train.checkpoint_every": 100})
+    assert schedule_length_free(short.train) == 10 and schedule_length_free(long.train) == 14
+    train(long, tiny_data, tmp_path / "straight", progress=False)
+    train(short, tiny_data, tmp_path / "resized", progress=False, stop_after=8)
+    train(long, tiny_data, tmp_path / "resized", progress=False, resume=True)
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "resized" / "checkpoints" / "last.pt")
+    assert a["step"] == b["step"] == 28
+    assert states_equal(a["model"], b["model"])  # the halving at step 14, not at the short schedule's 10
+    assert b["scheduler"]["step_size"] == 14
+    assert b["config"].to_dict() == long.to_dict()
+    # past the short schedule's halving, its steps are not the long schedule's: refused, the fields named
+    assert resume_conflicts(short, long, 11) == ["train.steps_per_epoch"]
+    train(short, tiny_data, tmp_path / "past", progress=False, stop_after=12)
+    with pytest.raises(ConfigError, match="train.steps_per_epoch"):
+        train(long, tiny_data, tmp_path / "past", progress=False, resume=True)
+    # a run with the perceptual term from its first step is not the run of one that starts without it
+    paper = get_config("paper-tiny", overrides={"train.perceptual_weight": 1.0})
+    later = get_config("paper-tiny", overrides={"train.perceptual_weight": 1.0, "train.perceptual_from": 0.5,
+                                                "train.steps_per_epoch": 12})
+    assert resume_conflicts(paper, later, 2) == ["train.steps_per_epoch", "train.perceptual_from"]
+    # any other field still refuses, at any step
+    assert resume_conflicts(short, get_config("tiny", overrides={"train.epochs": 2, "train.steps_per_epoch": 10,
+                                                                 "train.checkpoint_every": 100, "train.lr": 2e-3}),
+                            0) == ["train.lr"]
+
+
 def test_resume_refuses_a_different_model(tiny_data, tmp_path):
     train(get_config("tiny"), tiny_data, tmp_path / "run", progress=False, stop_after=3)
     other = get_config("tiny", overrides={"model.entries": 32})

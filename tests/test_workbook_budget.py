@@ -133,3 +133,152 @@ def test_profiles_without_equal_budget_keep_their_written_schedule(tmp_path):
     ctx = context("smoke", data_dir=tmp_path / "sample-aim", run_root=tmp_path / "runs", device="cpu")
     assert budget.ensure_budget(ctx, FakeClock(), configs(ctx), say=lambda line: None) is None
     assert not budget.budget_path(ctx).exists()
+
+
+class FakeRun:
+    """train(cfg, steps, resume) as the workbook's calibration calls it: writes the run folder a real run would
+    (config, checkpoint, log lines every log_every steps) at `step_s` seconds a step after `start_s` of start-up."""
+
+    def __init__(self, ctx, method, step_s, start_s=4.0):
+        self.run_dir, self.step_s, self.start_s, self.calls = ctx.run_dir(method), step_s, start_s, []
+
+    def __call__(self, cfg, steps, resume):
+        import yaml
+
+        self.calls.append((steps, resume))
+        (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "checkpoints" / "last.pt").write_bytes(b"x")
+        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
+        every = cfg.train.log_every
+        lines = [{"step": s, "wall_s": self.start_s + s * self.step_s} for s in (*range(every, steps, every), steps)]
+        (self.run_dir / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def config_of(ctx):
+    return lambda method, overrides=None: training_config(ctx, method, overrides=overrides)
+
+
+def finished_dictsr(ctx, seconds):
+    import yaml
+
+    cfg = training_config(ctx, "dictsr")
+    run = ctx.run_dir("dictsr")
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.pt").write_bytes(b"x")
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
+    (run / "metrics.jsonl").write_text(json.dumps({"step": cfg.train.total_steps, "wall_s": seconds}) + "\n")
+
+
+def test_rule_11_re_sizes_a_peer_at_its_own_step_time_to_the_measured_dictsr_time(tmp_path):
+    ctx = context("cpu", data_dir=tmp_path / "photos-aim", run_root=tmp_path / "runs", device="cpu")
+    budget.ensure_budget(ctx, FakeClock(), configs(ctx), say=lambda line: None)  # predicted, 0.14 s a plain step
+    finished_dictsr(ctx, 900.0)  # DictSR trained since: its measured time is the budget now
+    sized = training_config(ctx, "plain-realesrgan-deg")
+    run = FakeRun(ctx, "plain-realesrgan-deg", step_s=0.16)  # slower than its probe said
+    said = []
+    resized = budget.calibrate(ctx, "plain-realesrgan-deg", sized, config_of(ctx), run, say=said.append)
+    step = budget.calibration_step(sized.train)
+    assert run.calls == [(step, False)] and step == round(budget.CALIBRATION_FRACTION * sized.train.total_steps)
+    assert resized.to_dict() == training_config(ctx, "plain-realesrgan-deg").to_dict()  # stored: the plan reads it
+    assert resized.train.total_steps < sized.train.total_steps  # slower steps: fewer of them
+    t = resized.train
+    assert t.total_steps - t.perceptual_start == 600  # the shape kept
+    assert (t.epochs, t.halve_every) == (sized.train.epochs, sized.train.halve_every)
+    perceptual_s = STEP_S["plain-realesrgan-deg"][1]  # the probe's: the run has shown none yet
+    spent = run.start_s + t.perceptual_start * run.step_s + 600 * perceptual_s
+    assert spent == pytest.approx(900.0, abs=3.5 * run.step_s + 1e-6)  # whole epochs: 3 steps at most off
+    entry = budget.stored_budget(ctx, training_config(ctx, "dictsr"))["methods"]["plain-realesrgan-deg"]
+    assert entry["calibration"]["step_s"] == pytest.approx(0.16)
+    assert entry["calibration"]["budget_from"].startswith("measured") and entry["calibration"]["budget_s"] == 900.0
+    assert "re-sized" in said[-1]
+    # once only: the re-sized run resumes, and a second call (a resumed workbook) changes nothing
+    assert budget.calibrate(ctx, "plain-realesrgan-deg", resized, config_of(ctx), run, say=said.append) is None
+    assert len(run.calls) == 1
+
+
+def test_rule_11_measures_the_paper_run_whose_every_step_is_perceptual(tmp_path):
+    ctx = context("cpu", data_dir=tmp_path / "photos-aim", run_root=tmp_path / "runs", device="cpu")
+    stored = budget.ensure_budget(ctx, FakeClock(), configs(ctx), say=lambda line: None)
+    sized = training_config(ctx, "paper-cpu")
+    run = FakeRun(ctx, "paper-cpu", step_s=0.75, start_s=0.0)
+    resized = budget.calibrate(ctx, "paper-cpu", sized, config_of(ctx), run, say=lambda line: None)
+    assert resized.train.perceptual_start == 0 and resized.train.epochs == 4 and resized.train.halve_every == 1
+    # DictSR unfinished: the predicted budget, every step at the rate the run showed
+    assert resized.train.total_steps * 0.75 == pytest.approx(stored["budget_s"], abs=2 * 0.75)
+    assert budget.calibration_step(sized.train) <= sized.train.steps_per_epoch  # before its first halving
+
+
+def test_rule_11_leaves_alone_what_it_cannot_re_size(tmp_path):
+    ctx = context("cpu", data_dir=tmp_path / "photos-aim", run_root=tmp_path / "runs", device="cpu")
+    budget.ensure_budget(ctx, FakeClock(), configs(ctx), say=lambda line: None)
+    sized = training_config(ctx, "plain-noise-injection")
+    run = FakeRun(ctx, "plain-noise-injection", step_s=0.1)
+    # another config than the sized one (an override), DictSR itself, a profile without equal budgets: untouched
+    other = training_config(ctx, "plain-noise-injection", overrides={"train.lr": 1e-4})
+    assert budget.calibrate(ctx, "plain-noise-injection", other, config_of(ctx), run) is None
+    assert budget.calibrate(ctx, "dictsr", training_config(ctx, "dictsr"), config_of(ctx), run) is None
+    smoke = context("smoke", data_dir=tmp_path / "sample-aim", run_root=tmp_path / "smoke", device="cpu")
+    assert budget.calibrate(smoke, "oracle", training_config(smoke, "oracle"), config_of(smoke), run) is None
+    assert run.calls == []
+    # a run already past the calibration step (trained before rule 11): kept as sized, the reason stored and said
+    run(sized, budget.calibration_step(sized.train) + 25, False)
+    said = []
+    assert budget.calibrate(ctx, "plain-noise-injection", sized, config_of(ctx), run, say=said.append) is None
+    entry = budget.stored_budget(ctx, training_config(ctx, "dictsr"))["methods"]["plain-noise-injection"]
+    assert "past step" in entry["calibration"]["kept"] and "keeps its sizing" in said[0]
+    assert training_config(ctx, "plain-noise-injection").to_dict() == sized.to_dict()
+    # steps so slow that the rest of the budget ends before the calibration step, or a start-up that spent it: kept
+    sized = training_config(ctx, "plain-realesrgan-deg")
+    slow = FakeRun(ctx, "plain-realesrgan-deg", step_s=1.0)
+    assert budget.calibrate(ctx, "plain-realesrgan-deg", sized, config_of(ctx), slow, say=said.append) is None
+    assert "would change steps already trained" in said[-1]
+    late = context("cpu-full", data_dir=tmp_path / "photos-aim", run_root=tmp_path / "runs", device="cpu")
+    budget.ensure_budget(late, FakeClock(), configs(late), say=lambda line: None)
+    sized = training_config(late, "oracle")
+    stuck = FakeRun(late, "oracle", step_s=0.08, start_s=1e5)
+    assert budget.calibrate(late, "oracle", sized, config_of(late), stuck, say=said.append) is None
+    assert "the whole budget" in said[-1]
+
+
+def test_a_log_too_short_for_a_step_time_says_none(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 150, "wall_s": 20.0}\n')
+    assert budget.measured_step_seconds(tmp_path, 150) is None
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "wall_s": 3.0 + s * 0.2}) + "\n"
+                                                    for s in (25, 50, 75, 100, 125, 150)))
+    assert budget.measured_step_seconds(tmp_path, 150) == pytest.approx(0.2)
+    assert budget.measured_step_seconds(tmp_path, 100) == pytest.approx(0.2)  # lines past the step are not read
+
+
+def test_a_peer_re_sized_in_flight_is_the_run_its_final_config_trains_straight(tiny_data, tmp_path, monkeypatch):
+    """stages.train_run with rule 11: the first steps under the sized config, the rest under the re-sized one, the
+    run folder left as that config's run from scratch (weights, config, log), and the stage's configs re-planned."""
+    import dataclasses
+
+    import torch
+
+    from dictsr_core.training.checkpoint import load_checkpoint
+    from dictsr_core.training.trainer import train
+    from dictsr_core.workbook import stages
+    from dictsr_core.workbook.runner import planned_configs
+
+    smoke = context("smoke", data_dir=tiny_data, run_root=tmp_path / "runs", figure_dir=tmp_path / "figures",
+                    device="cpu")
+    ctx = dataclasses.replace(smoke, profile=dataclasses.replace(smoke.profile, equal_budget=True))
+    budget.ensure_budget(ctx, lambda cfg, perceptual: 1.0, configs(ctx), say=lambda line: None)  # 20 s: 20 steps
+    sized = training_config(ctx, "plain-realesrgan-deg")
+    before = planned_configs(ctx, "02_train-plain-realesrgan-deg")
+    monkeypatch.setattr(budget, "MIN_CALIBRATION_STEPS", 6)
+    monkeypatch.setattr(budget, "measured_step_seconds", lambda run_dir, until: 0.5)  # as if the run went 2 steps/s
+    stages.train_run(ctx, "plain-realesrgan-deg", sized, live=False)
+    final = training_config(ctx, "plain-realesrgan-deg")
+    assert final.train.total_steps > sized.train.total_steps  # faster than sized: more steps
+    run = load_checkpoint(ctx.run_dir("plain-realesrgan-deg") / "checkpoints" / "last.pt")
+    assert run["step"] == final.train.total_steps and run["config"].to_dict() == final.to_dict()
+    steps = [json.loads(line)["step"] for line in
+             (ctx.run_dir("plain-realesrgan-deg") / "metrics.jsonl").read_text().splitlines()]
+    assert steps[:3] == [5, 6, 10] and steps[-1] == final.train.total_steps
+    train(final, tiny_data, tmp_path / "straight", progress=False)
+    straight = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    assert all(torch.equal(straight["model"][k], run["model"][k]) for k in straight["model"])
+    after = planned_configs(ctx, "02_train-plain-realesrgan-deg")
+    assert after != before and final.to_dict() in after.values()  # what the stage's stamp records

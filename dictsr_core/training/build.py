@@ -27,6 +27,11 @@ from dictsr_core.training.weight_average import WeightAverage, average_specs
 
 # fields that may differ between a checkpoint's config and the one a resumed run asks for
 RESUMABLE_CHANGES = {"train.epochs", "train.log_every", "train.checkpoint_every", "train.num_workers", "train.compile"}
+# the schedule's length, which may also change on a resume from a step no schedule event of either config has
+# reached (schedule_length_free): every step so far is then the same under both, so the resumed run is the run its
+# new config trains from scratch. The equal-budget sizing re-sizes a peer so, from its own measured step rate
+# (workbook/budget.calibrate, docs/evaluation.md rule 11)
+RESIZABLE = {"train.epochs", "train.steps_per_epoch", "train.halve_every", "train.perceptual_from"}
 
 
 @dataclass
@@ -94,6 +99,7 @@ def build_run(cfg: Config, data_dir, out_dir, *, resume: bool = False, device: s
     if payload is not None:
         optimizer.load_state_dict(payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
+        scheduler.step_size = cfg.train.halve_every * cfg.train.steps_per_epoch  # a re-sized schedule's (RESIZABLE)
         set_rng_state(payload["rng"], dev)
     average, tracked = build_averages(model, cfg, payload, checkpoint_file(out_dir))
     total = cfg.train.total_steps
@@ -132,7 +138,8 @@ def build_averages(model: torch.nn.Module, cfg: Config, payload: dict | None,
 
 def load_resume(model: torch.nn.Module, cfg: Config, ckpt_path: Path, resume: bool, rank: int) -> dict | None:
     """With --resume and a checkpoint: its payload, its weights loaded into `model`, once it is known to be trained
-    with the same method and config (up to RESUMABLE_CHANGES). None for a fresh start."""
+    with the same method and config (up to RESUMABLE_CHANGES and a re-sized schedule: resume_conflicts). None for a
+    fresh start."""
     if not (resume and ckpt_path.exists()):
         if resume and rank == 0:
             print(f"[train] --resume: no checkpoint at {ckpt_path}, starting from scratch")
@@ -141,7 +148,7 @@ def load_resume(model: torch.nn.Module, cfg: Config, ckpt_path: Path, resume: bo
     if payload["config"].method != cfg.method:
         raise ConfigError(f"--resume: {ckpt_path} was trained with --method {payload['config'].method}, not "
                           f"--method {cfg.method}; resume it with --method {payload['config'].method} or choose another --out")
-    changed = [k for k in _config_changes(payload["config"], cfg) if k not in RESUMABLE_CHANGES]
+    changed = resume_conflicts(payload["config"], cfg, int(payload["step"]))
     if changed:
         raise ConfigError(f"--resume: {ckpt_path} was trained with a different config ({', '.join(changed)} differ)")
     try:
@@ -149,6 +156,38 @@ def load_resume(model: torch.nn.Module, cfg: Config, ckpt_path: Path, resume: bo
     except RuntimeError as error:
         raise CheckpointError(f"{ckpt_path}: weights do not match its config: {str(error).splitlines()[0]}") from None
     return payload
+
+
+def schedule_length_free(t_cfg) -> int:
+    """The steps this schedule trains the same whatever its length: up to its first learning-rate halving, its
+    first perceptual step (when an L1 phase comes first) and the start of its weight averages (when it keeps any);
+    data item i is a function of (seed, i) alone (training/batches.py)."""
+    events = [t_cfg.halve_every * t_cfg.steps_per_epoch]
+    if t_cfg.perceptual_weight > 0 and t_cfg.perceptual_start > 0:
+        events.append(t_cfg.perceptual_start)
+    if t_cfg.averaged and t_cfg.ema_start > 0:
+        events.append(t_cfg.ema_start)
+    return min(events)
+
+
+def resume_conflicts(old: Config, new: Config, step: int) -> list[str]:
+    """The fields of `new` that keep a checkpoint of `old` at `step` from resuming: any but RESUMABLE_CHANGES, and the
+    schedule's length (RESIZABLE) unless `step` is within schedule_length_free of both."""
+    changed = [k for k in _config_changes(old, new) if k not in RESUMABLE_CHANGES]
+    return [] if changed and _length_only(changed, old, new, step) else changed
+
+
+def _length_only(changed: list[str], old: Config, new: Config, step: int) -> bool:
+    from_first = [t.perceptual_weight > 0 and t.perceptual_start == 0 for t in (old.train, new.train)]  # the paper's
+    return (set(changed) <= RESIZABLE and from_first[0] == from_first[1]
+            and step <= min(schedule_length_free(old.train), schedule_length_free(new.train)))
+
+
+def resized_only(old: Config, new: Config, step: int) -> bool:
+    """Whether `new` differs from `old` in the schedule's length alone, and a checkpoint of `old` at `step` resumes
+    into it (the workbook then resumes the run folder rather than training it again)."""
+    changed = _config_changes(old, new)
+    return bool(changed) and _length_only(changed, old, new, step)
 
 
 def _config_changes(old: Config, new: Config) -> list[str]:

@@ -8,6 +8,12 @@ its step times measured here); a baseline keeps the profile's schedule shape (ep
 `perceptual_steps` steps with the LPIPS term, as DictSR's) and fills the budget with plain steps. The sizing is
 written once to RUN_ROOT/budget.json and reused, so a resumed or re-planned workbook trains the same configs;
 delete the file (or train DictSR with another config) to size again.
+
+Rule 11 (docs/evaluation.md): a probe of a hundred steps misses a run's own rate by up to 10 %, so each sized run
+is re-sized once in flight (`calibrate`): its first CALIBRATION_FRACTION of steps are trained, before any step
+whose schedule depends on the length (training/build.schedule_length_free), the run's own step time is read from
+its log, and the rest of the budget (DictSR's measured wall clock by then) is filled at that rate. The run then
+resumes with the re-sized config: the same run its config trains from scratch.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from pathlib import Path
 from dictsr_core.atomic import atomic_write_text
 
 BUDGET_FILE = "budget.json"
+CALIBRATION_FRACTION = 0.15  # of a sized run's steps, trained before rule 11 re-sizes it
+MIN_CALIBRATION_STEPS = 150  # a rate over fewer steps is a probe's, not the run's
 
 
 def size_schedule(budget_s: float, plain_s: float, perceptual_s: float, epochs: int, perceptual_steps: int | None,
@@ -76,14 +84,11 @@ def budget_overrides(ctx, method: str, dictsr_config) -> dict:
 
 def dictsr_budget(ctx, clock, cfg) -> tuple[float, str]:
     """(seconds, how they were found) of the main DictSR run of config `cfg`: measured where it finished with it."""
-    from dictsr_core.analysis.figures.training import read_metrics
-    from dictsr_core.workbook.estimate import phase_steps, steps_done
+    from dictsr_core.workbook.estimate import phase_steps
 
-    run_dir = ctx.run_dir("dictsr")
-    if steps_done(run_dir, cfg) >= cfg.train.total_steps:
-        walls = [r["wall_s"] for r in read_metrics(run_dir / "metrics.jsonl") if isinstance(r.get("wall_s"), (int, float))]
-        if walls:
-            return float(walls[-1]), f"measured: {run_dir.name}'s training wall clock"
+    measured = dictsr_measured(ctx, cfg)
+    if measured is not None:
+        return measured, f"measured: {ctx.run_dir('dictsr').name}'s training wall clock"
     plain, perceptual = phase_steps(cfg, 0)  # its whole schedule, however far the folder got
     seconds = plain * clock(cfg, perceptual=False) + (perceptual * clock(cfg, perceptual=True) if perceptual else 0.0)
     return seconds, "predicted: its steps at step times measured here"
@@ -123,3 +128,110 @@ def ensure_budget(ctx, clock, config_of, say=print) -> dict | None:
     budget_path(ctx).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(budget_path(ctx), json.dumps(stored, indent=1) + "\n")
     return stored
+
+
+def calibration_step(t_cfg) -> int:
+    """The step at which rule 11 re-sizes a run of schedule `t_cfg`: CALIBRATION_FRACTION into it (at least
+    MIN_CALIBRATION_STEPS), and no later than the last step its schedule trains the same whatever its length."""
+    from dictsr_core.training.build import schedule_length_free
+
+    return min(max(MIN_CALIBRATION_STEPS, round(CALIBRATION_FRACTION * t_cfg.total_steps)),
+               schedule_length_free(t_cfg))
+
+
+def measured_step_seconds(run_dir: Path, until: int) -> float | None:
+    """Seconds per step of a run's own log up to step `until`, from the line at a third of the way on (the loader's
+    start and the first slow steps left out); None where the log has too few lines."""
+    from dictsr_core.analysis.figures.training import read_metrics
+
+    points = [(r["step"], r["wall_s"]) for r in read_metrics(Path(run_dir) / "metrics.jsonl")
+              if isinstance(r.get("step"), int) and isinstance(r.get("wall_s"), (int, float)) and r["step"] <= until]
+    points = [point for point in points if point[0] >= until / 3]
+    if len(points) < 2 or points[-1][0] <= points[0][0] or points[-1][1] <= points[0][1]:
+        return None
+    return (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0])
+
+
+def calibrate(ctx, method: str, cfg, config_of, train, say=print):
+    """Rule 11: where `cfg` is the sized config of `method` (`config_of(method)`, workbook.plan.training_config)
+    and its sizing was not re-sized yet, train its first calibration_step steps into its run folder with
+    `train(cfg, steps_left, resume)`, re-size the rest of the budget at the step time the run showed, store it and
+    return the re-sized config (the run folder resumes into it); None where nothing is re-sized (the reason stored
+    and said where there is one)."""
+    from dictsr_core.training.build import schedule_length_free
+    from dictsr_core.workbook.estimate import steps_done
+
+    if not ctx.profile.equal_budget or method not in sized_runs(ctx.profile):
+        return None
+    dictsr = config_of("dictsr")
+    stored = stored_budget(ctx, dictsr)
+    entry = (stored or {}).get("methods", {}).get(method)
+    if entry is None or "calibration" in entry or cfg.to_dict() != config_of(method).to_dict():
+        return None  # not sized, re-sized already, or another config than the sized one (an override)
+
+    def keep(reason: str):
+        entry["calibration"] = {"kept": reason}
+        atomic_write_text(budget_path(ctx), json.dumps(stored, indent=1) + "\n")
+        say(f"[workbook] budget: {method} keeps its sizing ({reason})")
+        return None
+
+    run_dir, step = ctx.run_dir(method), calibration_step(cfg.train)
+    done = steps_done(run_dir, cfg)
+    if done > step:
+        return keep(f"{run_dir.name} was past step {step} already")
+    if done < step:
+        say(f"[workbook] budget: training {method}'s first {step} steps, then re-sizing it at its own step time "
+            "(rule 11)")
+        train(cfg, step - done, done > 0)
+    step_s = measured_step_seconds(run_dir, step)
+    walls = [r["wall_s"] for r in _metrics(run_dir) if r.get("step") == step and isinstance(r.get("wall_s"), (int, float))]
+    if step_s is None or not walls:
+        return keep(f"{run_dir.name}'s log up to step {step} shows no step time")
+    budget_s, found = stored["budget_s"], stored["budget_from"]
+    measured = dictsr_measured(ctx, dictsr)
+    if measured is not None:
+        budget_s, found = measured, f"measured: {ctx.run_dir('dictsr').name}'s training wall clock"
+    if walls[-1] >= budget_s:
+        return keep(f"its first {step} steps took {walls[-1]:.0f} s, the whole budget of {budget_s:.0f} s")
+    train_cfg = dictsr.train
+    everywhere = cfg.train.perceptual_weight > 0 and cfg.train.perceptual_start == 0
+    perceptual_s = step_s if everywhere else entry["perceptual_step_s"]
+    perceptual_steps = train_cfg.total_steps - train_cfg.perceptual_start if train_cfg.perceptual_weight > 0 else 0
+    # the steps trained so far count at the rate measured, their start-up cost stays spent
+    rest_s = budget_s - walls[-1] + step * step_s
+    try:
+        overrides = size_schedule(rest_s, step_s, perceptual_s, cfg.train.epochs,
+                                  None if everywhere else perceptual_steps, cfg.train.halve_every / cfg.train.epochs)
+    except ValueError as error:
+        return keep(str(error))
+    resized = config_of(method, overrides)
+    if schedule_length_free(resized.train) < step:
+        return keep(f"the re-sized schedule ({resized.train.total_steps} steps) would change steps already trained")
+    entry["calibration"] = {"step": step, "wall_s": walls[-1], "step_s": step_s, "budget_s": budget_s,
+                            "budget_from": found, "sized_steps": entry["steps"]}
+    entry["overrides"], entry["steps"] = overrides, resized.train.total_steps
+    atomic_write_text(budget_path(ctx), json.dumps(stored, indent=1) + "\n")
+    say(f"[workbook] budget: {method} ran {1 / step_s:.1f} it/s over its first {step} steps (sized at "
+        f"{1 / entry['plain_step_s']:.1f}); re-sized from {entry['calibration']['sized_steps']} "
+        f"to {entry['steps']} steps for {budget_s / 60:.1f} min ({found.split(':')[0]})")
+    return config_of(method)
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    from dictsr_core.analysis.figures.training import read_metrics
+
+    try:
+        return read_metrics(Path(run_dir) / "metrics.jsonl")
+    except FileNotFoundError:
+        return []
+
+
+def dictsr_measured(ctx, cfg) -> float | None:
+    """The main DictSR run's training wall clock where it finished with config `cfg`, else None."""
+    from dictsr_core.workbook.estimate import steps_done
+
+    run_dir = ctx.run_dir("dictsr")
+    if steps_done(run_dir, cfg) < cfg.train.total_steps:
+        return None
+    walls = [r["wall_s"] for r in _metrics(run_dir) if isinstance(r.get("wall_s"), (int, float))]
+    return float(walls[-1]) if walls else None

@@ -76,9 +76,11 @@ class StepClock:
     each baseline's PlainSR with its own loader), reused for every run of that kind. Plain steps are measured over
     `steps` (a cheap PlainSR step hides its loader's cost for the few dozen steps its worker queued ahead: 24
     steps put plain-realesrgan-deg at 0.122 s, its 9280-step run at 0.140 s), perceptual ones over
-    `perceptual_steps` (the LPIPS term dominates them; 2026-12-07, 2-core AMD EPYC)."""
+    `perceptual_steps` (24 of them said 1.5-1.6 steps/s where runs went 1.33-1.35: paper-cpu on photos-ntire,
+    plain-realesrgan-deg on photos-aim; 150 put paper-cpu within 3 %; 2026-12-07/08, 2-core AMD EPYC). A sized
+    run's plain rate is then its own (budget.calibrate); its perceptual one stays this probe's."""
 
-    def __init__(self, data_dir, device, steps: int = 150, perceptual_steps: int = 24, say=print):
+    def __init__(self, data_dir, device, steps: int = 150, perceptual_steps: int = 150, say=print):
         self.data_dir, self.device, self.say = data_dir, device, say
         self.steps, self.perceptual_steps = steps, perceptual_steps
         self.seconds: dict[str, float] = {}

@@ -113,14 +113,15 @@ def _local_transport(folder: str) -> dict:
 
 def execute_notebook(notebook: str, output, parameters: dict, *, root, outputs=(), force: bool = False,
                      log_output: bool = False, timeout: int | None = None, configs: dict | None = None,
-                     inputs=()) -> dict:
+                     inputs=(), configs_after=None) -> dict:
     """Run ROOT/notebooks/<notebook>.ipynb with papermill into `output` unless a matching stamp says it is done.
 
     `timeout`: seconds one cell may run; past it the stage fails (nbclient can miss the end of a cell and
     then wait forever, jupyter/nbclient#312: better a named failure than a silent hang).
 
     `configs`: the training configs of the runs it trains; `inputs`: the files it reads (checkpoints); both part
-    of its stamp (see `reusable`).
+    of its stamp (see `reusable`). `configs_after()`, where given, gives the configs stamped once it ran (a run
+    re-sized in flight trains another config than the one planned: workbook/budget.calibrate).
 
     Returns {"executed": bool, "seconds": float, "output": path}; raises WorkbookError naming the failed copy.
     """
@@ -156,6 +157,7 @@ def execute_notebook(notebook: str, output, parameters: dict, *, root, outputs=(
         raise WorkbookError(f"notebook {notebook} (stage {output.stem}) finished but did not write: {', '.join(missing)}")
     os.replace(partial, output)
     seconds = time.time() - start
+    configs = configs_after() if configs_after is not None else configs
     atomic_write_json(stamp_path(output), {**_stamp(source, parameters, outputs, configs, inputs), "seconds": seconds,
                                             "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
     print(f"[workbook] {output.stem}: done in {seconds:.1f} s -> {output}", flush=True)

@@ -26,6 +26,12 @@ def stage_configs(stage: Stage) -> dict:
     return {str(run_dir): cfg.to_dict() for run_dir, cfg in stage.runs}
 
 
+def planned_configs(ctx: Context, key: str, force: bool = False) -> dict:
+    """stage_configs of the stage `key` as the plan makes it now: after a stage ran, where a run was re-sized in
+    flight (workbook/budget.calibrate), so the next call's plan finds the stamp it makes."""
+    return next((stage_configs(stage) for stage in plan(ctx, force=force) if stage.key == key), {})
+
+
 def stage_estimates(ctx: Context, stages: list[Stage], force: bool = False, clock=None) -> tuple[list[dict], str]:
     """For the plan: per stage, whether it will be reused, and otherwise its seconds (training: remaining steps at
     a step time measured here; the rest: typical seconds, see workbook/estimate.py)."""
@@ -126,7 +132,8 @@ def run_workbook(profile: str = "auto", data_dir=None, force: bool = False, run_
                            phases=training_phases(stage, clock)):
             result = execute_notebook(stage.notebook, ctx.notebook_dir / f"{stage.key}.ipynb", stage.parameters,
                                       root=ctx.root, outputs=stage.outputs, force=rerun, timeout=ctx.profile.cell_timeout_s,
-                                      configs=stage_configs(stage), inputs=stage.inputs)
+                                      configs=stage_configs(stage), inputs=stage.inputs,
+                                      configs_after=lambda key=stage.key: planned_configs(ctx, key, force))
         rerun = rerun or result["executed"]
         done.append((stage, result))
     times = _times(ctx, every_stage)

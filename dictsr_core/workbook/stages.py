@@ -124,7 +124,9 @@ def train_run(ctx: Context, run_name: str, cfg, force: bool = False, live: bool 
     from dictsr_core.training.code_coarsening import derive_coarse_run
     from dictsr_core.training.run_folder import derive_average_run
     from dictsr_core.training.texture_gate_search import derive_gated_run
+    from dictsr_core.training.build import resized_only
     from dictsr_core.training.trainer import train
+    from dictsr_core.workbook.budget import calibrate
 
     asked = {"l1_run": l1_run, "coarse_run": coarse_run, "coarse_entries": coarse_entries,
              "coarse_restarts": coarse_restarts, "split_run": split_run, "coarse_lookup_blurs": coarse_lookup_blurs,
@@ -141,7 +143,8 @@ def train_run(ctx: Context, run_name: str, cfg, force: bool = False, live: bool 
     run_dir = ctx.run_dir(run_name)
     ckpt = run_dir / "checkpoints" / "last.pt"
     stored = load_checkpoint(ckpt) if ckpt.exists() and not force else None
-    if stored is not None and stored["config"].to_dict() != cfg.to_dict():
+    if stored is not None and stored["config"].to_dict() != cfg.to_dict() and not resized_only(
+            stored["config"], cfg, stored["step"]):
         # a finished run of another recipe is minutes to hours of training: kept beside, never deleted
         aside = run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
         run_dir.rename(aside)
@@ -149,6 +152,12 @@ def train_run(ctx: Context, run_name: str, cfg, force: bool = False, live: bool 
         force, stored = True, None
     if force and run_dir.exists():
         shutil.rmtree(run_dir)
+    resized = calibrate(ctx, run_name, cfg, lambda method, overrides=None: training_config(ctx, method, overrides=overrides),
+                        lambda first, steps, resume: train(first, ctx.data_dir, run_dir, resume=resume,
+                                                           device=str(ctx.device), stop_after=steps, progress=False),
+                        say=lambda line: print(line, flush=True))
+    if resized is not None:  # rule 11: its first steps trained, the rest re-sized at the rate they ran
+        cfg, stored = resized, load_checkpoint(ckpt)
     entries = cfg.model.entries if cfg.method == "dictsr" else None
     title = f"{run_name}: {cfg.method}, preset {cfg.preset}" + (f", ablation {cfg.ablation}" if cfg.ablation else "")
     if stored is not None and stored["step"] >= cfg.train.total_steps:
