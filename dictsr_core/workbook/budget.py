@@ -9,7 +9,7 @@ its step times measured here); a baseline keeps the profile's schedule shape (ep
 written once to RUN_ROOT/budget.json and reused, so a resumed or re-planned workbook trains the same configs;
 delete the file (or train DictSR with another config) to size again.
 
-Rule 11 (docs/evaluation.md): a probe of a hundred steps misses a run's own rate by up to 10 %, so each sized run
+Rule 11 (docs/evaluation.md): a probe of 24 to 150 steps missed a run's own rate by up to 16 %, so each sized run
 is re-sized once in flight (`calibrate`): its first CALIBRATION_FRACTION of steps are trained, before any step
 whose schedule depends on the length (training/build.schedule_length_free), the run's own step time is read from
 its log, and the rest of the budget (DictSR's measured wall clock by then) is filled at that rate. The run then

@@ -120,11 +120,11 @@ def train_run(ctx: Context, run_name: str, cfg, force: bool = False, live: bool 
     gate_lookup_blurs x coarse_gates scored on the training images). Any of these given as "profile" (02_train's
     defaults) is what `make main` passes for this run (workbook.plan.derived_runs)."""
     from dictsr_core.analysis.figures.training import LiveTrainingPlot, read_metrics, training_curves
+    from dictsr_core.training.build import resized_only
     from dictsr_core.training.checkpoint import load_checkpoint
     from dictsr_core.training.code_coarsening import derive_coarse_run
     from dictsr_core.training.run_folder import derive_average_run
     from dictsr_core.training.texture_gate_search import derive_gated_run
-    from dictsr_core.training.build import resized_only
     from dictsr_core.training.trainer import train
     from dictsr_core.workbook.budget import calibrate
 
