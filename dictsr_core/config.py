@@ -136,6 +136,11 @@ class TrainConfig:
         return self.perceptual_start if self.perceptual_weight > 0 else 0
 
     @property
+    def perceptual_throughout(self) -> bool:
+        """The perceptual term on every step, as the paper trains (no L1 phase before it)."""
+        return self.perceptual_weight > 0 and self.perceptual_start == 0
+
+    @property
     def perceptual_start(self) -> int:
         """The first step trained with the perceptual term (when its weight is above 0)."""
         return round(self.perceptual_from * self.total_steps)

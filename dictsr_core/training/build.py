@@ -178,8 +178,7 @@ def resume_conflicts(old: Config, new: Config, step: int) -> list[str]:
 
 
 def _length_only(changed: list[str], old: Config, new: Config, step: int) -> bool:
-    from_first = [t.perceptual_weight > 0 and t.perceptual_start == 0 for t in (old.train, new.train)]  # the paper's
-    return (set(changed) <= RESIZABLE and from_first[0] == from_first[1]
+    return (set(changed) <= RESIZABLE and old.train.perceptual_throughout == new.train.perceptual_throughout
             and step <= min(schedule_length_free(old.train), schedule_length_free(new.train)))
 
 

@@ -53,6 +53,12 @@ def size_schedule(budget_s: float, plain_s: float, perceptual_s: float, epochs: 
             "train.perceptual_from": (total - perceptual_steps) / total if perceptual_steps else 0.0}
 
 
+def dictsr_perceptual_steps(dictsr_config) -> int:
+    """The steps of the DictSR run with the perceptual term: each sized run keeps as many (rule 9)."""
+    t = dictsr_config.train
+    return t.total_steps - t.perceptual_start if t.perceptual_weight > 0 else 0
+
+
 def sized_runs(profile) -> tuple[str, ...]:
     """The runs a profile sizes to its DictSR run's wall clock: its baselines and its paper run."""
     return (*profile.baselines, *([profile.paper_run] if profile.paper_run else []))
@@ -72,6 +78,12 @@ def stored_budget(ctx, dictsr_config) -> dict | None:
     if not isinstance(stored, dict) or stored.get("dictsr_config") != dictsr_config.to_dict():
         return None
     return stored
+
+
+def store_budget(ctx, stored: dict) -> None:
+    """RUN_ROOT/budget.json, written atomically."""
+    budget_path(ctx).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(budget_path(ctx), json.dumps(stored, indent=1) + "\n")
 
 
 def budget_overrides(ctx, method: str, dictsr_config) -> dict:
@@ -112,21 +124,19 @@ def ensure_budget(ctx, clock, config_of, say=print) -> dict | None:
                   "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
                   "dictsr_config": dictsr.to_dict(), "methods": {}}
     budget_s = stored["budget_s"]
-    train = dictsr.train
-    perceptual_steps = train.total_steps - train.perceptual_start if train.perceptual_weight > 0 else 0
     for method in missing:
         cfg = config_of(method)  # the profile's baseline schedule (the paper run's preset): not sized yet
-        everywhere = cfg.train.perceptual_weight > 0 and cfg.train.perceptual_start == 0  # the paper's: every step
+        everywhere = cfg.train.perceptual_throughout  # the paper's: every step
         perceptual_s = clock(cfg, True)
         plain_s = perceptual_s if everywhere else clock(cfg, False)
         overrides = size_schedule(budget_s, plain_s, perceptual_s, cfg.train.epochs,
-                                  None if everywhere else perceptual_steps, cfg.train.halve_every / cfg.train.epochs)
+                                  None if everywhere else dictsr_perceptual_steps(dictsr),
+                                  cfg.train.halve_every / cfg.train.epochs)
         stored["methods"][method] = {"overrides": overrides, "plain_step_s": plain_s, "perceptual_step_s": perceptual_s,
                                      "steps": overrides["train.epochs"] * overrides["train.steps_per_epoch"]}
         say(f"[workbook] budget: {method} gets {stored['methods'][method]['steps']} steps for {budget_s / 60:.1f} min "
             f"({1 / plain_s:.1f} it/s plain, {1 / perceptual_s:.1f} it/s with the LPIPS term)")
-    budget_path(ctx).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(budget_path(ctx), json.dumps(stored, indent=1) + "\n")
+    store_budget(ctx, stored)
     return stored
 
 
@@ -143,13 +153,9 @@ def measured_step_seconds(run_dir: Path, until: int) -> float | None:
     """Seconds per step of a run's own log up to step `until`, from the line at a third of the way on (the loader's
     start and the first slow steps left out); None where the log has too few lines."""
     from dictsr_core.analysis.figures.training import read_metrics
+    from dictsr_core.workbook.estimate import log_step_seconds
 
-    points = [(r["step"], r["wall_s"]) for r in read_metrics(Path(run_dir) / "metrics.jsonl")
-              if isinstance(r.get("step"), int) and isinstance(r.get("wall_s"), (int, float)) and r["step"] <= until]
-    points = [point for point in points if point[0] >= until / 3]
-    if len(points) < 2 or points[-1][0] <= points[0][0] or points[-1][1] <= points[0][1]:
-        return None
-    return (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0])
+    return log_step_seconds(read_metrics(Path(run_dir) / "metrics.jsonl"), since=until / 3, until=until)
 
 
 def calibrate(ctx, method: str, cfg, config_of, train, say=print):
@@ -158,6 +164,7 @@ def calibrate(ctx, method: str, cfg, config_of, train, say=print):
     `train(cfg, steps_left, resume)`, re-size the rest of the budget at the step time the run showed, store it and
     return the re-sized config (the run folder resumes into it); None where nothing is re-sized (the reason stored
     and said where there is one)."""
+    from dictsr_core.analysis.figures.training import read_metrics
     from dictsr_core.training.build import schedule_length_free
     from dictsr_core.workbook.estimate import steps_done
 
@@ -171,7 +178,7 @@ def calibrate(ctx, method: str, cfg, config_of, train, say=print):
 
     def keep(reason: str):
         entry["calibration"] = {"kept": reason}
-        atomic_write_text(budget_path(ctx), json.dumps(stored, indent=1) + "\n")
+        store_budget(ctx, stored)
         say(f"[workbook] budget: {method} keeps its sizing ({reason})")
         return None
 
@@ -184,7 +191,8 @@ def calibrate(ctx, method: str, cfg, config_of, train, say=print):
             "(rule 11)")
         train(cfg, step - done, done > 0)
     step_s = measured_step_seconds(run_dir, step)
-    walls = [r["wall_s"] for r in _metrics(run_dir) if r.get("step") == step and isinstance(r.get("wall_s"), (int, float))]
+    walls = [r["wall_s"] for r in read_metrics(run_dir / "metrics.jsonl")
+             if r.get("step") == step and isinstance(r.get("wall_s"), (int, float))]
     if step_s is None or not walls:
         return keep(f"{run_dir.name}'s log up to step {step} shows no step time")
     budget_s, found = stored["budget_s"], stored["budget_from"]
@@ -193,15 +201,14 @@ def calibrate(ctx, method: str, cfg, config_of, train, say=print):
         budget_s, found = measured, f"measured: {ctx.run_dir('dictsr').name}'s training wall clock"
     if walls[-1] >= budget_s:
         return keep(f"its first {step} steps took {walls[-1]:.0f} s, the whole budget of {budget_s:.0f} s")
-    train_cfg = dictsr.train
-    everywhere = cfg.train.perceptual_weight > 0 and cfg.train.perceptual_start == 0
+    everywhere = cfg.train.perceptual_throughout
     perceptual_s = step_s if everywhere else entry["perceptual_step_s"]
-    perceptual_steps = train_cfg.total_steps - train_cfg.perceptual_start if train_cfg.perceptual_weight > 0 else 0
     # the steps trained so far count at the rate measured, their start-up cost stays spent
     rest_s = budget_s - walls[-1] + step * step_s
     try:
         overrides = size_schedule(rest_s, step_s, perceptual_s, cfg.train.epochs,
-                                  None if everywhere else perceptual_steps, cfg.train.halve_every / cfg.train.epochs)
+                                  None if everywhere else dictsr_perceptual_steps(dictsr),
+                                  cfg.train.halve_every / cfg.train.epochs)
     except ValueError as error:
         return keep(str(error))
     resized = config_of(method, overrides)
@@ -210,28 +217,20 @@ def calibrate(ctx, method: str, cfg, config_of, train, say=print):
     entry["calibration"] = {"step": step, "wall_s": walls[-1], "step_s": step_s, "budget_s": budget_s,
                             "budget_from": found, "sized_steps": entry["steps"]}
     entry["overrides"], entry["steps"] = overrides, resized.train.total_steps
-    atomic_write_text(budget_path(ctx), json.dumps(stored, indent=1) + "\n")
+    store_budget(ctx, stored)
     say(f"[workbook] budget: {method} ran {1 / step_s:.1f} it/s over its first {step} steps (sized at "
         f"{1 / entry['plain_step_s']:.1f}); re-sized from {entry['calibration']['sized_steps']} "
         f"to {entry['steps']} steps for {budget_s / 60:.1f} min ({found.split(':')[0]})")
-    return config_of(method)
-
-
-def _metrics(run_dir: Path) -> list[dict]:
-    from dictsr_core.analysis.figures.training import read_metrics
-
-    try:
-        return read_metrics(Path(run_dir) / "metrics.jsonl")
-    except FileNotFoundError:
-        return []
+    return resized
 
 
 def dictsr_measured(ctx, cfg) -> float | None:
     """The main DictSR run's training wall clock where it finished with config `cfg`, else None."""
+    from dictsr_core.analysis.figures.training import read_metrics
     from dictsr_core.workbook.estimate import steps_done
 
     run_dir = ctx.run_dir("dictsr")
-    if steps_done(run_dir, cfg) < cfg.train.total_steps:
+    if steps_done(run_dir, cfg) < cfg.train.total_steps:  # its log read there: it exists
         return None
-    walls = [r["wall_s"] for r in _metrics(run_dir) if isinstance(r.get("wall_s"), (int, float))]
+    walls = [r["wall_s"] for r in read_metrics(run_dir / "metrics.jsonl") if isinstance(r.get("wall_s"), (int, float))]
     return float(walls[-1]) if walls else None

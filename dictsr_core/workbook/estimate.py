@@ -38,12 +38,20 @@ def measure_step_seconds(cfg, data_dir, device, steps: int = 24, log_every: int 
     with tempfile.TemporaryDirectory(prefix="dictsr-measure-") as scratch:
         with contextlib.redirect_stdout(io.StringIO()):
             done = train(cfg, data_dir, Path(scratch) / "run", device=str(device), stop_after=steps, progress=False)
-        points = read_metrics(Path(scratch) / "run" / "metrics.jsonl")
-    if len(points) >= 2:
-        (s0, w0), (s1, w1) = (points[0]["step"], points[0]["wall_s"]), (points[-1]["step"], points[-1]["wall_s"])
-        if s1 > s0 and w1 > w0:
-            return (w1 - w0) / (s1 - s0)
+        seconds = log_step_seconds(read_metrics(Path(scratch) / "run" / "metrics.jsonl"))
+    if seconds is not None:
+        return seconds
     return float(done["train_wall_s"]) / max(int(done["step"]), 1)  # too few steps for two log lines: startup included
+
+
+def log_step_seconds(records: list[dict], since: float = 0, until: float = float("inf")) -> float | None:
+    """Seconds per step between the first and the last log line with a step in [since, until]; None where there
+    are not two such lines a step and a second apart."""
+    points = [(r["step"], r["wall_s"]) for r in records if isinstance(r.get("step"), int)
+              and isinstance(r.get("wall_s"), (int, float)) and since <= r["step"] <= until]
+    if len(points) < 2 or points[-1][0] <= points[0][0] or points[-1][1] <= points[0][1]:
+        return None
+    return (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0])
 
 
 def steps_done(run_dir: Path, cfg) -> int:
@@ -97,8 +105,7 @@ class StepClock:
                 data["train"]["perceptual_weight"] = 0.0
             # a run whose every step has the LPIPS term (the paper's) is all perceptual steps: measured as long as
             # plain ones (24 put paper-cpu at 1.5 steps/s; its photos-ntire run averaged 1.33, 2026-12-07)
-            every_step = cfg.train.perceptual_weight > 0 and cfg.train.perceptual_start == 0
-            steps = self.perceptual_steps if perceptual and not every_step else self.steps
+            steps = self.perceptual_steps if perceptual and not cfg.train.perceptual_throughout else self.steps
             self.say(f"[workbook] plan: measuring {steps} {kind} training steps on {self.device} ...")
             self.seconds[kind] = measure_step_seconds(Config.from_dict(data), self.data_dir, self.device, steps)
         return self.seconds[kind]

@@ -133,7 +133,8 @@ def run_workbook(profile: str = "auto", data_dir=None, force: bool = False, run_
             result = execute_notebook(stage.notebook, ctx.notebook_dir / f"{stage.key}.ipynb", stage.parameters,
                                       root=ctx.root, outputs=stage.outputs, force=rerun, timeout=ctx.profile.cell_timeout_s,
                                       configs=stage_configs(stage), inputs=stage.inputs,
-                                      configs_after=lambda key=stage.key: planned_configs(ctx, key, force))
+                                      configs_after=(lambda key=stage.key: planned_configs(ctx, key, force))
+                                      if stage.runs else None)
         rerun = rerun or result["executed"]
         done.append((stage, result))
     times = _times(ctx, every_stage)
